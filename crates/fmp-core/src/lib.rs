@@ -1,0 +1,17 @@
+//! fmp-core: the questionnaire model, its validation, the reference data,
+//! the automerge documents that hold each record, and the SQLite store.
+//!
+//! - `model.rs`: the canonical submission JSON as Rust types.
+//! - `reference.rs`: the FMP registry and the code lists (countries, movement types, transport).
+//! - `form.rs`: versioned questionnaire definitions (`dtm-fmp-flow` v1).
+//! - `validate.rs`: the validation rules, reporting every failing field at once.
+//! - `doc.rs`: a submission as an automerge document, and back.
+//! - `store/`: the SQLite store (schema and migrations, identity, operations).
+
+pub mod model;
+pub mod reference;
+pub mod form;
+pub mod validate;
+pub mod store;
+
+pub use model::*;

@@ -1,0 +1,68 @@
+//! Writing a submission's current state into the `submissions` and
+//! `submission_nationalities` tables (the materialized columns).
+
+use rusqlite::{Connection, params};
+
+use crate::model::StoredSubmission;
+
+/// Replaces the materialized row of one submission with its current state.
+pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite::Result<()> {
+    let sub = &s.submission;
+    let id = sub.id.map(|u| u.to_string()).unwrap_or_default();
+    let observed = sub.observed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let day = sub.observed_at.format("%Y-%m-%d").to_string();
+    let month = sub.observed_at.format("%Y-%m").to_string();
+    let total = i64::try_from(sub.people.total()).unwrap_or(i64::MAX);
+    conn.execute("DELETE FROM submission_nationalities WHERE submission_id = ?1", [&id])?;
+    conn.execute(
+        "INSERT OR REPLACE INTO submissions (id, form, form_version, fmp, observed_at, day, month,
+            direction, transport, movement_type, departure_country, departure_place,
+            next_country, next_place, final_country, final_place,
+            adult_male, adult_female, minor_male, minor_female, total,
+            under5, elderly, disability, pregnant, unaccompanied, notes,
+            review_status, review_comment, deleted, conflicts, updated_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
+        params![
+            id,
+            sub.form,
+            sub.form_version,
+            sub.fmp,
+            observed,
+            day,
+            month,
+            sub.direction.as_str(),
+            sub.transport.as_str(),
+            sub.movement_type.as_str(),
+            sub.departure.country,
+            sub.departure.place,
+            sub.next_destination.country,
+            sub.next_destination.place,
+            sub.final_destination.country,
+            sub.final_destination.place,
+            sub.people.adult_male,
+            sub.people.adult_female,
+            sub.people.minor_male,
+            sub.people.minor_female,
+            total,
+            sub.vulnerable.under5,
+            sub.vulnerable.elderly,
+            sub.vulnerable.disability,
+            sub.vulnerable.pregnant,
+            sub.vulnerable.unaccompanied_children,
+            sub.notes,
+            s.review.as_ref().map(|r| r.status.as_str()),
+            s.review.as_ref().map(|r| r.comment.as_str()),
+            s.deleted,
+            i64::try_from(s.conflicts.len()).unwrap_or(i64::MAX),
+            seq,
+        ],
+    )?;
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO submission_nationalities (submission_id, country, count) VALUES (?1, ?2, ?3)",
+    )?;
+    for (country, count) in &sub.nationalities {
+        ins.execute(params![id, country, count])?;
+    }
+    Ok(())
+}

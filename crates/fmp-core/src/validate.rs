@@ -1,0 +1,1 @@
+//! Validation of submissions: every failing field reported at once.

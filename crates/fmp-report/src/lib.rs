@@ -1,0 +1,1 @@
+//! fmp-report: the monthly FMP report and data exports.
