@@ -13,5 +13,6 @@ pub mod reference;
 pub mod form;
 pub mod validate;
 pub mod store;
+pub mod doc;
 
 pub use model::*;

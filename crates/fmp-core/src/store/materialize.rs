@@ -20,9 +20,9 @@ pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite:
             next_country, next_place, final_country, final_place,
             adult_male, adult_female, minor_male, minor_female, total,
             under5, elderly, disability, pregnant, unaccompanied, notes,
-            review_status, review_comment, deleted, conflicts, updated_seq)
+            review_status, review_comment, review_by, review_at, deleted, conflicts, updated_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
+                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
         params![
             id,
             sub.form,
@@ -53,6 +53,8 @@ pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite:
             sub.notes,
             s.review.as_ref().map(|r| r.status.as_str()),
             s.review.as_ref().map(|r| r.comment.as_str()),
+            s.review.as_ref().map(|r| r.by.as_str()),
+            s.review.as_ref().map(|r| r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             s.deleted,
             i64::try_from(s.conflicts.len()).unwrap_or(i64::MAX),
             seq,

@@ -70,6 +70,8 @@ CREATE TABLE submissions (
     notes               TEXT NOT NULL,
     review_status       TEXT,
     review_comment      TEXT,
+    review_by           TEXT,
+    review_at           TEXT,
     deleted             INTEGER NOT NULL DEFAULT 0,
     conflicts           INTEGER NOT NULL DEFAULT 0,
     updated_seq         INTEGER NOT NULL

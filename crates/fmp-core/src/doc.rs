@@ -1,0 +1,361 @@
+//! A submission as an automerge document, and back.
+//!
+//! Layout of a submission document's root map:
+//! - `id`: the submission's UUID (string), set once by its creator;
+//! - `data`: the canonical submission JSON without `id`, as nested maps
+//!   (objects become maps, numbers `Int`, strings `Str`);
+//! - `review`: `{status, comment, by, at}` once a supervisor reviewed it;
+//! - `deleted`: `true` once deleted (a tombstone: the document stays for sync).
+//!
+//! Edits are written as the difference between the old and the new JSON,
+//! leaf by leaf, so that concurrent edits of different fields both survive an
+//! automerge merge; concurrent puts of the same field keep every value
+//! (`get_all`), the deterministic winner shown, the others listed as conflicts.
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use serde_json::{Map, Value as Json};
+use uuid::Uuid;
+
+use crate::model::{Conflict, Review, StoredSubmission, Submission};
+
+/// Errors reading or writing a document.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    /// automerge refused an operation or could not load bytes.
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    /// The document does not hold a submission in the expected shape.
+    #[error("document {id} is not a valid submission: {reason}")]
+    Shape {
+        /// Document id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What a change did, recorded as its commit message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// First version of a submission.
+    Record,
+    /// Fields changed.
+    Edit,
+    /// Tombstoned.
+    Delete,
+    /// Reviewed by a supervisor.
+    Review,
+}
+
+impl Op {
+    /// The name stored in the change log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Record => "record",
+            Op::Edit => "edit",
+            Op::Delete => "delete",
+            Op::Review => "review",
+        }
+    }
+}
+
+/// The automerge actor id of a device: its UUID's 16 bytes.
+pub fn actor_for(device: Uuid) -> ActorId {
+    ActorId::from(device.as_bytes().as_slice())
+}
+
+/// Commits pending operations with the op as message and `time_ms` as timestamp.
+pub fn commit(doc: &mut AutoCommit, op: Op, time_ms: i64) -> Option<automerge::ChangeHash> {
+    doc.commit_with(CommitOptions::default().with_message(op.as_str().to_string()).with_time(time_ms))
+}
+
+/// Creates the document of a new submission (`sub.id` must be set).
+pub fn new_submission(actor: ActorId, id: Uuid, sub: &Submission) -> Result<AutoCommit, DocError> {
+    let mut doc = AutoCommit::new().with_actor(actor);
+    doc.put(ROOT, "id", id.to_string())?;
+    let data = doc.put_object(ROOT, "data", ObjType::Map)?;
+    let mut json = sub.to_value();
+    if let Json::Object(m) = &mut json {
+        m.remove("id");
+    }
+    write_diff(&mut doc, &data, &Json::Object(Map::new()), &json)?;
+    doc.put(ROOT, "deleted", false)?;
+    Ok(doc)
+}
+
+/// Writes the fields of `new` that differ from the document's current data.
+pub fn edit_submission(doc: &mut AutoCommit, new: &Submission) -> Result<(), DocError> {
+    let data = data_obj(doc)?;
+    let (old, _) = read_json(doc, &data, "");
+    let mut json = new.to_value();
+    if let Json::Object(m) = &mut json {
+        m.remove("id");
+    }
+    write_diff(doc, &data, &old, &json)
+}
+
+/// Sets the review of a submission.
+pub fn set_review(doc: &mut AutoCommit, review: &Review) -> Result<(), DocError> {
+    let obj = match doc.get(ROOT, "review")? {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => doc.put_object(ROOT, "review", ObjType::Map)?,
+    };
+    doc.put(&obj, "status", review.status.as_str())?;
+    doc.put(&obj, "comment", review.comment.as_str())?;
+    doc.put(&obj, "by", review.by.as_str())?;
+    doc.put(&obj, "at", review.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))?;
+    Ok(())
+}
+
+/// Marks a submission deleted.
+pub fn set_deleted(doc: &mut AutoCommit) -> Result<(), DocError> {
+    doc.put(ROOT, "deleted", true)?;
+    Ok(())
+}
+
+fn data_obj(doc: &AutoCommit) -> Result<ObjId, DocError> {
+    match doc.get(ROOT, "data")? {
+        Some((Value::Object(ObjType::Map), id)) => Ok(id),
+        _ => Err(DocError::Shape { id: doc_id(doc), reason: "no `data` map".into() }),
+    }
+}
+
+fn doc_id(doc: &AutoCommit) -> String {
+    match doc.get(ROOT, "id") {
+        Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+            ScalarValue::Str(s) => s.to_string(),
+            _ => "?".into(),
+        },
+        _ => "?".into(),
+    }
+}
+
+/// Reads the current state of a submission document.
+pub fn read_submission(doc: &AutoCommit) -> Result<StoredSubmission, DocError> {
+    let id_str = doc_id(doc);
+    let id = Uuid::parse_str(&id_str)
+        .map_err(|e| DocError::Shape { id: id_str.clone(), reason: format!("bad id: {e}") })?;
+    let data = data_obj(doc)?;
+    let mut conflicts = Vec::new();
+    let (json, c) = read_json(doc, &data, "");
+    conflicts.extend(c);
+    let mut submission = Submission::from_value(json)
+        .map_err(|e| DocError::Shape { id: id_str.clone(), reason: e.to_string() })?;
+    submission.id = Some(id);
+    let review = match doc.get(ROOT, "review")? {
+        Some((Value::Object(ObjType::Map), obj)) => {
+            let (json, c) = read_json(doc, &obj, "review");
+            conflicts.extend(c);
+            serde_json::from_value::<Review>(json).ok()
+        }
+        _ => None,
+    };
+    let deleted = matches!(
+        doc.get(ROOT, "deleted")?,
+        Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Boolean(true))
+    );
+    Ok(StoredSubmission { submission, review, deleted, conflicts })
+}
+
+fn scalar_to_json(s: &ScalarValue) -> Json {
+    match s {
+        ScalarValue::Str(s) => Json::String(s.to_string()),
+        ScalarValue::Int(i) => Json::from(*i),
+        ScalarValue::Uint(u) => Json::from(*u),
+        ScalarValue::F64(f) => serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
+        ScalarValue::Counter(c) => Json::from(i64::from(c)),
+        ScalarValue::Timestamp(t) => Json::from(*t),
+        ScalarValue::Boolean(b) => Json::Bool(*b),
+        ScalarValue::Bytes(_) | ScalarValue::Unknown { .. } | ScalarValue::Null => Json::Null,
+    }
+}
+
+fn json_to_scalar(v: &Json) -> ScalarValue {
+    match v {
+        Json::Null => ScalarValue::Null,
+        Json::Bool(b) => ScalarValue::Boolean(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => ScalarValue::Int(i),
+            None => ScalarValue::F64(n.as_f64().unwrap_or(0.0)),
+        },
+        Json::String(s) => ScalarValue::Str(s.as_str().into()),
+        // Arrays are not part of the submission form.
+        Json::Array(_) | Json::Object(_) => ScalarValue::Null,
+    }
+}
+
+fn value_to_json(doc: &AutoCommit, v: &Value<'_>, id: &ObjId, path: &str) -> (Json, Vec<Conflict>) {
+    match v {
+        Value::Object(ObjType::Map) => read_json(doc, id, path),
+        Value::Object(_) => (Json::Null, Vec::new()),
+        Value::Scalar(s) => (scalar_to_json(s), Vec::new()),
+    }
+}
+
+/// Reads a map as JSON, collecting the fields that hold concurrent values.
+fn read_json(doc: &AutoCommit, obj: &ObjId, path: &str) -> (Json, Vec<Conflict>) {
+    let mut out = Map::new();
+    let mut conflicts = Vec::new();
+    for key in doc.keys(obj) {
+        let field = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        let all = doc.get_all(obj, key.as_str()).unwrap_or_default();
+        let Some((winner, wid)) = doc.get(obj, key.as_str()).ok().flatten() else { continue };
+        let (wjson, c) = value_to_json(doc, &winner, &wid, &field);
+        conflicts.extend(c);
+        if all.len() > 1 {
+            let others: Vec<Json> = all
+                .iter()
+                .filter(|(_, id)| *id != wid)
+                .map(|(v, id)| value_to_json(doc, v, id, &field).0)
+                .filter(|v| *v != wjson)
+                .collect();
+            if !others.is_empty() {
+                conflicts.push(Conflict { field: field.clone(), winner: wjson.clone(), others });
+            }
+        }
+        if !wjson.is_null() {
+            out.insert(key, wjson);
+        }
+    }
+    (Json::Object(out), conflicts)
+}
+
+/// Puts into `obj` the leaves of `new` that differ from `old`, deletes the
+/// keys `new` lacks, and recurses into nested maps.
+fn write_diff(doc: &mut AutoCommit, obj: &ObjId, old: &Json, new: &Json) -> Result<(), DocError> {
+    let empty = Map::new();
+    let old_map = old.as_object().unwrap_or(&empty);
+    let Some(new_map) = new.as_object() else { return Ok(()) };
+    for key in old_map.keys() {
+        if !new_map.contains_key(key) {
+            doc.delete(obj, key.as_str())?;
+        }
+    }
+    for (key, nv) in new_map {
+        let ov = old_map.get(key);
+        if ov == Some(nv) {
+            continue;
+        }
+        match nv {
+            Json::Object(_) => {
+                let child = match (ov, doc.get(obj, key.as_str())?) {
+                    (Some(Json::Object(_)), Some((Value::Object(ObjType::Map), id))) => id,
+                    _ => doc.put_object(obj, key.as_str(), ObjType::Map)?,
+                };
+                let old_child = match ov {
+                    Some(o @ Json::Object(_)) => o.clone(),
+                    _ => Json::Object(Map::new()),
+                };
+                write_diff(doc, &child, &old_child, nv)?;
+            }
+            Json::Null => {
+                if ov.is_some() {
+                    doc.delete(obj, key.as_str())?;
+                }
+            }
+            other => doc.put(obj, key.as_str(), json_to_scalar(other))?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Submission {
+        Submission::from_json(
+            r#"{"form":"dtm-fmp-flow","form_version":1,"fmp":"ML-HER",
+            "observed_at":"2020-06-14T09:30:00Z","direction":"incoming","transport":"bus",
+            "departure":{"country":"BFA","place":"Bobo-Dioulasso"},
+            "next_destination":{"country":"MLI","place":"Sikasso"},
+            "final_destination":{"country":"MLI"},"movement_type":"seasonal",
+            "people":{"adult_male":30,"adult_female":2,"minor_male":1,"minor_female":0},
+            "vulnerable":{"under5":0,"elderly":0,"disability":0,"pregnant":0},
+            "nationalities":{"BFA":31,"MLI":2},"notes":""}"#,
+        )
+        .expect("sample parses")
+    }
+
+    fn device(n: u8) -> ActorId {
+        actor_for(Uuid::from_bytes([n; 16]))
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let sub = sample();
+        let id = Uuid::now_v7();
+        let mut doc = new_submission(device(1), id, &sub).expect("doc");
+        commit(&mut doc, Op::Record, 0);
+        let back = read_submission(&doc).expect("read");
+        let mut expected = sub.clone();
+        expected.id = Some(id);
+        assert_eq!(back.submission, expected);
+        assert!(back.conflicts.is_empty());
+        assert!(!back.deleted);
+    }
+
+    #[test]
+    fn concurrent_edits_of_different_fields_both_survive() {
+        let sub = sample();
+        let id = Uuid::now_v7();
+        let mut a = new_submission(device(1), id, &sub).expect("doc");
+        commit(&mut a, Op::Record, 0);
+        let mut b = AutoCommit::load(&a.save()).expect("load").with_actor(device(2));
+        let mut ea = sub.clone();
+        ea.notes = "bus from Bobo".into();
+        edit_submission(&mut a, &ea).expect("edit a");
+        commit(&mut a, Op::Edit, 1);
+        let mut eb = sub.clone();
+        eb.transport = crate::model::Transport::Truck;
+        edit_submission(&mut b, &eb).expect("edit b");
+        commit(&mut b, Op::Edit, 1);
+        a.merge(&mut b).expect("merge");
+        let merged = read_submission(&a).expect("read").submission;
+        assert_eq!(merged.notes, "bus from Bobo");
+        assert_eq!(merged.transport, crate::model::Transport::Truck);
+    }
+
+    #[test]
+    fn concurrent_edits_of_one_field_converge_and_show_a_conflict() {
+        let sub = sample();
+        let id = Uuid::now_v7();
+        let mut a = new_submission(device(1), id, &sub).expect("doc");
+        commit(&mut a, Op::Record, 0);
+        let mut b = AutoCommit::load(&a.save()).expect("load").with_actor(device(2));
+        let mut ea = sub.clone();
+        ea.people.adult_male = 29;
+        ea.nationalities.insert("BFA".into(), 30);
+        edit_submission(&mut a, &ea).expect("edit a");
+        commit(&mut a, Op::Edit, 1);
+        let mut eb = sub.clone();
+        eb.people.adult_male = 28;
+        eb.nationalities.insert("BFA".into(), 29);
+        edit_submission(&mut b, &eb).expect("edit b");
+        commit(&mut b, Op::Edit, 1);
+        let mut a2 = a.fork();
+        a.merge(&mut b).expect("merge ab");
+        b.merge(&mut a2).expect("merge ba");
+        let ra = read_submission(&a).expect("read a");
+        let rb = read_submission(&b).expect("read b");
+        assert_eq!(ra.submission, rb.submission);
+        assert_eq!(ra.conflicts, rb.conflicts);
+        let c = ra.conflicts.iter().find(|c| c.field == "people.adult_male").expect("conflict");
+        assert_eq!(c.others.len(), 1);
+    }
+
+    #[test]
+    fn removing_a_nationality_deletes_its_key() {
+        let sub = sample();
+        let id = Uuid::now_v7();
+        let mut doc = new_submission(device(1), id, &sub).expect("doc");
+        let mut e = sub.clone();
+        e.nationalities.remove("MLI");
+        e.nationalities.insert("BFA".into(), 33);
+        edit_submission(&mut doc, &e).expect("edit");
+        let back = read_submission(&doc).expect("read").submission;
+        assert_eq!(back.nationalities.len(), 1);
+        assert_eq!(back.nationalities.get("BFA"), Some(&33));
+    }
+}
