@@ -1,1 +1,200 @@
-fn main() {}
+//! `fmp`: the command-line face of fmp — record, edit, review and list
+//! Flow Monitoring Point submissions in a local store, and run the demo.
+//!
+//! - `main.rs`: argument parsing (clap) and error printing.
+//! - `commands.rs`: one function per subcommand.
+//! - `demo.rs`: `fmp demo`.
+
+mod commands;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// fmp — offline-first data collection for migration Flow Monitoring Points.
+///
+/// Every command works on a local store (a directory) with no network. A
+/// store is created once with `fmp init`; submissions are canonical JSON
+/// objects, one per observed group (see `fmp record --help`).
+#[derive(Debug, Parser)]
+#[command(name = "fmp", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Output formats of `fmp list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// One JSON array of canonical submissions, each with `id` and `review`.
+    Json,
+    /// One canonical submission per line.
+    Jsonl,
+}
+
+/// Review statuses accepted on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    /// Checked and accepted.
+    Approved,
+    /// Refused: left out of reports.
+    Rejected,
+    /// Needs a correction.
+    HasIssues,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new store with a fresh device identity (UUID and Ed25519 key).
+    Init {
+        /// Directory of the store (created if missing).
+        #[arg(long)]
+        store: PathBuf,
+        /// Human name of this device, e.g. `gogui-phone-1`.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Record submissions: one JSON object, or JSON lines (each line stored or refused on its own).
+    ///
+    /// Prints the id of each stored submission. Exits non-zero if any line was
+    /// refused, naming the line and every failing field.
+    Record {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// File to read, or `-` for standard input (the default).
+        file: Option<PathBuf>,
+    },
+    /// Change fields of a submission with a JSON merge patch, e.g. '{"notes":"bus from Kayes"}'.
+    ///
+    /// The result is validated as a whole; if it is refused nothing changes.
+    Edit {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Submission id.
+        id: String,
+        /// JSON object of the fields to change (`null` removes an optional field).
+        patch: String,
+    },
+    /// Delete a submission (a tombstone is kept so the deletion syncs).
+    Delete {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Submission id.
+        id: String,
+    },
+    /// Review a submission as a supervisor.
+    Review {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Submission id.
+        id: String,
+        /// The verdict.
+        #[arg(long, value_enum)]
+        status: StatusArg,
+        /// A comment for the enumerator.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Show one submission as canonical JSON, with its review and any conflicts.
+    Show {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Submission id.
+        id: String,
+    },
+    /// List submissions, optionally filtered.
+    List {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Only this FMP code, e.g. ML-HER.
+        #[arg(long)]
+        fmp: Option<String>,
+        /// Observed on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Observed on or before this day (YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only incoming or outgoing.
+        #[arg(long)]
+        direction: Option<String>,
+        /// Only this review status (approved, rejected, has_issues, or none for not reviewed).
+        #[arg(long)]
+        review: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+    /// The changes of one submission: who changed it, when, and how.
+    History {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Submission id.
+        id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a realistic month of submissions for Mali's nine FMPs into ./fmp-demo.
+    Demo {
+        /// Where to build the demo (replaced if it exists).
+        #[arg(long, default_value = "fmp-demo")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init { store, name } => commands::init(&store, name.as_deref()),
+        Command::Record { store, file } => commands::record(&store, file.as_deref()),
+        Command::Edit { store, id, patch } => commands::edit(&store, &id, &patch),
+        Command::Delete { store, id } => commands::delete(&store, &id),
+        Command::Review {
+            store,
+            id,
+            status,
+            comment,
+        } => commands::review(&store, &id, status, &comment),
+        Command::Show { store, id } => commands::show(&store, &id),
+        Command::List {
+            store,
+            fmp,
+            from,
+            to,
+            direction,
+            review,
+            format,
+        } => commands::list(
+            &store,
+            commands::ListArgs {
+                fmp,
+                from,
+                to,
+                direction,
+                review,
+                format,
+            },
+        ),
+        Command::History { store, id, json } => commands::history(&store, &id, json),
+        Command::Demo { dir } => demo::run(&dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -67,7 +67,11 @@ pub fn actor_for(device: Uuid) -> ActorId {
 
 /// Commits pending operations with the op as message and `time_ms` as timestamp.
 pub fn commit(doc: &mut AutoCommit, op: Op, time_ms: i64) -> Option<automerge::ChangeHash> {
-    doc.commit_with(CommitOptions::default().with_message(op.as_str().to_string()).with_time(time_ms))
+    doc.commit_with(
+        CommitOptions::default()
+            .with_message(op.as_str().to_string())
+            .with_time(time_ms),
+    )
 }
 
 /// Creates the document of a new submission (`sub.id` must be set).
@@ -104,7 +108,11 @@ pub fn set_review(doc: &mut AutoCommit, review: &Review) -> Result<(), DocError>
     doc.put(&obj, "status", review.status.as_str())?;
     doc.put(&obj, "comment", review.comment.as_str())?;
     doc.put(&obj, "by", review.by.as_str())?;
-    doc.put(&obj, "at", review.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))?;
+    doc.put(
+        &obj,
+        "at",
+        review.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )?;
     Ok(())
 }
 
@@ -114,10 +122,46 @@ pub fn set_deleted(doc: &mut AutoCommit) -> Result<(), DocError> {
     Ok(())
 }
 
+/// Settles every conflicting field on the value currently shown, so the
+/// other values stop being listed (used by edits and reviews).
+pub fn resolve_conflicts(doc: &mut AutoCommit) -> Result<(), DocError> {
+    let state = read_submission(doc)?;
+    let data = data_obj(doc)?;
+    for c in state.conflicts {
+        let (start, rel) = match c.field.strip_prefix("review.") {
+            Some(rest) => match doc.get(ROOT, "review")? {
+                Some((Value::Object(ObjType::Map), id)) => (id, rest.to_string()),
+                _ => continue,
+            },
+            None => (data.clone(), c.field.clone()),
+        };
+        let mut obj = start;
+        let mut parts: Vec<&str> = rel.split('.').collect();
+        let Some(last) = parts.pop() else { continue };
+        let mut found = true;
+        for p in parts {
+            match doc.get(&obj, p)? {
+                Some((Value::Object(ObjType::Map), id)) => obj = id,
+                _ => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if found && !c.winner.is_object() {
+            doc.put(&obj, last, json_to_scalar(&c.winner))?;
+        }
+    }
+    Ok(())
+}
+
 fn data_obj(doc: &AutoCommit) -> Result<ObjId, DocError> {
     match doc.get(ROOT, "data")? {
         Some((Value::Object(ObjType::Map), id)) => Ok(id),
-        _ => Err(DocError::Shape { id: doc_id(doc), reason: "no `data` map".into() }),
+        _ => Err(DocError::Shape {
+            id: doc_id(doc),
+            reason: "no `data` map".into(),
+        }),
     }
 }
 
@@ -134,14 +178,18 @@ fn doc_id(doc: &AutoCommit) -> String {
 /// Reads the current state of a submission document.
 pub fn read_submission(doc: &AutoCommit) -> Result<StoredSubmission, DocError> {
     let id_str = doc_id(doc);
-    let id = Uuid::parse_str(&id_str)
-        .map_err(|e| DocError::Shape { id: id_str.clone(), reason: format!("bad id: {e}") })?;
+    let id = Uuid::parse_str(&id_str).map_err(|e| DocError::Shape {
+        id: id_str.clone(),
+        reason: format!("bad id: {e}"),
+    })?;
     let data = data_obj(doc)?;
     let mut conflicts = Vec::new();
     let (json, c) = read_json(doc, &data, "");
     conflicts.extend(c);
-    let mut submission = Submission::from_value(json)
-        .map_err(|e| DocError::Shape { id: id_str.clone(), reason: e.to_string() })?;
+    let mut submission = Submission::from_value(json).map_err(|e| DocError::Shape {
+        id: id_str.clone(),
+        reason: e.to_string(),
+    })?;
     submission.id = Some(id);
     let review = match doc.get(ROOT, "review")? {
         Some((Value::Object(ObjType::Map), obj)) => {
@@ -155,7 +203,12 @@ pub fn read_submission(doc: &AutoCommit) -> Result<StoredSubmission, DocError> {
         doc.get(ROOT, "deleted")?,
         Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Boolean(true))
     );
-    Ok(StoredSubmission { submission, review, deleted, conflicts })
+    Ok(StoredSubmission {
+        submission,
+        review,
+        deleted,
+        conflicts,
+    })
 }
 
 fn scalar_to_json(s: &ScalarValue) -> Json {
@@ -163,7 +216,9 @@ fn scalar_to_json(s: &ScalarValue) -> Json {
         ScalarValue::Str(s) => Json::String(s.to_string()),
         ScalarValue::Int(i) => Json::from(*i),
         ScalarValue::Uint(u) => Json::from(*u),
-        ScalarValue::F64(f) => serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
+        ScalarValue::F64(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
         ScalarValue::Counter(c) => Json::from(i64::from(c)),
         ScalarValue::Timestamp(t) => Json::from(*t),
         ScalarValue::Boolean(b) => Json::Bool(*b),
@@ -198,9 +253,15 @@ fn read_json(doc: &AutoCommit, obj: &ObjId, path: &str) -> (Json, Vec<Conflict>)
     let mut out = Map::new();
     let mut conflicts = Vec::new();
     for key in doc.keys(obj) {
-        let field = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        let field = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
         let all = doc.get_all(obj, key.as_str()).unwrap_or_default();
-        let Some((winner, wid)) = doc.get(obj, key.as_str()).ok().flatten() else { continue };
+        let Some((winner, wid)) = doc.get(obj, key.as_str()).ok().flatten() else {
+            continue;
+        };
         let (wjson, c) = value_to_json(doc, &winner, &wid, &field);
         conflicts.extend(c);
         if all.len() > 1 {
@@ -211,7 +272,11 @@ fn read_json(doc: &AutoCommit, obj: &ObjId, path: &str) -> (Json, Vec<Conflict>)
                 .filter(|v| *v != wjson)
                 .collect();
             if !others.is_empty() {
-                conflicts.push(Conflict { field: field.clone(), winner: wjson.clone(), others });
+                conflicts.push(Conflict {
+                    field: field.clone(),
+                    winner: wjson.clone(),
+                    others,
+                });
             }
         }
         if !wjson.is_null() {
@@ -226,7 +291,9 @@ fn read_json(doc: &AutoCommit, obj: &ObjId, path: &str) -> (Json, Vec<Conflict>)
 fn write_diff(doc: &mut AutoCommit, obj: &ObjId, old: &Json, new: &Json) -> Result<(), DocError> {
     let empty = Map::new();
     let old_map = old.as_object().unwrap_or(&empty);
-    let Some(new_map) = new.as_object() else { return Ok(()) };
+    let Some(new_map) = new.as_object() else {
+        return Ok(());
+    };
     for key in old_map.keys() {
         if !new_map.contains_key(key) {
             doc.delete(obj, key.as_str())?;
@@ -302,7 +369,9 @@ mod tests {
         let id = Uuid::now_v7();
         let mut a = new_submission(device(1), id, &sub).expect("doc");
         commit(&mut a, Op::Record, 0);
-        let mut b = AutoCommit::load(&a.save()).expect("load").with_actor(device(2));
+        let mut b = AutoCommit::load(&a.save())
+            .expect("load")
+            .with_actor(device(2));
         let mut ea = sub.clone();
         ea.notes = "bus from Bobo".into();
         edit_submission(&mut a, &ea).expect("edit a");
@@ -323,7 +392,9 @@ mod tests {
         let id = Uuid::now_v7();
         let mut a = new_submission(device(1), id, &sub).expect("doc");
         commit(&mut a, Op::Record, 0);
-        let mut b = AutoCommit::load(&a.save()).expect("load").with_actor(device(2));
+        let mut b = AutoCommit::load(&a.save())
+            .expect("load")
+            .with_actor(device(2));
         let mut ea = sub.clone();
         ea.people.adult_male = 29;
         ea.nationalities.insert("BFA".into(), 30);
@@ -341,7 +412,11 @@ mod tests {
         let rb = read_submission(&b).expect("read b");
         assert_eq!(ra.submission, rb.submission);
         assert_eq!(ra.conflicts, rb.conflicts);
-        let c = ra.conflicts.iter().find(|c| c.field == "people.adult_male").expect("conflict");
+        let c = ra
+            .conflicts
+            .iter()
+            .find(|c| c.field == "people.adult_male")
+            .expect("conflict");
         assert_eq!(c.others.len(), 1);
     }
 

@@ -8,11 +8,11 @@
 //! - `doc.rs`: a submission as an automerge document, and back.
 //! - `store/`: the SQLite store (schema and migrations, identity, operations).
 
+pub mod doc;
+pub mod form;
 pub mod model;
 pub mod reference;
-pub mod form;
-pub mod validate;
 pub mod store;
-pub mod doc;
+pub mod validate;
 
 pub use model::*;

@@ -225,7 +225,10 @@ impl Submission {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            ParseError { path, message: describe_json_error(&inner) }
+            ParseError {
+                path,
+                message: describe_json_error(&inner),
+            }
         })
     }
 
@@ -234,7 +237,10 @@ impl Submission {
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            ParseError { path, message: describe_json_error(&inner) }
+            ParseError {
+                path,
+                message: describe_json_error(&inner),
+            }
         })
     }
 

@@ -31,7 +31,8 @@ impl Identity {
     /// Creates a new key pair and writes it to `dir/device.key` with mode 0600.
     pub(crate) fn create(dir: &Path, name: &str) -> Result<Identity, StoreError> {
         let rng = SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| StoreError::Crypto("key generation failed".into()))?;
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| StoreError::Crypto("key generation failed".into()))?;
         let path = dir.join(KEY_FILE);
         let mut f = OpenOptions::new()
             .write(true)
@@ -39,20 +40,33 @@ impl Identity {
             .mode(0o600)
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
-        f.write_all(pkcs8.as_ref()).map_err(|e| StoreError::io(&path, e))?;
+        f.write_all(pkcs8.as_ref())
+            .map_err(|e| StoreError::io(&path, e))?;
         f.sync_all().map_err(|e| StoreError::io(&path, e))?;
         let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
             .map_err(|e| StoreError::Crypto(format!("new key unreadable: {e}")))?;
-        Ok(Identity { device_id: Uuid::now_v7(), name: name.to_string(), key })
+        Ok(Identity {
+            device_id: Uuid::now_v7(),
+            name: name.to_string(),
+            key,
+        })
     }
 
     /// Loads the key of an existing store.
     pub(crate) fn load(dir: &Path, device_id: Uuid, name: String) -> Result<Identity, StoreError> {
         let path = dir.join(KEY_FILE);
         let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-        let key = Ed25519KeyPair::from_pkcs8(&bytes)
-            .map_err(|e| StoreError::Crypto(format!("{} is not an Ed25519 PKCS#8 key: {e}", path.display())))?;
-        Ok(Identity { device_id, name, key })
+        let key = Ed25519KeyPair::from_pkcs8(&bytes).map_err(|e| {
+            StoreError::Crypto(format!(
+                "{} is not an Ed25519 PKCS#8 key: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Identity {
+            device_id,
+            name,
+            key,
+        })
     }
 
     /// The public key (32 bytes).
@@ -68,5 +82,7 @@ impl Identity {
 
 /// Verifies an Ed25519 signature by a public key.
 pub fn verify(public_key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    UnparsedPublicKey::new(&ED25519, public_key).verify(msg, sig).is_ok()
+    UnparsedPublicKey::new(&ED25519, public_key)
+        .verify(msg, sig)
+        .is_ok()
 }

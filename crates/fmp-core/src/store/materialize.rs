@@ -9,11 +9,16 @@ use crate::model::StoredSubmission;
 pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite::Result<()> {
     let sub = &s.submission;
     let id = sub.id.map(|u| u.to_string()).unwrap_or_default();
-    let observed = sub.observed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let observed = sub
+        .observed_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let day = sub.observed_at.format("%Y-%m-%d").to_string();
     let month = sub.observed_at.format("%Y-%m").to_string();
     let total = i64::try_from(sub.people.total()).unwrap_or(i64::MAX);
-    conn.execute("DELETE FROM submission_nationalities WHERE submission_id = ?1", [&id])?;
+    conn.execute(
+        "DELETE FROM submission_nationalities WHERE submission_id = ?1",
+        [&id],
+    )?;
     conn.execute(
         "INSERT OR REPLACE INTO submissions (id, form, form_version, fmp, observed_at, day, month,
             direction, transport, movement_type, departure_country, departure_place,

@@ -1,4 +1,534 @@
-//! The SQLite store: documents, the change log, materialized columns.
+//! The SQLite store: one directory holding `fmp.sqlite3` (WAL, synchronous
+//! FULL: a write that returned survives kill -9 and power loss) and the
+//! device key.
+//!
+//! - `schema.rs`: the tables, `VERSION`, migrations on open.
+//! - `materialize.rs`: current state of a submission → query columns.
+//! - `identity.rs`: device id and Ed25519 key.
+//!
+//! Every operation that changes a record is one immediate transaction that
+//! writes the automerge document, appends its change to `changes` and
+//! rewrites the materialized row.
 
+pub mod identity;
 pub mod materialize;
 pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use automerge::AutoCommit;
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::doc::{self, DocError, Op};
+use crate::form::Forms;
+use crate::model::{ParseError, Review, ReviewStatus, StoredSubmission, Submission};
+use crate::reference::Registry;
+use crate::validate::{ValidationError, validate};
+pub use identity::Identity;
+
+/// File name of the database inside a store directory.
+pub const DB_FILE: &str = "fmp.sqlite3";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The directory holds no store.
+    #[error("{} is not an fmp store (it has no {DB_FILE}); create one with `fmp init --store {}`", .0.display(), .0.display())]
+    NotAStore(PathBuf),
+    /// `init` on a directory that already holds a store.
+    #[error("{} already holds an fmp store; nothing was changed", .0.display())]
+    AlreadyExists(PathBuf),
+    /// The store was written by a newer fmp.
+    #[error("the store at {} has schema version {found}, newer than the {supported} this fmp understands; upgrade fmp to open it", path.display())]
+    TooNew {
+        /// The store directory.
+        path: PathBuf,
+        /// Version found in `user_version`.
+        found: u32,
+        /// Highest version this build knows.
+        supported: u32,
+    },
+    /// The store cannot be written (read-only directory or file).
+    #[error("the store at {} is read-only ({detail}); nothing was stored", path.display())]
+    ReadOnly {
+        /// The store directory.
+        path: PathBuf,
+        /// SQLite's words.
+        detail: String,
+    },
+    /// Any other SQLite failure.
+    #[error("database error in {}: {source}", path.display())]
+    Sqlite {
+        /// The store directory.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The submission JSON could not be read.
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    /// The submission breaks validation rules (every failing field listed).
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    /// No submission with that id.
+    #[error("no submission with id {0} in this store")]
+    NotFound(String),
+    /// The submission was deleted.
+    #[error("submission {0} is deleted; it cannot be changed")]
+    Deleted(String),
+    /// An edit patch is not usable.
+    #[error("edit patch: {0}")]
+    Patch(String),
+    /// A document could not be read or written.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// Key generation or loading failed.
+    #[error("device key: {0}")]
+    Crypto(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Filters for `Store::list`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this FMP.
+    pub fmp: Option<String>,
+    /// Observed on or after this day.
+    pub from: Option<NaiveDate>,
+    /// Observed on or before this day.
+    pub to: Option<NaiveDate>,
+    /// Only this direction.
+    pub direction: Option<crate::model::Direction>,
+    /// Only this review status (`None` inside: not reviewed yet).
+    pub review: Option<Option<ReviewStatus>>,
+    /// Include tombstones.
+    pub include_deleted: bool,
+}
+
+/// One change in a submission's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// Position in this store's change log.
+    pub seq: i64,
+    /// Content hash of the automerge change (hex).
+    pub hash: String,
+    /// Device that made it.
+    pub author: String,
+    /// When, by the author's clock.
+    pub time: DateTime<Utc>,
+    /// What it did: record, edit, delete or review.
+    pub op: String,
+}
+
+/// A store: a device's full local replica.
+pub struct Store {
+    dir: PathBuf,
+    conn: Mutex<Connection>,
+    identity: Identity,
+    registry: Registry,
+    forms: Forms,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("device", &self.identity.device_id)
+            .finish()
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a new store in `dir` (created if missing) with a fresh device identity.
+    pub fn init(dir: &Path, name: &str) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let db = dir.join(DB_FILE);
+        if db.exists() {
+            return Err(StoreError::AlreadyExists(dir.to_path_buf()));
+        }
+        let identity = Identity::create(dir, name)?;
+        let mut conn = Connection::open(&db).map_err(|e| sql_err(dir, e))?;
+        configure(&conn).map_err(|e| sql_err(dir, e))?;
+        schema::migrate(&mut conn, dir)?;
+        let tx = conn.transaction().map_err(|e| sql_err(dir, e))?;
+        let now = Utc::now().to_rfc3339();
+        let pk = hex::encode(identity.public_key());
+        for (k, v) in [
+            ("device_id", identity.device_id.to_string()),
+            ("name", name.to_string()),
+            ("public_key", pk),
+            ("created_at", now),
+        ] {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                params![k, v],
+            )
+            .map_err(|e| sql_err(dir, e))?;
+        }
+        tx.commit().map_err(|e| sql_err(dir, e))?;
+        Ok(Store::from_parts(dir, conn, identity))
+    }
+
+    /// Opens an existing store, migrating its schema forward if needed.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = dir.join(DB_FILE);
+        if !db.is_file() {
+            return Err(StoreError::NotAStore(dir.to_path_buf()));
+        }
+        let mut conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| sql_err(dir, e))?;
+        configure(&conn).map_err(|e| sql_err(dir, e))?;
+        schema::migrate(&mut conn, dir)?;
+        let meta = |k: &str| -> Result<String, StoreError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+                .optional()
+                .map_err(|e| sql_err(dir, e))?
+                .ok_or_else(|| StoreError::NotAStore(dir.to_path_buf()))
+        };
+        let device_id = Uuid::parse_str(&meta("device_id")?)
+            .map_err(|e| StoreError::Crypto(format!("bad device id in store: {e}")))?;
+        let identity = Identity::load(dir, device_id, meta("name")?)?;
+        Ok(Store::from_parts(dir, conn, identity))
+    }
+
+    fn from_parts(dir: &Path, conn: Connection, identity: Identity) -> Store {
+        Store {
+            dir: dir.to_path_buf(),
+            conn: Mutex::new(conn),
+            identity,
+            registry: Registry::mali_default(),
+            forms: Forms::builtin(),
+        }
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This device's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The FMP registry in force.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The questionnaire definitions known to this store.
+    pub fn forms(&self) -> &Forms {
+        &self.forms
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the
+        // transaction rolls back on drop), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs read-only queries on the database.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let conn = self.lock();
+        f(&conn).map_err(|e| sql_err(&self.dir, e))
+    }
+
+    /// Runs `f` in one immediate transaction, committed (durably) only if it returns `Ok`.
+    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| E::from(sql_err(&self.dir, e)))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(|e| E::from(sql_err(&self.dir, e)))?;
+        Ok(out)
+    }
+
+    /// Validates and stores a new submission; returns its id.
+    pub fn record(&self, sub: Submission) -> Result<Uuid, StoreError> {
+        self.record_at(sub, Utc::now())
+    }
+
+    /// `record` with an explicit device clock (tests and simulations).
+    pub fn record_at(&self, mut sub: Submission, now: DateTime<Utc>) -> Result<Uuid, StoreError> {
+        validate(&sub, &self.registry, &self.forms, now)?;
+        let id = sub.id.unwrap_or_else(Uuid::now_v7);
+        sub.id = Some(id);
+        let mut d = doc::new_submission(doc::actor_for(self.identity.device_id), id, &sub)?;
+        self.write(|tx| {
+            let exists: bool = tx
+                .query_row(
+                    "SELECT 1 FROM documents WHERE id = ?1",
+                    [id.to_string()],
+                    |_| Ok(true),
+                )
+                .optional()
+                .map_err(|e| sql_err(&self.dir, e))?
+                .unwrap_or(false);
+            if exists {
+                return Err(StoreError::Patch(format!(
+                    "a submission with id {id} already exists"
+                )));
+            }
+            self.save_doc(tx, id, &mut d, Op::Record, now, true)
+        })?;
+        Ok(id)
+    }
+
+    /// Applies a JSON merge patch (RFC 7386) to a submission's fields, re-validated as a whole.
+    pub fn edit(
+        &self,
+        id: Uuid,
+        patch: &serde_json::Value,
+    ) -> Result<StoredSubmission, StoreError> {
+        let now = Utc::now();
+        let serde_json::Value::Object(pm) = patch else {
+            return Err(StoreError::Patch(
+                "a patch is a JSON object of the fields to change".into(),
+            ));
+        };
+        if let Some(v) = pm.get("id") {
+            if v.as_str() != Some(id.to_string().as_str()) {
+                return Err(StoreError::Patch(
+                    "id: a submission's id cannot be changed".into(),
+                ));
+            }
+        }
+        self.write(|tx| {
+            let mut d = self.load_doc(tx, id)?;
+            let current = doc::read_submission(&d)?;
+            if current.deleted {
+                return Err(StoreError::Deleted(id.to_string()));
+            }
+            let mut json = current.submission.to_value();
+            merge_patch(&mut json, patch);
+            let new = Submission::from_value(json)?;
+            validate(&new, &self.registry, &self.forms, now)?;
+            doc::edit_submission(&mut d, &new)?;
+            doc::resolve_conflicts(&mut d)?;
+            self.save_doc(tx, id, &mut d, Op::Edit, now, false)?;
+            Ok(doc::read_submission(&d)?)
+        })
+    }
+
+    /// Marks a submission deleted (the tombstone is kept for sync).
+    pub fn delete(&self, id: Uuid) -> Result<(), StoreError> {
+        let now = Utc::now();
+        self.write(|tx| {
+            let mut d = self.load_doc(tx, id)?;
+            if doc::read_submission(&d)?.deleted {
+                return Err(StoreError::Deleted(id.to_string()));
+            }
+            doc::set_deleted(&mut d)?;
+            self.save_doc(tx, id, &mut d, Op::Delete, now, false)
+        })
+    }
+
+    /// Records a supervisor's review; it also settles any conflicting fields on the shown values.
+    pub fn review(
+        &self,
+        id: Uuid,
+        status: ReviewStatus,
+        comment: &str,
+    ) -> Result<StoredSubmission, StoreError> {
+        let now = Utc::now();
+        self.write(|tx| {
+            let mut d = self.load_doc(tx, id)?;
+            let review = Review {
+                status,
+                comment: comment.to_string(),
+                by: self.identity.device_id.to_string(),
+                at: now,
+            };
+            doc::set_review(&mut d, &review)?;
+            doc::resolve_conflicts(&mut d)?;
+            self.save_doc(tx, id, &mut d, Op::Review, now, false)?;
+            Ok(doc::read_submission(&d)?)
+        })
+    }
+
+    /// The current state of one submission, with its conflicts.
+    pub fn get(&self, id: Uuid) -> Result<StoredSubmission, StoreError> {
+        let conn = self.lock();
+        let d = load_doc_conn(&conn, &self.dir, id)?;
+        Ok(doc::read_submission(&d)?)
+    }
+
+    /// Submissions matching a filter, ordered by observation time then id.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<StoredSubmission>, StoreError> {
+        let conn = self.lock();
+        query::list(&conn, filter).map_err(|e| sql_err(&self.dir, e))
+    }
+
+    /// The changes of one submission, oldest first.
+    pub fn history(&self, id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, hash, author, time, op FROM changes WHERE doc_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| sql_err(&self.dir, e))?;
+        let rows = stmt
+            .query_map([id.to_string()], |r| {
+                let hash: Vec<u8> = r.get(1)?;
+                let ms: i64 = r.get(3)?;
+                Ok(HistoryEntry {
+                    seq: r.get(0)?,
+                    hash: hex::encode(hash),
+                    author: r.get(2)?,
+                    time: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+                    op: r.get(4)?,
+                })
+            })
+            .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| sql_err(&self.dir, e))?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Ok(rows)
+    }
+
+    fn load_doc(&self, tx: &Transaction<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
+        let d = load_doc_conn(tx, &self.dir, id)?;
+        Ok(d.with_actor(doc::actor_for(self.identity.device_id)))
+    }
+
+    /// Commits the document's pending ops, saves it, logs the change, rematerializes.
+    fn save_doc(
+        &self,
+        tx: &Transaction<'_>,
+        id: Uuid,
+        d: &mut AutoCommit,
+        op: Op,
+        now: DateTime<Utc>,
+        insert: bool,
+    ) -> Result<(), StoreError> {
+        let sql = |e| sql_err(&self.dir, e);
+        if doc::commit(d, op, now.timestamp_millis()).is_none() {
+            return Ok(()); // nothing changed
+        }
+        let change = d
+            .get_last_local_change()
+            .ok_or_else(|| StoreError::Patch("no change to log".into()))?;
+        let data = d.save();
+        if insert {
+            tx.execute(
+                "INSERT INTO documents (id, kind, data) VALUES (?1, 'submission', ?2)",
+                params![id.to_string(), data],
+            )
+            .map_err(sql)?;
+        } else {
+            tx.execute(
+                "UPDATE documents SET data = ?2 WHERE id = ?1",
+                params![id.to_string(), data],
+            )
+            .map_err(sql)?;
+        }
+        tx.execute(
+            "INSERT INTO changes (hash, doc_id, author, time, op, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                change.hash().0.to_vec(),
+                id.to_string(),
+                self.identity.device_id.to_string(),
+                now.timestamp_millis(),
+                op.as_str(),
+                change.raw_bytes()
+            ],
+        )
+        .map_err(sql)?;
+        let seq = tx.last_insert_rowid();
+        let state = doc::read_submission(d)?;
+        materialize::write_row(tx, &state, seq).map_err(sql)?;
+        Ok(())
+    }
+}
+
+mod query;
+
+fn load_doc_conn(conn: &Connection, dir: &Path, id: Uuid) -> Result<AutoCommit, StoreError> {
+    let data: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT data FROM documents WHERE id = ?1 AND kind = 'submission'",
+            [id.to_string()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| sql_err(dir, e))?;
+    let data = data.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    Ok(AutoCommit::load(&data).map_err(DocError::from)?)
+}
+
+/// RFC 7386 JSON merge patch: objects merge, `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    use serde_json::Value;
+    match patch {
+        Value::Object(pm) => {
+            if !target.is_object() {
+                *target = Value::Object(serde_json::Map::new());
+            }
+            if let Value::Object(tm) = target {
+                for (k, v) in pm {
+                    if v.is_null() {
+                        tm.remove(k);
+                    } else {
+                        merge_patch(tm.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// Maps a SQLite error to a store error naming the store, read-only cases apart.
+pub(crate) fn sql_err(dir: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ReadOnly)
+        | Some(ErrorCode::CannotOpen)
+        | Some(ErrorCode::PermissionDenied) => StoreError::ReadOnly {
+            path: dir.to_path_buf(),
+            detail: e.to_string(),
+        },
+        _ => StoreError::Sqlite {
+            path: dir.to_path_buf(),
+            source: e,
+        },
+    }
+}

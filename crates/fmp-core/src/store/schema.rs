@@ -85,3 +85,48 @@ CREATE TABLE submission_nationalities (
     PRIMARY KEY (submission_id, country)
 ) WITHOUT ROWID;
 "#;
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{StoreError, sql_err};
+
+/// Brings a database to `VERSION`: a fresh one gets `SCHEMA`, an older one
+/// each upgrade in turn, all in one immediate transaction; a newer one is refused.
+pub fn migrate(conn: &mut Connection, dir: &Path) -> Result<(), StoreError> {
+    let found: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| sql_err(dir, e))?;
+    if found == VERSION {
+        return Ok(());
+    }
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            path: dir.to_path_buf(),
+            found,
+            supported: VERSION,
+        });
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_err(dir, e))?;
+    if found == 0 {
+        tx.execute_batch(SCHEMA).map_err(|e| sql_err(dir, e))?;
+    } else {
+        for from in found..VERSION {
+            upgrade(&tx, from).map_err(|e| sql_err(dir, e))?;
+        }
+    }
+    tx.pragma_update(None, "user_version", VERSION)
+        .map_err(|e| sql_err(dir, e))?;
+    tx.commit().map_err(|e| sql_err(dir, e))
+}
+
+/// One forward step: the schema of version `from` to `from + 1`.
+fn upgrade(_tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
+    match from {
+        // Version 1 is the first schema; later versions add an arm here.
+        _ => Ok(()),
+    }
+}

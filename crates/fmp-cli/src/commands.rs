@@ -1,0 +1,337 @@
+//! One function per `fmp` subcommand; each returns the exit code or a CliError.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use fmp_core::model::{Direction, ReviewStatus, StoredSubmission, Submission};
+use fmp_core::store::{Filter, Store, StoreError};
+use uuid::Uuid;
+
+use crate::{ListFormat, StatusArg};
+
+/// Largest accepted submission (one JSON object or one line), in bytes.
+pub const MAX_SUBMISSION_BYTES: usize = 1 << 20;
+
+/// Errors the CLI reports: one readable paragraph each.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From the store.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// Reading input or writing output.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A command-line value is not usable.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+    let what = what.into();
+    move |source| CliError::Io { what, source }
+}
+
+fn parse_id(id: &str) -> Result<Uuid, CliError> {
+    Uuid::parse_str(id).map_err(|_| {
+        CliError::Usage(format!(
+            "`{id}` is not a submission id (a UUID such as 0190a5c2-7c1e-7b3a-9f00-3c2d1e0f4a55)"
+        ))
+    })
+}
+
+fn parse_day(flag: &str, s: &str) -> Result<NaiveDate, CliError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        CliError::Usage(format!(
+            "--{flag} `{s}` is not a date; write it as YYYY-MM-DD, e.g. 2020-06-01"
+        ))
+    })
+}
+
+/// `fmp init`.
+pub fn init(dir: &Path, name: Option<&str>) -> Result<ExitCode, CliError> {
+    let default_name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "fmp".into());
+    let store = Store::init(dir, name.unwrap_or(&default_name))?;
+    let id = store.identity();
+    println!(
+        "created store {} for device {} ({})",
+        dir.display(),
+        id.name,
+        id.device_id
+    );
+    println!("public key {}", hex_encode(id.public_key()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Splits input into submissions: one JSON value, or JSON lines.
+/// Returns (line number, text) pairs; line number 0 means "the whole input".
+fn split_input(text: &str) -> Vec<(usize, &str)> {
+    let trimmed = text.trim();
+    if trimmed.len() <= MAX_SUBMISSION_BYTES
+        && serde_json::from_str::<serde_json::Value>(trimmed).is_ok()
+    {
+        return vec![(0, trimmed)];
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect()
+}
+
+/// `fmp record`.
+pub fn record(dir: &Path, file: Option<&Path>) -> Result<ExitCode, CliError> {
+    let store = Store::open(dir)?;
+    let mut text = String::new();
+    match file {
+        None => std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(io("reading standard input"))?,
+        Some(p) if p == Path::new("-") => std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(io("reading standard input"))?,
+        Some(p) => std::fs::File::open(p)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .map_err(io(format!("reading {}", p.display())))?,
+    };
+    let items = split_input(&text);
+    if items.is_empty() {
+        return Err(CliError::Usage(
+            "no submission in the input: give one JSON object, or one per line".into(),
+        ));
+    }
+    let mut refused = 0usize;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (line, item) in items {
+        let what = if line == 0 {
+            "submission".to_string()
+        } else {
+            format!("line {line}")
+        };
+        let result = if item.len() > MAX_SUBMISSION_BYTES {
+            Err(CliError::Usage(format!(
+                "{} bytes, more than the {} bytes one submission may take",
+                item.len(),
+                MAX_SUBMISSION_BYTES
+            )))
+        } else {
+            Submission::from_json(item)
+                .map_err(StoreError::from)
+                .and_then(|s| store.record(s))
+                .map_err(CliError::from)
+        };
+        match result {
+            Ok(id) => {
+                writeln!(out, "{id}").map_err(io("writing output"))?;
+                out.flush().map_err(io("writing output"))?;
+            }
+            Err(e) => {
+                refused += 1;
+                eprintln!("{what} refused: {}", one_paragraph(&e.to_string()));
+            }
+        }
+    }
+    if refused > 0 {
+        eprintln!("error: {refused} submission(s) refused; nothing of them was stored");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn one_paragraph(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `fmp edit`.
+pub fn edit(dir: &Path, id: &str, patch: &str) -> Result<ExitCode, CliError> {
+    let id = parse_id(id)?;
+    let patch: serde_json::Value = serde_json::from_str(patch).map_err(|e| {
+        CliError::Usage(format!(
+            "the patch is not JSON ({e}); give an object such as '{{\"notes\":\"...\"}}'"
+        ))
+    })?;
+    let store = Store::open(dir)?;
+    let s = store.edit(id, &patch)?;
+    print_json(&s)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fmp delete`.
+pub fn delete(dir: &Path, id: &str) -> Result<ExitCode, CliError> {
+    let id = parse_id(id)?;
+    Store::open(dir)?.delete(id)?;
+    println!("deleted {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fmp review`.
+pub fn review(
+    dir: &Path,
+    id: &str,
+    status: StatusArg,
+    comment: &str,
+) -> Result<ExitCode, CliError> {
+    let id = parse_id(id)?;
+    let status = match status {
+        StatusArg::Approved => ReviewStatus::Approved,
+        StatusArg::Rejected => ReviewStatus::Rejected,
+        StatusArg::HasIssues => ReviewStatus::HasIssues,
+    };
+    let s = Store::open(dir)?.review(id, status, comment)?;
+    print_json(&s)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fmp show`.
+pub fn show(dir: &Path, id: &str) -> Result<ExitCode, CliError> {
+    let id = parse_id(id)?;
+    let s = Store::open(dir)?.get(id)?;
+    print_json(&s)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(v)
+        .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Arguments of `fmp list`.
+#[derive(Debug)]
+pub struct ListArgs {
+    /// FMP code.
+    pub fmp: Option<String>,
+    /// First day.
+    pub from: Option<String>,
+    /// Last day.
+    pub to: Option<String>,
+    /// Direction.
+    pub direction: Option<String>,
+    /// Review status.
+    pub review: Option<String>,
+    /// Output format.
+    pub format: ListFormat,
+}
+
+/// `fmp list`.
+pub fn list(dir: &Path, a: ListArgs) -> Result<ExitCode, CliError> {
+    let store = Store::open(dir)?;
+    let mut filter = Filter {
+        fmp: a.fmp.clone(),
+        ..Filter::default()
+    };
+    if let Some(code) = &a.fmp {
+        if store.registry().get(code).is_none() {
+            return Err(CliError::Usage(format!(
+                "--fmp `{code}` is not a known FMP code (e.g. ML-HER)"
+            )));
+        }
+    }
+    filter.from = a
+        .from
+        .as_deref()
+        .map(|s| parse_day("from", s))
+        .transpose()?;
+    filter.to = a.to.as_deref().map(|s| parse_day("to", s)).transpose()?;
+    filter.direction = a
+        .direction
+        .as_deref()
+        .map(|s| {
+            s.parse::<Direction>()
+                .map_err(|e| CliError::Usage(format!("--direction {e}")))
+        })
+        .transpose()?;
+    filter.review = match a.review.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(s) => {
+            Some(Some(s.parse::<ReviewStatus>().map_err(|e| {
+                CliError::Usage(format!("--review {e}, or none"))
+            })?))
+        }
+    };
+    let rows = store.list(&filter)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match a.format {
+        ListFormat::Json => {
+            let text =
+                serde_json::to_string_pretty(&rows).map_err(|e| CliError::Usage(e.to_string()))?;
+            writeln!(out, "{text}").map_err(io("writing output"))?;
+        }
+        ListFormat::Jsonl => {
+            for r in &rows {
+                let text = serde_json::to_string(r).map_err(|e| CliError::Usage(e.to_string()))?;
+                writeln!(out, "{text}").map_err(io("writing output"))?;
+            }
+        }
+        ListFormat::Table => write_table(&mut out, &rows).map_err(io("writing output"))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_table(out: &mut impl Write, rows: &[StoredSubmission]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<36}  {:<7}  {:<20}  {:<8}  {:>5}  {:<10}",
+        "id", "fmp", "observed_at", "dir", "total", "review"
+    )?;
+    for r in rows {
+        let s = &r.submission;
+        writeln!(
+            out,
+            "{:<36}  {:<7}  {:<20}  {:<8}  {:>5}  {:<10}",
+            s.id.map(|u| u.to_string()).unwrap_or_default(),
+            s.fmp,
+            s.observed_at.format("%Y-%m-%dT%H:%M:%SZ"),
+            s.direction.as_str(),
+            s.people.total(),
+            r.review.as_ref().map(|r| r.status.as_str()).unwrap_or("-"),
+        )?;
+    }
+    writeln!(out, "{} submission(s)", rows.len())
+}
+
+/// `fmp history`.
+pub fn history(dir: &Path, id: &str, json: bool) -> Result<ExitCode, CliError> {
+    let id = parse_id(id)?;
+    let h = Store::open(dir)?.history(id)?;
+    if json {
+        print_json(&h)?;
+    } else {
+        println!(
+            "{:>6}  {:<24}  {:<7}  {:<36}  hash",
+            "seq", "time", "op", "author"
+        );
+        for e in h {
+            println!(
+                "{:>6}  {:<24}  {:<7}  {:<36}  {}",
+                e.seq,
+                e.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                e.op,
+                e.author,
+                e.hash.get(..16).unwrap_or(&e.hash)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
