@@ -457,6 +457,7 @@ pub fn example_submission() -> Submission {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly by design
 mod tests {
     use super::*;
     use std::collections::BTreeSet;

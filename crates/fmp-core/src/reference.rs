@@ -349,8 +349,8 @@ pub struct Country {
     /// Continent, in lower case: africa, antarctica, asia, australia, europe,
     /// north-america, south-america.
     pub continent: &'static str,
-    /// In Europe for the report's "final intended destination in Europe":
-    /// the UN geoscheme region Europe, plus EU members placed elsewhere (Cyprus).
+    /// In Europe for the report's "final intended destination in Europe": the UN
+    /// geoscheme region Europe, plus Cyprus (an EU member the geoscheme puts in Asia).
     pub in_europe: bool,
 }
 
@@ -389,7 +389,8 @@ static COUNTRIES: LazyLock<Vec<Country>> = LazyLock::new(|| {
                 name_en,
                 name_fr,
                 continent: continent_name(c.continent()),
-                in_europe: c.maybe_region() == Some(keshvar::Region::Europe) || c.eu_member(),
+                in_europe: c.maybe_region() == Some(keshvar::Region::Europe)
+                    || c.alpha3() == keshvar::Alpha3::CYP,
             }
         })
         .collect();
@@ -469,6 +470,7 @@ pub fn fmp_kind_label(k: FmpKind, lang: Lang) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly by design
 mod tests {
     use super::*;
 
@@ -633,7 +635,10 @@ mod tests {
         ] {
             assert!(country(code).unwrap().in_europe, "{code}");
         }
-        for code in ["BFA", "MLI", "DZA", "LBY", "MAR", "MRT", "USA", "CHN"] {
+        // Overseas parts of EU members and Türkiye are not Europe here.
+        for code in [
+            "BFA", "MLI", "DZA", "LBY", "MAR", "MRT", "USA", "CHN", "TUR", "GUF", "REU",
+        ] {
             assert!(!country(code).unwrap().in_europe, "{code}");
         }
     }

@@ -266,6 +266,7 @@ pub fn validate(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly by design
 mod tests {
     use super::*;
     use crate::form::{Form, example_submission};
@@ -283,7 +284,7 @@ mod tests {
         validate(&sub, &Registry::mali_default(), &Forms::builtin(), now())
     }
 
-    /// Asserts the change fails exactly one field, with this message; returns it.
+    /// Asserts the change fails exactly one field, with this message.
     fn fails(change: impl FnOnce(&mut Submission), field: &str, message: &str) {
         let err = check(change).unwrap_err();
         assert_eq!(
