@@ -295,12 +295,12 @@ pub fn list(dir: &Path, a: ListArgs) -> Result<ExitCode, CliError> {
         fmp: a.fmp.clone(),
         ..Filter::default()
     };
-    if let Some(code) = &a.fmp {
-        if store.registry().get(code).is_none() {
-            return Err(CliError::Usage(format!(
-                "--fmp `{code}` is not a known FMP code (e.g. ML-HER)"
-            )));
-        }
+    if let Some(code) = &a.fmp
+        && store.registry().get(code).is_none()
+    {
+        return Err(CliError::Usage(format!(
+            "--fmp `{code}` is not a known FMP code (e.g. ML-HER)"
+        )));
     }
     filter.from = a
         .from

@@ -295,17 +295,34 @@ impl Store {
 
     /// Records many submissions in one transaction: all are stored, or none
     /// (the first refusal is returned). For imports and bulk loads.
-    pub fn record_many(&self, subs: Vec<Submission>, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
-        self.write(|tx| subs.into_iter().map(|s| self.record_in(tx, s, now)).collect())
+    pub fn record_many(
+        &self,
+        subs: Vec<Submission>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.write(|tx| {
+            subs.into_iter()
+                .map(|s| self.record_in(tx, s, now))
+                .collect()
+        })
     }
 
-    fn record_in(&self, tx: &Transaction<'_>, mut sub: Submission, now: DateTime<Utc>) -> Result<Uuid, StoreError> {
+    fn record_in(
+        &self,
+        tx: &Transaction<'_>,
+        mut sub: Submission,
+        now: DateTime<Utc>,
+    ) -> Result<Uuid, StoreError> {
         validate(&sub, &self.registry, &self.forms, now)?;
         let id = sub.id.unwrap_or_else(Uuid::now_v7);
         sub.id = Some(id);
         let mut d = doc::new_submission(doc::actor_for(self.identity.device_id), id, &sub)?;
         let exists: bool = tx
-            .query_row("SELECT 1 FROM documents WHERE id = ?1", [id.to_string()], |_| Ok(true))
+            .query_row(
+                "SELECT 1 FROM documents WHERE id = ?1",
+                [id.to_string()],
+                |_| Ok(true),
+            )
             .optional()
             .map_err(|e| sql_err(&self.dir, e))?
             .unwrap_or(false);
@@ -328,8 +345,10 @@ impl Store {
                 "a patch is a JSON object of the fields to change".into(),
             ));
         };
-        if let Some(v) = pm.get("id") {
-            if v.as_str() != Some(id.to_string().as_str()) {
+        if let Some(v) = pm.get("id")
+            && v.as_str() != Some(id.to_string().as_str())
+        {
+            {
                 return Err(StoreError::Patch(
                     "id: a submission's id cannot be changed".into(),
                 ));
