@@ -417,7 +417,16 @@ impl Store {
     /// Submissions matching a filter, ordered by observation time then id.
     pub fn list(&self, filter: &Filter) -> Result<Vec<StoredSubmission>, StoreError> {
         let conn = self.lock();
-        query::list(&conn, filter).map_err(|e| sql_err(&self.dir, e))
+        let rows = query::list(&conn, filter).map_err(|e| sql_err(&self.dir, e))?;
+        rows.into_iter()
+            .map(|(mut s, has_conflicts)| {
+                if has_conflicts && let Some(id) = s.submission.id {
+                    s.conflicts =
+                        doc::read_submission(&load_doc_conn(&conn, &self.dir, id)?)?.conflicts;
+                }
+                Ok(s)
+            })
+            .collect()
     }
 
     /// The changes of one submission, oldest first.
