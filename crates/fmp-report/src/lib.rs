@@ -14,10 +14,12 @@
 pub mod countries;
 pub mod error;
 pub mod fixture;
+pub mod markdown;
 pub mod report;
 pub mod rounding;
 
 pub use countries::{BuiltinCountries, CountryInfo};
 pub use error::ReportError;
+pub use markdown::to_markdown;
 pub use report::{Report, ReportOptions, monthly_report};
 pub use rounding::ShareRow;

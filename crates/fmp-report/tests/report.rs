@@ -359,3 +359,25 @@ fn empty_store_gives_an_empty_report() {
     assert!(r.national.nationalities.is_empty());
     assert_eq!(r.fmps.len(), 9);
 }
+
+#[test]
+fn markdown_reads_like_the_seed() {
+    let subs = fixture::may_june_2020(7);
+    let r = june_report(&subs, &ReportOptions::default());
+    let md = fmp_report::to_markdown(&r);
+    std::fs::create_dir_all("../../target").ok();
+    std::fs::write("../../target/report-2020-06.md", &md).expect("write");
+    for needle in [
+        "**7,555** Incoming individuals",
+        "**4,859** Outgoing individuals",
+        "**12,414** Individuals observed in total",
+        "**9** Active FMPs",
+        "increased by 100 per cent",
+        "| Burkina Faso | 70% |",
+        "(Incoming flow: 5,924; Outgoing flow: 2,584)",
+        "(Incoming flow: 2,029; Outgoing flow: 1,913)",
+        "## Wabaria (Gao, transit point)",
+    ] {
+        assert!(md.contains(needle), "missing {needle:?}");
+    }
+}
