@@ -13,6 +13,7 @@
 
 pub mod countries;
 pub mod error;
+pub mod export;
 pub mod fixture;
 pub mod markdown;
 pub mod report;
@@ -20,6 +21,7 @@ pub mod rounding;
 
 pub use countries::{BuiltinCountries, CountryInfo};
 pub use error::ReportError;
+pub use export::{ExportFilter, export_csv, export_jsonl, export_xlsx};
 pub use markdown::to_markdown;
 pub use report::{Report, ReportOptions, monthly_report};
 pub use rounding::ShareRow;
