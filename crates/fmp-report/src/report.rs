@@ -412,7 +412,8 @@ fn aggregate(
         Ok(())
     })?;
 
-    let dims: [(&str, &str, fn(&mut Side) -> &mut BTreeMap<String, u64>); 3] = [
+    type Dim = fn(&mut Side) -> &mut BTreeMap<String, u64>;
+    let dims: [(&str, &str, Dim); 3] = [
         ("s.next_country", "", |s| &mut s.next),
         ("s.movement_type", "", |s| &mut s.movement),
         ("s.final_country", "AND s.direction = 'outgoing'", |s| {
