@@ -15,13 +15,16 @@ pub mod countries;
 pub mod error;
 pub mod export;
 pub mod fixture;
+pub mod html;
 pub mod markdown;
 pub mod report;
 pub mod rounding;
+pub mod svg;
 
 pub use countries::{BuiltinCountries, CountryInfo};
 pub use error::ReportError;
 pub use export::{ExportFilter, export_csv, export_jsonl, export_xlsx};
+pub use html::to_html;
 pub use markdown::to_markdown;
 pub use report::{Report, ReportOptions, monthly_report};
 pub use rounding::ShareRow;

@@ -381,3 +381,23 @@ fn markdown_reads_like_the_seed() {
         assert!(md.contains(needle), "missing {needle:?}");
     }
 }
+
+#[test]
+fn html_is_one_self_contained_page() {
+    let subs = fixture::may_june_2020(7);
+    let r = june_report(&subs, &ReportOptions::default());
+    let html = fmp_report::to_html(&r);
+    std::fs::create_dir_all("../../target").ok();
+    std::fs::write("../../target/report-2020-06.html", &html).expect("write");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.ends_with("</html>"));
+    assert!(html.contains("@media print") && html.contains("@media (max-width"));
+    assert!(html.contains("name=\"viewport\""));
+    // Monthly series, nationalities, destinations, demography for the nation and every FMP with data.
+    assert!(html.matches("<svg").count() >= 4 + 9 * 5);
+    assert!(html.contains("12,414"));
+    // Nothing loaded from elsewhere.
+    for bad in ["<script", "src=\"http", "href=\"http", "@import", "url("] {
+        assert!(!html.contains(bad), "{bad}");
+    }
+}
