@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use fmp_core::reference::{Fmp, FmpKind, Registry};
 use fmp_core::store::materialize::write_row;
 use fmp_core::store::schema::SCHEMA;
@@ -632,6 +632,37 @@ pub fn may_june_2020(seed: u64) -> Vec<Submission> {
             spec.nat_june,
             &mut out,
         );
+    }
+    out
+}
+
+/// Submissions for benchmarks and demos: `months` consecutive months from
+/// `start` (year, month), each with June 2020's per-FMP mix and totals
+/// multiplied by `scale` (about 900 submissions per month at scale 1).
+pub fn many_months(seed: u64, start: (i32, u32), months: u32, scale: f64) -> Vec<Submission> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    let Some(mut first) = NaiveDate::from_ymd_opt(start.0, start.1, 1) else {
+        return out;
+    };
+    for _ in 0..months {
+        let Some(next) = first.checked_add_months(chrono::Months::new(1)) else {
+            break;
+        };
+        let days = u32::try_from((next - first).num_days()).unwrap_or(28);
+        let (y, m) = (first.year(), first.month());
+        for (spec, (_, n_in, n_out)) in SPECS.iter().zip(SEED_JUNE_2020) {
+            let n = |x: u64| (x as f64 * scale).round() as u32;
+            month_of(
+                &mut rng,
+                spec,
+                (y, m, days),
+                (n(n_in), n(n_out)),
+                spec.nat_june,
+                &mut out,
+            );
+        }
+        first = next;
     }
     out
 }

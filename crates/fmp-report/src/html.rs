@@ -30,6 +30,7 @@ th,td{padding:.25rem .4rem;border-bottom:1px solid #e3e6eb;text-align:left}
 td.n,th.n{text-align:right;white-space:nowrap}
 .note{font-size:.85rem;color:#555}
 .chart{max-width:100%;height:auto;display:block}
+.chart.monthly{max-width:640px}
 ul.bym{padding-left:1.1rem;font-size:.9rem}
 @media (max-width:600px){main{padding:.4rem}section{padding:.7rem}.kpi b{font-size:1.2rem}header h1{font-size:1.15rem}}
 @media print{body{background:#fff}header{background:#fff;color:#000;border-bottom:2px solid #0033a0}

@@ -31,7 +31,7 @@ pub fn escape(s: &str) -> String {
 /// Horizontal bars of (label, per cent), one row each, scaled to 100 %.
 pub fn hbar(title: &str, rows: &[(String, u32)]) -> String {
     let row_h = 22.0;
-    let (w, label_w, bar_w) = (360.0, 130.0, 190.0);
+    let (w, label_w, bar_w) = (300.0, 112.0, 150.0);
     let h = 24.0 + row_h * rows.len() as f64;
     let mut s = String::new();
     let _ = write!(
@@ -57,7 +57,7 @@ pub fn hbar(title: &str, rows: &[(String, u32)]) -> String {
 
 /// Stacked monthly bars of incoming and outgoing, with a legend.
 pub fn monthly(title: &str, points: &[(String, u64, u64)]) -> String {
-    let (w, h) = (640.0, 240.0);
+    let (w, h) = (420.0, 200.0);
     let (left, right, top, bottom) = (48.0, 8.0, 24.0, 40.0);
     let max = points
         .iter()
@@ -74,7 +74,7 @@ pub fn monthly(title: &str, points: &[(String, u64, u64)]) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        r##"<svg class="chart" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg"><title>{t}</title>"##,
+        r##"<svg class="chart monthly" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg"><title>{t}</title>"##,
         t = escape(title)
     );
     for k in 0..=4 {
@@ -82,7 +82,7 @@ pub fn monthly(title: &str, points: &[(String, u64, u64)]) -> String {
         let y = top + plot_h - plot_h * v as f64 / scale as f64;
         let _ = write!(
             s,
-            r##"<line x1="{left}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end" font-size="10" font-family="sans-serif" fill="#555">{v}</text>"##,
+            r##"<line x1="{left}" x2="{x2}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end" font-size="11" font-family="sans-serif" fill="#555">{v}</text>"##,
             x2 = w - right,
             tx = left - 4.0,
             ty = y + 3.0,
@@ -104,7 +104,7 @@ pub fn monthly(title: &str, points: &[(String, u64, u64)]) -> String {
         if i % every == 0 {
             let _ = write!(
                 s,
-                r##"<text x="{cx:.1}" y="{ty}" text-anchor="middle" font-size="10" font-family="sans-serif" fill="#555">{l}</text>"##,
+                r##"<text x="{cx:.1}" y="{ty}" text-anchor="middle" font-size="11" font-family="sans-serif" fill="#555">{l}</text>"##,
                 cx = x + bar / 2.0,
                 ty = base + 14.0,
                 l = escape(label),

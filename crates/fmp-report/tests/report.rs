@@ -401,3 +401,47 @@ fn html_is_one_self_contained_page() {
         assert!(!html.contains(bad), "{bad}");
     }
 }
+
+/// Opens the HTML report in headless Chromium (Debian `chromium`) when it is
+/// installed: it must render with no console message, and a screenshot is
+/// left in `target/report-2020-06.png` for a person to look at.
+#[test]
+fn html_renders_in_headless_chromium() {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        eprintln!("skipped: /usr/bin/chromium is not installed");
+        return;
+    }
+    let subs = fixture::may_june_2020(7);
+    let r = june_report(&subs, &ReportOptions::default());
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    std::fs::create_dir_all(&target).expect("target dir");
+    let target = target.canonicalize().expect("target path");
+    let page = target.join("report-chromium-2020-06.html");
+    let shot = target.join("report-2020-06.png");
+    std::fs::write(&page, fmp_report::to_html(&r)).expect("write");
+    let _ = std::fs::remove_file(&shot);
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg("--window-size=1200,3000")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("run chromium");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("CONSOLE"), "console messages: {stderr}");
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false),
+        "no screenshot: {stderr}"
+    );
+}

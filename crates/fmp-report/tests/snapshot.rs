@@ -6,6 +6,7 @@ use fmp_report::fixture;
 use fmp_report::{BuiltinCountries, ReportOptions, monthly_report};
 use serde_json::json;
 
+#[allow(clippy::too_many_arguments)] // a test helper that reads best flat
 fn sub(
     id: &str,
     fmp: &str,
