@@ -638,7 +638,7 @@ pub fn may_june_2020(seed: u64) -> Vec<Submission> {
 
 /// Submissions for benchmarks and demos: `months` consecutive months from
 /// `start` (year, month), each with June 2020's per-FMP mix and totals
-/// multiplied by `scale` (about 900 submissions per month at scale 1).
+/// multiplied by `scale` (about 740 submissions per month at scale 1).
 pub fn many_months(seed: u64, start: (i32, u32), months: u32, scale: f64) -> Vec<Submission> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::new();
