@@ -9,8 +9,8 @@ pub trait CountryInfo {
     fn in_europe(&self, code: &str) -> bool;
 }
 
-/// A small built-in table of the countries seen at Mali's FMPs, named as the
-/// DTM reports name them; a stand-in until the registry's code lists are used.
+/// Every ISO 3166-1 country from fmp-core's reference data; the countries
+/// seen at Mali's FMPs carry the short names the DTM reports use.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BuiltinCountries;
 
@@ -61,9 +61,10 @@ impl CountryInfo for BuiltinCountries {
             .iter()
             .find(|(c, _, _)| *c == code)
             .map(|(_, n, _)| (*n).to_string())
+            .or_else(|| fmp_core::reference::country(code).map(|c| c.name_en.to_string()))
     }
 
     fn in_europe(&self, code: &str) -> bool {
-        TABLE.iter().any(|(c, _, e)| *c == code && *e)
+        fmp_core::reference::country(code).is_some_and(|c| c.in_europe)
     }
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
-use fmp_core::reference::{Fmp, FmpKind, Registry};
+use fmp_core::reference::Registry;
 use fmp_core::store::materialize::write_row;
 use fmp_core::store::schema::SCHEMA;
 use fmp_core::{
@@ -369,33 +369,9 @@ const OTHER_POOL: [&str; 14] = [
 /// Final destinations of incoming groups.
 const FINAL_IN: W = &[("MLI", 85), ("GIN", 5), ("CIV", 5), ("SEN", 5)];
 
-/// The nine Mali FMPs of the seed report: a stand-in for
-/// `Registry::mali_default()` so the report's tests do not wait for it.
+/// The nine Mali FMPs of the seed report: the registry the store ships with.
 pub fn mali_registry() -> Registry {
-    let fmp = |code: &str, name: &str, admin1: &str, kind, lat, lon| Fmp {
-        code: code.to_string(),
-        name: name.to_string(),
-        admin1: admin1.to_string(),
-        country: "MLI".to_string(),
-        kind,
-        lat,
-        lon,
-        active_since: NaiveDate::from_ymd_opt(2016, 7, 1).unwrap_or_default(),
-    };
-    use FmpKind::{EntryExit, Transit};
-    Registry {
-        fmps: vec![
-            fmp("ML-WAB", "Wabaria", "Gao", Transit, 16.25, -0.02),
-            fmp("ML-PKI", "Place Kidal", "Gao", EntryExit, 16.28, -0.04),
-            fmp("ML-TBK", "Timbuktu", "Timbuktu", EntryExit, 16.77, -3.01),
-            fmp("ML-MNK", "Menaka", "Menaka", EntryExit, 15.92, 2.40),
-            fmp("ML-SEV", "Sevare", "Mopti", Transit, 14.53, -4.10),
-            fmp("ML-GOG", "Gogui", "Kayes", EntryExit, 15.10, -9.28),
-            fmp("ML-BEN", "Benena", "Segou", EntryExit, 12.07, -4.38),
-            fmp("ML-HER", "Heremakono", "Sikasso", EntryExit, 10.95, -5.25),
-            fmp("ML-BKO", "Bamako", "Bamako", Transit, 12.64, -8.00),
-        ],
-    }
+    Registry::mali_default()
 }
 
 /// Splits `total` by `weights` with the largest-remainder rule (ties by order).
