@@ -269,6 +269,12 @@ impl Store {
         f(&conn).map_err(|e| sql_err(&self.dir, e))
     }
 
+    /// Runs `f` with the database connection (read-only use: reports, exports).
+    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        let conn = self.lock();
+        f(&conn)
+    }
+
     /// Runs `f` in one immediate transaction, committed (durably) only if it returns `Ok`.
     pub fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E>
     where
