@@ -409,6 +409,12 @@ fn html_is_one_self_contained_page() {
 fn html_renders_in_headless_chromium() {
     let chromium = std::path::Path::new("/usr/bin/chromium");
     if !chromium.exists() {
+        // scripts/test-all.sh installs chromium and sets this: there, a
+        // missing browser is a failure, not a skip.
+        assert!(
+            std::env::var_os("FMP_REQUIRE_CHROMIUM").is_none(),
+            "/usr/bin/chromium is required (FMP_REQUIRE_CHROMIUM is set)"
+        );
         eprintln!("skipped: /usr/bin/chromium is not installed");
         return;
     }
