@@ -26,7 +26,8 @@ BUILD="$HERE/build"
 GEN="$BUILD/generated/uniffi/jvm"
 OUT="$BUILD/jvm-tests"
 
-step() { printf '\n== %s\n' "$*" >&2; }
+SECONDS=0
+step() { printf '\n== [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'run-jvm-tests: %s\n' "$*" >&2; exit 1; }
 
 command -v java >/dev/null || die "java not found: install a JDK (17 or newer), e.g. apt-get install openjdk-17-jdk-headless"
@@ -47,7 +48,8 @@ if [[ ! -x "$KOTLIN_HOME/bin/kotlinc" ]]; then
 fi
 KOTLINC="$KOTLIN_HOME/bin/kotlinc"
 STDLIB="$KOTLIN_HOME/lib/kotlin-stdlib.jar"
-[[ -f "$STDLIB" ]] || die "$STDLIB missing: remove $KOTLIN_HOME and rerun"
+KTEST="$KOTLIN_HOME/lib/kotlin-test.jar"
+[[ -f "$STDLIB" && -f "$KTEST" ]] || die "kotlin-stdlib.jar or kotlin-test.jar missing in $KOTLIN_HOME/lib: remove $KOTLIN_HOME and rerun"
 
 if [[ ! -f "$JNA_JAR" ]]; then
     step "installing JNA (Debian libjna-java)"
@@ -69,7 +71,7 @@ esac
 
 # --- 3. bindings (library mode; a build output, never committed) ---------
 step "generating Kotlin bindings from $LIB"
-(cd "$ROOT" && cargo build --quiet -p fmp-ffi --features bindgen --bin uniffi-bindgen)
+(cd "$ROOT" && cargo build --quiet -p fmp-uniffi-bindgen)
 rm -rf "$GEN"
 mkdir -p "$GEN"
 "$TARGET/debug/uniffi-bindgen" generate --library "$LIB" --language kotlin \
@@ -79,11 +81,11 @@ mkdir -p "$GEN"
 step "checking README.md's example against the test source"
 extract() { sed -n "/$2/,/$3/p" "$1" | sed '1d;$d'; }
 readme_example="$(extract "$HERE/README.md" '^<!-- BEGIN EXAMPLE' '^<!-- END EXAMPLE' | sed '/^```/d')"
-test_example="$(extract "$HERE/src/test/kotlin/org/iom/fmp/UsageExample.kt" 'BEGIN EXAMPLE' 'END EXAMPLE')"
+test_example="$(extract "$HERE/src/test/kotlin/org/fmp/test/UsageExample.kt" 'BEGIN EXAMPLE' 'END EXAMPLE')"
 [[ -n "$test_example" ]] || die "no example found between BEGIN/END EXAMPLE in UsageExample.kt"
 if [[ "$readme_example" != "$test_example" ]]; then
     diff <(printf '%s\n' "$readme_example") <(printf '%s\n' "$test_example") >&2 || true
-    die "README.md's usage example differs from src/test/kotlin/org/iom/fmp/UsageExample.kt (diff above: < README, > test)"
+    die "README.md's usage example differs from src/test/kotlin/org/fmp/test/UsageExample.kt (diff above: < README, > test)"
 fi
 
 # --- 5. compile and run --------------------------------------------------
@@ -91,9 +93,10 @@ step "compiling Kotlin (bindings, helpers, tests)"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 mapfile -t sources < <(find "$GEN" "$HERE/src/main/kotlin" "$HERE/src/test/kotlin" -name '*.kt' | sort)
-"$KOTLINC" -nowarn -jvm-target 17 -cp "$JNA_JAR" -d "$OUT/classes" "${sources[@]}"
+"$KOTLINC" -nowarn -jvm-target 17 -cp "$JNA_JAR:$KTEST" -d "$OUT/classes" "${sources[@]}"
 
 step "running the suite on $(java -version 2>&1 | head -n1)"
 java -Djna.library.path="$(dirname "$LIB")" \
-    -cp "$OUT/classes:$JNA_JAR:$STDLIB" \
-    org.iom.fmp.JvmTestsKt
+    -cp "$OUT/classes:$JNA_JAR:$STDLIB:$KTEST" \
+    org.fmp.test.JvmTestsKt
+step "done"

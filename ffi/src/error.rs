@@ -18,6 +18,9 @@ pub struct FieldError {
 }
 
 /// Errors returned to Kotlin (`FmpException.Validation`, `.NotFound`, …).
+///
+/// Text fields are named `reason`, not `message`: Kotlin exceptions already
+/// have a `message` (uniffi fills it with `reason=…`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum FmpError {
     /// The submission was refused; every failing field is listed, nothing was stored.
@@ -34,23 +37,23 @@ pub enum FmpError {
     },
     /// The network failed (hub unreachable, transfer cut); retrying later may work.
     /// Raised by hub operations (join, sync), which come with the hub client.
-    #[error("network: {message}")]
+    #[error("network: {reason}")]
     Network {
         /// What failed.
-        message: String,
+        reason: String,
     },
     /// The hub refused this device (unknown, revoked, or writing outside its FMPs).
     /// Raised by hub operations (join, sync), which come with the hub client.
-    #[error("not authorized: {message}")]
+    #[error("not authorized: {reason}")]
     Auth {
         /// The hub's reason.
-        message: String,
+        reason: String,
     },
     /// Anything else (storage, a deleted submission, a malformed id or patch).
-    #[error("{message}")]
+    #[error("{reason}")]
     Other {
         /// What went wrong, in words.
-        message: String,
+        reason: String,
     },
 }
 
@@ -76,7 +79,7 @@ impl FmpError {
     /// Any other failure.
     pub(crate) fn other(message: impl Into<String>) -> FmpError {
         FmpError::Other {
-            message: message.into(),
+            reason: message.into(),
         }
     }
 }
