@@ -81,18 +81,18 @@ mkdir -p "$GEN"
 step "checking README.md's example against the test source"
 extract() { sed -n "/$2/,/$3/p" "$1" | sed '1d;$d'; }
 readme_example="$(extract "$HERE/README.md" '^<!-- BEGIN EXAMPLE' '^<!-- END EXAMPLE' | sed '/^```/d')"
-test_example="$(extract "$HERE/src/test/kotlin/org/fmp/test/UsageExample.kt" 'BEGIN EXAMPLE' 'END EXAMPLE')"
+test_example="$(extract "$HERE/src/jvmTest/kotlin/org/fmp/test/UsageExample.kt" 'BEGIN EXAMPLE' 'END EXAMPLE')"
 [[ -n "$test_example" ]] || die "no example found between BEGIN/END EXAMPLE in UsageExample.kt"
 if [[ "$readme_example" != "$test_example" ]]; then
     diff <(printf '%s\n' "$readme_example") <(printf '%s\n' "$test_example") >&2 || true
-    die "README.md's usage example differs from src/test/kotlin/org/fmp/test/UsageExample.kt (diff above: < README, > test)"
+    die "README.md's usage example differs from src/jvmTest/kotlin/org/fmp/test/UsageExample.kt (diff above: < README, > test)"
 fi
 
 # --- 5. compile and run --------------------------------------------------
 step "compiling Kotlin (bindings, helpers, tests)"
 rm -rf "$OUT"
 mkdir -p "$OUT"
-mapfile -t sources < <(find "$GEN" "$HERE/src/main/kotlin" "$HERE/src/test/kotlin" -name '*.kt' | sort)
+mapfile -t sources < <(find "$GEN" "$HERE/src/main/kotlin" "$HERE/src/jvmTest/kotlin" -name '*.kt' | sort)
 "$KOTLINC" -nowarn -jvm-target 17 -cp "$JNA_JAR:$KTEST" -d "$OUT/classes" "${sources[@]}"
 
 step "running the suite on $(java -version 2>&1 | head -n1)"
