@@ -47,7 +47,18 @@ impl<'a> Authors<'a> {
             return Ok(r.clone());
         }
         let mut found = self.trust.author(device);
-        if found.is_none() {
+        if found.is_some() {
+            // Known here; still keep valid issued certificates so they travel on.
+            let offered = self.offered.get(&device).cloned().unwrap_or_default();
+            for c in offered
+                .into_iter()
+                .filter(|c| !c.is_self_signed() && c.device == device)
+            {
+                if c.verify(self.trust).is_ok() {
+                    self.learned.push(c);
+                }
+            }
+        } else {
             let stored = stored_certificate(conn, device)?;
             let offered = self.offered.get(&device).cloned().unwrap_or_default();
             // Issued certificates first, then a pinned self-signed one, then an offered one.

@@ -10,8 +10,9 @@ use uuid::Uuid;
 use crate::error::SyncError;
 use crate::wire::Hash;
 
-/// Most change hashes in one bundle (4 KiB of hashes: fits any message).
-pub const MAX_BUNDLE: usize = 128;
+/// Most change hashes in one bundle (1 KiB of hashes, so that a bundle cut
+/// across messages costs little and fits the smallest message).
+pub const MAX_BUNDLE: usize = 32;
 
 const BUNDLE_DOMAIN: &[u8] = b"fmp-sync bundle v1\0";
 

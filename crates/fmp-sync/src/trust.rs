@@ -16,7 +16,9 @@
 
 use std::collections::HashMap;
 
-use fmp_core::store::Identity;
+use fmp_core::store::{Identity, Store};
+
+use crate::error::SyncError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -183,4 +185,11 @@ impl Certificate {
             may_enroll: false,
         })
     }
+}
+
+/// Keeps a certificate in the store's `devices` table: a phone keeps the
+/// one its hub issued it, and it travels with the phone's bundles. An
+/// issued certificate replaces a self-signed one, never the reverse.
+pub fn store_certificate(store: &Store, cert: &Certificate) -> Result<(), SyncError> {
+    store.write(|tx| crate::log::store_certificate(tx, cert))
 }

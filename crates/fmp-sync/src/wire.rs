@@ -19,8 +19,8 @@ use crate::trust::Certificate;
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Default limit of one message, after compression (64 KiB).
 pub const DEFAULT_MAX_BYTES: u32 = 64 * 1024;
-/// Smallest limit a sender accepts (a message must hold its headers).
-pub const MIN_MAX_BYTES: u32 = 1024;
+/// Smallest message limit (a message must hold a change and its bundle).
+pub const MIN_MAX_BYTES: u32 = 2048;
 /// Largest body a receiver decompresses (a defence against zstd bombs).
 pub const MAX_DECODED_BYTES: usize = 32 * 1024 * 1024;
 
