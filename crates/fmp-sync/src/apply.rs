@@ -333,9 +333,12 @@ pub(crate) fn apply(
     Ok(out)
 }
 
+/// bytes, author, bundle, origin of a `pending` row.
+type PendingRow = (Vec<u8>, String, Vec<u8>, Option<String>);
+
 fn load_pending(conn: &Connection, docref: &DocRef) -> Result<Vec<Item>, SyncError> {
     let (_, id) = docref.kind_and_id();
-    let rows: Vec<(Vec<u8>, String, Vec<u8>, Option<String>)> = conn
+    let rows: Vec<PendingRow> = conn
         .prepare_cached("SELECT bytes, author, bundle, origin FROM pending WHERE doc_id = ?1")?
         .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;

@@ -162,11 +162,11 @@ pub(crate) fn batch(
     let mut out = Batch::default();
     let mut authors: Vec<Uuid> = Vec::new();
     for id in order {
-        if !cache.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(id) {
             let b = Bundle::load(conn, &id)?.ok_or_else(|| {
                 SyncError::Malformed(format!("bundle {} missing", hex::encode(id)))
             })?;
-            cache.insert(id, b);
+            e.insert(b);
         }
         let Some(b) = cache.get(&id) else { continue };
         if !authors.contains(&b.author) {

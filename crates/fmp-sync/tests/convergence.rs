@@ -77,7 +77,7 @@ fn apply(reps: &[Replica], trust: &StaticTrust, op: &Op) {
         Op::Edit { r, doc, n: k } => {
             let s = &reps[r % n].store;
             if let Some(id) = pick(s, doc) {
-                let patch = if k % 2 == 0 {
+                let patch = if k.is_multiple_of(2) {
                     serde_json::json!({"notes": format!("edit {k}")})
                 } else {
                     {

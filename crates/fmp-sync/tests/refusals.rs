@@ -61,8 +61,6 @@ fn change_swapped_for_another_by_the_same_author() {
     let bytes = request(&phone, &hub, &trust, "ML-HER", 2);
     let mut req = Request::decode(&bytes).expect("decode");
     // A valid change of the same author, not the one the bundle signed.
-    let other = replica("x");
-    let _ = other;
     let id2 = phone
         .store
         .record(submission("ML-HER", 50))

@@ -323,12 +323,12 @@ impl Store {
                 "a patch is a JSON object of the fields to change".into(),
             ));
         };
-        if let Some(v) = pm.get("id") {
-            if v.as_str() != Some(id.to_string().as_str()) {
-                return Err(StoreError::Patch(
-                    "id: a submission's id cannot be changed".into(),
-                ));
-            }
+        if let Some(v) = pm.get("id")
+            && v.as_str() != Some(id.to_string().as_str())
+        {
+            return Err(StoreError::Patch(
+                "id: a submission's id cannot be changed".into(),
+            ));
         }
         self.write(|tx| {
             let mut d = self.load_doc(tx, id)?;
