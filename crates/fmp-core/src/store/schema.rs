@@ -15,12 +15,63 @@
 //!   kept for sync; `conflicts` counts fields with concurrent values.
 //! - `submission_nationalities`: the `nationalities` map of each submission,
 //!   one row per (submission, country), for the report's aggregates.
+//!
+//! Added in version 2, for sync (`fmp-sync`):
+//! - `changes.origin`: the peer device a received change came from (NULL for
+//!   a change made here), so a pull never echoes a change back to its sender;
+//!   `changes.bundle`: id of the signed bundle that covers the change (NULL
+//!   for a local change not sealed yet).
+//! - `bundles`: signed batches of one author's change hashes, kept intact and
+//!   forwarded as they are, so any replica can verify any change's author.
+//! - `peers`: per peer, how far into the peer's log this store has consumed
+//!   (`pulled`) and how far into this store's log the peer acknowledged
+//!   (`acked`); written in the same transaction as the changes received.
+//! - `devices`: certificates of devices' public keys learned from sync.
+//! - `pending`: verified changes received before their dependencies, applied
+//!   once those arrive.
 
 /// Schema version this build writes (`PRAGMA user_version`).
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+
+/// The sync tables of version 2, shared by `SCHEMA` and the 1 → 2 upgrade.
+macro_rules! sync_tables {
+    () => {
+        r#"
+CREATE INDEX changes_time ON changes(time, hash);
+CREATE INDEX changes_unsealed ON changes(seq) WHERE bundle IS NULL;
+CREATE TABLE bundles (
+    id      BLOB PRIMARY KEY,
+    author  TEXT NOT NULL,
+    hashes  BLOB NOT NULL,
+    sig     BLOB NOT NULL
+);
+CREATE TABLE peers (
+    peer       TEXT PRIMARY KEY,
+    pulled     INTEGER NOT NULL DEFAULT 0,
+    acked      INTEGER NOT NULL DEFAULT 0,
+    synced_at  INTEGER
+);
+CREATE TABLE devices (
+    device  TEXT PRIMARY KEY,
+    cert    BLOB NOT NULL
+);
+CREATE TABLE pending (
+    hash    BLOB PRIMARY KEY,
+    doc_id  TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    author  TEXT NOT NULL,
+    bundle  BLOB NOT NULL,
+    origin  TEXT,
+    bytes   BLOB NOT NULL
+);
+CREATE INDEX pending_doc ON pending(doc_id);
+"#
+    };
+}
 
 /// The current schema, as a fresh store gets it.
-pub const SCHEMA: &str = r#"
+pub const SCHEMA: &str = concat!(
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -37,7 +88,9 @@ CREATE TABLE changes (
     author  TEXT NOT NULL,
     time    INTEGER NOT NULL,
     op      TEXT NOT NULL,
-    bytes   BLOB NOT NULL
+    bytes   BLOB NOT NULL,
+    origin  TEXT,
+    bundle  BLOB
 );
 CREATE INDEX changes_doc ON changes(doc_id, seq);
 CREATE TABLE submissions (
@@ -84,7 +137,12 @@ CREATE TABLE submission_nationalities (
     count         INTEGER NOT NULL,
     PRIMARY KEY (submission_id, country)
 ) WITHOUT ROWID;
-"#;
+"#,
+    sync_tables!()
+);
+
+/// The tables and indexes version 2 added for sync (part of `SCHEMA` too).
+pub const SYNC_TABLES: &str = sync_tables!();
 
 use std::path::Path;
 
@@ -124,8 +182,95 @@ pub fn migrate(conn: &mut Connection, dir: &Path) -> Result<(), StoreError> {
 }
 
 /// One forward step: the schema of version `from` to `from + 1`.
-fn upgrade(_tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
-    // Version 1 is the first schema; each later version adds a `match from` arm here.
-    debug_assert!(from < VERSION);
-    Ok(())
+fn upgrade(tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
+    match from {
+        1 => {
+            tx.execute_batch(
+                "ALTER TABLE changes ADD COLUMN origin TEXT;
+                 ALTER TABLE changes ADD COLUMN bundle BLOB;",
+            )?;
+            tx.execute_batch(SYNC_TABLES)
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every table's columns and every index's definition, comparable
+    /// across a fresh and a migrated database (ALTER TABLE rewrites the
+    /// stored SQL text, so the text itself is not compared for tables).
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stmt = conn
+            .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+            .expect("prepare");
+        let rows: Vec<(String, String, String, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        for (ty, name, tbl, sql) in rows {
+            if ty == "table" {
+                let mut cols = conn
+                    .prepare(&format!("PRAGMA table_xinfo({name})"))
+                    .expect("pragma");
+                let cols: Vec<String> = cols
+                    .query_map([], |r| {
+                        Ok(format!(
+                            "{}:{}:{}:{:?}:{}",
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, i64>(5)?
+                        ))
+                    })
+                    .expect("cols")
+                    .collect::<rusqlite::Result<_>>()
+                    .expect("cols");
+                out.push(format!("table {name}: {}", cols.join(", ")));
+            } else {
+                let sql = sql
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                out.push(format!("{ty} {name} on {tbl}: {sql}"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn v1_upgraded_matches_a_fresh_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut old = Connection::open(dir.path().join("old.sqlite3")).expect("open");
+        old.execute_batch(include_str!("fixtures/schema_v1.sql"))
+            .expect("v1 schema");
+        old.pragma_update(None, "user_version", 1).expect("version");
+        old.execute(
+            "INSERT INTO changes (hash, doc_id, author, time, op, bytes) VALUES (x'01', 'd', 'a', 1, 'record', x'00')",
+            [],
+        )
+        .expect("a v1 change");
+        migrate(&mut old, dir.path()).expect("upgrade");
+        let mut fresh = Connection::open(dir.path().join("new.sqlite3")).expect("open");
+        migrate(&mut fresh, dir.path()).expect("fresh");
+        assert_eq!(shape(&old), shape(&fresh));
+        let v: u32 = old
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, VERSION);
+        let kept: i64 = old
+            .query_row(
+                "SELECT count(*) FROM changes WHERE bundle IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(kept, 1, "the v1 change is kept, unsealed");
+    }
 }

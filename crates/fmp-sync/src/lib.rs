@@ -1,0 +1,47 @@
+//! fmp-sync: the replica-to-replica protocol of fmp. It replicates each
+//! store's change log (signed bundles of automerge changes) with a cursor
+//! per peer, falls back to range-based set reconciliation for replicas with
+//! no shared cursor, and does no I/O of its own: callers move the bytes
+//! (in memory in tests, over HTTP in the hub). See
+//! `docs/adr/0001-sync-unit-and-wire.md` for the decisions and figures.
+//!
+//! - `wire.rs`: the versioned messages (postcard + zstd) and their limits.
+//! - `session.rs`: the [`Client`] that drives a sync and [`respond`], the
+//!   stateless answer of the other side; per-peer cursors.
+//! - `log.rs`: reading the change log into batches that fit a message.
+//! - `apply.rs`: verifying a received batch (all or nothing) and applying
+//!   it change by change (scope refusals, pending dependencies).
+//! - `bundle.rs`: signed bundles of one author's change hashes; sealing.
+//! - `trust.rs`: the caller's [`Trust`], device [`Certificate`]s, the trust model.
+//! - `reconcile.rs`: range-based set reconciliation over `(time, hash)`.
+//! - `error.rs`: [`SyncError`].
+
+mod apply;
+pub mod bundle;
+pub mod error;
+mod log;
+pub mod reconcile;
+pub mod session;
+pub mod trust;
+pub mod wire;
+
+pub use error::SyncError;
+pub use session::{Client, Cursor, Report, cursor, forget_peer, respond};
+pub use trust::{AuthorInfo, Certificate, StaticTrust, Trust};
+pub use wire::{DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Request, Response};
+
+use fmp_core::store::Store;
+
+/// Syncs two stores in memory until each has what the other had (`a` as
+/// client, `b` as responder); `b` judges with `trust_b`, `a` with `trust_a`.
+pub fn sync_in_memory(
+    a: &Store,
+    trust_a: &dyn Trust,
+    b: &Store,
+    trust_b: &dyn Trust,
+    max_bytes: u32,
+) -> Result<Report, SyncError> {
+    Client::new(a, trust_a, b.identity().device_id)
+        .with_max_bytes(max_bytes)
+        .run(|req| respond(b, trust_b, &req))
+}

@@ -1,0 +1,286 @@
+//! Reading this store's change log into batches that fit a message.
+
+use std::collections::HashMap;
+
+use fmp_core::store::Identity;
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use crate::bundle::{Bundle, to_hash};
+use crate::error::SyncError;
+use crate::trust::Certificate;
+use crate::wire::{Batch, DocRef, Hash, HashRef, WireBundle, WireChange};
+
+/// One change of the log, ready to send.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub seq: i64,
+    pub hash: Hash,
+    pub doc: DocRef,
+    pub bytes: Vec<u8>,
+    pub bundle: Hash,
+    /// A submission's record (its first change).
+    pub first: bool,
+    /// The receiver holds (or gets earlier in the message) this change's
+    /// first dependency, so the document need not be named.
+    pub dep_known: bool,
+}
+
+const SELECT: &str = "SELECT c.seq, c.hash, c.doc_id, d.kind, c.bytes, c.bundle, c.op
+     FROM changes c JOIN documents d ON d.id = c.doc_id";
+
+type RawRow = (
+    i64,
+    Vec<u8>,
+    String,
+    String,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    String,
+);
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn to_row((seq, hash, doc_id, kind, bytes, bundle, op): RawRow) -> Result<Row, SyncError> {
+    let hash = to_hash(&hash).ok_or_else(|| SyncError::Malformed(format!("change {seq}: hash")))?;
+    let bundle = bundle
+        .as_deref()
+        .and_then(to_hash)
+        .ok_or_else(|| SyncError::Malformed(format!("change {seq} is not sealed in a bundle")))?;
+    Ok(Row {
+        seq,
+        hash,
+        doc: DocRef::from_row(&kind, &doc_id),
+        bytes,
+        bundle,
+        first: kind == "submission" && op == fmp_core::doc::Op::Record.as_str(),
+        dep_known: false,
+    })
+}
+
+/// The last `seq` of the log (0 if empty).
+pub(crate) fn log_end(conn: &Connection) -> Result<i64, SyncError> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// Changes after `after`, not received from `peer`, in log order, until
+/// their raw size reaches `raw_budget`. Returns the rows and whether the
+/// log was exhausted.
+pub(crate) fn after_cursor(
+    conn: &Connection,
+    after: i64,
+    peer: Uuid,
+    raw_budget: usize,
+) -> Result<(Vec<Row>, bool), SyncError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE c.seq > ?1 AND (c.origin IS NULL OR c.origin <> ?2) ORDER BY c.seq"
+    ))?;
+    let mut rows = stmt.query(params![after, peer.to_string()])?;
+    let mut out: Vec<Row> = Vec::new();
+    let mut seen: std::collections::HashSet<Hash> = std::collections::HashSet::new();
+    let mut size = 0usize;
+    let mut dep_stmt =
+        conn.prepare_cached("SELECT seq, origin, author FROM changes WHERE hash = ?1")?;
+    let peer_s = peer.to_string();
+    while let Some(r) = rows.next()? {
+        if size >= raw_budget {
+            return Ok((out, false));
+        }
+        let mut r = to_row(row(r)?)?;
+        if matches!(r.doc, DocRef::Submission(_)) && !r.first {
+            let dep = automerge::Change::try_from(r.bytes.as_slice())
+                .ok()
+                .and_then(|c| c.deps().first().map(|d| d.0));
+            if let Some(dep) = dep {
+                r.dep_known = seen.contains(&dep)
+                    || dep_stmt
+                        .query_row([dep.to_vec()], |x| {
+                            let seq: i64 = x.get(0)?;
+                            let origin: Option<String> = x.get(1)?;
+                            let author: String = x.get(2)?;
+                            Ok(seq <= after
+                                || origin.as_deref() == Some(peer_s.as_str())
+                                || author == peer_s)
+                        })
+                        .optional()?
+                        .unwrap_or(false);
+            }
+        }
+        seen.insert(r.hash);
+        size += r.bytes.len() + 40;
+        out.push(r);
+    }
+    Ok((out, true))
+}
+
+/// The changes with these hashes that this store has, in log order.
+pub(crate) fn by_hashes(conn: &Connection, hashes: &[Hash]) -> Result<Vec<Row>, SyncError> {
+    let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE c.hash = ?1"))?;
+    let mut out = Vec::new();
+    for h in hashes {
+        if let Some(r) = stmt.query_row([h.to_vec()], row).optional()? {
+            out.push(to_row(r)?);
+        }
+    }
+    out.sort_by_key(|r| r.seq);
+    Ok(out)
+}
+
+/// Builds the batch carrying `rows`: their bundles (hash lists referring
+/// to the rows where they can) and their authors' certificates.
+pub(crate) fn batch(
+    conn: &Connection,
+    me: &Identity,
+    rows: &[Row],
+    cache: &mut HashMap<Hash, Bundle>,
+) -> Result<Batch, SyncError> {
+    let index: HashMap<Hash, u32> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.hash, u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect();
+    let mut order: Vec<Hash> = Vec::new();
+    for r in rows {
+        if !order.contains(&r.bundle) {
+            order.push(r.bundle);
+        }
+    }
+    let mut out = Batch::default();
+    let mut authors: Vec<Uuid> = Vec::new();
+    for id in order {
+        if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(id) {
+            let b = Bundle::load(conn, &id)?.ok_or_else(|| {
+                SyncError::Malformed(format!("bundle {} missing", hex::encode(id)))
+            })?;
+            e.insert(b);
+        }
+        let Some(b) = cache.get(&id) else { continue };
+        if !authors.contains(&b.author) {
+            authors.push(b.author);
+        }
+        out.bundles.push(WireBundle {
+            author: b.author,
+            hashes: b
+                .hashes
+                .iter()
+                .map(|h| match index.get(h) {
+                    Some(i) => HashRef::Here(*i),
+                    None => HashRef::Hash(*h),
+                })
+                .collect(),
+            sig: b.sig.clone(),
+        });
+    }
+    for a in authors {
+        if let Some(c) = stored_certificate(conn, a)? {
+            out.certs.push(c);
+        } else if a == me.device_id {
+            out.certs.push(Certificate::self_signed(me));
+        }
+    }
+    out.changes = rows
+        .iter()
+        .map(|r| WireChange {
+            doc: if r.first && matches!(r.doc, DocRef::Submission(_)) {
+                DocRef::InChange
+            } else if r.dep_known {
+                DocRef::Dep
+            } else {
+                r.doc.clone()
+            },
+            bytes: r.bytes.clone(),
+        })
+        .collect();
+    Ok(out)
+}
+
+/// The certificate stored for a device, if any.
+pub(crate) fn stored_certificate(
+    conn: &Connection,
+    device: Uuid,
+) -> Result<Option<Certificate>, SyncError> {
+    let blob: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT cert FROM devices WHERE device = ?1")?
+        .query_row([device.to_string()], |r| r.get(0))
+        .optional()?;
+    Ok(blob.and_then(|b| postcard::from_bytes(&b).ok()))
+}
+
+/// Stores a verified certificate; an issued one replaces a self-signed one,
+/// never the reverse (a self-signed key, once pinned, stays).
+pub(crate) fn store_certificate(conn: &Connection, cert: &Certificate) -> Result<(), SyncError> {
+    let existing = stored_certificate(conn, cert.device)?;
+    let replace = match &existing {
+        None => true,
+        Some(old) => old != cert && old.is_self_signed() && !cert.is_self_signed(),
+    };
+    if replace {
+        let blob = postcard::to_stdvec(cert).map_err(|e| SyncError::Encode(e.to_string()))?;
+        conn.execute(
+            "INSERT OR REPLACE INTO devices (device, cert) VALUES (?1, ?2)",
+            params![cert.device.to_string(), blob],
+        )?;
+    }
+    Ok(())
+}
+
+/// Finds the longest prefix of `rows` whose message (built by `make`)
+/// fits in `max` bytes; returns the message and the count of rows in it.
+/// An empty prefix must fit; a single row that does not is an error.
+pub(crate) fn fit(
+    rows: &[Row],
+    max: usize,
+    mut make: impl FnMut(&[Row]) -> Result<Vec<u8>, SyncError>,
+) -> Result<(Vec<u8>, usize), SyncError> {
+    let all = make(rows)?;
+    if all.len() <= max {
+        return Ok((all, rows.len()));
+    }
+    let mut best = make(&[])?;
+    if best.len() > max {
+        return Err(SyncError::TooLarge {
+            size: best.len(),
+            limit: max,
+        });
+    }
+    // Invariant: `lo` rows fit (message in `best`), `hi` rows do not.
+    let (mut lo, mut hi) = (0usize, rows.len());
+    // First guess from the compression ratio seen on the whole set.
+    let guess = (rows.len() as u64 * max as u64 * 9 / 10 / all.len() as u64) as usize;
+    let mut probe = if hi > 1 { guess.clamp(1, hi - 1) } else { 0 };
+    while hi - lo > 1 {
+        let m = make(&rows[..probe])?;
+        if m.len() <= max {
+            lo = probe;
+            best = m;
+        } else {
+            hi = probe;
+        }
+        probe = lo + (hi - lo) / 2;
+        if probe == lo {
+            break;
+        }
+    }
+    if lo == 0 && !rows.is_empty() {
+        let one = make(&rows[..1])?;
+        return Err(SyncError::TooLarge {
+            size: one.len(),
+            limit: max,
+        });
+    }
+    Ok((best, lo))
+}

@@ -1,0 +1,554 @@
+//! The exchange: a [`Client`] that drives a sync with one peer, and
+//! [`respond`], the stateless answer of the other side (the hub's handler).
+
+use std::collections::{HashMap, HashSet};
+
+use fmp_core::store::Store;
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use crate::apply::{self, Authors};
+use crate::bundle::seal;
+use crate::error::SyncError;
+use crate::log::{self, Row};
+use crate::reconcile::{self, Found, Key, Range};
+use crate::trust::Trust;
+use crate::wire::{Batch, DEFAULT_MAX_BYTES, Hash, MIN_MAX_BYTES, Refusal, Request, Response};
+
+/// Raw bytes of changes loaded per message attempt, as a multiple of the limit.
+const RAW_FACTOR: usize = 8;
+/// Hashes wanted per request at most.
+const MAX_WANT: usize = 1000;
+/// A sync gives up after this many round trips.
+const MAX_ROUND_TRIPS: u32 = 100_000;
+
+/// Per-peer progress, as stored in `peers`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// How far into the peer's log this store has consumed.
+    pub pulled: i64,
+    /// How far into this store's log the peer has acknowledged.
+    pub acked: i64,
+}
+
+/// Reads the progress recorded with `peer`.
+pub fn cursor(store: &Store, peer: Uuid) -> Result<Cursor, SyncError> {
+    Ok(store.read(|c| read_cursor(c, peer))?)
+}
+
+fn read_cursor(conn: &Connection, peer: Uuid) -> rusqlite::Result<Cursor> {
+    Ok(conn
+        .query_row(
+            "SELECT pulled, acked FROM peers WHERE peer = ?1",
+            [peer.to_string()],
+            |r| {
+                Ok(Cursor {
+                    pulled: r.get(0)?,
+                    acked: r.get(1)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+fn advance(
+    conn: &Connection,
+    peer: Uuid,
+    pulled: Option<i64>,
+    acked: Option<i64>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO peers (peer, pulled, acked, synced_at) VALUES (?1, coalesce(?2, 0), coalesce(?3, 0), ?4)
+         ON CONFLICT(peer) DO UPDATE SET
+           pulled = coalesce(?2, pulled),
+           acked = max(acked, coalesce(?3, acked)),
+           synced_at = ?4",
+        params![peer.to_string(), pulled, acked, chrono::Utc::now().timestamp_millis()],
+    )?;
+    Ok(())
+}
+
+/// Forgets the progress with `peer` (the next sync reconciles or starts over).
+pub fn forget_peer(store: &Store, peer: Uuid) -> Result<(), SyncError> {
+    store.write(|tx| -> Result<(), SyncError> {
+        tx.execute("DELETE FROM peers WHERE peer = ?1", [peer.to_string()])?;
+        Ok(())
+    })
+}
+
+/// What a sync did, from the client's side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Requests sent (each answered: one round trip).
+    pub round_trips: u32,
+    /// Bytes of all requests.
+    pub bytes_sent: u64,
+    /// Bytes of all responses.
+    pub bytes_received: u64,
+    /// Changes pushed and accepted by the peer.
+    pub pushed: u64,
+    /// Changes received and stored here.
+    pub pulled: u64,
+    /// Our changes the peer refused, with its reasons.
+    pub refused_by_peer: Vec<Refusal>,
+    /// The peer's changes refused here.
+    pub refused_here: Vec<Refusal>,
+}
+
+enum Phase {
+    Cursor,
+    Reconcile {
+        keys: Vec<Key>,
+        send: Vec<Range>,
+        found: Found,
+        peer_end: Option<i64>,
+        my_end: i64,
+    },
+    Transfer {
+        have: Vec<Hash>,
+        need: Vec<Hash>,
+        peer_end: i64,
+        my_end: i64,
+    },
+    Done,
+}
+
+struct InFlight {
+    push_upto: Option<i64>,
+    push_complete: bool,
+    pushed_hashes: Vec<Hash>,
+    wanted: Vec<Hash>,
+}
+
+/// Drives a sync with one peer: `next_request` → send → `handle_response`,
+/// until `next_request` returns `None`. All state that matters is in the
+/// store: a client dropped at any point (a cut link) loses nothing, and a
+/// new one resumes from the stored cursors.
+pub struct Client<'a> {
+    store: &'a Store,
+    trust: &'a dyn Trust,
+    peer: Uuid,
+    max_bytes: u32,
+    phase: Phase,
+    in_flight: Option<InFlight>,
+    report: Report,
+}
+
+impl<'a> Client<'a> {
+    /// A cursor sync with `peer` (its device id), 64 KiB messages.
+    pub fn new(store: &'a Store, trust: &'a dyn Trust, peer: Uuid) -> Client<'a> {
+        Client {
+            store,
+            trust,
+            peer,
+            max_bytes: DEFAULT_MAX_BYTES,
+            phase: Phase::Cursor,
+            in_flight: None,
+            report: Report::default(),
+        }
+    }
+
+    /// Sets the message limit, both ways (after compression; at least 1 KiB).
+    pub fn with_max_bytes(mut self, max_bytes: u32) -> Client<'a> {
+        self.max_bytes = max_bytes.max(MIN_MAX_BYTES);
+        self
+    }
+
+    /// Starts with a set reconciliation instead of the stored cursors: for
+    /// two replicas that never synced, or lost their progress record.
+    pub fn reconcile(mut self) -> Result<Client<'a>, SyncError> {
+        let (keys, my_end) = self.store.read(|c| {
+            let keys = all_keys(c)?;
+            let end: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })?;
+            Ok((keys, end))
+        })?;
+        let send = reconcile::initial(&keys);
+        self.phase = Phase::Reconcile {
+            keys,
+            send,
+            found: Found::default(),
+            peer_end: None,
+            my_end,
+        };
+        Ok(self)
+    }
+
+    /// What the sync did so far.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// The next request to send, or `None` when the sync is complete.
+    pub fn next_request(&mut self) -> Result<Option<Vec<u8>>, SyncError> {
+        let me = self.store.identity();
+        let max = self.max_bytes as usize;
+        self.store.write(|tx| seal(tx, me))?;
+        let base = Request {
+            from: me.device_id,
+            to: self.peer,
+            push: Batch::default(),
+            push_upto: 0,
+            pull_after: None,
+            max_bytes: self.max_bytes,
+            want: Vec::new(),
+            reconcile: None,
+        };
+        let (bytes, flight) = match &mut self.phase {
+            Phase::Done => return Ok(None),
+            Phase::Cursor => {
+                let peer = self.peer;
+                let cur = self.store.read(|c| read_cursor(c, peer))?;
+                self.store
+                    .read(|c| Ok(cursor_push(c, me, peer, cur, base, max)))??
+            }
+            Phase::Reconcile { send, .. } => {
+                let req = Request {
+                    reconcile: Some(send.clone()),
+                    ..base
+                };
+                (
+                    req.encode()?,
+                    InFlight {
+                        push_upto: None,
+                        push_complete: true,
+                        pushed_hashes: Vec::new(),
+                        wanted: Vec::new(),
+                    },
+                )
+            }
+            Phase::Transfer { have, need, .. } => {
+                let want: Vec<Hash> = need.iter().take(MAX_WANT).copied().collect();
+                let base = Request {
+                    want: want.clone(),
+                    ..base
+                };
+                let rows = self.store.read(|c| Ok(log::by_hashes(c, have)))??;
+                let mut cache = HashMap::new();
+                let (bytes, n) = self.store.read(|c| {
+                    Ok(log::fit(&rows, max, |rs| {
+                        let push = log::batch(c, me, rs, &mut cache)?;
+                        Request {
+                            push,
+                            ..base.clone()
+                        }
+                        .encode()
+                    }))
+                })??;
+                let pushed_hashes = rows[..n].iter().map(|r| r.hash).collect();
+                (
+                    bytes,
+                    InFlight {
+                        push_upto: None,
+                        push_complete: n == rows.len(),
+                        pushed_hashes,
+                        wanted: want,
+                    },
+                )
+            }
+        };
+        self.in_flight = Some(flight);
+        self.report.round_trips += 1;
+        self.report.bytes_sent += bytes.len() as u64;
+        Ok(Some(bytes))
+    }
+
+    /// Reads the peer's answer to the last request and stores what it
+    /// brings, with the new progress, in one transaction. An error leaves
+    /// the store as it was; the sync can be retried.
+    pub fn handle_response(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
+        let flight = self
+            .in_flight
+            .take()
+            .ok_or_else(|| SyncError::Malformed("a response with no request in flight".into()))?;
+        self.report.bytes_received += bytes.len() as u64;
+        let resp = Response::decode(bytes)?;
+        if resp.from != self.peer {
+            return Err(SyncError::WrongPeer {
+                expected: self.peer,
+                actual: resp.from,
+            });
+        }
+        let peer = self.peer;
+        let trust = self.trust;
+        let cursor_phase = matches!(self.phase, Phase::Cursor);
+        let applied = {
+            let mut authors = Authors::new(trust, resp.pull.certs.clone());
+            let pull = resp.pull.clone();
+            self.store.write(|tx| -> Result<_, SyncError> {
+                let verified = apply::verify(tx, &mut authors, pull)?;
+                let hashes: Vec<Hash> = verified.changes.iter().map(|c| c.hash).collect();
+                let applied = apply::apply(tx, &mut authors, verified, peer)?;
+                if cursor_phase {
+                    advance(tx, peer, Some(resp.next_cursor), flight.push_upto)?;
+                }
+                Ok((applied, hashes))
+            })?
+        };
+        let (applied, hashes) = applied;
+        let got = hashes;
+        self.report.pulled += u64::from(applied.stored);
+        self.report.refused_here.extend(applied.refused);
+        self.report.pushed += u64::from(resp.accepted);
+        self.report.refused_by_peer.extend(resp.refused.clone());
+        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        self.phase = match phase {
+            Phase::Cursor => {
+                if resp.more || !flight.push_complete {
+                    Phase::Cursor
+                } else {
+                    Phase::Done
+                }
+            }
+            Phase::Reconcile {
+                keys,
+                found,
+                peer_end,
+                my_end,
+                ..
+            } => {
+                let mut found = found;
+                let peer_end = peer_end.unwrap_or(resp.log_end);
+                let incoming = resp.reconcile.clone().unwrap_or_default();
+                let send = reconcile::answer(
+                    &keys,
+                    &incoming,
+                    Some(&mut found),
+                    self.max_bytes as usize * 3 / 4,
+                );
+                if reconcile::is_done(&send) {
+                    Phase::Transfer {
+                        have: found.have,
+                        need: found.need,
+                        peer_end,
+                        my_end,
+                    }
+                } else {
+                    Phase::Reconcile {
+                        keys,
+                        send,
+                        found,
+                        peer_end: Some(peer_end),
+                        my_end,
+                    }
+                }
+            }
+            Phase::Transfer {
+                mut have,
+                mut need,
+                peer_end,
+                my_end,
+            } => {
+                let pushed: HashSet<Hash> = flight.pushed_hashes.into_iter().collect();
+                have.retain(|h| !pushed.contains(h));
+                let got: HashSet<Hash> = got.into_iter().collect();
+                if resp.more {
+                    need.retain(|h| !got.contains(h));
+                } else {
+                    let asked: HashSet<Hash> = flight.wanted.into_iter().collect();
+                    need.retain(|h| !asked.contains(h));
+                }
+                if have.is_empty() && need.is_empty() {
+                    self.store.write(|tx| -> Result<(), SyncError> {
+                        advance(tx, peer, Some(peer_end), Some(my_end))?;
+                        Ok(())
+                    })?;
+                    Phase::Cursor
+                } else {
+                    Phase::Transfer {
+                        have,
+                        need,
+                        peer_end,
+                        my_end,
+                    }
+                }
+            }
+            Phase::Done => Phase::Done,
+        };
+        Ok(())
+    }
+
+    /// Runs the whole sync over `send` (a transport: request bytes in,
+    /// response bytes out). Stops at the first error; what was stored stays.
+    pub fn run<E>(
+        mut self,
+        mut send: impl FnMut(Vec<u8>) -> Result<Vec<u8>, E>,
+    ) -> Result<Report, E>
+    where
+        E: From<SyncError>,
+    {
+        while let Some(req) = self.next_request()? {
+            if self.report.round_trips > MAX_ROUND_TRIPS {
+                return Err(SyncError::NoProgress(MAX_ROUND_TRIPS).into());
+            }
+            let resp = send(req)?;
+            self.handle_response(&resp)?;
+        }
+        Ok(self.report)
+    }
+}
+
+fn all_keys(conn: &Connection) -> rusqlite::Result<Vec<Key>> {
+    let mut stmt = conn.prepare("SELECT time, hash FROM changes ORDER BY time, hash")?;
+    let rows = stmt.query_map([], |r| {
+        let t: i64 = r.get(0)?;
+        let h: Vec<u8> = r.get(1)?;
+        Ok((t, h))
+    })?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (t, h) = r?;
+        if let Some(h) = crate::bundle::to_hash(&h) {
+            out.push((t, h));
+        }
+    }
+    Ok(out)
+}
+
+fn cursor_push(
+    conn: &Connection,
+    me: &fmp_core::store::Identity,
+    peer: Uuid,
+    cur: Cursor,
+    base: Request,
+    max: usize,
+) -> Result<(Vec<u8>, InFlight), SyncError> {
+    let end = log::log_end(conn)?;
+    let (rows, exhausted) = log::after_cursor(conn, cur.acked, peer, max * RAW_FACTOR)?;
+    let base = Request {
+        push_upto: cur.acked,
+        pull_after: Some(cur.pulled),
+        ..base
+    };
+    let mut cache = HashMap::new();
+    let (_, n) = log::fit(&rows, max, |rs| {
+        let push = log::batch(conn, me, rs, &mut cache)?;
+        let upto = rs.last().map(|r| r.seq).unwrap_or(cur.acked);
+        Request {
+            push,
+            push_upto: upto,
+            ..base.clone()
+        }
+        .encode()
+    })?;
+    let complete = exhausted && n == rows.len();
+    let upto = if complete {
+        end.max(cur.acked)
+    } else {
+        rows[..n].last().map(|r| r.seq).unwrap_or(cur.acked)
+    };
+    let push = log::batch(conn, me, &rows[..n], &mut cache)?;
+    let bytes = Request {
+        push,
+        push_upto: upto,
+        ..base
+    }
+    .encode()?;
+    Ok((
+        bytes,
+        InFlight {
+            push_upto: Some(upto),
+            push_complete: complete,
+            pushed_hashes: Vec::new(),
+            wanted: Vec::new(),
+        },
+    ))
+}
+
+/// Answers one request: verifies and stores what it pushes (all or nothing
+/// for the message's signatures and bytes, change by change for scope),
+/// records the requester's progress, and returns the changes it lacks, the
+/// wanted ones and the reconciliation reply, within its size limit. Keeps
+/// no state between requests beyond the store: an HTTP handler calls it.
+pub fn respond(store: &Store, trust: &dyn Trust, request: &[u8]) -> Result<Vec<u8>, SyncError> {
+    let req = Request::decode(request)?;
+    let me = store.identity();
+    if req.to != me.device_id {
+        return Err(SyncError::WrongPeer {
+            expected: req.to,
+            actual: me.device_id,
+        });
+    }
+    let from = req.from;
+    let mut authors = Authors::new(trust, req.push.certs.clone());
+    let push = req.push.clone();
+    let applied = store.write(|tx| -> Result<_, SyncError> {
+        seal(tx, me)?;
+        let verified = apply::verify(tx, &mut authors, push)?;
+        let applied = apply::apply(tx, &mut authors, verified, from)?;
+        if req.reconcile.is_none() && req.want.is_empty() {
+            advance(tx, from, Some(req.push_upto), req.pull_after)?;
+        }
+        Ok(applied)
+    })?;
+    let max = (req.max_bytes.max(MIN_MAX_BYTES)) as usize;
+    store.read(|c| Ok(build_response(c, me, &req, applied, max)))?
+}
+
+fn build_response(
+    conn: &Connection,
+    me: &fmp_core::store::Identity,
+    req: &Request,
+    applied: apply::Applied,
+    max: usize,
+) -> Result<Vec<u8>, SyncError> {
+    let end = log::log_end(conn)?;
+    let reconcile = match &req.reconcile {
+        Some(ranges) => {
+            let keys = all_keys(conn)?;
+            Some(reconcile::answer(&keys, ranges, None, max * 3 / 4))
+        }
+        None => None,
+    };
+    let mut rows: Vec<Row> = log::by_hashes(conn, &req.want)?;
+    let wanted = rows.len();
+    let mut exhausted = true;
+    if let Some(after) = req.pull_after {
+        let (more, ex) = log::after_cursor(conn, after, req.from, max * RAW_FACTOR)?;
+        rows.extend(more);
+        exhausted = ex;
+    }
+    let base = Response {
+        from: me.device_id,
+        accepted: applied.accepted(),
+        refused: applied.refused,
+        pull: Batch::default(),
+        next_cursor: req.pull_after.unwrap_or(0),
+        more: false,
+        log_end: end,
+        reconcile,
+    };
+    let after = req.pull_after.unwrap_or(0);
+    let cursor_of = |rs: &[Row], complete: bool| -> i64 {
+        if complete {
+            return end.max(after);
+        }
+        rs.iter()
+            .skip(wanted)
+            .last()
+            .map(|r| r.seq)
+            .unwrap_or(after)
+    };
+    let mut cache = HashMap::new();
+    let (_, n) = log::fit(&rows, max, |rs| {
+        let pull = log::batch(conn, me, rs, &mut cache)?;
+        Response {
+            pull,
+            next_cursor: cursor_of(rs, false),
+            more: true,
+            ..base.clone()
+        }
+        .encode()
+    })?;
+    let complete = exhausted && n == rows.len();
+    let pull = log::batch(conn, me, &rows[..n], &mut cache)?;
+    let resp = Response {
+        pull,
+        next_cursor: cursor_of(&rows[..n], complete),
+        more: !complete,
+        ..base
+    };
+    resp.encode()
+}

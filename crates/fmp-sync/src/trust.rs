@@ -1,0 +1,195 @@
+//! Who may write what: the caller's [`Trust`] and device certificates.
+//!
+//! Trust model. Each device signs its own changes (in bundles) with its
+//! Ed25519 key. A receiver learns an author's public key and FMP scope:
+//! 1. from its [`Trust`] (the hub's enrollment table, HQ's configuration);
+//! 2. else from a [`Certificate`] issued by a device its `Trust` knows with
+//!    `may_enroll` (a supervisor's hub), whose scope the certificate's cannot
+//!    exceed. Certificates travel with the data and are stored in the
+//!    `devices` table, so HQ can verify a phone it never met through the hub
+//!    that enrolled it. There are no chains: the issuer itself must be in
+//!    the receiver's `Trust`;
+//! 3. else, only where `require_known()` is false (phone ↔ phone on a local
+//!    network, tests), from a self-signed certificate, pinned on first use.
+//!
+//! Without a key the author's bundles are refused, and with them the message.
+
+use std::collections::HashMap;
+
+use fmp_core::store::{Identity, Store};
+
+use crate::error::SyncError;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a receiver knows of an author device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorInfo {
+    /// Ed25519 public key (32 bytes).
+    pub public_key: Vec<u8>,
+    /// FMP codes whose submissions it may write; `None`: any (hubs, HQ).
+    pub fmps: Option<Vec<String>>,
+    /// May issue certificates for other devices (a supervisor's hub).
+    pub may_enroll: bool,
+}
+
+impl AuthorInfo {
+    /// True if the author may write submissions of this FMP.
+    pub fn may_write(&self, fmp: &str) -> bool {
+        match &self.fmps {
+            None => true,
+            Some(list) => list.iter().any(|f| f == fmp),
+        }
+    }
+}
+
+/// The caller's knowledge of devices (enrollment table, configuration).
+pub trait Trust {
+    /// The key and scope of a device, if known.
+    fn author(&self, device: Uuid) -> Option<AuthorInfo>;
+    /// If true, bundles by devices neither known here nor certified by a
+    /// known issuer refuse their message; if false, self-signed
+    /// certificates are accepted (trust on first use).
+    fn require_known(&self) -> bool;
+}
+
+/// A fixed table of devices: tests, the CLI, a hub's enrollment list loaded in memory.
+#[derive(Debug, Clone, Default)]
+pub struct StaticTrust {
+    authors: HashMap<Uuid, AuthorInfo>,
+    require_known: bool,
+}
+
+impl StaticTrust {
+    /// An empty table; `require_known` as in [`Trust::require_known`].
+    pub fn new(require_known: bool) -> StaticTrust {
+        StaticTrust {
+            authors: HashMap::new(),
+            require_known,
+        }
+    }
+
+    /// Adds or replaces a device.
+    pub fn insert(&mut self, device: Uuid, info: AuthorInfo) {
+        self.authors.insert(device, info);
+    }
+
+    /// Adds a device, builder style.
+    pub fn with(mut self, device: Uuid, info: AuthorInfo) -> StaticTrust {
+        self.insert(device, info);
+        self
+    }
+}
+
+impl Trust for StaticTrust {
+    fn author(&self, device: Uuid) -> Option<AuthorInfo> {
+        self.authors.get(&device).cloned()
+    }
+
+    fn require_known(&self) -> bool {
+        self.require_known
+    }
+}
+
+const CERT_DOMAIN: &[u8] = b"fmp-sync certificate v1\0";
+
+/// A device's public key and scope, signed by an issuer (or by itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// The certified device.
+    pub device: Uuid,
+    /// Its Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// The FMPs it may write (`None`: any).
+    pub fmps: Option<Vec<String>>,
+    /// The signing device (`== device` for a self-signed certificate).
+    pub issuer: Uuid,
+    /// Ed25519 signature by the issuer over [`Certificate::payload`].
+    pub sig: Vec<u8>,
+}
+
+impl Certificate {
+    /// The signed bytes: a domain tag, then the fields in postcard.
+    pub fn payload(&self) -> Vec<u8> {
+        let fields = (&self.device, &self.public_key, &self.fmps, &self.issuer);
+        let mut out = CERT_DOMAIN.to_vec();
+        // Encoding plain fields cannot fail; an empty body would only make
+        // every signature check fail, never pass.
+        out.extend(postcard::to_stdvec(&fields).unwrap_or_default());
+        out
+    }
+
+    /// A certificate issued by `issuer` (a hub enrolling a phone).
+    pub fn issue(
+        issuer: &Identity,
+        device: Uuid,
+        public_key: &[u8],
+        fmps: Option<Vec<String>>,
+    ) -> Certificate {
+        let mut c = Certificate {
+            device,
+            public_key: public_key.to_vec(),
+            fmps,
+            issuer: issuer.device_id,
+            sig: Vec::new(),
+        };
+        c.sig = issuer.sign(&c.payload());
+        c
+    }
+
+    /// A device's own certificate, with no scope claim.
+    pub fn self_signed(identity: &Identity) -> Certificate {
+        Certificate::issue(identity, identity.device_id, identity.public_key(), None)
+    }
+
+    /// True if the issuer is the device itself.
+    pub fn is_self_signed(&self) -> bool {
+        self.issuer == self.device
+    }
+
+    /// Checks the certificate against `trust`; the author's info if valid.
+    pub fn verify(&self, trust: &dyn Trust) -> Result<AuthorInfo, String> {
+        if self.is_self_signed() {
+            if trust.require_known() {
+                return Err("self-signed, and this replica requires enrolled devices".into());
+            }
+            if !fmp_core::store::identity::verify(&self.public_key, &self.payload(), &self.sig) {
+                return Err("bad self-signature".into());
+            }
+        } else {
+            let Some(issuer) = trust.author(self.issuer) else {
+                return Err(format!("issuer {} is not known here", self.issuer));
+            };
+            if !issuer.may_enroll {
+                return Err(format!("issuer {} may not enroll devices", self.issuer));
+            }
+            if !fmp_core::store::identity::verify(&issuer.public_key, &self.payload(), &self.sig) {
+                return Err(format!("bad signature by issuer {}", self.issuer));
+            }
+            if let Some(scope) = &issuer.fmps {
+                let within = match &self.fmps {
+                    None => false,
+                    Some(list) => list.iter().all(|f| scope.contains(f)),
+                };
+                if !within {
+                    return Err(format!(
+                        "grants FMPs beyond its issuer's ({})",
+                        scope.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(AuthorInfo {
+            public_key: self.public_key.clone(),
+            fmps: self.fmps.clone(),
+            may_enroll: false,
+        })
+    }
+}
+
+/// Keeps a certificate in the store's `devices` table: a phone keeps the
+/// one its hub issued it, and it travels with the phone's bundles. An
+/// issued certificate replaces a self-signed one, never the reverse.
+pub fn store_certificate(store: &Store, cert: &Certificate) -> Result<(), SyncError> {
+    store.write(|tx| crate::log::store_certificate(tx, cert))
+}

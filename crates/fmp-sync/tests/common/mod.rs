@@ -1,0 +1,166 @@
+//! Helpers shared by the integration tests: stores in temp dirs, valid
+//! submissions, and a comparable dump of a store's state.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use automerge::AutoCommit;
+use fmp_core::Submission;
+use fmp_core::store::Store;
+use fmp_sync::{AuthorInfo, StaticTrust};
+use uuid::Uuid;
+
+pub const FMPS: [&str; 4] = ["ML-HER", "ML-GOG", "ML-MNK", "ML-BNK"];
+
+/// A valid submission at `fmp`, varied by `n`.
+pub fn submission(fmp: &str, n: u32) -> Submission {
+    let male = 5 + (n % 40);
+    let female = n % 7;
+    let total = male + female + 1;
+    Submission::from_json(&format!(
+        r#"{{"form":"dtm-fmp-flow","form_version":1,"fmp":"{fmp}",
+        "observed_at":"2020-06-{:02}T{:02}:{:02}:00Z","direction":"{}","transport":"bus",
+        "departure":{{"country":"BFA","place":"Bobo-Dioulasso"}},
+        "next_destination":{{"country":"MLI","place":"Sikasso"}},
+        "final_destination":{{"country":"MLI"}},"movement_type":"seasonal",
+        "people":{{"adult_male":{male},"adult_female":{female},"minor_male":1,"minor_female":0}},
+        "vulnerable":{{"under5":0,"elderly":0,"disability":0,"pregnant":0}},
+        "nationalities":{{"BFA":{},"MLI":2}},"notes":"n{n}"}}"#,
+        1 + n % 28,
+        n % 24,
+        n % 60,
+        if n.is_multiple_of(2) {
+            "incoming"
+        } else {
+            "outgoing"
+        },
+        total - 2
+    ))
+    .expect("valid submission")
+}
+
+pub struct Replica {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+}
+
+pub fn replica(name: &str) -> Replica {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::init(dir.path(), name).expect("init");
+    Replica { dir, store }
+}
+
+pub fn id(r: &Replica) -> Uuid {
+    r.store.identity().device_id
+}
+
+pub fn info(r: &Replica, fmps: Option<&[&str]>) -> AuthorInfo {
+    AuthorInfo {
+        public_key: r.store.identity().public_key().to_vec(),
+        fmps: fmps.map(|l| l.iter().map(|s| s.to_string()).collect()),
+        may_enroll: fmps.is_none(),
+    }
+}
+
+/// Every replica known, unrestricted.
+pub fn trust_all(rs: &[&Replica]) -> StaticTrust {
+    let mut t = StaticTrust::new(true);
+    for r in rs {
+        t.insert(id(r), info(r, None));
+    }
+    t
+}
+
+/// Everything a store holds that must converge: the materialized rows, the
+/// nationalities, each document's heads, and the set of change hashes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dump {
+    pub rows: Vec<String>,
+    pub heads: BTreeMap<String, Vec<String>>,
+    pub changes: Vec<String>,
+}
+
+pub fn dump(s: &Store) -> Dump {
+    s.read(|c| {
+        let mut rows: Vec<String> = Vec::new();
+        let mut stmt = c.prepare("SELECT * FROM submissions ORDER BY id")?;
+        let n = stmt.column_count();
+        let mut q = stmt.query([])?;
+        while let Some(r) = q.next()? {
+            let mut cols = Vec::new();
+            for i in 0..n {
+                let v: rusqlite::types::Value = r.get(i)?;
+                cols.push(format!("{v:?}"));
+            }
+            // updated_seq is local; drop the last column.
+            cols.pop();
+            rows.push(cols.join("|"));
+        }
+        let mut stmt = c.prepare(
+            "SELECT submission_id, country, count FROM submission_nationalities ORDER BY 1, 2",
+        )?;
+        let nat = stmt
+            .query_map([], |r| {
+                Ok(format!(
+                    "{}:{}:{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.extend(nat);
+        let mut heads = BTreeMap::new();
+        let mut stmt = c.prepare("SELECT id, data FROM documents ORDER BY id")?;
+        let docs = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (id, data) in docs {
+            let mut d = AutoCommit::load(&data).expect("load");
+            let mut h: Vec<String> = d.get_heads().iter().map(|h| h.to_string()).collect();
+            h.sort();
+            heads.insert(id, h);
+        }
+        let mut stmt = c.prepare("SELECT hex(hash) FROM changes ORDER BY 1")?;
+        let changes = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Dump {
+            rows,
+            heads,
+            changes,
+        })
+    })
+    .expect("dump")
+}
+
+/// The whole database's contents (every table, every row), for "unchanged" checks.
+pub fn raw(s: &Store) -> Vec<String> {
+    s.read(|c| {
+        let tables: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::new();
+        for t in tables {
+            let mut stmt = c.prepare(&format!("SELECT * FROM {t}"))?;
+            let n = stmt.column_count();
+            let mut q = stmt.query([])?;
+            let mut rows = Vec::new();
+            while let Some(r) = q.next()? {
+                let mut cols = Vec::new();
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    cols.push(format!("{v:?}"));
+                }
+                rows.push(format!("{t}: {}", cols.join("|")));
+            }
+            rows.sort();
+            out.extend(rows);
+        }
+        Ok(out)
+    })
+    .expect("raw")
+}

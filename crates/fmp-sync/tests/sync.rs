@@ -1,0 +1,209 @@
+//! Two- and three-replica syncs: convergence, merges, cuts, relays, reconciliation.
+
+mod common;
+
+use common::*;
+use fmp_core::model::ReviewStatus;
+use fmp_sync::{Certificate, Client, StaticTrust, respond, sync_in_memory};
+
+#[test]
+fn two_stores_converge_and_a_noop_is_one_small_round_trip() {
+    let a = replica("phone");
+    let b = replica("hub");
+    let trust = trust_all(&[&a, &b]);
+    for n in 0..30 {
+        a.store.record(submission("ML-HER", n)).expect("record a");
+    }
+    for n in 100..110 {
+        b.store.record(submission("ML-GOG", n)).expect("record b");
+    }
+    let r = sync_in_memory(&a.store, &trust, &b.store, &trust, 2048).expect("sync");
+    assert!(
+        r.round_trips > 1,
+        "a 2 KiB limit takes several messages: {r:?}"
+    );
+    assert_eq!(r.pushed, 30);
+    assert_eq!(r.pulled, 10);
+    assert_eq!(dump(&a.store), dump(&b.store));
+    let noop = sync_in_memory(&a.store, &trust, &b.store, &trust, 65536).expect("noop");
+    assert_eq!(noop.round_trips, 1);
+    assert!(noop.bytes_sent + noop.bytes_received < 1024, "{noop:?}");
+    assert_eq!((noop.pushed, noop.pulled), (0, 0));
+}
+
+#[test]
+fn concurrent_edits_and_reviews_merge_with_a_visible_conflict() {
+    let a = replica("phone");
+    let b = replica("hub");
+    let trust = trust_all(&[&a, &b]);
+    let id = a.store.record(submission("ML-HER", 1)).expect("record");
+    sync_in_memory(&a.store, &trust, &b.store, &trust, 65536).expect("sync");
+    a.store
+        .edit(
+            id,
+            &serde_json::json!({"notes": "bus from Bobo", "transport": "truck"}),
+        )
+        .expect("edit a");
+    b.store
+        .edit(id, &serde_json::json!({"notes": "corrected by supervisor", "departure": {"place": "Ouaga"}}))
+        .expect("edit b");
+    b.store
+        .review(id, ReviewStatus::HasIssues, "check notes")
+        .expect("review");
+    sync_in_memory(&a.store, &trust, &b.store, &trust, 65536).expect("sync");
+    assert_eq!(dump(&a.store), dump(&b.store));
+    let s = a.store.get(id).expect("get");
+    assert_eq!(s.submission.transport.as_str(), "truck");
+    assert_eq!(s.submission.departure.place.as_deref(), Some("Ouaga"));
+    assert!(
+        s.conflicts.iter().any(|c| c.field == "notes"),
+        "{:?}",
+        s.conflicts
+    );
+    assert_eq!(s.review.map(|r| r.status), Some(ReviewStatus::HasIssues));
+}
+
+#[test]
+fn a_cut_sync_resumes_without_resending() {
+    let a = replica("phone");
+    let b = replica("hub");
+    let trust = trust_all(&[&a, &b]);
+    for n in 0..150 {
+        a.store.record(submission("ML-MNK", n)).expect("record");
+    }
+    // First attempt: two messages get through, the third response is lost.
+    let mut c = Client::new(&a.store, &trust, id(&b)).with_max_bytes(2048);
+    for _ in 0..2 {
+        let req = c.next_request().expect("req").expect("some");
+        let resp = respond(&b.store, &trust, &req).expect("respond");
+        c.handle_response(&resp).expect("handle");
+    }
+    let req = c.next_request().expect("req").expect("some");
+    let _lost = respond(&b.store, &trust, &req).expect("respond");
+    drop(c);
+    let first = b
+        .store
+        .read(|c| c.query_row("SELECT count(*) FROM changes", [], |r| r.get::<_, i64>(0)))
+        .expect("count");
+    assert!(first > 0 && first < 150, "{first}");
+    let r = sync_in_memory(&a.store, &trust, &b.store, &trust, 2048).expect("resume");
+    assert!(
+        r.pushed < 150,
+        "acknowledged changes are not sent again: {r:?}"
+    );
+    assert_eq!(dump(&a.store), dump(&b.store));
+}
+
+#[test]
+fn hq_verifies_a_phone_it_never_met_through_the_hub_certificate() {
+    let phone = replica("gogui-phone");
+    let hub = replica("sikasso-hub");
+    let hq = replica("hq");
+    // The hub enrolls the phone for ML-GOG; the phone keeps its certificate.
+    let cert = Certificate::issue(
+        hub.store.identity(),
+        id(&phone),
+        phone.store.identity().public_key(),
+        Some(vec!["ML-GOG".into()]),
+    );
+    fmp_sync::trust::store_certificate(&phone.store, &cert).expect("keep cert");
+    let hub_trust = StaticTrust::new(true)
+        .with(id(&phone), info(&phone, Some(&["ML-GOG"])))
+        .with(id(&hub), info(&hub, None))
+        .with(id(&hq), info(&hq, None));
+    // HQ knows the hub only.
+    let hq_trust = StaticTrust::new(true)
+        .with(id(&hub), info(&hub, None))
+        .with(id(&hq), info(&hq, None));
+    let phone_trust = StaticTrust::new(true)
+        .with(id(&hub), info(&hub, None))
+        .with(id(&phone), info(&phone, Some(&["ML-GOG"])));
+    for n in 0..5 {
+        phone.store.record(submission("ML-GOG", n)).expect("record");
+    }
+    sync_in_memory(&phone.store, &phone_trust, &hub.store, &hub_trust, 65536).expect("phone→hub");
+    let r = sync_in_memory(&hub.store, &hub_trust, &hq.store, &hq_trust, 65536).expect("hub→hq");
+    assert_eq!(r.pushed, 5);
+    assert_eq!(dump(&hq.store), dump(&phone.store));
+    // Without the certificate, HQ refuses the phone's bundles.
+    let hq2 = replica("hq2");
+    let bare = StaticTrust::new(true).with(id(&hq2), info(&hq2, None));
+    let err =
+        sync_in_memory(&hub.store, &hub_trust, &hq2.store, &bare, 65536).expect_err("refused");
+    assert!(err.to_string().contains("not known"), "{err}");
+}
+
+#[test]
+fn open_trust_accepts_self_signed_devices_phone_to_phone() {
+    let a = replica("phone-a");
+    let b = replica("phone-b");
+    let open = StaticTrust::new(false);
+    a.store.record(submission("ML-HER", 3)).expect("record");
+    b.store.record(submission("ML-HER", 4)).expect("record");
+    sync_in_memory(&a.store, &open, &b.store, &open, 65536).expect("sync");
+    assert_eq!(dump(&a.store), dump(&b.store));
+}
+
+#[test]
+fn three_hops_and_back_without_echo() {
+    let a = replica("phone");
+    let b = replica("hub");
+    let c = replica("hq");
+    let trust = trust_all(&[&a, &b, &c]);
+    for n in 0..10 {
+        a.store.record(submission("ML-HER", n)).expect("record");
+    }
+    sync_in_memory(&a.store, &trust, &b.store, &trust, 65536).expect("a-b");
+    sync_in_memory(&b.store, &trust, &c.store, &trust, 65536).expect("b-c");
+    let back = sync_in_memory(&b.store, &trust, &c.store, &trust, 65536).expect("noop");
+    assert_eq!((back.pushed, back.pulled, back.round_trips), (0, 0, 1));
+    let r = sync_in_memory(&a.store, &trust, &b.store, &trust, 65536).expect("a-b again");
+    assert_eq!(r.pulled, 0, "nothing echoed back");
+    assert!(r.bytes_received < 200, "{r:?}");
+    assert_eq!(dump(&a.store), dump(&c.store));
+}
+
+#[test]
+fn reconciliation_without_a_cursor_sends_only_the_difference() {
+    let a = replica("hub-a");
+    let b = replica("hub-b");
+    let trust = trust_all(&[&a, &b]);
+    for n in 0..300 {
+        a.store.record(submission("ML-HER", n)).expect("record");
+    }
+    sync_in_memory(&a.store, &trust, &b.store, &trust, 65536).expect("sync");
+    for n in 300..310 {
+        a.store.record(submission("ML-HER", n)).expect("record");
+    }
+    b.store.record(submission("ML-GOG", 999)).expect("record b");
+    fmp_sync::forget_peer(&a.store, id(&b)).expect("forget");
+    fmp_sync::forget_peer(&b.store, id(&a)).expect("forget");
+    let r = Client::new(&a.store, &trust, id(&b))
+        .reconcile()
+        .expect("reconcile")
+        .run(|req| respond(&b.store, &trust, &req))
+        .expect("run");
+    assert_eq!(r.pushed, 10, "{r:?}");
+    assert_eq!(r.pulled, 1);
+    assert_eq!(dump(&a.store), dump(&b.store));
+    let noop = sync_in_memory(&a.store, &trust, &b.store, &trust, 65536).expect("noop");
+    assert_eq!((noop.pushed, noop.pulled, noop.round_trips), (0, 0, 1));
+}
+
+#[test]
+fn counters_in_a_document_add_up_across_replicas() {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT, ReadDoc, ScalarValue};
+    let mut a = AutoCommit::new();
+    a.put(ROOT, "arrivals", ScalarValue::counter(0))
+        .expect("put");
+    let mut b = a.fork();
+    a.increment(ROOT, "arrivals", 3).expect("inc");
+    b.increment(ROOT, "arrivals", 4).expect("inc");
+    a.merge(&mut b).expect("merge");
+    b.merge(&mut a).expect("merge");
+    for d in [&a, &b] {
+        let v = d.get(ROOT, "arrivals").expect("get").expect("some").0;
+        assert_eq!(v.as_i64(), Some(7));
+    }
+}
