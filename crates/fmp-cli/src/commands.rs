@@ -1,6 +1,6 @@
 //! One function per `fmp` subcommand; each returns the exit code or a CliError.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -76,80 +76,136 @@ fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Splits input into submissions: one JSON value, or JSON lines.
-/// Returns (line number, text) pairs; line number 0 means "the whole input".
-fn split_input(text: &str) -> Vec<(usize, &str)> {
-    let trimmed = text.trim();
-    if trimmed.len() <= MAX_SUBMISSION_BYTES
-        && serde_json::from_str::<serde_json::Value>(trimmed).is_ok()
-    {
-        return vec![(0, trimmed)];
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, l))
-        .collect()
-}
-
-/// `fmp record`.
+/// `fmp record`: one JSON object (possibly over several lines), or JSON
+/// lines, each stored as soon as it is read and its id printed once committed.
 pub fn record(dir: &Path, file: Option<&Path>) -> Result<ExitCode, CliError> {
     let store = Store::open(dir)?;
-    let mut text = String::new();
-    match file {
-        None => std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(io("reading standard input"))?,
-        Some(p) if p == Path::new("-") => std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(io("reading standard input"))?,
-        Some(p) => std::fs::File::open(p)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .map_err(io(format!("reading {}", p.display())))?,
+    let input: Box<dyn BufRead> = match file {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p == Path::new("-") => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).map_err(io(format!("reading {}", p.display())))?,
+        )),
     };
-    let items = split_input(&text);
-    if items.is_empty() {
+    let mut recorder = Recorder {
+        store: &store,
+        refused: 0,
+        stored: 0,
+    };
+    let mut lines = input.split(b'\n');
+    let mut first: Option<(usize, Vec<u8>)> = None;
+    let mut n = 0usize;
+    // Find the first non-blank line.
+    for line in lines.by_ref() {
+        n += 1;
+        let line = line.map_err(io("reading input"))?;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            first = Some((n, line));
+            break;
+        }
+    }
+    let Some((first_n, first_line)) = first else {
         return Err(CliError::Usage(
             "no submission in the input: give one JSON object, or one per line".into(),
         ));
-    }
-    let mut refused = 0usize;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for (line, item) in items {
-        let what = if line == 0 {
-            "submission".to_string()
-        } else {
-            format!("line {line}")
-        };
-        let result = if item.len() > MAX_SUBMISSION_BYTES {
-            Err(CliError::Usage(format!(
-                "{} bytes, more than the {} bytes one submission may take",
-                item.len(),
-                MAX_SUBMISSION_BYTES
-            )))
-        } else {
-            Submission::from_json(item)
-                .map_err(StoreError::from)
-                .and_then(|s| store.record(s))
-                .map_err(CliError::from)
-        };
-        match result {
-            Ok(id) => {
-                writeln!(out, "{id}").map_err(io("writing output"))?;
-                out.flush().map_err(io("writing output"))?;
+    };
+    if first_line.len() > MAX_SUBMISSION_BYTES
+        || serde_json::from_slice::<serde_json::Value>(&first_line).is_ok()
+    {
+        // JSON lines: each line on its own, as it arrives.
+        recorder.one(&format!("line {first_n}"), &first_line)?;
+        for line in lines {
+            n += 1;
+            let line = line.map_err(io("reading input"))?;
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                recorder.one(&format!("line {n}"), &line)?;
             }
-            Err(e) => {
-                refused += 1;
-                eprintln!("{what} refused: {}", one_paragraph(&e.to_string()));
+        }
+    } else {
+        // One object over several lines, or lines of which the first is broken.
+        let mut all = first_line.clone();
+        let mut rest: Vec<(usize, Vec<u8>)> = Vec::new();
+        for line in lines {
+            n += 1;
+            let line = line.map_err(io("reading input"))?;
+            all.push(b'\n');
+            all.extend_from_slice(&line);
+            if all.len() > MAX_SUBMISSION_BYTES * 4 {
+                return Err(CliError::Usage(format!(
+                    "the input is neither JSON lines nor one JSON object of at most {MAX_SUBMISSION_BYTES} bytes"
+                )));
+            }
+            rest.push((n, line));
+        }
+        if all.len() <= MAX_SUBMISSION_BYTES
+            && serde_json::from_slice::<serde_json::Value>(&all).is_ok()
+        {
+            recorder.one("submission", &all)?;
+        } else {
+            recorder.one(&format!("line {first_n}"), &first_line)?;
+            for (n, line) in rest {
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    recorder.one(&format!("line {n}"), &line)?;
+                }
             }
         }
     }
-    if refused > 0 {
-        eprintln!("error: {refused} submission(s) refused; nothing of them was stored");
+    if recorder.refused > 0 {
+        eprintln!(
+            "error: {} submission(s) refused, {} stored; nothing of the refused ones was stored",
+            recorder.refused, recorder.stored
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+struct Recorder<'a> {
+    store: &'a Store,
+    refused: usize,
+    stored: usize,
+}
+
+impl Recorder<'_> {
+    /// Stores one submission, printing its id once committed, or reports why it was refused.
+    fn one(&mut self, what: &str, bytes: &[u8]) -> Result<(), CliError> {
+        let result = if bytes.len() > MAX_SUBMISSION_BYTES {
+            Err(CliError::Usage(format!(
+                "{} bytes, more than the {MAX_SUBMISSION_BYTES} bytes one submission may take",
+                bytes.len()
+            )))
+        } else {
+            match std::str::from_utf8(bytes) {
+                Err(e) => Err(CliError::Usage(format!("not UTF-8 text ({e})"))),
+                Ok(text) => Submission::from_json(text)
+                    .map_err(StoreError::from)
+                    .and_then(|s| self.store.record(s))
+                    .map_err(CliError::from),
+            }
+        };
+        match result {
+            Ok(id) => {
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                writeln!(out, "{id}").map_err(io("writing output"))?;
+                out.flush().map_err(io("writing output"))?;
+                self.stored += 1;
+            }
+            // A store that cannot be written at all stops the whole run.
+            Err(CliError::Store(
+                e @ (StoreError::ReadOnly { .. }
+                | StoreError::Io { .. }
+                | StoreError::Sqlite { .. }),
+            )) => {
+                return Err(CliError::Store(e));
+            }
+            Err(e) => {
+                self.refused += 1;
+                eprintln!("{what} refused: {}", one_paragraph(&e.to_string()));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn one_paragraph(s: &str) -> String {
@@ -239,12 +295,12 @@ pub fn list(dir: &Path, a: ListArgs) -> Result<ExitCode, CliError> {
         fmp: a.fmp.clone(),
         ..Filter::default()
     };
-    if let Some(code) = &a.fmp {
-        if store.registry().get(code).is_none() {
-            return Err(CliError::Usage(format!(
-                "--fmp `{code}` is not a known FMP code (e.g. ML-HER)"
-            )));
-        }
+    if let Some(code) = &a.fmp
+        && store.registry().get(code).is_none()
+    {
+        return Err(CliError::Usage(format!(
+            "--fmp `{code}` is not a known FMP code (e.g. ML-HER)"
+        )));
     }
     filter.from = a
         .from

@@ -44,6 +44,7 @@ pub enum StatusArg {
     /// Refused: left out of reports.
     Rejected,
     /// Needs a correction.
+    #[value(name = "has_issues")]
     HasIssues,
 }
 

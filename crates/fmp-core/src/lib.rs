@@ -15,4 +15,7 @@ pub mod reference;
 pub mod store;
 pub mod validate;
 
+pub use form::{FieldDef, FieldKind, Form, Forms, example_submission};
 pub use model::*;
+pub use reference::{Country, Fmp, FmpKind, Lang, Registry, countries, country};
+pub use validate::{FieldError, ValidationError, validate};

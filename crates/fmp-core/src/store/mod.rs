@@ -90,6 +90,9 @@ pub enum StoreError {
     /// The submission was deleted.
     #[error("submission {0} is deleted; it cannot be changed")]
     Deleted(String),
+    /// A submission with this id is already stored.
+    #[error("a submission with id {0} is already stored; nothing was changed")]
+    Duplicate(String),
     /// An edit patch is not usable.
     #[error("edit patch: {0}")]
     Patch(String),
@@ -286,28 +289,47 @@ impl Store {
     }
 
     /// `record` with an explicit device clock (tests and simulations).
-    pub fn record_at(&self, mut sub: Submission, now: DateTime<Utc>) -> Result<Uuid, StoreError> {
+    pub fn record_at(&self, sub: Submission, now: DateTime<Utc>) -> Result<Uuid, StoreError> {
+        self.write(|tx| self.record_in(tx, sub, now))
+    }
+
+    /// Records many submissions in one transaction: all are stored, or none
+    /// (the first refusal is returned). For imports and bulk loads.
+    pub fn record_many(
+        &self,
+        subs: Vec<Submission>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.write(|tx| {
+            subs.into_iter()
+                .map(|s| self.record_in(tx, s, now))
+                .collect()
+        })
+    }
+
+    fn record_in(
+        &self,
+        tx: &Transaction<'_>,
+        mut sub: Submission,
+        now: DateTime<Utc>,
+    ) -> Result<Uuid, StoreError> {
         validate(&sub, &self.registry, &self.forms, now)?;
         let id = sub.id.unwrap_or_else(Uuid::now_v7);
         sub.id = Some(id);
         let mut d = doc::new_submission(doc::actor_for(self.identity.device_id), id, &sub)?;
-        self.write(|tx| {
-            let exists: bool = tx
-                .query_row(
-                    "SELECT 1 FROM documents WHERE id = ?1",
-                    [id.to_string()],
-                    |_| Ok(true),
-                )
-                .optional()
-                .map_err(|e| sql_err(&self.dir, e))?
-                .unwrap_or(false);
-            if exists {
-                return Err(StoreError::Patch(format!(
-                    "a submission with id {id} already exists"
-                )));
-            }
-            self.save_doc(tx, id, &mut d, Op::Record, now, true)
-        })?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM documents WHERE id = ?1",
+                [id.to_string()],
+                |_| Ok(true),
+            )
+            .optional()
+            .map_err(|e| sql_err(&self.dir, e))?
+            .unwrap_or(false);
+        if exists {
+            return Err(StoreError::Duplicate(id.to_string()));
+        }
+        self.save_doc(tx, id, &mut d, Op::Record, now, true)?;
         Ok(id)
     }
 
@@ -323,8 +345,10 @@ impl Store {
                 "a patch is a JSON object of the fields to change".into(),
             ));
         };
-        if let Some(v) = pm.get("id") {
-            if v.as_str() != Some(id.to_string().as_str()) {
+        if let Some(v) = pm.get("id")
+            && v.as_str() != Some(id.to_string().as_str())
+        {
+            {
                 return Err(StoreError::Patch(
                     "id: a submission's id cannot be changed".into(),
                 ));

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every check of fmp, in one place: format, lints, all Rust tests (unit,
+# property, end-to-end across processes), and the Kotlin suite on the JVM.
+# Installs what it needs (apt, npm) idempotently. One build profile (debug).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+if [ -x android-bindings/run-jvm-tests.sh ]; then
+  step "Kotlin bindings on the JVM"
+  android-bindings/run-jvm-tests.sh
+fi
+
+step "all checks passed"
