@@ -199,11 +199,19 @@ fn decode<T: DeserializeOwned>(
         }
         Some(_) => {}
     }
+    if bytes.len() == 2 {
+        return Err(SyncError::Corrupt("message ends after its header".into()));
+    }
     let body = zstd::bulk::decompress(&bytes[2..], MAX_DECODED_BYTES)
         .map_err(|e| SyncError::Corrupt(format!("zstd: {e}")))?;
-    let (msg, rest) = postcard::take_from_bytes::<T>(&body).map_err(|e| SyncError::Garbage {
-        expected,
-        detail: e.to_string(),
+    let (msg, rest) = postcard::take_from_bytes::<T>(&body).map_err(|e| match e {
+        postcard::Error::DeserializeUnexpectedEnd => {
+            SyncError::Corrupt(format!("the {expected} ends early"))
+        }
+        e => SyncError::Garbage {
+            expected,
+            detail: e.to_string(),
+        },
     })?;
     if !rest.is_empty() {
         return Err(SyncError::Garbage {

@@ -1,0 +1,209 @@
+//! Each refusal: a clear error, and the receiver's store unchanged.
+
+mod common;
+
+use common::*;
+use fmp_sync::bundle::Bundle;
+use fmp_sync::wire::{HashRef, Request};
+use fmp_sync::{Client, StaticTrust, SyncError, Trust, respond, sync_in_memory};
+
+/// A phone's first request to the hub, with `n` submissions at `fmp`.
+fn request(phone: &Replica, hub: &Replica, trust: &dyn Trust, fmp: &str, n: u32) -> Vec<u8> {
+    for i in 0..n {
+        phone.store.record(submission(fmp, i)).expect("record");
+    }
+    Client::new(&phone.store, trust, id(hub))
+        .next_request()
+        .expect("request")
+        .expect("some")
+}
+
+/// Sends `bytes` to the hub; asserts a whole-message refusal that left it unchanged.
+fn refused(hub: &Replica, trust: &dyn Trust, bytes: &[u8]) -> SyncError {
+    let before = raw(&hub.store);
+    let err = respond(&hub.store, trust, bytes).expect_err("refused");
+    assert!(err.is_refusal(), "{err:?}");
+    assert_eq!(raw(&hub.store), before, "the store changed after: {err}");
+    err
+}
+
+fn setup() -> (Replica, Replica, StaticTrust) {
+    let phone = replica("phone");
+    let hub = replica("hub");
+    // The hub already holds data, so "unchanged" means something.
+    hub.store.record(submission("ML-GOG", 77)).expect("record");
+    let trust = trust_all(&[&phone, &hub]);
+    (phone, hub, trust)
+}
+
+#[test]
+fn tampered_change() {
+    let (phone, hub, trust) = setup();
+    let bytes = request(&phone, &hub, &trust, "ML-HER", 3);
+    let mut req = Request::decode(&bytes).expect("decode");
+    // Change one byte of an op column (the last bytes of the chunk).
+    let c = &mut req.push.changes[1].bytes;
+    let at = c.len() - 3;
+    c[at] ^= 0x01;
+    let err = refused(&hub, &trust, &req.encode().expect("encode"));
+    assert!(
+        matches!(err, SyncError::BadChange { .. } | SyncError::BadSignature { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn change_swapped_for_another_by_the_same_author() {
+    let (phone, hub, trust) = setup();
+    let bytes = request(&phone, &hub, &trust, "ML-HER", 2);
+    let mut req = Request::decode(&bytes).expect("decode");
+    // A valid change of the same author, not the one the bundle signed.
+    let other = replica("x");
+    let _ = other;
+    let id2 = phone.store.record(submission("ML-HER", 50)).expect("record");
+    let extra = phone
+        .store
+        .read(|c| {
+            c.query_row(
+                "SELECT bytes FROM changes WHERE doc_id = ?1",
+                [id2.to_string()],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+        })
+        .expect("bytes");
+    req.push.changes[0].bytes = extra;
+    let err = refused(&hub, &trust, &req.encode().expect("encode"));
+    assert!(matches!(err, SyncError::BadSignature { .. }), "{err}");
+    assert!(err.to_string().contains("bad signature"));
+}
+
+#[test]
+fn forged_author_signature_claimed_for_another_device() {
+    let (phone, hub, trust) = setup();
+    let bytes = request(&phone, &hub, &trust, "ML-HER", 2);
+    let mut req = Request::decode(&bytes).expect("decode");
+    // The bundle now claims to be the hub's own, with the phone's signature.
+    req.push.bundles[0].author = id(&hub);
+    let err = refused(&hub, &trust, &req.encode().expect("encode"));
+    assert!(matches!(err, SyncError::BadSignature { .. }), "{err}");
+}
+
+#[test]
+fn forged_author_changes_signed_by_another_device() {
+    let (phone, hub, trust) = setup();
+    let mallory = replica("mallory");
+    let trust = {
+        let mut t = trust;
+        t.insert(id(&mallory), info(&mallory, None));
+        t
+    };
+    let bytes = request(&phone, &hub, &trust, "ML-HER", 2);
+    let mut req = Request::decode(&bytes).expect("decode");
+    // Mallory re-signs the phone's changes as her own bundle.
+    let hashes: Vec<[u8; 32]> = req
+        .push
+        .changes
+        .iter()
+        .map(|c| automerge::Change::try_from(c.bytes.as_slice()).expect("change").hash().0)
+        .collect();
+    let b = Bundle::sign(mallory.store.identity(), hashes);
+    req.push.bundles = vec![fmp_sync::wire::WireBundle {
+        author: b.author,
+        hashes: (0..b.hashes.len() as u32).map(HashRef::Here).collect(),
+        sig: b.sig,
+    }];
+    req.push.certs.clear();
+    let err = refused(&hub, &trust, &req.encode().expect("encode"));
+    assert!(matches!(err, SyncError::ForgedAuthor { .. }), "{err}");
+}
+
+#[test]
+fn unknown_author_where_known_ones_are_required() {
+    let (phone, hub, _) = setup();
+    let trust = StaticTrust::new(true).with(id(&hub), info(&hub, None));
+    let bytes = request(&phone, &hub, &trust, "ML-HER", 2);
+    let err = refused(&hub, &trust, &bytes);
+    assert!(matches!(err, SyncError::UnknownAuthor(_)), "{err}");
+    assert!(err.to_string().contains("enroll"), "{err}");
+}
+
+#[test]
+fn unsigned_change() {
+    let (phone, hub, trust) = setup();
+    let bytes = request(&phone, &hub, &trust, "ML-HER", 2);
+    let mut req = Request::decode(&bytes).expect("decode");
+    req.push.bundles.clear();
+    let err = refused(&hub, &trust, &req.encode().expect("encode"));
+    assert!(err.to_string().contains("no signed bundle"), "{err}");
+}
+
+#[test]
+fn garbage_bytes() {
+    let (_, hub, trust) = setup();
+    let mut junk = vec![fmp_sync::PROTOCOL_VERSION, b'Q'];
+    junk.extend((0..500u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8));
+    let err = refused(&hub, &trust, &junk);
+    assert!(matches!(err, SyncError::Corrupt(_)), "{err}");
+    let text = b"GET / HTTP/1.1\r\n\r\n";
+    let err = refused(&hub, &trust, text);
+    assert!(matches!(err, SyncError::UnknownVersion { .. }), "{err}");
+    // A valid zstd frame of junk postcard.
+    let mut msg = vec![fmp_sync::PROTOCOL_VERSION, b'Q'];
+    msg.extend(zstd::bulk::compress(&[0xff; 64], 3).expect("zstd"));
+    let err = refused(&hub, &trust, &msg);
+    assert!(matches!(err, SyncError::Garbage { .. }), "{err}");
+    assert!(matches!(refused(&hub, &trust, &[]), SyncError::Corrupt(_)));
+}
+
+#[test]
+fn truncated_message() {
+    let (phone, hub, trust) = setup();
+    let bytes = request(&phone, &hub, &trust, "ML-HER", 20);
+    for cut in [1, 2, 10, bytes.len() / 2, bytes.len() - 1] {
+        let err = refused(&hub, &trust, &bytes[..cut]);
+        assert!(err.to_string().contains("truncated"), "cut at {cut}: {err}");
+    }
+}
+
+#[test]
+fn unknown_protocol_version() {
+    let (phone, hub, trust) = setup();
+    let mut bytes = request(&phone, &hub, &trust, "ML-HER", 1);
+    bytes[0] = 2;
+    let err = refused(&hub, &trust, &bytes);
+    assert!(matches!(err, SyncError::UnknownVersion { found: 2, supported: 1 }), "{err}");
+    assert!(err.to_string().contains("version 2"), "{err}");
+}
+
+#[test]
+fn a_write_outside_the_authors_fmps_is_refused_alone_and_the_rest_applied() {
+    let phone = replica("heremakono-phone");
+    let hub = replica("hub");
+    let trust = StaticTrust::new(true)
+        .with(id(&phone), info(&phone, Some(&["ML-HER"])))
+        .with(id(&hub), info(&hub, None));
+    for n in 0..3 {
+        phone.store.record(submission("ML-HER", n)).expect("record");
+    }
+    let outside = phone.store.record(submission("ML-GOG", 9)).expect("record");
+    phone.store.record(submission("ML-HER", 10)).expect("record");
+    let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
+    assert!(r.refused_by_peer[0].reason.contains("ML-GOG"), "{:?}", r.refused_by_peer);
+    assert_eq!(r.pushed, 4);
+    assert!(hub.store.get(outside).is_err(), "the refused record is not stored");
+    assert_eq!(hub.store.list(&Default::default()).expect("list").len(), 4);
+    // Later uploads are not blocked by the refused one.
+    phone.store.record(submission("ML-HER", 11)).expect("record");
+    let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert_eq!((r.pushed, r.refused_by_peer.len()), (1, 0), "{r:?}");
+    // Moving an ML-HER submission to ML-GOG is refused too.
+    let moved = hub.store.list(&Default::default()).expect("list")[0]
+        .submission
+        .id
+        .expect("id");
+    phone.store.edit(moved, &serde_json::json!({"fmp": "ML-GOG"})).expect("edit");
+    let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
+    assert_eq!(hub.store.get(moved).expect("get").submission.fmp, "ML-HER");
+}
