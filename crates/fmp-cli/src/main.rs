@@ -7,6 +7,7 @@
 
 mod commands;
 mod demo;
+mod hub_commands;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -153,6 +154,8 @@ enum Command {
         #[arg(long, default_value = "fmp-demo")]
         dir: PathBuf,
     },
+    #[command(flatten)]
+    Hub(hub_commands::HubCommand),
 }
 
 fn main() -> ExitCode {
@@ -190,6 +193,7 @@ fn main() -> ExitCode {
         ),
         Command::History { store, id, json } => commands::history(&store, &id, json),
         Command::Demo { dir } => demo::run(&dir),
+        Command::Hub(cmd) => Ok(hub_commands::run(cmd)),
     };
     match result {
         Ok(code) => code,

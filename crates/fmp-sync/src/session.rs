@@ -464,6 +464,26 @@ fn cursor_push(
 /// wanted ones and the reconciliation reply, within its size limit. Keeps
 /// no state between requests beyond the store: an HTTP handler calls it.
 pub fn respond(store: &Store, trust: &dyn Trust, request: &[u8]) -> Result<Vec<u8>, SyncError> {
+    respond_inner(store, trust, request, false)
+}
+
+/// [`respond`], all or nothing: if any pushed change is refused (outside
+/// its author's scope…), nothing of the request is stored and the error is
+/// [`SyncError::Refused`] with every refusal (a hub answers it with a 403).
+pub fn respond_strict(
+    store: &Store,
+    trust: &dyn Trust,
+    request: &[u8],
+) -> Result<Vec<u8>, SyncError> {
+    respond_inner(store, trust, request, true)
+}
+
+fn respond_inner(
+    store: &Store,
+    trust: &dyn Trust,
+    request: &[u8],
+    strict: bool,
+) -> Result<Vec<u8>, SyncError> {
     let req = Request::decode(request)?;
     let me = store.identity();
     if req.to != me.device_id {
@@ -479,6 +499,9 @@ pub fn respond(store: &Store, trust: &dyn Trust, request: &[u8]) -> Result<Vec<u
         seal(tx, me)?;
         let verified = apply::verify(tx, &mut authors, push)?;
         let applied = apply::apply(tx, &mut authors, verified, from)?;
+        if strict && !applied.refused.is_empty() {
+            return Err(SyncError::Refused(applied.refused.clone()));
+        }
         if req.reconcile.is_none() && req.want.is_empty() {
             advance(tx, from, Some(req.push_upto), req.pull_after)?;
         }
