@@ -219,18 +219,21 @@ pub struct Known {
     pub public_key: Vec<u8>,
     /// Revoked, and when (ms).
     pub revoked_at: Option<i64>,
+    /// The FMPs it may write and read (`None`: any).
+    pub fmps: Option<Vec<String>>,
 }
 
-/// Looks up a device enrolled here, or the upstream hub.
+/// Looks up a device enrolled here.
 pub fn known(conn: &Connection, device: Uuid) -> rusqlite::Result<Option<Known>> {
     let d = conn
         .query_row(
-            "SELECT public_key, revoked_at FROM hub_devices WHERE device = ?1",
+            "SELECT public_key, revoked_at, fmps FROM hub_devices WHERE device = ?1",
             [device.to_string()],
             |r| {
                 Ok(Known {
                     public_key: r.get(0)?,
                     revoked_at: r.get(1)?,
+                    fmps: split_fmps(r.get(2)?),
                 })
             },
         )

@@ -487,12 +487,11 @@ async fn sync(
     let device = signed.device;
     let out = blocking(&hub, move || {
         let trust = h.store.read(db::trust).map_err(ApiError::internal)?;
-        let out = if partial {
-            fmp_sync::respond(&h.store, &trust, &body)
-        } else {
-            fmp_sync::respond_strict(&h.store, &trust, &body)
-        }
-        .map_err(ApiError::from)?;
+        let opts = fmp_sync::RespondOptions {
+            all_or_nothing: !partial,
+            pull_fmps: known.fmps,
+        };
+        let out = fmp_sync::respond_with(&h.store, &trust, &body, &opts).map_err(ApiError::from)?;
         h.store
             .write(|tx| -> Result<(), fmp_core::store::StoreError> {
                 db::touch(tx, device).map_err(|e| fmp_core::store::StoreError::Patch(e.to_string()))
