@@ -99,7 +99,8 @@ pub enum AuthError {
 
 /// Reads the signature headers with `get(name)`.
 pub fn read_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Signed, AuthError> {
-    let field = |name: &str| get(name).ok_or_else(|| AuthError::Unsigned(format!("no {name} header")));
+    let field =
+        |name: &str| get(name).ok_or_else(|| AuthError::Unsigned(format!("no {name} header")));
     let device = Uuid::parse_str(field(H_DEVICE)?)
         .map_err(|e| AuthError::Unsigned(format!("{H_DEVICE}: {e}")))?;
     let time = field(H_TIME)?
@@ -107,7 +108,9 @@ pub fn read_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Signed,
         .map_err(|e| AuthError::Unsigned(format!("{H_TIME}: {e}")))?;
     let nonce = field(H_NONCE)?.to_string();
     if nonce.len() < 16 || nonce.len() > 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(AuthError::Unsigned(format!("{H_NONCE}: 16 to 64 hex digits expected")));
+        return Err(AuthError::Unsigned(format!(
+            "{H_NONCE}: 16 to 64 hex digits expected"
+        )));
     }
     let sig = field(H_SIG)?.to_string();
     Ok(Signed {

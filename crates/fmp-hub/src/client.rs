@@ -237,6 +237,9 @@ pub struct Summary {
     pub refused_here: Vec<Refusal>,
 }
 
+/// A progress callback.
+pub type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
+
 /// How to sync.
 pub struct SyncOptions {
     /// Another address for the hub joined (default: the one of `join`).
@@ -252,7 +255,7 @@ pub struct SyncOptions {
     /// Timeout of one HTTP request.
     pub timeout: Duration,
     /// Called after each round trip and retry.
-    pub progress: Option<Box<dyn FnMut(&Progress) + Send>>,
+    pub progress: Option<ProgressFn>,
 }
 
 impl Default for SyncOptions {
@@ -284,7 +287,7 @@ fn retryable(e: &HubError) -> bool {
         HubError::Network { .. } => true,
         HubError::Refused { status, .. } => *status >= 500 || *status == 429 || *status == 408,
         HubError::Sync(s) => matches!(
-            s,
+            **s,
             fmp_sync::SyncError::Corrupt(_) | fmp_sync::SyncError::Garbage { .. }
         ),
         _ => false,
@@ -337,7 +340,10 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                             db::quarantine(tx, up.hub, &refused)?;
                             Ok(())
                         })?;
-                        notify(&add(&total, client.report()), Event::Quarantined(refused.len()));
+                        notify(
+                            &add(&total, client.report()),
+                            Event::Quarantined(refused.len()),
+                        );
                         rt.block_on(post(
                             &http,
                             store,

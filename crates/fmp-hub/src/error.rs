@@ -7,10 +7,10 @@ use std::path::PathBuf;
 pub enum HubError {
     /// The local store failed.
     #[error(transparent)]
-    Store(#[from] fmp_core::store::StoreError),
+    Store(Box<fmp_core::store::StoreError>),
     /// The sync protocol failed or refused a message.
     #[error(transparent)]
-    Sync(#[from] fmp_sync::SyncError),
+    Sync(Box<fmp_sync::SyncError>),
     /// A query on the hub's tables failed.
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -52,7 +52,9 @@ pub enum HubError {
         reason: String,
     },
     /// The store has not joined a hub.
-    #[error("this store has not joined a hub; run `fmp join --store DIR --hub URL --code CODE` first")]
+    #[error(
+        "this store has not joined a hub; run `fmp join --store DIR --hub URL --code CODE` first"
+    )]
     NotJoined,
     /// A value given by the user is not usable.
     #[error("{0}")]
@@ -63,4 +65,16 @@ pub enum HubError {
     /// The async runtime could not start.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+impl From<fmp_core::store::StoreError> for HubError {
+    fn from(e: fmp_core::store::StoreError) -> HubError {
+        HubError::Store(Box::new(e))
+    }
+}
+
+impl From<fmp_sync::SyncError> for HubError {
+    fn from(e: fmp_sync::SyncError) -> HubError {
+        HubError::Sync(Box::new(e))
+    }
 }

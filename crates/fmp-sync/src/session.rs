@@ -520,7 +520,16 @@ fn respond_inner(
         Ok(applied)
     })?;
     let max = (req.max_bytes.max(MIN_MAX_BYTES)) as usize;
-    store.read(|c| Ok(build_response(c, me, &req, applied, max, opts.pull_fmps.as_deref())))?
+    store.read(|c| {
+        Ok(build_response(
+            c,
+            me,
+            &req,
+            applied,
+            max,
+            opts.pull_fmps.as_deref(),
+        ))
+    })?
 }
 
 fn build_response(

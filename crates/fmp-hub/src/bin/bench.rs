@@ -162,7 +162,9 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
             .unwrap_or(0.0)
     };
     let held = Store::open(&hub_dir)?.list(&Default::default())?.len();
-    println!("| devices | submissions | wall (s) | submissions/s | p50 sync (ms) | p99 sync (ms) | round trips | bytes | retries | failed | hub peak RSS (MiB) |");
+    println!(
+        "| devices | submissions | wall (s) | submissions/s | p50 sync (ms) | p99 sync (ms) | round trips | bytes | retries | failed | hub peak RSS (MiB) |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
         "| {devices} | {sent} | {:.2} | {:.0} | {:.0} | {:.0} | {rts} | {bytes} | {retries} | {failed} | {} |",
