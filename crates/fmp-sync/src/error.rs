@@ -10,7 +10,7 @@ use uuid::Uuid;
 pub enum SyncError {
     /// The local store failed.
     #[error(transparent)]
-    Store(#[from] fmp_core::store::StoreError),
+    Store(Box<fmp_core::store::StoreError>),
     /// A query on the local store failed.
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -102,6 +102,12 @@ pub enum SyncError {
     /// The sync did not finish within its round-trip allowance.
     #[error("sync did not converge within {0} round trips")]
     NoProgress(u32),
+}
+
+impl From<fmp_core::store::StoreError> for SyncError {
+    fn from(e: fmp_core::store::StoreError) -> SyncError {
+        SyncError::Store(Box::new(e))
+    }
 }
 
 impl SyncError {

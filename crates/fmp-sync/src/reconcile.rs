@@ -154,11 +154,11 @@ fn split(keys: &[Key], upper: &Bound, out: &mut Vec<Range>) {
 }
 
 fn push(out: &mut Vec<Range>, r: Range) {
-    if let (Some(last), Mode::Skip) = (out.last_mut(), &r.mode) {
-        if last.mode == Mode::Skip {
-            last.upper = r.upper;
-            return;
-        }
+    if let (Some(last), Mode::Skip) = (out.last_mut(), &r.mode)
+        && last.mode == Mode::Skip
+    {
+        last.upper = r.upper;
+        return;
     }
     out.push(r);
 }

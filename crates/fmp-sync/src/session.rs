@@ -274,7 +274,6 @@ impl<'a> Client<'a> {
         let peer = self.peer;
         let trust = self.trust;
         let cursor_phase = matches!(self.phase, Phase::Cursor);
-        let got: Vec<Hash>;
         let applied = {
             let mut authors = Authors::new(trust, resp.pull.certs.clone());
             let pull = resp.pull.clone();
@@ -289,7 +288,7 @@ impl<'a> Client<'a> {
             })?
         };
         let (applied, hashes) = applied;
-        got = hashes;
+        let got = hashes;
         self.report.pulled += u64::from(applied.stored);
         self.report.refused_here.extend(applied.refused);
         self.report.pushed += u64::from(resp.accepted);

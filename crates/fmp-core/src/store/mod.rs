@@ -389,11 +389,9 @@ impl Store {
         if let Some(v) = pm.get("id")
             && v.as_str() != Some(id.to_string().as_str())
         {
-            {
-                return Err(StoreError::Patch(
-                    "id: a submission's id cannot be changed".into(),
-                ));
-            }
+            return Err(StoreError::Patch(
+                "id: a submission's id cannot be changed".into(),
+            ));
         }
         self.write(|tx| {
             let mut d = self.load_doc(tx, id)?;
