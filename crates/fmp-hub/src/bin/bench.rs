@@ -56,6 +56,14 @@ fn peak_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn bench(devices: usize, per: usize) -> Result<(), HubError> {
     let tmp = std::env::temp_dir().join(format!("fmp-hub-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -134,6 +142,7 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
     });
     let wall = start.elapsed();
     let peak = peak_kib(child.id());
+    let hub_cpu = cpu_secs(child.id());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -175,7 +184,10 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
         peak.map(|k| format!("{:.1}", k as f64 / 1024.0))
             .unwrap_or_else(|| "?".into())
     );
-    println!("hub holds {held} submissions");
+    println!(
+        "hub holds {held} submissions; hub CPU {:.1} s",
+        hub_cpu.unwrap_or(0.0)
+    );
     let _ = std::fs::remove_dir_all(Path::new(&tmp));
     Ok(())
 }
