@@ -8,6 +8,7 @@
 
 mod commands;
 mod demo;
+mod hub_commands;
 mod report_commands;
 
 use std::path::PathBuf;
@@ -200,6 +201,8 @@ enum Command {
         #[arg(long, default_value = "fmp-demo")]
         dir: PathBuf,
     },
+    #[command(flatten)]
+    Hub(hub_commands::HubCommand),
 }
 
 fn main() -> ExitCode {
@@ -271,6 +274,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Demo { dir } => demo::run(&dir),
+        Command::Hub(cmd) => Ok(hub_commands::run(cmd)),
     };
     match result {
         Ok(code) => code,

@@ -95,6 +95,10 @@ pub enum SyncError {
     /// automerge failed on local data.
     #[error("automerge: {0}")]
     Automerge(#[from] automerge::AutomergeError),
+    /// Some pushed changes were refused one by one, and the responder was
+    /// asked for all or nothing: nothing of the message was stored.
+    #[error("{} change(s) refused ({}); nothing of the message was stored", .0.len(), .0.first().map(|r| r.reason.as_str()).unwrap_or(""))]
+    Refused(Vec<crate::wire::Refusal>),
     /// The sync did not finish within its round-trip allowance.
     #[error("sync did not converge within {0} round trips")]
     NoProgress(u32),
@@ -122,6 +126,7 @@ impl SyncError {
                 | SyncError::UnknownAuthor(_)
                 | SyncError::ForgedAuthor { .. }
                 | SyncError::WrongPeer { .. }
+                | SyncError::Refused(_)
         )
     }
 }

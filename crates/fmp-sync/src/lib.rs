@@ -26,7 +26,9 @@ pub mod trust;
 pub mod wire;
 
 pub use error::SyncError;
-pub use session::{Client, Cursor, Report, cursor, forget_peer, respond};
+pub use session::{
+    Client, Cursor, Report, RespondOptions, cursor, forget_peer, respond, respond_with,
+};
 pub use trust::{AuthorInfo, Certificate, StaticTrust, Trust};
 pub use wire::{DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Request, Response};
 

@@ -79,17 +79,22 @@ pub(crate) fn log_end(conn: &Connection) -> Result<i64, SyncError> {
 
 /// Changes after `after`, not received from `peer`, in log order, until
 /// their raw size reaches `raw_budget`. Returns the rows and whether the
-/// log was exhausted.
+/// log was exhausted. With `fmps`, submissions of other FMPs are skipped.
 pub(crate) fn after_cursor(
     conn: &Connection,
     after: i64,
     peer: Uuid,
     raw_budget: usize,
+    fmps: Option<&[String]>,
 ) -> Result<(Vec<Row>, bool), SyncError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{SELECT} WHERE c.seq > ?1 AND (c.origin IS NULL OR c.origin <> ?2) ORDER BY c.seq"
+        "{SELECT} WHERE c.seq > ?1 AND (c.origin IS NULL OR c.origin <> ?2)
+           AND (?3 IS NULL OR NOT EXISTS (SELECT 1 FROM submissions s WHERE s.id = c.doc_id
+                AND s.fmp NOT IN (SELECT value FROM json_each(?3))))
+         ORDER BY c.seq"
     ))?;
-    let mut rows = stmt.query(params![after, peer.to_string()])?;
+    let scope = fmps.map(|f| serde_json::Value::from(f.to_vec()).to_string());
+    let mut rows = stmt.query(params![after, peer.to_string(), scope])?;
     let mut out: Vec<Row> = Vec::new();
     let mut seen: std::collections::HashSet<Hash> = std::collections::HashSet::new();
     let mut size = 0usize;

@@ -416,7 +416,7 @@ fn cursor_push(
     max: usize,
 ) -> Result<(Vec<u8>, InFlight), SyncError> {
     let end = log::log_end(conn)?;
-    let (rows, exhausted) = log::after_cursor(conn, cur.acked, peer, max * RAW_FACTOR)?;
+    let (rows, exhausted) = log::after_cursor(conn, cur.acked, peer, max * RAW_FACTOR, None)?;
     let base = Request {
         push_upto: cur.acked,
         pull_after: Some(cur.pulled),
@@ -463,6 +463,38 @@ fn cursor_push(
 /// wanted ones and the reconciliation reply, within its size limit. Keeps
 /// no state between requests beyond the store: an HTTP handler calls it.
 pub fn respond(store: &Store, trust: &dyn Trust, request: &[u8]) -> Result<Vec<u8>, SyncError> {
+    respond_inner(store, trust, request, &RespondOptions::default())
+}
+
+/// How [`respond_with`] answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RespondOptions {
+    /// All or nothing: if any pushed change is refused (outside its
+    /// author's scope…), nothing of the request is stored and the error is
+    /// [`SyncError::Refused`] with every refusal (a hub answers it with a 403).
+    pub all_or_nothing: bool,
+    /// Send the requester only submissions of these FMPs (and every
+    /// document that is not a submission); `None`: everything. A hub gives
+    /// each device its own FMPs' data, not the whole region's.
+    pub pull_fmps: Option<Vec<String>>,
+}
+
+/// [`respond`] with options (all-or-nothing pushes, pulls limited to FMPs).
+pub fn respond_with(
+    store: &Store,
+    trust: &dyn Trust,
+    request: &[u8],
+    opts: &RespondOptions,
+) -> Result<Vec<u8>, SyncError> {
+    respond_inner(store, trust, request, opts)
+}
+
+fn respond_inner(
+    store: &Store,
+    trust: &dyn Trust,
+    request: &[u8],
+    opts: &RespondOptions,
+) -> Result<Vec<u8>, SyncError> {
     let req = Request::decode(request)?;
     let me = store.identity();
     if req.to != me.device_id {
@@ -478,13 +510,25 @@ pub fn respond(store: &Store, trust: &dyn Trust, request: &[u8]) -> Result<Vec<u
         seal(tx, me)?;
         let verified = apply::verify(tx, &mut authors, push)?;
         let applied = apply::apply(tx, &mut authors, verified, from)?;
+        if opts.all_or_nothing && !applied.refused.is_empty() {
+            return Err(SyncError::Refused(applied.refused.clone()));
+        }
         if req.reconcile.is_none() && req.want.is_empty() {
             advance(tx, from, Some(req.push_upto), req.pull_after)?;
         }
         Ok(applied)
     })?;
     let max = (req.max_bytes.max(MIN_MAX_BYTES)) as usize;
-    store.read(|c| Ok(build_response(c, me, &req, applied, max)))?
+    store.read(|c| {
+        Ok(build_response(
+            c,
+            me,
+            &req,
+            applied,
+            max,
+            opts.pull_fmps.as_deref(),
+        ))
+    })?
 }
 
 fn build_response(
@@ -493,6 +537,7 @@ fn build_response(
     req: &Request,
     applied: apply::Applied,
     max: usize,
+    pull_fmps: Option<&[String]>,
 ) -> Result<Vec<u8>, SyncError> {
     let end = log::log_end(conn)?;
     let reconcile = match &req.reconcile {
@@ -506,7 +551,7 @@ fn build_response(
     let wanted = rows.len();
     let mut exhausted = true;
     if let Some(after) = req.pull_after {
-        let (more, ex) = log::after_cursor(conn, after, req.from, max * RAW_FACTOR)?;
+        let (more, ex) = log::after_cursor(conn, after, req.from, max * RAW_FACTOR, pull_fmps)?;
         rows.extend(more);
         exhausted = ex;
     }

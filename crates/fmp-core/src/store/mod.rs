@@ -102,6 +102,14 @@ pub enum StoreError {
     /// Key generation or loading failed.
     #[error("device key: {0}")]
     Crypto(String),
+    /// The device is enrolled for other FMPs than the submission's.
+    #[error("this device is enrolled for {} only, not {fmp}; nothing was stored", allowed.join(", "))]
+    OutOfScope {
+        /// The submission's FMP.
+        fmp: String,
+        /// The FMPs of the device's enrollment.
+        allowed: Vec<String>,
+    },
 }
 
 impl StoreError {
@@ -289,6 +297,38 @@ impl Store {
         Ok(out)
     }
 
+    /// The FMPs this device is enrolled for (set when it joins a hub);
+    /// `None`: not restricted.
+    pub fn enrolled_fmps(&self) -> Result<Option<Vec<String>>, StoreError> {
+        let conn = self.lock();
+        enrolled_fmps(&conn).map_err(|e| sql_err(&self.dir, e))
+    }
+
+    /// Restricts `record` and `edit` to these FMPs (`None`: lifts it).
+    pub fn set_enrolled_fmps(&self, fmps: Option<&[String]>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            match fmps {
+                Some(list) => tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('enrolled_fmps', ?1)",
+                    [list.join(",")],
+                ),
+                None => tx.execute("DELETE FROM meta WHERE key = 'enrolled_fmps'", []),
+            }
+            .map_err(|e| sql_err(&self.dir, e))?;
+            Ok(())
+        })
+    }
+
+    fn check_scope(&self, tx: &Transaction<'_>, fmp: &str) -> Result<(), StoreError> {
+        match enrolled_fmps(tx).map_err(|e| sql_err(&self.dir, e))? {
+            Some(allowed) if !allowed.iter().any(|f| f == fmp) => Err(StoreError::OutOfScope {
+                fmp: fmp.to_string(),
+                allowed,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Validates and stores a new submission; returns its id.
     pub fn record(&self, sub: Submission) -> Result<Uuid, StoreError> {
         self.record_at(sub, Utc::now())
@@ -320,6 +360,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Uuid, StoreError> {
         validate(&sub, &self.registry, &self.forms, now)?;
+        self.check_scope(tx, &sub.fmp)?;
         let id = sub.id.unwrap_or_else(Uuid::now_v7);
         sub.id = Some(id);
         let mut d = doc::new_submission(doc::actor_for(self.identity.device_id), id, &sub)?;
@@ -368,6 +409,7 @@ impl Store {
             merge_patch(&mut json, patch);
             let new = Submission::from_value(json)?;
             validate(&new, &self.registry, &self.forms, now)?;
+            self.check_scope(tx, &new.fmp)?;
             doc::edit_submission(&mut d, &new)?;
             doc::resolve_conflicts(&mut d)?;
             self.save_doc(tx, id, &mut d, Op::Edit, now, false)?;
@@ -517,6 +559,22 @@ impl Store {
 }
 
 mod query;
+
+fn enrolled_fmps(conn: &Connection) -> rusqlite::Result<Option<Vec<String>>> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'enrolled_fmps'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.map(|s| {
+        s.split(',')
+            .filter(|f| !f.is_empty())
+            .map(String::from)
+            .collect()
+    }))
+}
 
 fn load_doc_conn(conn: &Connection, dir: &Path, id: Uuid) -> Result<AutoCommit, StoreError> {
     let data: Option<Vec<u8>> = conn

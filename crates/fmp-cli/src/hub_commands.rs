@@ -1,0 +1,347 @@
+//! The hub's commands: `serve`, `enroll-code`, `join`, `devices`, `revoke`,
+//! `sync` and `status`, over `fmp-hub`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use fmp_core::store::Store;
+use fmp_hub::client::{Event, SyncOptions};
+use fmp_hub::{HubError, Limits, ServeOptions};
+
+/// The hub subcommands (flattened into `fmp`'s).
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Run a hub: phones and lower hubs sync with it (until SIGINT/SIGTERM).
+    ///
+    /// Prints `listening on URL` once it accepts connections.
+    Serve {
+        /// Directory of the hub's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Address to listen on, e.g. 0.0.0.0:8443 (port 0 picks a free one).
+        #[arg(long)]
+        listen: String,
+        /// PEM certificate (chain) for TLS.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for TLS.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Largest request body in bytes.
+        #[arg(long, default_value_t = 1024 * 1024)]
+        max_body: usize,
+    },
+    /// Print a one-time enrollment code for a phone (or a lower hub) for these FMPs.
+    EnrollCode {
+        /// Directory of the hub's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// FMP code the device may write, e.g. ML-GOG (repeat for several).
+        #[arg(long = "fmp", required = true)]
+        fmps: Vec<String>,
+        /// How long the code is valid: 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// The device is a supervisor's hub: it may enroll phones for these FMPs.
+        #[arg(long)]
+        hub: bool,
+    },
+    /// Join a hub with an enrollment code: this store may then sync with it.
+    Join {
+        /// Directory of this device's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// The hub's address, e.g. http://10.0.0.2:8080 or https://gao-hub:8443.
+        #[arg(long)]
+        hub: String,
+        /// The one-time code from the supervisor.
+        #[arg(long)]
+        code: String,
+    },
+    /// List the devices enrolled on this hub, with their FMPs and last sync.
+    Devices {
+        /// Directory of the hub's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device (by id or name): the hub refuses it from now on.
+    Revoke {
+        /// Directory of the hub's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Device id or name.
+        device: String,
+    },
+    /// Sync with the hub this store joined: send what it lacks, receive what this store lacks.
+    Sync {
+        /// Directory of this store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Another address for the same hub.
+        #[arg(long)]
+        hub: Option<String>,
+        /// Retries after network failures before giving up.
+        #[arg(long, default_value_t = 8)]
+        retries: u32,
+        /// First retry delay in milliseconds (doubled each time, with jitter).
+        #[arg(long, default_value_t = 500)]
+        retry_delay_ms: u64,
+        /// Largest message, bytes (both ways).
+        #[arg(long, default_value_t = fmp_sync::DEFAULT_MAX_BYTES)]
+        max_bytes: u32,
+    },
+    /// Sync state: pending changes, last sync per peer, quarantined records and why.
+    Status {
+        /// Directory of this store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a hub subcommand; errors are printed.
+pub fn run(cmd: HubCommand) -> ExitCode {
+    match dispatch(cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
+    match cmd {
+        HubCommand::Serve {
+            store,
+            listen,
+            tls_cert,
+            tls_key,
+            max_body,
+        } => {
+            let tls = tls_cert.zip(tls_key);
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let opts = ServeOptions {
+                store,
+                listen,
+                tls,
+                limits: Limits {
+                    max_body,
+                    ..Limits::default()
+                },
+            };
+            fmp_hub::serve_until_signal(opts, |addr| {
+                println!("listening on {scheme}://{addr}");
+                let _ = std::io::stdout().flush();
+            })?;
+            eprintln!("hub stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        HubCommand::EnrollCode {
+            store,
+            fmps,
+            expires,
+            hub,
+        } => {
+            let s = Store::open(&store)?;
+            let ttl = fmp_hub::enroll::parse_duration(&expires)?;
+            let code = fmp_hub::enroll::create_code(&s, &fmps, ttl, hub)?;
+            println!("{code}");
+            eprintln!(
+                "one-time code for {}{}, valid {expires}",
+                fmps.join(", "),
+                if hub {
+                    " (a hub, may enroll phones)"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        HubCommand::Join { store, hub, code } => {
+            let s = Store::open(&store)?;
+            let j = fmp_hub::client::join(&s, &hub, &code)?;
+            println!(
+                "joined hub {} ({}) for {}{}",
+                j.hub_name,
+                j.hub,
+                j.fmps.join(", "),
+                if j.may_enroll {
+                    "; may enroll phones"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        HubCommand::Devices { store, json } => {
+            let s = Store::open(&store)?;
+            let list = fmp_hub::status::devices(&s)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "{:<36}  {:<20}  {:<24}  {:<20}  state",
+                    "device", "name", "fmps", "last sync"
+                );
+                for d in list {
+                    let state = match (&d.revoked_at, d.may_enroll) {
+                        (Some(at), _) => format!("revoked {at}"),
+                        (None, true) => "hub".to_string(),
+                        (None, false) => "active".to_string(),
+                    };
+                    println!(
+                        "{:<36}  {:<20}  {:<24}  {:<20}  {state}",
+                        d.device,
+                        d.name,
+                        d.fmps.map(|f| f.join(",")).unwrap_or_else(|| "any".into()),
+                        d.last_sync.unwrap_or_else(|| "never".into()),
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HubCommand::Revoke { store, device } => {
+            let s = Store::open(&store)?;
+            match fmp_hub::db::revoke(&s, &device)? {
+                0 => Err(HubError::Usage(format!(
+                    "no active device {device} on this hub (see `fmp devices`)"
+                ))),
+                n => {
+                    println!("revoked {n} device(s): {device}");
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        HubCommand::Sync {
+            store,
+            hub,
+            retries,
+            retry_delay_ms,
+            max_bytes,
+        } => {
+            let s = Store::open(&store)?;
+            let bar = if std::io::stderr().is_terminal() {
+                let b = indicatif::ProgressBar::new_spinner();
+                b.enable_steady_tick(Duration::from_millis(120));
+                Some(b)
+            } else {
+                None
+            };
+            let b2 = bar.clone();
+            let opts = SyncOptions {
+                url: hub,
+                retries,
+                base_delay: Duration::from_millis(retry_delay_ms),
+                max_bytes,
+                progress: Some(Box::new(move |p| {
+                    let t = &p.summary;
+                    let line = match &p.event {
+                        Event::RoundTrip => format!(
+                            "round trip {}: sent {}, received {}, {} bytes",
+                            t.round_trips,
+                            t.sent,
+                            t.received,
+                            t.bytes_sent + t.bytes_received
+                        ),
+                        Event::Quarantined(n) => {
+                            format!("the hub refused {n} change(s); set aside (see `fmp status`)")
+                        }
+                        Event::Retry {
+                            attempt,
+                            wait,
+                            error,
+                        } => format!(
+                            "retry {attempt} in {:.1} s after: {error}",
+                            wait.as_secs_f64()
+                        ),
+                    };
+                    match &b2 {
+                        Some(b) => b.set_message(line),
+                        None => eprintln!("{line}"),
+                    }
+                })),
+                ..SyncOptions::default()
+            };
+            let r = fmp_hub::client::sync(&s, opts);
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let t = r?;
+            println!(
+                "synced: sent {}, received {}, bytes {} up / {} down, round trips {}{}{}",
+                t.sent,
+                t.received,
+                t.bytes_sent,
+                t.bytes_received,
+                t.round_trips,
+                if t.retries > 0 {
+                    format!(", retries {}", t.retries)
+                } else {
+                    String::new()
+                },
+                if t.refused.is_empty() {
+                    String::new()
+                } else {
+                    format!(", refused by the hub {} (quarantined)", t.refused.len())
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        HubCommand::Status { store, json } => {
+            let s = Store::open(&store)?;
+            let st = fmp_hub::status::status(&s)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("device {} ({})", st.name, st.device);
+            match (&st.hub, &st.hub_url) {
+                (Some(h), Some(u)) => println!(
+                    "joined hub {h} at {u} for {}",
+                    st.fmps
+                        .as_ref()
+                        .map(|f| f.join(", "))
+                        .unwrap_or_else(|| "any FMP".into())
+                ),
+                _ => println!("not joined to a hub"),
+            }
+            println!("pending changes: {}", st.pending);
+            for p in &st.peers {
+                println!(
+                    "peer {} {}: last sync {}, {} change(s) not acknowledged",
+                    p.peer,
+                    p.name.as_deref().unwrap_or(""),
+                    p.last_sync.as_deref().unwrap_or("never"),
+                    p.pending
+                );
+            }
+            if st.quarantined.is_empty() {
+                println!("quarantined: none");
+            } else {
+                println!("quarantined: {}", st.quarantined.len());
+                for q in &st.quarantined {
+                    println!(
+                        "  {} ({}){}: {}",
+                        q.record,
+                        q.fmp.as_deref().unwrap_or("?"),
+                        if q.released { " released" } else { "" },
+                        q.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

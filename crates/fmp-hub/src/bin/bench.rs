@@ -1,0 +1,193 @@
+//! `fmp-hub-bench`: a load benchmark of one hub over loopback (not a test).
+//!
+//! `fmp-hub-bench [DEVICES] [SUBMISSIONS]` (default 200 × 50): enrolls that
+//! many simulated devices on a hub running in a child process, records the
+//! submissions on each device offline, then syncs all devices at once and
+//! prints throughput, p50/p99 sync latency and the hub's peak memory.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use fmp_core::store::Store;
+use fmp_hub::client::{self, SyncOptions};
+use fmp_hub::{HubError, Limits, ServeOptions};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let r = if args.get(1).map(String::as_str) == Some("--hub-only") {
+        hub_only(args.get(2).map(String::as_str).unwrap_or("."))
+    } else {
+        let n = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+        let m = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
+        bench(n, m)
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hub_only(dir: &str) -> Result<(), HubError> {
+    let opts = ServeOptions {
+        store: dir.into(),
+        listen: "127.0.0.1:0".into(),
+        tls: None,
+        limits: Limits {
+            rate_burst: 1e9,
+            rate_per_sec: 1e9,
+            ..Limits::default()
+        },
+    };
+    fmp_hub::serve_until_signal(opts, |a| println!("listening on http://{a}"))
+}
+
+fn peak_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn bench(devices: usize, per: usize) -> Result<(), HubError> {
+    let tmp = std::env::temp_dir().join(format!("fmp-hub-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let hub_dir = tmp.join("hub");
+    let fmps = ["ML-GOG", "ML-HER", "ML-MNK", "ML-TBK", "ML-PKI"];
+    let codes: Vec<String> = {
+        let hub = Store::init(&hub_dir, "bench-hub")?;
+        (0..devices)
+            .map(|i| {
+                fmp_hub::enroll::create_code(
+                    &hub,
+                    &[fmps[i % fmps.len()].to_string()],
+                    Duration::from_secs(3600),
+                    false,
+                )
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let exe = std::env::current_exe().map_err(HubError::Runtime)?;
+    let mut child = Command::new(exe)
+        .args(["--hub-only", &hub_dir.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(HubError::Runtime)?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(HubError::Runtime)?;
+    }
+    let url = line.trim().trim_start_matches("listening on ").to_string();
+    let t = Instant::now();
+    let stores: Vec<Store> = (0..devices)
+        .map(|i| -> Result<Store, HubError> {
+            let s = Store::init(&tmp.join(format!("d{i}")), &format!("device-{i}"))?;
+            client::join(&s, &url, &codes[i])?;
+            let subs = (0..per)
+                .map(|j| {
+                    let mut sub = fmp_core::example_submission();
+                    sub.fmp = fmps[i % fmps.len()].to_string();
+                    sub.observed_at += chrono::Duration::minutes(j as i64);
+                    sub.notes = format!("device {i} #{j}");
+                    sub
+                })
+                .collect();
+            s.record_many(subs, chrono::Utc::now())?;
+            Ok(s)
+        })
+        .collect::<Result<_, _>>()?;
+    println!(
+        "setup: {devices} devices enrolled, {} submissions recorded offline in {:.1} s",
+        devices * per,
+        t.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let results: Vec<Result<(Duration, client::Summary), HubError>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = stores
+            .iter()
+            .map(|s| {
+                sc.spawn(move || {
+                    let t = Instant::now();
+                    let opts = SyncOptions {
+                        base_delay: Duration::from_millis(50),
+                        ..SyncOptions::default()
+                    };
+                    client::sync(s, opts).map(|r| (t.elapsed(), r))
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(HubError::Protocol("a device thread panicked".into())))
+            })
+            .collect()
+    });
+    let wall = start.elapsed();
+    let peak = peak_kib(child.id());
+    let hub_cpu = cpu_secs(child.id());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let mut lat = Vec::new();
+    let (mut sent, mut bytes, mut rts, mut retries, mut failed) = (0u64, 0u64, 0u64, 0u64, 0usize);
+    for r in results {
+        match r {
+            Ok((d, s)) => {
+                lat.push(d);
+                sent += s.sent;
+                bytes += s.bytes_sent + s.bytes_received;
+                rts += u64::from(s.round_trips);
+                retries += u64::from(s.retries);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("a device failed: {e}");
+            }
+        }
+    }
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    let held = Store::open(&hub_dir)?.list(&Default::default())?.len();
+    println!(
+        "| devices | submissions | wall (s) | submissions/s | p50 sync (ms) | p99 sync (ms) | round trips | bytes | retries | failed | hub peak RSS (MiB) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {devices} | {sent} | {:.2} | {:.0} | {:.0} | {:.0} | {rts} | {bytes} | {retries} | {failed} | {} |",
+        wall.as_secs_f64(),
+        sent as f64 / wall.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        peak.map(|k| format!("{:.1}", k as f64 / 1024.0))
+            .unwrap_or_else(|| "?".into())
+    );
+    println!(
+        "hub holds {held} submissions; hub CPU {:.1} s",
+        hub_cpu.unwrap_or(0.0)
+    );
+    let _ = std::fs::remove_dir_all(Path::new(&tmp));
+    Ok(())
+}

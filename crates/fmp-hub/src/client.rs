@@ -1,0 +1,416 @@
+//! The client side: [`join`] a hub with an enrollment code, and [`sync`]
+//! with it over HTTP(S), with retries (exponential backoff, full jitter),
+//! resumption from the stored cursors after a cut, quarantine of refused
+//! changes, and progress through a callback. Blocking calls (each runs its
+//! own small tokio runtime): call them from a thread, not from async code.
+
+use std::time::Duration;
+
+use fmp_core::store::Store;
+use fmp_sync::wire::Refusal;
+use fmp_sync::{Certificate, Client};
+use rand::Rng;
+use uuid::Uuid;
+
+use crate::auth::Signed;
+use crate::db::{self, Upstream};
+use crate::error::HubError;
+use crate::server::{ErrorBody, H_PARTIAL, JOIN_PATH, JoinRequest, JoinResponse, SYNC_PATH};
+use crate::tls::{self, Pinned};
+
+/// What [`join`] learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The hub's device id.
+    pub hub: Uuid,
+    /// The hub's name.
+    pub hub_name: String,
+    /// FMPs this device may write.
+    pub fmps: Vec<String>,
+    /// Whether it may enroll devices of its own.
+    pub may_enroll: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, HubError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(HubError::Runtime)
+}
+
+fn http(
+    url: &str,
+    pin: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<(reqwest::Client, Option<std::sync::Arc<Pinned>>), HubError> {
+    tls::install_provider();
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .no_proxy();
+    let mut verifier = None;
+    if url.starts_with("https://") {
+        let v = Pinned::new(pin);
+        b = b.use_preconfigured_tls(v.client_config()?);
+        verifier = Some(v);
+    }
+    let c = b.build().map_err(|e| HubError::Network {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })?;
+    Ok((c, verifier))
+}
+
+fn base(url: &str) -> Result<String, HubError> {
+    let u = url.trim().trim_end_matches('/');
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        return Err(HubError::Usage(format!(
+            "{url} is not a hub address; use http://HOST:PORT or https://HOST:PORT"
+        )));
+    }
+    Ok(u.to_string())
+}
+
+enum SendError {
+    Network(String),
+    Refused(u16, ErrorBody),
+}
+
+impl SendError {
+    fn into_hub(self, url: &str) -> HubError {
+        match self {
+            SendError::Network(detail) => HubError::Network {
+                url: url.to_string(),
+                detail,
+            },
+            SendError::Refused(status, b) => HubError::Refused {
+                status,
+                error: b.error,
+                reason: b.reason,
+            },
+        }
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+async fn post(
+    http: &reqwest::Client,
+    store: &Store,
+    url: &str,
+    path: &str,
+    body: Vec<u8>,
+    extra: Option<(&str, &str)>,
+) -> Result<Vec<u8>, SendError> {
+    let signed = Signed::new(store.identity(), "POST", path, &body);
+    let mut rb = http.post(format!("{url}{path}")).body(body);
+    for (k, v) in signed.headers() {
+        rb = rb.header(k, v);
+    }
+    if let Some((k, v)) = extra {
+        rb = rb.header(k, v);
+    }
+    let resp = rb.send().await.map_err(|e| SendError::Network(chain(&e)))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| SendError::Network(chain(&e)))?;
+    if status.is_success() {
+        return Ok(bytes.to_vec());
+    }
+    let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
+        error: format!("http_{}", status.as_u16()),
+        reason: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+        refused: Vec::new(),
+    });
+    Err(SendError::Refused(status.as_u16(), body))
+}
+
+/// Joins the hub at `url` with a one-time `code`: registers this store's
+/// public key, checks the certificate the hub issues, and keeps the hub's
+/// address, key, TLS certificate (pinned) and the granted FMPs.
+pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
+    let url = base(url)?;
+    db::ensure_tables(store)?;
+    let me = store.identity();
+    let req = JoinRequest {
+        code: code.to_string(),
+        name: me.name.clone(),
+        public_key: hex::encode(me.public_key()),
+    };
+    let body = serde_json::to_vec(&req).map_err(|e| HubError::Protocol(e.to_string()))?;
+    let (client, verifier) = http(&url, None, Duration::from_secs(30))?;
+    let bytes = runtime()?
+        .block_on(post(&client, store, &url, JOIN_PATH, body, None))
+        .map_err(|e| e.into_hub(&url))?;
+    let resp: JoinResponse = serde_json::from_slice(&bytes)
+        .map_err(|e| HubError::Protocol(format!("join answer: {e}")))?;
+    let hub_key = hex::decode(&resp.hub_public_key)
+        .map_err(|e| HubError::Protocol(format!("hub key: {e}")))?;
+    let cert: Certificate = resp.certificate;
+    if cert.device != me.device_id
+        || cert.public_key != me.public_key()
+        || cert.issuer != resp.hub
+        || !fmp_core::store::identity::verify(&hub_key, &cert.payload(), &cert.sig)
+    {
+        return Err(HubError::Protocol(
+            "the certificate the hub issued does not match this device or the hub's key".into(),
+        ));
+    }
+    let up = Upstream {
+        hub: resp.hub,
+        url: url.clone(),
+        name: resp.hub_name.clone(),
+        public_key: hub_key,
+        fmps: Some(resp.fmps.clone()),
+        tls_cert: verifier.and_then(|v| v.seen()),
+    };
+    store.write(|tx| -> Result<(), HubError> {
+        db::set_upstream(tx, &up)?;
+        Ok(())
+    })?;
+    fmp_sync::trust::store_certificate(store, &cert)?;
+    store.set_enrolled_fmps(Some(&resp.fmps))?;
+    Ok(Joined {
+        hub: resp.hub,
+        hub_name: resp.hub_name,
+        fmps: resp.fmps,
+        may_enroll: resp.may_enroll,
+    })
+}
+
+/// What happened during a sync, for progress callbacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A round trip completed.
+    RoundTrip,
+    /// The hub refused some changes; they are set aside.
+    Quarantined(usize),
+    /// A round trip failed; retrying after `wait`.
+    Retry {
+        /// Attempt number (1 = first retry).
+        attempt: u32,
+        /// Wait before it.
+        wait: Duration,
+        /// What failed.
+        error: String,
+    },
+}
+
+/// Progress so far, given to the callback after each event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// What just happened.
+    pub event: Event,
+    /// The totals so far.
+    pub summary: Summary,
+}
+
+/// The result of a sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Changes sent and accepted by the hub.
+    pub sent: u64,
+    /// Changes received and stored here.
+    pub received: u64,
+    /// Bytes of requests.
+    pub bytes_sent: u64,
+    /// Bytes of responses.
+    pub bytes_received: u64,
+    /// Round trips completed.
+    pub round_trips: u32,
+    /// Retries after failures.
+    pub retries: u32,
+    /// Changes the hub refused (set aside here), with its reasons.
+    pub refused: Vec<Refusal>,
+    /// Changes from the hub refused here.
+    pub refused_here: Vec<Refusal>,
+}
+
+/// A progress callback.
+pub type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
+
+/// How to sync.
+pub struct SyncOptions {
+    /// Another address for the hub joined (default: the one of `join`).
+    pub url: Option<String>,
+    /// Message size limit, both ways.
+    pub max_bytes: u32,
+    /// Retries after failures before giving up (progress resets the count).
+    pub retries: u32,
+    /// First backoff delay (doubled each retry, up to `max_delay`, full jitter).
+    pub base_delay: Duration,
+    /// Longest backoff delay.
+    pub max_delay: Duration,
+    /// Timeout of one HTTP request.
+    pub timeout: Duration,
+    /// Called after each round trip and retry.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> SyncOptions {
+        SyncOptions {
+            url: None,
+            max_bytes: fmp_sync::DEFAULT_MAX_BYTES,
+            retries: 8,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+            timeout: Duration::from_secs(120),
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SyncOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions")
+            .field("url", &self.url)
+            .field("max_bytes", &self.max_bytes)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+fn retryable(e: &HubError) -> bool {
+    match e {
+        HubError::Network { .. } => true,
+        HubError::Refused { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+        HubError::Sync(s) => matches!(
+            **s,
+            fmp_sync::SyncError::Corrupt(_) | fmp_sync::SyncError::Garbage { .. }
+        ),
+        _ => false,
+    }
+}
+
+fn to_refusals(list: &[crate::server::RefusedChange]) -> Vec<Refusal> {
+    list.iter()
+        .filter_map(|r| {
+            let h: [u8; 32] = hex::decode(&r.hash).ok()?.try_into().ok()?;
+            Some(Refusal {
+                hash: h,
+                reason: r.reason.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Syncs with the hub this store joined until both have what the other
+/// had: retries failures with backoff, resumes from the stored cursors,
+/// sets aside changes the hub refuses (with its reasons) so they never
+/// block the rest.
+pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
+    db::ensure_tables(store)?;
+    let up = store.read(db::upstream)?.ok_or(HubError::NotJoined)?;
+    let url = base(opts.url.as_deref().unwrap_or(&up.url))?;
+    let trust = store.read(db::trust)?;
+    let (http, _) = http(&url, up.tls_cert.clone(), opts.timeout)?;
+    let rt = runtime()?;
+    let mut total = Summary::default();
+    let mut attempt = 0u32;
+    let mut notify = |total: &Summary, event: Event| {
+        if let Some(cb) = opts.progress.as_mut() {
+            cb(&Progress {
+                event,
+                summary: total.clone(),
+            });
+        }
+    };
+    loop {
+        let mut client = Client::new(store, &trust, up.hub).with_max_bytes(opts.max_bytes);
+        let result: Result<(), HubError> = (|| {
+            while let Some(req) = client.next_request()? {
+                let sent = rt.block_on(post(&http, store, &url, SYNC_PATH, req.clone(), None));
+                let bytes = match sent {
+                    Ok(b) => b,
+                    Err(SendError::Refused(403, body)) if body.error == "out_of_scope" => {
+                        let refused = to_refusals(&body.refused);
+                        store.write(|tx| -> Result<(), HubError> {
+                            db::quarantine(tx, up.hub, &refused)?;
+                            Ok(())
+                        })?;
+                        notify(
+                            &add(&total, client.report()),
+                            Event::Quarantined(refused.len()),
+                        );
+                        rt.block_on(post(
+                            &http,
+                            store,
+                            &url,
+                            SYNC_PATH,
+                            req,
+                            Some((H_PARTIAL, "1")),
+                        ))
+                        .map_err(|e| e.into_hub(&url))?
+                    }
+                    Err(e) => return Err(e.into_hub(&url)),
+                };
+                client.handle_response(&bytes)?;
+                let refused = &client.report().refused_by_peer;
+                if !refused.is_empty() {
+                    store.write(|tx| -> Result<(), HubError> {
+                        db::quarantine(tx, up.hub, refused)?;
+                        Ok(())
+                    })?;
+                }
+                notify(&add(&total, client.report()), Event::RoundTrip);
+            }
+            Ok(())
+        })();
+        let done = add(&total, client.report());
+        let progressed = done.round_trips > total.round_trips;
+        total = done;
+        match result {
+            Ok(()) => break,
+            Err(e) if retryable(&e) => {
+                if progressed {
+                    attempt = 0;
+                }
+                if attempt >= opts.retries {
+                    return Err(e);
+                }
+                attempt += 1;
+                total.retries += 1;
+                let cap = opts
+                    .base_delay
+                    .saturating_mul(1u32 << attempt.min(16))
+                    .min(opts.max_delay);
+                let wait = cap.mul_f64(rand::rng().random_range(0.0..1.0));
+                notify(
+                    &total,
+                    Event::Retry {
+                        attempt,
+                        wait,
+                        error: e.to_string(),
+                    },
+                );
+                std::thread::sleep(wait);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+fn add(total: &Summary, r: &fmp_sync::Report) -> Summary {
+    let mut s = total.clone();
+    s.sent += r.pushed;
+    s.received += r.pulled;
+    s.bytes_sent += r.bytes_sent;
+    s.bytes_received += r.bytes_received;
+    s.round_trips += r.round_trips;
+    s.refused.extend(r.refused_by_peer.iter().cloned());
+    s.refused_here.extend(r.refused_here.iter().cloned());
+    s
+}

@@ -1,0 +1,428 @@
+//! The hub's own tables, beside the store's (created on open if missing):
+//!
+//! - `hub_codes`: enrollment codes, by SHA-256 of the code (the code itself
+//!   is never stored), with the FMPs they grant, expiry and use.
+//! - `hub_devices`: devices enrolled here: key, FMPs (`NULL`: any), whether
+//!   they may enroll others (a supervisor's hub joining HQ), revocation, last sync.
+//! - `hub_upstream`: the hub this store joined (a phone's hub, a hub's HQ):
+//!   address, device id and key, pinned TLS certificate, granted FMPs.
+//! - `hub_quarantine`: this store's changes a hub refused, with its reason;
+//!   set aside so they never block the rest.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use fmp_core::store::Store;
+use fmp_sync::{AuthorInfo, StaticTrust};
+
+use crate::error::HubError;
+
+const TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS hub_codes (
+    hash        BLOB PRIMARY KEY,
+    fmps        TEXT NOT NULL,
+    may_enroll  INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_by     TEXT,
+    used_at     INTEGER
+);
+CREATE TABLE IF NOT EXISTS hub_devices (
+    device       TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    public_key   BLOB NOT NULL,
+    fmps         TEXT,
+    may_enroll   INTEGER NOT NULL DEFAULT 0,
+    enrolled_at  INTEGER NOT NULL,
+    revoked_at   INTEGER,
+    last_sync    INTEGER
+);
+CREATE TABLE IF NOT EXISTS hub_upstream (
+    hub          TEXT PRIMARY KEY,
+    url          TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    public_key   BLOB NOT NULL,
+    fmps         TEXT,
+    tls_cert     BLOB,
+    joined_at    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hub_quarantine (
+    hash    BLOB PRIMARY KEY,
+    doc_id  TEXT NOT NULL,
+    peer    TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
+"#;
+
+/// Creates the hub tables in a store if they are missing.
+pub fn ensure_tables(store: &Store) -> Result<(), HubError> {
+    store.write(|tx| -> Result<(), HubError> {
+        tx.execute_batch(TABLES)?;
+        Ok(())
+    })
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn join_fmps(fmps: &Option<Vec<String>>) -> Option<String> {
+    fmps.as_ref().map(|l| l.join(","))
+}
+
+fn split_fmps(s: Option<String>) -> Option<Vec<String>> {
+    s.map(|s| {
+        s.split(',')
+            .filter(|f| !f.is_empty())
+            .map(String::from)
+            .collect()
+    })
+}
+
+/// An enrollment code as the hub keeps it.
+#[derive(Debug, Clone)]
+pub struct CodeRow {
+    /// FMPs it grants.
+    pub fmps: Vec<String>,
+    /// Whether the joining device may enroll others.
+    pub may_enroll: bool,
+    /// Expiry (ms since the epoch).
+    pub expires_at: i64,
+    /// The device that used it.
+    pub used_by: Option<String>,
+}
+
+/// Stores the hash of a new enrollment code.
+pub fn insert_code(
+    store: &Store,
+    hash: &[u8],
+    fmps: &[String],
+    may_enroll: bool,
+    expires_at: i64,
+) -> Result<(), HubError> {
+    store.write(|tx| -> Result<(), HubError> {
+        tx.execute(
+            "INSERT INTO hub_codes (hash, fmps, may_enroll, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hash, fmps.join(","), may_enroll, now_ms(), expires_at],
+        )?;
+        Ok(())
+    })
+}
+
+/// Reads a code by its hash.
+pub fn code(conn: &Connection, hash: &[u8]) -> rusqlite::Result<Option<CodeRow>> {
+    conn.query_row(
+        "SELECT fmps, may_enroll, expires_at, used_by FROM hub_codes WHERE hash = ?1",
+        [hash],
+        |r| {
+            Ok(CodeRow {
+                fmps: split_fmps(Some(r.get(0)?)).unwrap_or_default(),
+                may_enroll: r.get(1)?,
+                expires_at: r.get(2)?,
+                used_by: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Marks a code used by `device`.
+pub fn use_code(conn: &Connection, hash: &[u8], device: Uuid) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE hub_codes SET used_by = ?2, used_at = ?3 WHERE hash = ?1",
+        params![hash, device.to_string(), now_ms()],
+    )?;
+    Ok(())
+}
+
+/// A device enrolled on this hub.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceRow {
+    /// Device id.
+    pub device: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Ed25519 public key (hex).
+    pub public_key: String,
+    /// FMPs it may write (`None`: any).
+    pub fmps: Option<Vec<String>>,
+    /// A hub that may enroll devices of its own.
+    pub may_enroll: bool,
+    /// When it joined (RFC 3339).
+    pub enrolled_at: String,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<String>,
+    /// Its last successful sync here, if any.
+    pub last_sync: Option<String>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Enrolls (or re-enrolls) a device.
+pub fn upsert_device(
+    conn: &Connection,
+    device: Uuid,
+    name: &str,
+    public_key: &[u8],
+    fmps: &Option<Vec<String>>,
+    may_enroll: bool,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO hub_devices (device, name, public_key, fmps, may_enroll, enrolled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(device) DO UPDATE SET name = ?2, public_key = ?3, fmps = ?4,
+           may_enroll = ?5, enrolled_at = ?6, revoked_at = NULL",
+        params![
+            device.to_string(),
+            name,
+            public_key,
+            join_fmps(fmps),
+            may_enroll,
+            now_ms()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every device enrolled here, oldest first.
+pub fn devices(conn: &Connection) -> rusqlite::Result<Vec<DeviceRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT device, name, public_key, fmps, may_enroll, enrolled_at, revoked_at, last_sync
+         FROM hub_devices ORDER BY enrolled_at, device",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let id: String = r.get(0)?;
+        let pk: Vec<u8> = r.get(2)?;
+        Ok(DeviceRow {
+            device: Uuid::parse_str(&id).unwrap_or_default(),
+            name: r.get(1)?,
+            public_key: hex::encode(pk),
+            fmps: split_fmps(r.get(3)?),
+            may_enroll: r.get(4)?,
+            enrolled_at: rfc3339(r.get(5)?),
+            revoked_at: r.get::<_, Option<i64>>(6)?.map(rfc3339),
+            last_sync: r.get::<_, Option<i64>>(7)?.map(rfc3339),
+        })
+    })?;
+    rows.collect()
+}
+
+/// What the hub knows of a device that signs a request.
+#[derive(Debug, Clone)]
+pub struct Known {
+    /// Its public key.
+    pub public_key: Vec<u8>,
+    /// Revoked, and when (ms).
+    pub revoked_at: Option<i64>,
+    /// The FMPs it may write and read (`None`: any).
+    pub fmps: Option<Vec<String>>,
+}
+
+/// Looks up a device enrolled here.
+pub fn known(conn: &Connection, device: Uuid) -> rusqlite::Result<Option<Known>> {
+    let d = conn
+        .query_row(
+            "SELECT public_key, revoked_at, fmps FROM hub_devices WHERE device = ?1",
+            [device.to_string()],
+            |r| {
+                Ok(Known {
+                    public_key: r.get(0)?,
+                    revoked_at: r.get(1)?,
+                    fmps: split_fmps(r.get(2)?),
+                })
+            },
+        )
+        .optional()?;
+    Ok(d)
+}
+
+/// Revokes a device (by id or name); the number of devices revoked.
+pub fn revoke(store: &Store, who: &str) -> Result<usize, HubError> {
+    store.write(|tx| -> Result<usize, HubError> {
+        Ok(tx.execute(
+            "UPDATE hub_devices SET revoked_at = ?2 WHERE (device = ?1 OR name = ?1) AND revoked_at IS NULL",
+            params![who, now_ms()],
+        )?)
+    })
+}
+
+/// Notes a device's successful sync.
+pub fn touch(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE hub_devices SET last_sync = ?2 WHERE device = ?1",
+        params![device.to_string(), now_ms()],
+    )?;
+    Ok(())
+}
+
+/// The hub this store joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Its device id.
+    pub hub: Uuid,
+    /// Its address.
+    pub url: String,
+    /// Its name.
+    pub name: String,
+    /// Its public key.
+    pub public_key: Vec<u8>,
+    /// The FMPs this store was enrolled for (`None`: any).
+    pub fmps: Option<Vec<String>>,
+    /// Its TLS certificate (DER), pinned at join.
+    pub tls_cert: Option<Vec<u8>>,
+}
+
+/// Records the hub joined (replacing any previous one).
+pub fn set_upstream(conn: &Connection, up: &Upstream) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM hub_upstream", [])?;
+    conn.execute(
+        "INSERT INTO hub_upstream (hub, url, name, public_key, fmps, tls_cert, joined_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            up.hub.to_string(),
+            up.url,
+            up.name,
+            up.public_key,
+            join_fmps(&up.fmps),
+            up.tls_cert,
+            now_ms()
+        ],
+    )?;
+    Ok(())
+}
+
+/// The hub this store joined, if any.
+pub fn upstream(conn: &Connection) -> rusqlite::Result<Option<Upstream>> {
+    conn.query_row(
+        "SELECT hub, url, name, public_key, fmps, tls_cert FROM hub_upstream LIMIT 1",
+        [],
+        |r| {
+            let id: String = r.get(0)?;
+            Ok(Upstream {
+                hub: Uuid::parse_str(&id).unwrap_or_default(),
+                url: r.get(1)?,
+                name: r.get(2)?,
+                public_key: r.get(3)?,
+                fmps: split_fmps(r.get(4)?),
+                tls_cert: r.get(5)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// The trust of this store: the devices enrolled here (not revoked) with
+/// their scopes, and the hub it joined (any FMP, may enroll).
+pub fn trust(conn: &Connection) -> rusqlite::Result<StaticTrust> {
+    let mut t = StaticTrust::new(true);
+    let mut stmt = conn.prepare(
+        "SELECT device, public_key, fmps, may_enroll FROM hub_devices WHERE revoked_at IS NULL",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, bool>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, pk, fmps, may_enroll) = row?;
+        if let Ok(id) = Uuid::parse_str(&id) {
+            t.insert(
+                id,
+                AuthorInfo {
+                    public_key: pk,
+                    fmps: split_fmps(fmps),
+                    may_enroll,
+                },
+            );
+        }
+    }
+    if let Some(up) = upstream(conn)? {
+        t.insert(
+            up.hub,
+            AuthorInfo {
+                public_key: up.public_key,
+                fmps: None,
+                may_enroll: true,
+            },
+        );
+    }
+    Ok(t)
+}
+
+/// A change set aside on this store because a hub refused it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quarantined {
+    /// The change's hash (hex).
+    pub hash: String,
+    /// The record it belongs to.
+    pub record: String,
+    /// The record's FMP now, if it is a submission.
+    pub fmp: Option<String>,
+    /// The hub's reason.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The record was edited back into this device's FMPs since.
+    pub released: bool,
+}
+
+/// Sets refused changes aside, with the hub's reasons.
+pub fn quarantine(
+    conn: &Connection,
+    peer: Uuid,
+    refused: &[fmp_sync::wire::Refusal],
+) -> rusqlite::Result<()> {
+    for r in refused {
+        let doc: Option<String> = conn
+            .query_row(
+                "SELECT doc_id FROM changes WHERE hash = ?1",
+                [r.hash.to_vec()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        conn.execute(
+            "INSERT OR REPLACE INTO hub_quarantine (hash, doc_id, peer, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                r.hash.to_vec(),
+                doc.unwrap_or_default(),
+                peer.to_string(),
+                r.reason,
+                now_ms()
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The quarantined changes; a record back in scope shows as released.
+pub fn quarantined(conn: &Connection) -> rusqlite::Result<Vec<Quarantined>> {
+    let scope = upstream(conn)?.and_then(|u| u.fmps);
+    let mut stmt = conn.prepare(
+        "SELECT q.hash, q.doc_id, s.fmp, q.reason, q.at FROM hub_quarantine q
+         LEFT JOIN submissions s ON s.id = q.doc_id ORDER BY q.at, q.doc_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let hash: Vec<u8> = r.get(0)?;
+        let fmp: Option<String> = r.get(2)?;
+        Ok(Quarantined {
+            hash: hex::encode(hash),
+            record: r.get(1)?,
+            released: match (&scope, &fmp) {
+                (Some(s), Some(f)) => s.contains(f),
+                _ => false,
+            },
+            fmp,
+            reason: r.get(3)?,
+            at: rfc3339(r.get(4)?),
+        })
+    })?;
+    rows.collect()
+}

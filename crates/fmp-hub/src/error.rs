@@ -1,0 +1,80 @@
+//! The errors of the hub and of its client.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong serving, joining or syncing.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The local store failed.
+    #[error(transparent)]
+    Store(Box<fmp_core::store::StoreError>),
+    /// The sync protocol failed or refused a message.
+    #[error(transparent)]
+    Sync(Box<fmp_sync::SyncError>),
+    /// A query on the hub's tables failed.
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A file (TLS certificate or key) could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TLS set-up failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The hub could not be reached (after the retries).
+    #[error("cannot reach the hub at {url}: {detail}")]
+    Network {
+        /// The hub's address.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The hub refused the request, with its reason.
+    #[error("the hub refused the request ({status} {error}): {reason}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The error code of the hub's JSON body.
+        error: String,
+        /// The hub's reason, in words.
+        reason: String,
+    },
+    /// The store has not joined a hub.
+    #[error(
+        "this store has not joined a hub; run `fmp join --store DIR --hub URL --code CODE` first"
+    )]
+    NotJoined,
+    /// A value given by the user is not usable.
+    #[error("{0}")]
+    Usage(String),
+    /// The hub's answer does not make sense.
+    #[error("unexpected answer from the hub: {0}")]
+    Protocol(String),
+    /// The async runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl From<fmp_core::store::StoreError> for HubError {
+    fn from(e: fmp_core::store::StoreError) -> HubError {
+        HubError::Store(Box::new(e))
+    }
+}
+
+impl From<fmp_sync::SyncError> for HubError {
+    fn from(e: fmp_sync::SyncError) -> HubError {
+        HubError::Sync(Box::new(e))
+    }
+}

@@ -1,0 +1,104 @@
+//! What `fmp status` shows of a store's sync state (pending changes and
+//! last sync per peer, quarantined records) and `fmp devices` of a hub's.
+
+use fmp_core::store::Store;
+use serde::Serialize;
+
+use crate::db::{self, DeviceRow, Quarantined};
+use crate::error::HubError;
+
+/// A peer this store syncs with.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Its device id.
+    pub peer: String,
+    /// Its name, where known (the hub joined, an enrolled device).
+    pub name: Option<String>,
+    /// Changes of this store the peer has not acknowledged yet.
+    pub pending: i64,
+    /// Last sync (RFC 3339).
+    pub last_sync: Option<String>,
+}
+
+/// A store's sync state.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Status {
+    /// This device.
+    pub device: String,
+    /// Its name.
+    pub name: String,
+    /// The hub it joined, if any.
+    pub hub: Option<String>,
+    /// The hub's address.
+    pub hub_url: Option<String>,
+    /// The FMPs it is enrolled for (`None`: any).
+    pub fmps: Option<Vec<String>>,
+    /// Changes not yet acknowledged by the hub joined (all changes if never synced).
+    pub pending: i64,
+    /// Every peer it synced with.
+    pub peers: Vec<PeerStatus>,
+    /// Changes the hub refused, set aside.
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// The sync state of a store.
+pub fn status(store: &Store) -> Result<Status, HubError> {
+    db::ensure_tables(store)?;
+    let id = store.identity();
+    let s = store.read(|c| {
+        let up = db::upstream(c)?;
+        let mut stmt = c.prepare(
+            "SELECT p.peer, coalesce(u.name, d.name), p.acked, p.synced_at,
+               (SELECT count(*) FROM changes ch WHERE ch.seq > p.acked
+                  AND (ch.origin IS NULL OR ch.origin != p.peer))
+             FROM peers p LEFT JOIN hub_upstream u ON u.hub = p.peer
+             LEFT JOIN hub_devices d ON d.device = p.peer ORDER BY p.synced_at DESC",
+        )?;
+        let peers: Vec<PeerStatus> = stmt
+            .query_map([], |r| {
+                Ok(PeerStatus {
+                    peer: r.get(0)?,
+                    name: r.get(1)?,
+                    pending: r.get(4)?,
+                    last_sync: r.get::<_, Option<i64>>(3)?.map(|ms| {
+                        chrono::DateTime::from_timestamp_millis(ms)
+                            .unwrap_or_default()
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    }),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let pending = match &up {
+            Some(u) => peers
+                .iter()
+                .find(|p| p.peer == u.hub.to_string())
+                .map(|p| p.pending),
+            None => None,
+        };
+        let pending = match pending {
+            Some(p) => p,
+            None => c.query_row(
+                "SELECT count(*) FROM changes WHERE origin IS NULL",
+                [],
+                |r| r.get(0),
+            )?,
+        };
+        Ok(Status {
+            device: id.device_id.to_string(),
+            name: id.name.clone(),
+            hub: up.as_ref().map(|u| u.hub.to_string()),
+            hub_url: up.as_ref().map(|u| u.url.clone()),
+            fmps: up.and_then(|u| u.fmps),
+            pending,
+            peers,
+            quarantined: db::quarantined(c)?,
+        })
+    })?;
+    Ok(s)
+}
+
+/// The devices enrolled on a hub.
+pub fn devices(store: &Store) -> Result<Vec<DeviceRow>, HubError> {
+    db::ensure_tables(store)?;
+    Ok(store.read(db::devices)?)
+}

@@ -1,0 +1,188 @@
+//! Test support for the hub's end-to-end tests: `fmp` processes (a hub
+//! served on a loopback port, commands), submissions, and a TCP proxy
+//! that cuts connections after N bytes.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+/// The `fmp` binary under test.
+pub fn fmp_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fmp"))
+}
+
+/// Runs `fmp ARGS` (stdin from `input`), returning its output.
+pub fn fmp_in(args: &[&str], input: Option<&str>) -> Output {
+    let mut child = Command::new(fmp_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fmp");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(i) = input {
+            stdin.write_all(i.as_bytes()).expect("write stdin");
+        }
+    }
+    child.wait_with_output().expect("fmp output")
+}
+
+/// Runs `fmp ARGS` and insists on success; its stdout.
+pub fn fmp(args: &[&str]) -> String {
+    let out = fmp_in(args, None);
+    assert!(
+        out.status.success(),
+        "fmp {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `fmp init` of a store named `name` under `root`.
+pub fn init(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    fmp(&["init", "--store", s(&dir), "--name", name]);
+    dir
+}
+
+/// A path as &str.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A running `fmp serve`; stopped with SIGTERM on drop.
+pub struct Served {
+    child: Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl Served {
+    /// Starts `fmp serve --store DIR --listen 127.0.0.1:0 EXTRA` and reads its address.
+    pub fn start(store: &Path, extra: &[&str]) -> Served {
+        let mut args = vec!["serve", "--store", s(store), "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(fmp_bin())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn fmp serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read address");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Served { child, url }
+    }
+
+    /// Sends SIGTERM and waits; true if it exited cleanly.
+    pub fn stop(mut self) -> bool {
+        self.term()
+    }
+
+    fn term(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.term();
+        }
+    }
+}
+
+/// `n` submissions for `fmp` as JSON lines, distinct by time and notes.
+pub fn submissions(fmp: &str, n: usize, tag: &str) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        let mut sub = fmp_core::example_submission();
+        sub.fmp = fmp.to_string();
+        sub.observed_at += chrono::Duration::minutes(i as i64 * 7);
+        sub.notes = format!("{tag} #{i}");
+        out.push_str(&serde_json::to_string(&sub.to_value()).expect("json"));
+        out.push('\n');
+    }
+    out
+}
+
+/// A TCP proxy to `upstream` that cuts each of the first `cuts` connections
+/// after `after` bytes (both directions counted) and passes later ones whole.
+pub struct CutProxy {
+    /// Its address, `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Connections cut so far.
+    pub cut: Arc<AtomicUsize>,
+}
+
+impl CutProxy {
+    /// Starts the proxy.
+    pub fn start(upstream: String, after: usize, cuts: usize) -> CutProxy {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = l.local_addr().expect("addr").to_string();
+        let cut = Arc::new(AtomicUsize::new(0));
+        let c2 = cut.clone();
+        thread::spawn(move || {
+            for client in l.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let limit = if c2.load(Ordering::SeqCst) < cuts {
+                    c2.fetch_add(1, Ordering::SeqCst);
+                    Some(after)
+                } else {
+                    None
+                };
+                pipe(client, server, limit);
+            }
+        });
+        CutProxy { addr, cut }
+    }
+}
+
+fn pipe(a: TcpStream, b: TcpStream, limit: Option<usize>) {
+    let budget = Arc::new(AtomicUsize::new(limit.unwrap_or(usize::MAX)));
+    let pairs = [
+        (a.try_clone().expect("clone"), b.try_clone().expect("clone")),
+        (b, a),
+    ];
+    for (mut from, mut to) in pairs {
+        let budget = budget.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let left = budget.load(Ordering::SeqCst);
+                let take = n.min(left);
+                budget.fetch_sub(take, Ordering::SeqCst);
+                if to.write_all(&buf[..take]).is_err() || take < n {
+                    break;
+                }
+            }
+            let _ = from.shutdown(std::net::Shutdown::Both);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        });
+    }
+}

@@ -1,0 +1,186 @@
+//! A sync cut mid-transfer resumes on the next `fmp sync` with nothing lost
+//! and nothing duplicated; retries ride out cuts; refused changes are
+//! quarantined on the phone and never block the rest.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::*;
+
+fn count(store: &std::path::Path) -> usize {
+    let out = fmp(&["list", "--store", s(store), "--format", "json"]);
+    serde_json::from_str::<Vec<serde_json::Value>>(&out)
+        .unwrap()
+        .len()
+}
+
+fn changes(store: &std::path::Path) -> i64 {
+    let c = rusqlite::Connection::open(store.join("fmp.sqlite3")).unwrap();
+    c.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_cut_sync_resumes_on_the_next_sync_for_several_cut_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = init(tmp.path(), "hub");
+    let srv = Served::start(&hub, &[]);
+    let upstream = srv.url.trim_start_matches("http://").to_string();
+    let mut expected = 0;
+    for (i, after) in [150usize, 900, 2500, 5000].into_iter().enumerate() {
+        let phone = init(tmp.path(), &format!("phone-{i}"));
+        let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
+        fmp(&[
+            "join",
+            "--store",
+            s(&phone),
+            "--hub",
+            &srv.url,
+            "--code",
+            code.trim(),
+        ]);
+        let out = fmp_in(
+            &["record", "--store", s(&phone)],
+            Some(&submissions("ML-GOG", 30, &format!("cut{i}"))),
+        );
+        assert!(out.status.success());
+        let proxy = CutProxy::start(upstream.clone(), after, usize::MAX);
+        let cut = fmp_in(
+            &[
+                "sync",
+                "--store",
+                s(&phone),
+                "--hub",
+                &format!("http://{}", proxy.addr),
+                "--retries",
+                "0",
+                "--max-bytes",
+                "4096",
+            ],
+            None,
+        );
+        assert!(!cut.status.success(), "cut after {after} bytes must fail");
+        assert!(String::from_utf8_lossy(&cut.stderr).contains("cannot reach the hub"));
+        let out = fmp(&["sync", "--store", s(&phone), "--max-bytes", "4096"]);
+        assert!(out.contains("synced"), "{out}");
+        expected += 30;
+        assert_eq!(
+            count(&hub),
+            expected,
+            "nothing lost, nothing duplicated (cut after {after})"
+        );
+        assert_eq!(count(&phone), expected, "the phone pulled everything too");
+        assert_eq!(changes(&hub), expected as i64);
+        assert_eq!(changes(&phone), expected as i64);
+        let st = fmp(&["status", "--store", s(&phone), "--json"]);
+        let st: serde_json::Value = serde_json::from_str(&st).unwrap();
+        assert_eq!(st["pending"], 0, "{st}");
+    }
+}
+
+#[test]
+fn retries_ride_out_cut_connections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = init(tmp.path(), "hub");
+    let srv = Served::start(&hub, &[]);
+    let phone = init(tmp.path(), "phone");
+    let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
+    fmp(&[
+        "join",
+        "--store",
+        s(&phone),
+        "--hub",
+        &srv.url,
+        "--code",
+        code.trim(),
+    ]);
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-GOG", 20, "r")),
+    );
+    assert!(out.status.success());
+    let proxy = CutProxy::start(srv.url.trim_start_matches("http://").to_string(), 700, 3);
+    let out = fmp_in(
+        &[
+            "sync",
+            "--store",
+            s(&phone),
+            "--hub",
+            &format!("http://{}", proxy.addr),
+            "--retry-delay-ms",
+            "10",
+            "--max-bytes",
+            "4096",
+        ],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("retries 3"), "{stdout}");
+    assert!(
+        stderr.contains("retry 1"),
+        "plain progress lines off a terminal: {stderr}"
+    );
+    assert_eq!(count(&hub), 20);
+}
+
+#[test]
+fn refused_changes_are_quarantined_and_do_not_block_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = init(tmp.path(), "hub");
+    let srv = Served::start(&hub, &[]);
+    let phone = init(tmp.path(), "phone");
+    // Recorded offline before enrollment, one for another FMP.
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-HER", 1, "wrong")),
+    );
+    assert!(out.status.success());
+    let wrong = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-GOG", 3, "right")),
+    );
+    assert!(out.status.success());
+    let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
+    fmp(&[
+        "join",
+        "--store",
+        s(&phone),
+        "--hub",
+        &srv.url,
+        "--code",
+        code.trim(),
+    ]);
+
+    let out = fmp(&["sync", "--store", s(&phone)]);
+    assert!(
+        out.contains("sent 3,") && out.contains("refused by the hub 1"),
+        "{out}"
+    );
+    assert_eq!(count(&hub), 3);
+    let st = fmp(&["status", "--store", s(&phone)]);
+    assert!(st.contains("quarantined: 1"), "{st}");
+    assert!(
+        st.contains(&wrong) && st.contains("may not write submissions of ML-HER"),
+        "{st}"
+    );
+
+    // Later records still flow.
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-GOG", 2, "later")),
+    );
+    assert!(out.status.success());
+    let out = fmp(&["sync", "--store", s(&phone)]);
+    assert!(out.contains("sent 2,"), "{out}");
+    assert_eq!(count(&hub), 5);
+
+    // Edited back into the phone's FMPs, the record is released.
+    fmp(&["edit", "--store", s(&phone), &wrong, r#"{"fmp":"ML-GOG"}"#]);
+    let st: serde_json::Value =
+        serde_json::from_str(&fmp(&["status", "--store", s(&phone), "--json"])).unwrap();
+    assert_eq!(st["quarantined"][0]["released"], true, "{st}");
+}
