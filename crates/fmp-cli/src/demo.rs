@@ -1,5 +1,7 @@
-//! `fmp demo`: May and June 2020 at Mali's nine FMPs (June's totals are the
-//! seed report's), recorded into a fresh store, then HQ's June report.
+//! `fmp demo`: the whole run on the embedded default. Nine phones (one per
+//! FMP) record May and June 2020 offline (June's totals are the seed
+//! report's), sync to two regional hubs over loopback, the hubs forward to
+//! an HQ hub, and HQ lists what arrived per FMP and writes the June report.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -61,30 +63,123 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     }
 }
 
-/// Runs the demo into `dir`.
+/// The two supervisors' regions of the demo and their FMPs.
+const REGIONS: [(&str, &[&str]); 2] = [
+    ("gao", &["ML-WAB", "ML-PKI", "ML-TBK", "ML-MNK", "ML-SEV"]),
+    ("bamako", &["ML-GOG", "ML-BEN", "ML-HER", "ML-BKO"]),
+];
+
+fn hub_err(e: fmp_hub::HubError) -> CliError {
+    CliError::Usage(e.to_string())
+}
+
+/// A one-time enrollment code from the hub whose store is in `dir`.
+fn code(dir: &Path, fmps: &[&str], may_enroll: bool) -> Result<String, CliError> {
+    let store = Store::open(dir)?;
+    let fmps: Vec<String> = fmps.iter().map(|f| f.to_string()).collect();
+    fmp_hub::enroll::create_code(
+        &store,
+        &fmps,
+        std::time::Duration::from_secs(3600),
+        may_enroll,
+    )
+    .map_err(hub_err)
+}
+
+fn sync(dir: &Path) -> Result<fmp_hub::client::Summary, CliError> {
+    let store = Store::open(dir)?;
+    fmp_hub::client::sync(&store, fmp_hub::client::SyncOptions::default()).map_err(hub_err)
+}
+
+/// Runs the demo into `dir`: nine phones record May and June 2020 offline,
+/// sync to two regional hubs over loopback, the hubs forward to HQ, and HQ
+/// writes the June report.
 pub fn run(dir: &Path) -> Result<ExitCode, CliError> {
     fresh_dir(dir)?;
     let subs = fmp_report::fixture::may_june_2020(2020);
-    let store = Store::init(&dir.join("hq"), "demo-hq")?;
 
-    // Each FMP's days, recorded a day at a time (one durable transaction each).
-    let mut by_day: BTreeMap<(String, String), Vec<Submission>> = BTreeMap::new();
+    // HQ, then the two regional hubs, each joining HQ for its region.
+    let hq_dir = dir.join("hq");
+    drop(Store::init(&hq_dir, "hq")?);
+    let hq = fmp_hub::serve(&hq_dir, "127.0.0.1:0").map_err(hub_err)?;
+    println!("HQ hub listening on {}", hq.url());
+    let mut hubs = Vec::new();
+    for (region, fmps) in REGIONS {
+        let hub_dir = dir.join("hubs").join(region);
+        let store = Store::init(&hub_dir, &format!("hub-{region}"))?;
+        let c = code(&hq_dir, fmps, true)?;
+        fmp_hub::client::join(&store, &hq.url(), &c).map_err(hub_err)?;
+        drop(store);
+        let handle = fmp_hub::serve(&hub_dir, "127.0.0.1:0").map_err(hub_err)?;
+        println!(
+            "{region} hub listening on {}, joined HQ for {}",
+            handle.url(),
+            fmps.join(", ")
+        );
+        hubs.push((region, fmps, hub_dir, handle));
+    }
+
+    // Nine phones, one per FMP: join the region's hub, then record offline.
+    let mut by_fmp: BTreeMap<String, BTreeMap<String, Vec<Submission>>> = BTreeMap::new();
     for s in subs {
-        by_day
-            .entry((s.fmp.clone(), s.observed_at.format("%Y-%m-%d").to_string()))
+        let day = s.observed_at.format("%Y-%m-%d").to_string();
+        by_fmp
+            .entry(s.fmp.clone())
+            .or_default()
+            .entry(day)
             .or_default()
             .push(s);
     }
-    let total: usize = by_day.values().map(Vec::len).sum();
+    let total: usize = by_fmp.values().flat_map(|d| d.values()).map(Vec::len).sum();
+    let mut phones = Vec::new();
+    for (_, fmps, hub_dir, handle) in &hubs {
+        for fmp in fmps.iter() {
+            let phone_dir = dir.join("phones").join(fmp);
+            let store = Store::init(&phone_dir, &format!("phone-{fmp}"))?;
+            let c = code(hub_dir, &[fmp], false)?;
+            fmp_hub::client::join(&store, &handle.url(), &c).map_err(hub_err)?;
+            phones.push((fmp.to_string(), phone_dir, store));
+        }
+    }
     let pb = progress(total as u64, "recording");
     let now = Utc::now();
-    for day in by_day.into_values() {
-        let n = day.len() as u64;
-        store.record_many(day, now)?;
-        pb.inc(n);
+    for (fmp, _, store) in &phones {
+        for day in by_fmp.remove(fmp).unwrap_or_default().into_values() {
+            let n = day.len() as u64;
+            store.record_many(day, now)?;
+            pb.inc(n);
+        }
     }
     pb.finish_and_clear();
+    println!("nine phones recorded {total} submissions offline (May and June 2020)");
 
+    // A link appears: each phone syncs with its region's hub.
+    let (mut sent, mut bytes, mut trips) = (0u64, 0u64, 0u64);
+    for (_, phone_dir, store) in phones {
+        drop(store);
+        let s = sync(&phone_dir)?;
+        sent += s.sent;
+        bytes += s.bytes_sent + s.bytes_received;
+        trips += u64::from(s.round_trips);
+    }
+    println!("phones -> regional hubs: {sent} changes, {bytes} bytes, {trips} round trips");
+    // The regional hubs forward to HQ.
+    for (region, _, hub_dir, _) in &hubs {
+        let s = sync(hub_dir)?;
+        println!(
+            "{region} hub -> HQ: {} changes, {} bytes, {} round trips",
+            s.sent,
+            s.bytes_sent + s.bytes_received,
+            s.round_trips
+        );
+    }
+    for (_, _, _, handle) in hubs {
+        handle.shutdown().map_err(hub_err)?;
+    }
+    hq.shutdown().map_err(hub_err)?;
+
+    let store = Store::open(&hq_dir)?;
+    println!();
     print_summary(&store)?;
     let opts = ReportOptions::default();
     for (format, ext) in [
@@ -98,7 +193,7 @@ pub fn run(dir: &Path) -> Result<ExitCode, CliError> {
     }
     println!();
     println!(
-        "June 2020 report written to {}/report-2020-06.{{json,md,html}}",
+        "HQ's June 2020 report written to {}/report-2020-06.{{json,md,html}}",
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -112,7 +207,7 @@ fn print_summary(store: &Store) -> Result<(), CliError> {
         ..Default::default()
     };
     let rows = store.list(&june)?;
-    println!("June 2020 at HQ, per FMP:");
+    println!("June 2020 as it arrived at HQ, per FMP:");
     let mut per: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     for r in &rows {
         let e = per.entry(r.submission.fmp.as_str()).or_default();
