@@ -114,6 +114,8 @@ impl From<StoreError> for FmpError {
             StoreError::Invalid(v) => v.into(),
             StoreError::Parse(p) => p.into(),
             StoreError::NotFound(id) => FmpError::NotFound { id },
+            // After `join`: the app marks the FMP field, like any refused field.
+            e @ StoreError::OutOfScope { .. } => FmpError::field("fmp", e.to_string()),
             other => FmpError::other(other.to_string()),
         }
     }
