@@ -148,11 +148,11 @@ private class Recorder : SyncProgress {
 
 /** One line of canonical JSON, as another device's enumerator would record it. */
 private fun otherDeviceJson(id: String) =
-    """{"id":"$id","fmp":"ML-HER","observed_at":"2020-06-15T07:00:00Z","direction":"outgoing",""" +
+    """{"id":"$id","form":"dtm-fmp-flow","form_version":1,"fmp":"ML-HER","observed_at":"2020-06-15T07:00:00Z","direction":"outgoing",""" +
         """"transport":"truck","departure":{"country":"MLI","place":"Sikasso"},""" +
         """"next_destination":{"country":"BFA","place":"Bobo-Dioulasso"},"final_destination":{"country":"CIV"},""" +
-        """"movement_type":"economic","people":{"adult_male":4,"adult_female":1,"minor_male":0,"minor_female":0},""" +
-        """"vulnerable":{},"nationalities":{"MLI":5},"notes":"recorded on the other phone"}"""
+        """"movement_type":"economic_long_term","people":{"adult_male":4,"adult_female":1,"minor_male":0,"minor_female":0},""" +
+        """"vulnerable":{"under5":0,"elderly":0,"disability":0,"pregnant":0,"unaccompanied_children":0},"nationalities":{"MLI":5},"notes":"recorded on the other phone"}"""
 
 // ---- tests -----------------------------------------------------------------
 
@@ -167,7 +167,7 @@ fun hubTests() {
 
                 // The README example joins and syncs (the record above goes up).
                 val first = assertNotNull(syncWithHub(phone, hub.url, hub.enrollCode("ML-HER")))
-                assertTrue(first.sent >= 1, "sent: $first")
+                assertTrue(first.sent >= 1uL, "sent: $first")
                 val status = phone.status()
                 assertNotNull(status.hubId)
                 assertEquals("test-hub", status.hubName)
@@ -189,7 +189,7 @@ fun hubTests() {
 
                 val progress = Recorder()
                 val summary = phone.sync(progress)
-                assertTrue(summary.received >= 1, "received: $summary")
+                assertTrue(summary.received >= 1uL, "received: $summary")
                 assertTrue(summary.roundTrips >= 1u && summary.bytesReceived > 0uL, "summary: $summary")
                 val updates = progress.updates.toList()
                 assertTrue(updates.isNotEmpty(), "the progress callback was never called")
