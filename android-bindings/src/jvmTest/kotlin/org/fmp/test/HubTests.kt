@@ -19,12 +19,14 @@ import java.util.concurrent.CountDownLatch
 import java.util.concurrent.Executors
 import java.util.concurrent.LinkedBlockingQueue
 import java.util.concurrent.TimeUnit
+import java.util.concurrent.TimeoutException
 import kotlin.concurrent.thread
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 import kotlin.test.assertFalse
 import kotlin.test.assertNotNull
 import kotlin.test.assertTrue
+import kotlin.test.fail
 import org.fmp.ffi.*
 
 // ---- the fmp CLI and a hub process ----------------------------------------
@@ -246,7 +248,12 @@ fun hubTests() {
                             phone.status()
                             phone.list(ListFilter()).size
                         }
-                        assertEquals(2, quick.get(10, TimeUnit.SECONDS))
+                        val n = try {
+                            quick.get(10, TimeUnit.SECONDS)
+                        } catch (e: TimeoutException) {
+                            fail("record/status/list blocked for 10 s while a sync waited on the network")
+                        }
+                        assertEquals(2, n)
                         val ms = (System.nanoTime() - t0) / 1_000_000
                         assertFalse(sync.isDone, "the sync finished while the hub's answer was held")
                         proxy.release()
