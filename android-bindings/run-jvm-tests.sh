@@ -7,12 +7,13 @@
 # 1. kotlinc (npm package `kotlin-compiler`, JVM compiler) into $FMP_CACHE_DIR
 #    (default ~/.cache/fmp), and JNA (Debian `libjna-java`) if
 #    /usr/share/java/jna.jar is missing;
-# 2. builds fmp-ffi (debug, feature `test-hooks`) with cargo;
+# 2. builds fmp-ffi (debug, feature `test-hooks`) and the `fmp` CLI (the hub
+#    the sync tests start with `fmp serve` on loopback) with cargo;
 # 3. generates the Kotlin bindings from the built library (uniffi library
 #    mode) into android-bindings/build/generated (a build output, gitignored);
 # 4. checks that README.md's usage example is the code the tests run;
 # 5. compiles bindings + hand-written Kotlin + tests with kotlinc, runs them
-#    with java -Djna.library.path=…; exits non-zero on any failure.
+#    with java -Djna.library.path=… -Dfmp.cli=…; exits non-zero on any failure.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -61,8 +62,11 @@ if [[ ! -f "$JNA_JAR" ]]; then
 fi
 
 # --- 2. the library ------------------------------------------------------
-step "building fmp-ffi (host cdylib, feature test-hooks)"
+step "building fmp-ffi (host cdylib, feature test-hooks) and the fmp CLI (the test hub)"
 (cd "$ROOT" && cargo build --quiet -p fmp-ffi --features test-hooks)
+(cd "$ROOT" && cargo build --quiet -p fmp-cli)
+FMP_CLI="$TARGET/debug/fmp"
+[[ -x "$FMP_CLI" ]] || die "$FMP_CLI was not built"
 case "$(uname -s)" in
     Darwin) LIB="$TARGET/debug/libfmp_ffi.dylib" ;;
     *) LIB="$TARGET/debug/libfmp_ffi.so" ;;
@@ -96,7 +100,7 @@ mapfile -t sources < <(find "$GEN" "$HERE/src/main/kotlin" "$HERE/src/jvmTest/ko
 "$KOTLINC" -nowarn -jvm-target 17 -cp "$JNA_JAR:$KTEST" -d "$OUT/classes" "${sources[@]}"
 
 step "running the suite on $(java -version 2>&1 | head -n1)"
-java -Djna.library.path="$(dirname "$LIB")" \
+java -Djna.library.path="$(dirname "$LIB")" -Dfmp.cli="$FMP_CLI" \
     -cp "$OUT/classes:$JNA_JAR:$STDLIB:$KTEST" \
     org.fmp.test.JvmTestsKt
 step "done"

@@ -7,6 +7,7 @@
 use fmp_core::ParseError;
 use fmp_core::store::StoreError;
 use fmp_core::validate::ValidationError;
+use fmp_hub::HubError;
 
 /// One failing field of a refused submission, for the app to mark on screen.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -35,15 +36,17 @@ pub enum FmpError {
         /// The id asked for.
         id: String,
     },
-    /// The network failed (hub unreachable, transfer cut); retrying later may work.
-    /// Raised by hub operations (join, sync), which come with the hub client.
+    /// The network failed (hub unreachable, timed out, transfer cut, hub busy);
+    /// retrying later may work. Raised by `join` and `sync`.
     #[error("network: {reason}")]
     Network {
         /// What failed.
         reason: String,
     },
-    /// The hub refused this device (unknown, revoked, or writing outside its FMPs).
-    /// Raised by hub operations (join, sync), which come with the hub client.
+    /// The hub refused this device or its code (code unknown, used or expired;
+    /// device unknown or revoked; a bad signature), or the store has not
+    /// joined a hub: ask for a new enrollment code and `join`. Raised by
+    /// `join` and `sync`.
     #[error("not authorized: {reason}")]
     Auth {
         /// The hub's reason.
@@ -111,6 +114,32 @@ impl From<StoreError> for FmpError {
             StoreError::Invalid(v) => v.into(),
             StoreError::Parse(p) => p.into(),
             StoreError::NotFound(id) => FmpError::NotFound { id },
+            // After `join`: the app marks the FMP field, like any refused field.
+            e @ StoreError::OutOfScope { .. } => FmpError::field("fmp", e.to_string()),
+            other => FmpError::other(other.to_string()),
+        }
+    }
+}
+
+impl From<HubError> for FmpError {
+    fn from(e: HubError) -> FmpError {
+        match e {
+            HubError::Store(s) => (*s).into(),
+            HubError::Network { .. } => FmpError::Network {
+                reason: e.to_string(),
+            },
+            // Transient on the hub's side: timeouts, rate limits, overload.
+            HubError::Refused { status, .. } if status == 408 || status == 429 || status >= 500 => {
+                FmpError::Network {
+                    reason: e.to_string(),
+                }
+            }
+            HubError::Refused {
+                status: 401 | 403, ..
+            }
+            | HubError::NotJoined => FmpError::Auth {
+                reason: e.to_string(),
+            },
             other => FmpError::other(other.to_string()),
         }
     }
@@ -147,5 +176,43 @@ mod tests {
             FmpError::from(StoreError::NotFound("x".into())),
             FmpError::NotFound { id: "x".into() }
         );
+    }
+
+    fn refused(status: u16, error: &str) -> HubError {
+        HubError::Refused {
+            status,
+            error: error.into(),
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn hub_errors_map_to_what_the_app_can_do() {
+        let net = |e: HubError| matches!(FmpError::from(e), FmpError::Network { .. });
+        let auth = |e: HubError| matches!(FmpError::from(e), FmpError::Auth { .. });
+        let other = |e: HubError| matches!(FmpError::from(e), FmpError::Other { .. });
+        assert!(net(HubError::Network {
+            url: "http://x".into(),
+            detail: "connection refused".into()
+        }));
+        for (status, code) in [(408, "timeout"), (429, "rate_limited"), (503, "timeout")] {
+            assert!(net(refused(status, code)), "{code}");
+        }
+        for code in [
+            "unknown_code",
+            "code_used",
+            "unknown_device",
+            "revoked_device",
+        ] {
+            assert!(auth(refused(403, code)), "{code}");
+        }
+        assert!(auth(refused(401, "bad_signature")));
+        assert!(auth(HubError::NotJoined));
+        assert!(other(refused(400, "bad_message")));
+        assert!(other(HubError::Usage("not a hub address".into())));
+        assert!(matches!(
+            FmpError::from(HubError::Store(Box::new(StoreError::NotFound("x".into())))),
+            FmpError::NotFound { .. }
+        ));
     }
 }

@@ -1,16 +1,21 @@
 //! `FmpStore`: the device's local replica, a newtype over `fmp_core::store::Store`
 //! whose methods each delegate in a line or two.
 //!
-//! Thread-safe: the core store serializes writers on its own mutex, so Kotlin
-//! may call one `FmpStore` from any number of threads. Every call is blocking;
-//! call it off the main thread (e.g. `Dispatchers.IO`).
+//! Thread-safe: the core store takes its connection mutex per operation
+//! (one query or one transaction), so Kotlin may call one `FmpStore` from any
+//! number of threads. `sync` is long, but it holds that mutex only while it
+//! reads or applies a message, never across a network round trip, so
+//! `record` and `list` go on during a sync. Two `sync` calls on one store
+//! take turns (a second waits for the first; it then has little to do).
+//! Every call is blocking; call it off the main thread (e.g. `Dispatchers.IO`).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fmp_core::store::Store;
 
 use crate::error::FmpError;
+use crate::hub::{JoinedHub, SyncProgress, SyncStatus, SyncSummary, sync_options};
 use crate::records::{
     ConflictRecord, HistoryEntry, ListFilter, ReviewStatus, StoredRecord, SubmissionRecord,
     parse_id,
@@ -22,6 +27,17 @@ use crate::reference::{FmpInfo, fmp_infos};
 #[derive(Debug, uniffi::Object)]
 pub struct FmpStore {
     inner: Store,
+    /// Taken by `sync` only, so two syncs take turns; quick calls never wait on it.
+    syncing: Mutex<()>,
+}
+
+impl FmpStore {
+    fn new(inner: Store) -> Arc<FmpStore> {
+        Arc::new(FmpStore {
+            inner,
+            syncing: Mutex::new(()),
+        })
+    }
 }
 
 // The FFI hands one store to many threads.
@@ -35,18 +51,14 @@ impl FmpStore {
     /// Opens the store in `dir`, migrating its schema forward if needed.
     #[uniffi::constructor]
     pub fn open(dir: String) -> Result<Arc<FmpStore>, FmpError> {
-        Ok(Arc::new(FmpStore {
-            inner: Store::open(Path::new(&dir))?,
-        }))
+        Ok(FmpStore::new(Store::open(Path::new(&dir))?))
     }
 
     /// Creates a new store in `dir` (created if missing) with a fresh device
     /// identity named `name`; fails if `dir` already holds a store.
     #[uniffi::constructor]
     pub fn init(dir: String, name: String) -> Result<Arc<FmpStore>, FmpError> {
-        Ok(Arc::new(FmpStore {
-            inner: Store::init(Path::new(&dir), &name)?,
-        }))
+        Ok(FmpStore::new(Store::init(Path::new(&dir), &name)?))
     }
 
     /// This device's id (a UUID), the author of its changes.
@@ -122,5 +134,29 @@ impl FmpStore {
     /// The FMPs of the registry in force in this store (reference data reaches it by sync).
     pub fn fmps(&self) -> Vec<FmpInfo> {
         fmp_infos(self.inner.registry())
+    }
+
+    /// Joins the hub at `hub_url` (`http://HOST:PORT` or `https://…`, whose
+    /// certificate is then pinned) with a one-time enrollment `code`; keeps
+    /// the hub's address and restricts `record` to the FMPs it grants.
+    /// A refused code is `Auth`, an unreachable hub `Network`.
+    pub fn join(&self, hub_url: String, code: String) -> Result<JoinedHub, FmpError> {
+        Ok(fmp_hub::client::join(&self.inner, &hub_url, &code)?.into())
+    }
+
+    /// Syncs with the hub joined until each has what the other had, retrying
+    /// network failures with backoff (up to 8 times, a few minutes in all);
+    /// `progress` hears of each round trip. Long: never holds the store
+    /// while waiting for the network, so other calls go on meanwhile.
+    /// `Network` once retries are spent, `Auth` if the hub no longer knows
+    /// this device (or it never joined).
+    pub fn sync(&self, progress: Option<Arc<dyn SyncProgress>>) -> Result<SyncSummary, FmpError> {
+        let _turn = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        Ok((&fmp_hub::client::sync(&self.inner, sync_options(progress))?).into())
+    }
+
+    /// The sync state: hub joined, changes waiting, last sync, records set aside.
+    pub fn status(&self) -> Result<SyncStatus, FmpError> {
+        fmp_hub::status::status(&self.inner)?.try_into()
     }
 }

@@ -24,7 +24,7 @@ import org.fmp.messagesByField
 private val failures = mutableListOf<String>()
 private var passed = 0
 
-private fun test(name: String, body: () -> Unit) {
+internal fun test(name: String, body: () -> Unit) {
     val t0 = System.nanoTime()
     try {
         body()
@@ -36,14 +36,14 @@ private fun test(name: String, body: () -> Unit) {
     }
 }
 
-private fun tempDir(): File = Files.createTempDirectory("fmp-jvm-test").toFile().also { it.deleteOnExit() }
+internal fun tempDir(): File = Files.createTempDirectory("fmp-jvm-test").toFile().also { it.deleteOnExit() }
 
-private fun newStore(): FmpStore = FmpStore.init(File(tempDir(), "store").path, "jvm-test")
+internal fun newStore(): FmpStore = FmpStore.init(File(tempDir(), "store").path, "jvm-test")
 
 // ---- fixtures --------------------------------------------------------------
 
 /** A valid submission at Heremakono, with room for overrides. */
-private fun bus(
+internal fun bus(
     fmp: String = "ML-HER",
     at: String = "2020-06-14T09:30:00Z",
     direction: Direction = Direction.INCOMING,
@@ -349,6 +349,8 @@ fun main() {
             assertEquals(FmpKind.TRANSIT, fmps.first { it.code == "ML-WAB" }.kind)
         }
     }
+
+    hubTests()
 
     println("\n$passed passed, ${failures.size} failed")
     if (failures.isNotEmpty()) {

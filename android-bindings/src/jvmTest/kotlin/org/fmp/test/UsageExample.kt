@@ -35,4 +35,21 @@ fun recordAtHeremakono(storeDir: File): List<StoredRecord> =
 
         store.list(ListFilter(fmp = "ML-HER", from = "2020-06-01", to = "2020-06-30"))
     }
+
+// In a WorkManager job, off the main thread; `code` is the supervisor's one-time enrollment code.
+fun syncWithHub(store: FmpStore, hubUrl: String, code: String): SyncSummary? {
+    if (store.status().hubId == null) {
+        val hub = store.join(hubUrl, code) // FmpException.Auth: ask for a new code
+        println("joined ${hub.hubName}; this phone records for ${hub.fmps}")
+    }
+    return try {
+        store.sync(object : SyncProgress {
+            override fun onProgress(update: SyncUpdate) {
+                println("sent ${update.totals.sent}, received ${update.totals.received}")
+            }
+        })
+    } catch (e: FmpException.Network) {
+        null // no link to the hub: WorkManager's Result.retry()
+    }
+}
 // END EXAMPLE
