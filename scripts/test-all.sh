@@ -8,6 +8,10 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "install test dependencies (idempotent)"
+scripts/install-deps.sh
+export FMP_REQUIRE_CHROMIUM=1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -3,11 +3,13 @@
 //!
 //! - `main.rs`: argument parsing (clap) and error printing.
 //! - `commands.rs`: one function per subcommand.
+//! - `report_commands.rs`: `fmp report` and `fmp export`.
 //! - `demo.rs`: `fmp demo`.
 
 mod commands;
 mod demo;
 mod hub_commands;
+mod report_commands;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -148,6 +150,51 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// HQ's monthly FMP report (all submissions but rejected ones by default).
+    Report {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Only the FMPs of this country (ISO 3166-1 alpha-3).
+        #[arg(long)]
+        country: Option<String>,
+        /// Count only approved submissions.
+        #[arg(long)]
+        approved_only: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "md")]
+        format: report_commands::ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Export submissions, one row each with every field.
+    Export {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: report_commands::ExportFormat,
+        /// Observed on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Observed on or before this day (YYYY-MM-DD).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this FMP code.
+        #[arg(long)]
+        fmp: Option<String>,
+        /// Leave rejected submissions out.
+        #[arg(long)]
+        exclude_rejected: bool,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Generate a realistic month of submissions for Mali's nine FMPs into ./fmp-demo.
     Demo {
         /// Where to build the demo (replaced if it exists).
@@ -192,6 +239,40 @@ fn main() -> ExitCode {
             },
         ),
         Command::History { store, id, json } => commands::history(&store, &id, json),
+        Command::Report {
+            store,
+            month,
+            country,
+            approved_only,
+            format,
+            out,
+        } => report_commands::report(
+            &store,
+            &month,
+            country,
+            approved_only,
+            format,
+            out.as_deref(),
+        ),
+        Command::Export {
+            store,
+            format,
+            from,
+            to,
+            fmp,
+            exclude_rejected,
+            out,
+        } => report_commands::export(
+            &store,
+            report_commands::ExportArgs {
+                format,
+                from,
+                to,
+                fmp,
+                exclude_rejected,
+                out,
+            },
+        ),
         Command::Demo { dir } => demo::run(&dir),
         Command::Hub(cmd) => Ok(hub_commands::run(cmd)),
     };

@@ -277,6 +277,12 @@ impl Store {
         f(&conn).map_err(|e| sql_err(&self.dir, e))
     }
 
+    /// Runs `f` with the database connection (read-only use: reports, exports).
+    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        let conn = self.lock();
+        f(&conn)
+    }
+
     /// Runs `f` in one immediate transaction, committed (durably) only if it returns `Ok`.
     pub fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E>
     where
@@ -459,7 +465,16 @@ impl Store {
     /// Submissions matching a filter, ordered by observation time then id.
     pub fn list(&self, filter: &Filter) -> Result<Vec<StoredSubmission>, StoreError> {
         let conn = self.lock();
-        query::list(&conn, filter).map_err(|e| sql_err(&self.dir, e))
+        let rows = query::list(&conn, filter).map_err(|e| sql_err(&self.dir, e))?;
+        rows.into_iter()
+            .map(|(mut s, has_conflicts)| {
+                if has_conflicts && let Some(id) = s.submission.id {
+                    s.conflicts =
+                        doc::read_submission(&load_doc_conn(&conn, &self.dir, id)?)?.conflicts;
+                }
+                Ok(s)
+            })
+            .collect()
     }
 
     /// The changes of one submission, oldest first.

@@ -12,11 +12,13 @@ use crate::model::{People, Place, Review, StoredSubmission, Submission, Vulnerab
 const COLUMNS: &str = "id, form, form_version, fmp, observed_at, direction, transport, movement_type,
     departure_country, departure_place, next_country, next_place, final_country, final_place,
     adult_male, adult_female, minor_male, minor_female, under5, elderly, disability, pregnant,
-    unaccompanied, notes, review_status, review_comment, review_by, review_at, deleted,
+    unaccompanied, notes, review_status, review_comment, review_by, review_at, deleted, conflicts,
     (SELECT group_concat(country || '=' || count) FROM submission_nationalities n WHERE n.submission_id = s.id)";
 
 /// Runs a filtered listing.
-pub fn list(conn: &Connection, f: &Filter) -> rusqlite::Result<Vec<StoredSubmission>> {
+/// Rows whose `conflicts` count is non-zero come back with an empty
+/// `conflicts` list; `Store::list` fills those from their documents.
+pub fn list(conn: &Connection, f: &Filter) -> rusqlite::Result<Vec<(StoredSubmission, bool)>> {
     let mut sql = format!("SELECT {COLUMNS} FROM submissions s WHERE 1=1");
     let mut args: Vec<Value> = Vec::new();
     if let Some(fmp) = &f.fmp {
@@ -64,16 +66,16 @@ where
     s.parse().map_err(|e| text_err(i, e))
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredSubmission> {
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(StoredSubmission, bool)> {
     let observed: String = r.get(4)?;
     let observed_at = DateTime::parse_from_rfc3339(&observed)
         .map_err(|e| text_err(4, e))?
         .with_timezone(&Utc);
     let mut nationalities = BTreeMap::new();
-    if let Some(s) = r.get::<_, Option<String>>(29)? {
+    if let Some(s) = r.get::<_, Option<String>>(30)? {
         for part in s.split(',') {
             if let Some((c, n)) = part.split_once('=') {
-                nationalities.insert(c.to_string(), n.parse().map_err(|e| text_err(29, e))?);
+                nationalities.insert(c.to_string(), n.parse().map_err(|e| text_err(30, e))?);
             }
         }
     }
@@ -129,10 +131,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredSubmission> {
         }
         None => None,
     };
-    Ok(StoredSubmission {
+    let has_conflicts = r.get::<_, i64>(29)? > 0;
+    let stored = StoredSubmission {
         submission,
         review,
         deleted: r.get(28)?,
         conflicts: Vec::new(),
-    })
+    };
+    Ok((stored, has_conflicts))
 }

@@ -1,0 +1,147 @@
+//! `fmp report` and `fmp export`: HQ's monthly report and the data exports.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use fmp_core::store::Store;
+use fmp_report::{BuiltinCountries, ExportFilter, ReportOptions, monthly_report};
+
+use crate::commands::CliError;
+
+/// Formats of `fmp report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// The report as JSON (the source of the other formats).
+    Json,
+    /// Markdown that reads like the published report.
+    Md,
+    /// One self-contained HTML file with SVG charts.
+    Html,
+}
+
+/// Formats of `fmp export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// CSV with an HXL hashtag row under the header.
+    Csv,
+    /// An Excel workbook (typed columns, frozen header).
+    Xlsx,
+    /// Canonical submission JSON, one per line (re-importable with `fmp record`).
+    Jsonl,
+}
+
+fn report_err(e: impl std::fmt::Display) -> CliError {
+    CliError::Usage(e.to_string())
+}
+
+/// Renders the report of `month` in `format`.
+pub fn render(
+    store: &Store,
+    month: &str,
+    opts: &ReportOptions,
+    format: ReportFormat,
+) -> Result<String, CliError> {
+    let report = store
+        .with_conn(|conn| monthly_report(conn, store.registry(), &BuiltinCountries, month, opts))
+        .map_err(report_err)?;
+    Ok(match format {
+        ReportFormat::Json => serde_json::to_string_pretty(&report).map_err(report_err)? + "\n",
+        ReportFormat::Md => fmp_report::to_markdown(&report),
+        ReportFormat::Html => fmp_report::to_html(&report),
+    })
+}
+
+fn write_out(out: Option<&Path>, bytes: &[u8]) -> Result<(), CliError> {
+    match out {
+        Some(p) => std::fs::write(p, bytes).map_err(|source| CliError::Io {
+            what: format!("writing {}", p.display()),
+            source,
+        }),
+        None => std::io::stdout()
+            .write_all(bytes)
+            .map_err(|source| CliError::Io {
+                what: "writing output".into(),
+                source,
+            }),
+    }
+}
+
+/// `fmp report`.
+pub fn report(
+    dir: &Path,
+    month: &str,
+    country: Option<String>,
+    approved_only: bool,
+    format: ReportFormat,
+    out: Option<&Path>,
+) -> Result<ExitCode, CliError> {
+    let store = Store::open(dir)?;
+    let text = render(
+        &store,
+        month,
+        &ReportOptions {
+            country,
+            approved_only,
+        },
+        format,
+    )?;
+    write_out(out, text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `fmp export`.
+#[derive(Debug)]
+pub struct ExportArgs {
+    /// Output format.
+    pub format: ExportFormat,
+    /// First day.
+    pub from: Option<String>,
+    /// Last day.
+    pub to: Option<String>,
+    /// FMP code.
+    pub fmp: Option<String>,
+    /// Leave rejected submissions out.
+    pub exclude_rejected: bool,
+    /// Output file (stdout if absent).
+    pub out: Option<PathBuf>,
+}
+
+/// `fmp export`.
+pub fn export(dir: &Path, a: ExportArgs) -> Result<ExitCode, CliError> {
+    let day = |flag: &str, s: &str| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+            CliError::Usage(format!(
+                "--{flag} `{s}` is not a date; write it as YYYY-MM-DD"
+            ))
+        })
+    };
+    let filter = ExportFilter {
+        from: a.from.as_deref().map(|s| day("from", s)).transpose()?,
+        to: a.to.as_deref().map(|s| day("to", s)).transpose()?,
+        fmp: a.fmp,
+        exclude_rejected: a.exclude_rejected,
+    };
+    let store = Store::open(dir)?;
+    if let Some(code) = &filter.fmp
+        && store.registry().get(code).is_none()
+    {
+        return Err(CliError::Usage(format!(
+            "--fmp `{code}` is not a known FMP code (e.g. ML-HER)"
+        )));
+    }
+    let mut buf = Vec::new();
+    let rows = store
+        .with_conn(|conn| match a.format {
+            ExportFormat::Csv => fmp_report::export_csv(conn, &filter, &mut buf),
+            ExportFormat::Xlsx => fmp_report::export_xlsx(conn, &filter, &mut buf),
+            ExportFormat::Jsonl => fmp_report::export_jsonl(conn, &filter, &mut buf),
+        })
+        .map_err(report_err)?;
+    write_out(a.out.as_deref(), &buf)?;
+    if let Some(p) = &a.out {
+        eprintln!("exported {rows} submission(s) to {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs, idempotently, what the test suite needs beyond Rust:
+# Debian chromium (the HTML report render test) and libjna-java (Kotlin
+# bindings on the JVM). kotlinc comes from npm in android-bindings/run-jvm-tests.sh.
+set -euo pipefail
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -f /usr/share/java/jna.jar ] || need+=(libjna-java)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
