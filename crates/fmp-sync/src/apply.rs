@@ -105,6 +105,8 @@ pub(crate) struct Checked {
 pub(crate) struct Verified {
     pub changes: Vec<Checked>,
     pub bundles: Vec<Bundle>,
+    /// Changes whose document cannot be found here (refused on their own).
+    pub unresolved: Vec<Refusal>,
 }
 
 /// Checks a batch as a whole: every change parses, is claimed by exactly
@@ -116,12 +118,43 @@ pub(crate) fn verify(
     batch: Batch,
 ) -> Result<Verified, SyncError> {
     let mut parsed = Vec::with_capacity(batch.changes.len());
+    let mut docs_here: HashMap<Hash, DocRef> = HashMap::new();
+    let mut unresolved: Vec<Refusal> = Vec::new();
     for (index, c) in batch.changes.into_iter().enumerate() {
         let change = Change::try_from(c.bytes.as_slice()).map_err(|e| SyncError::BadChange {
             index,
             detail: e.to_string(),
         })?;
-        parsed.push((c.doc, change));
+        let doc = match c.doc {
+            DocRef::InChange => DocRef::Submission(record_id(&change).ok_or_else(|| {
+                SyncError::Malformed(format!(
+                    "change {index} is sent as a submission's record but holds no submission id"
+                ))
+            })?),
+            DocRef::Dep => {
+                let Some(dep) = change.deps().first().map(|d| d.0) else {
+                    return Err(SyncError::Malformed(format!(
+                        "change {index} names its document by a dependency but has none"
+                    )));
+                };
+                match docs_here.get(&dep) {
+                    Some(d) => d.clone(),
+                    None => match doc_of(conn, &dep)? {
+                        Some(d) => d,
+                        None => {
+                            unresolved.push(Refusal {
+                                hash: change.hash().0,
+                                reason: "it depends on a change this replica does not have".into(),
+                            });
+                            DocRef::Dep
+                        }
+                    },
+                }
+            }
+            d => d,
+        };
+        docs_here.insert(change.hash().0, doc.clone());
+        parsed.push((doc, change));
     }
     let hashes: Vec<Hash> = parsed.iter().map(|(_, c)| c.hash().0).collect();
     let mut owner: Vec<Option<usize>> = vec![None; parsed.len()];
@@ -192,7 +225,40 @@ pub(crate) fn verify(
             bundle: bundles[bi].id(),
         });
     }
-    Ok(Verified { changes, bundles })
+    Ok(Verified {
+        changes,
+        bundles,
+        unresolved,
+    })
+}
+
+/// The document a stored (or pending) change belongs to.
+fn doc_of(conn: &Connection, hash: &Hash) -> Result<Option<DocRef>, SyncError> {
+    let found: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT d.kind, c.doc_id FROM changes c JOIN documents d ON d.id = c.doc_id WHERE c.hash = ?1
+             UNION ALL SELECT kind, doc_id FROM pending WHERE hash = ?1 LIMIT 1",
+        )?
+        .query_row([hash.to_vec()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(found.map(|(k, i)| DocRef::from_row(&k, &i)))
+}
+
+/// The submission id inside a record (a document's first change).
+fn record_id(change: &Change) -> Option<Uuid> {
+    use automerge::{ROOT, ReadDoc, ScalarValue, Value};
+    if !change.deps().is_empty() {
+        return None;
+    }
+    let mut d = AutoCommit::new();
+    d.apply_changes([change.clone()]).ok()?;
+    match d.get(ROOT, "id").ok()?? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Str(s) => Uuid::parse_str(s).ok(),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// What applying a batch did.
@@ -237,9 +303,16 @@ pub(crate) fn apply(
     for b in &verified.bundles {
         b.store(conn)?;
     }
+    let mut out = Applied {
+        refused: verified.unresolved,
+        ..Applied::default()
+    };
     let mut groups: Vec<(DocRef, Vec<Item>)> = Vec::new();
     let mut at: HashMap<DocRef, usize> = HashMap::new();
     for c in verified.changes {
+        if c.doc == DocRef::Dep {
+            continue; // unresolved, refused above
+        }
         let i = *at.entry(c.doc.clone()).or_insert_with(|| {
             groups.push((c.doc.clone(), Vec::new()));
             groups.len() - 1
@@ -250,7 +323,6 @@ pub(crate) fn apply(
             from_pending: false,
         });
     }
-    let mut out = Applied::default();
     for (docref, mut items) in groups {
         items.extend(load_pending(conn, &docref)?);
         apply_doc(conn, authors, &docref, items, &mut out)?;
@@ -399,6 +471,11 @@ fn apply_doc(
                         continue;
                     }
                     state = Some(after);
+                }
+                DocRef::InChange | DocRef::Dep => {
+                    // `verify` resolves these to their submission.
+                    refuse(out, h, "the change's document is not resolved".into());
+                    continue;
                 }
                 DocRef::Other { .. } => {
                     if info.fmps.is_some() {

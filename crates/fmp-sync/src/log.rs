@@ -19,14 +19,27 @@ pub(crate) struct Row {
     pub doc: DocRef,
     pub bytes: Vec<u8>,
     pub bundle: Hash,
+    /// A submission's record (its first change).
+    pub first: bool,
+    /// The receiver holds (or gets earlier in the message) this change's
+    /// first dependency, so the document need not be named.
+    pub dep_known: bool,
 }
 
-const SELECT: &str = "SELECT c.seq, c.hash, c.doc_id, d.kind, c.bytes, c.bundle
+const SELECT: &str = "SELECT c.seq, c.hash, c.doc_id, d.kind, c.bytes, c.bundle, c.op
      FROM changes c JOIN documents d ON d.id = c.doc_id";
 
-fn row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(i64, Vec<u8>, String, String, Vec<u8>, Option<Vec<u8>>)> {
+type RawRow = (
+    i64,
+    Vec<u8>,
+    String,
+    String,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    String,
+);
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -34,19 +47,11 @@ fn row(
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
+        r.get(6)?,
     ))
 }
 
-fn to_row(
-    (seq, hash, doc_id, kind, bytes, bundle): (
-        i64,
-        Vec<u8>,
-        String,
-        String,
-        Vec<u8>,
-        Option<Vec<u8>>,
-    ),
-) -> Result<Row, SyncError> {
+fn to_row((seq, hash, doc_id, kind, bytes, bundle, op): RawRow) -> Result<Row, SyncError> {
     let hash = to_hash(&hash).ok_or_else(|| SyncError::Malformed(format!("change {seq}: hash")))?;
     let bundle = bundle
         .as_deref()
@@ -58,6 +63,8 @@ fn to_row(
         doc: DocRef::from_row(&kind, &doc_id),
         bytes,
         bundle,
+        first: kind == "submission" && op == fmp_core::doc::Op::Record.as_str(),
+        dep_known: false,
     })
 }
 
@@ -83,13 +90,37 @@ pub(crate) fn after_cursor(
         "{SELECT} WHERE c.seq > ?1 AND (c.origin IS NULL OR c.origin <> ?2) ORDER BY c.seq"
     ))?;
     let mut rows = stmt.query(params![after, peer.to_string()])?;
-    let mut out = Vec::new();
+    let mut out: Vec<Row> = Vec::new();
+    let mut seen: std::collections::HashSet<Hash> = std::collections::HashSet::new();
     let mut size = 0usize;
+    let mut dep_stmt =
+        conn.prepare_cached("SELECT seq, origin, author FROM changes WHERE hash = ?1")?;
+    let peer_s = peer.to_string();
     while let Some(r) = rows.next()? {
         if size >= raw_budget {
             return Ok((out, false));
         }
-        let r = to_row(row(r)?)?;
+        let mut r = to_row(row(r)?)?;
+        if matches!(r.doc, DocRef::Submission(_)) && !r.first {
+            let dep = automerge::Change::try_from(r.bytes.as_slice())
+                .ok()
+                .and_then(|c| c.deps().first().map(|d| d.0));
+            if let Some(dep) = dep {
+                r.dep_known = seen.contains(&dep)
+                    || dep_stmt
+                        .query_row([dep.to_vec()], |x| {
+                            let seq: i64 = x.get(0)?;
+                            let origin: Option<String> = x.get(1)?;
+                            let author: String = x.get(2)?;
+                            Ok(seq <= after
+                                || origin.as_deref() == Some(peer_s.as_str())
+                                || author == peer_s)
+                        })
+                        .optional()?
+                        .unwrap_or(false);
+            }
+        }
+        seen.insert(r.hash);
         size += r.bytes.len() + 40;
         out.push(r);
     }
@@ -164,7 +195,13 @@ pub(crate) fn batch(
     out.changes = rows
         .iter()
         .map(|r| WireChange {
-            doc: r.doc.clone(),
+            doc: if r.first && matches!(r.doc, DocRef::Submission(_)) {
+                DocRef::InChange
+            } else if r.dep_known {
+                DocRef::Dep
+            } else {
+                r.doc.clone()
+            },
             bytes: r.bytes.clone(),
         })
         .collect();

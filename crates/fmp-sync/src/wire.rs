@@ -35,6 +35,14 @@ pub type Hash = [u8; 32];
 pub enum DocRef {
     /// A submission, by id (16 bytes on the wire).
     Submission(Uuid),
+    /// A submission's first change (its record): the id is the document's
+    /// `id` field inside the change, so it is not repeated (16 bytes saved
+    /// per record; a change without it refuses the message).
+    InChange,
+    /// The document of the change's first dependency, which the receiver
+    /// holds or finds earlier in the message (the sender only says so when
+    /// the receiver consumed that dependency already): 16 bytes saved per edit.
+    Dep,
     /// A document of another kind (`registry`, `form`, `tally`…).
     Other {
         /// The `documents.kind`.
@@ -49,6 +57,7 @@ impl DocRef {
     pub fn kind_and_id(&self) -> (String, String) {
         match self {
             DocRef::Submission(u) => ("submission".into(), u.to_string()),
+            DocRef::InChange | DocRef::Dep => ("submission".into(), String::new()),
             DocRef::Other { kind, id } => (kind.clone(), id.clone()),
         }
     }

@@ -16,11 +16,30 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Record { r: usize, fmp: usize, n: u32 },
-    Edit { r: usize, doc: usize, n: u32 },
-    Delete { r: usize, doc: usize },
-    Review { r: usize, doc: usize, status: u8 },
-    Sync { a: usize, b: usize, cut: Option<u32> },
+    Record {
+        r: usize,
+        fmp: usize,
+        n: u32,
+    },
+    Edit {
+        r: usize,
+        doc: usize,
+        n: u32,
+    },
+    Delete {
+        r: usize,
+        doc: usize,
+    },
+    Review {
+        r: usize,
+        doc: usize,
+        status: u8,
+    },
+    Sync {
+        a: usize,
+        b: usize,
+        cut: Option<u32>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -35,7 +54,10 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn pick(store: &fmp_core::store::Store, doc: usize) -> Option<uuid::Uuid> {
     let all = store
-        .list(&Filter { include_deleted: true, ..Default::default() })
+        .list(&Filter {
+            include_deleted: true,
+            ..Default::default()
+        })
         .expect("list");
     if all.is_empty() {
         return None;
@@ -47,7 +69,10 @@ fn apply(reps: &[Replica], trust: &StaticTrust, op: &Op) {
     let n = reps.len();
     match *op {
         Op::Record { r, fmp, n: k } => {
-            reps[r % n].store.record(submission(FMPS[fmp], k)).expect("record");
+            reps[r % n]
+                .store
+                .record(submission(FMPS[fmp], k))
+                .expect("record");
         }
         Op::Edit { r, doc, n: k } => {
             let s = &reps[r % n].store;
@@ -72,7 +97,11 @@ fn apply(reps: &[Replica], trust: &StaticTrust, op: &Op) {
         Op::Review { r, doc, status } => {
             let s = &reps[r % n].store;
             if let Some(id) = pick(s, doc) {
-                let st = [ReviewStatus::Approved, ReviewStatus::Rejected, ReviewStatus::HasIssues][status as usize];
+                let st = [
+                    ReviewStatus::Approved,
+                    ReviewStatus::Rejected,
+                    ReviewStatus::HasIssues,
+                ][status as usize];
                 s.review(id, st, "checked").expect("review");
             }
         }
@@ -120,7 +149,10 @@ fn check(ops: Vec<Op>, count: usize) {
 }
 
 fn cases() -> u32 {
-    std::env::var("FMP_SYNC_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
+    std::env::var("FMP_SYNC_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32)
 }
 
 proptest! {

@@ -47,7 +47,10 @@ fn tampered_change() {
     c[at] ^= 0x01;
     let err = refused(&hub, &trust, &req.encode().expect("encode"));
     assert!(
-        matches!(err, SyncError::BadChange { .. } | SyncError::BadSignature { .. }),
+        matches!(
+            err,
+            SyncError::BadChange { .. } | SyncError::BadSignature { .. }
+        ),
         "{err}"
     );
 }
@@ -60,7 +63,10 @@ fn change_swapped_for_another_by_the_same_author() {
     // A valid change of the same author, not the one the bundle signed.
     let other = replica("x");
     let _ = other;
-    let id2 = phone.store.record(submission("ML-HER", 50)).expect("record");
+    let id2 = phone
+        .store
+        .record(submission("ML-HER", 50))
+        .expect("record");
     let extra = phone
         .store
         .read(|c| {
@@ -104,7 +110,12 @@ fn forged_author_changes_signed_by_another_device() {
         .push
         .changes
         .iter()
-        .map(|c| automerge::Change::try_from(c.bytes.as_slice()).expect("change").hash().0)
+        .map(|c| {
+            automerge::Change::try_from(c.bytes.as_slice())
+                .expect("change")
+                .hash()
+                .0
+        })
         .collect();
     let b = Bundle::sign(mallory.store.identity(), hashes);
     req.push.bundles = vec![fmp_sync::wire::WireBundle {
@@ -171,7 +182,16 @@ fn unknown_protocol_version() {
     let mut bytes = request(&phone, &hub, &trust, "ML-HER", 1);
     bytes[0] = 2;
     let err = refused(&hub, &trust, &bytes);
-    assert!(matches!(err, SyncError::UnknownVersion { found: 2, supported: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SyncError::UnknownVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("version 2"), "{err}");
 }
 
@@ -186,15 +206,28 @@ fn a_write_outside_the_authors_fmps_is_refused_alone_and_the_rest_applied() {
         phone.store.record(submission("ML-HER", n)).expect("record");
     }
     let outside = phone.store.record(submission("ML-GOG", 9)).expect("record");
-    phone.store.record(submission("ML-HER", 10)).expect("record");
+    phone
+        .store
+        .record(submission("ML-HER", 10))
+        .expect("record");
     let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
     assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
-    assert!(r.refused_by_peer[0].reason.contains("ML-GOG"), "{:?}", r.refused_by_peer);
+    assert!(
+        r.refused_by_peer[0].reason.contains("ML-GOG"),
+        "{:?}",
+        r.refused_by_peer
+    );
     assert_eq!(r.pushed, 4);
-    assert!(hub.store.get(outside).is_err(), "the refused record is not stored");
+    assert!(
+        hub.store.get(outside).is_err(),
+        "the refused record is not stored"
+    );
     assert_eq!(hub.store.list(&Default::default()).expect("list").len(), 4);
     // Later uploads are not blocked by the refused one.
-    phone.store.record(submission("ML-HER", 11)).expect("record");
+    phone
+        .store
+        .record(submission("ML-HER", 11))
+        .expect("record");
     let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
     assert_eq!((r.pushed, r.refused_by_peer.len()), (1, 0), "{r:?}");
     // Moving an ML-HER submission to ML-GOG is refused too.
@@ -202,7 +235,10 @@ fn a_write_outside_the_authors_fmps_is_refused_alone_and_the_rest_applied() {
         .submission
         .id
         .expect("id");
-    phone.store.edit(moved, &serde_json::json!({"fmp": "ML-GOG"})).expect("edit");
+    phone
+        .store
+        .edit(moved, &serde_json::json!({"fmp": "ML-GOG"}))
+        .expect("edit");
     let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
     assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
     assert_eq!(hub.store.get(moved).expect("get").submission.fmp, "ML-HER");

@@ -27,8 +27,25 @@ fn batch() -> Batch {
             sig: vec![0xdd; 64],
         }],
         changes: vec![
-            WireChange { doc: DocRef::Submission(u(9)), bytes: vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3] },
-            WireChange { doc: DocRef::Other { kind: "registry".into(), id: "mali".into() }, bytes: vec![4] },
+            WireChange {
+                doc: DocRef::Submission(u(9)),
+                bytes: vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3],
+            },
+            WireChange {
+                doc: DocRef::InChange,
+                bytes: vec![5],
+            },
+            WireChange {
+                doc: DocRef::Dep,
+                bytes: vec![6],
+            },
+            WireChange {
+                doc: DocRef::Other {
+                    kind: "registry".into(),
+                    id: "mali".into(),
+                },
+                bytes: vec![4],
+            },
         ],
     }
 }
@@ -49,8 +66,20 @@ fn request_encoding() {
         max_bytes: 65536,
         want: vec![[0xee; 32]],
         reconcile: Some(vec![
-            Range { upper: Bound::Key { time: 1_592_127_000_000, prefix: vec![0x12] }, mode: Mode::Skip },
-            Range { upper: Bound::End, mode: Mode::Fingerprint { fp: [3; 16], count: 10_000 } },
+            Range {
+                upper: Bound::Key {
+                    time: 1_592_127_000_000,
+                    prefix: vec![0x12],
+                },
+                mode: Mode::Skip,
+            },
+            Range {
+                upper: Bound::End,
+                mode: Mode::Fingerprint {
+                    fp: [3; 16],
+                    count: 10_000,
+                },
+            },
         ]),
     };
     insta::assert_snapshot!(snapshot(&req));
@@ -64,12 +93,18 @@ fn response_encoding() {
     let resp = Response {
         from: u(2),
         accepted: 3,
-        refused: vec![Refusal { hash: [0x11; 32], reason: "device may not write ML-GOG".into() }],
+        refused: vec![Refusal {
+            hash: [0x11; 32],
+            reason: "device may not write ML-GOG".into(),
+        }],
         pull: batch(),
         next_cursor: 99,
         more: true,
         log_end: 120,
-        reconcile: Some(vec![Range { upper: Bound::End, mode: Mode::Ids(vec![[0x22; 32]]) }]),
+        reconcile: Some(vec![Range {
+            upper: Bound::End,
+            mode: Mode::Ids(vec![[0x22; 32]]),
+        }]),
     };
     insta::assert_snapshot!(snapshot(&resp));
     let bytes = resp.encode().expect("encode");
