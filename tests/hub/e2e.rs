@@ -29,16 +29,42 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
 
     // The regional hub joins HQ for its FMPs, as a hub.
     let code = fmp(&[
-        "enroll-code", "--store", s(&hq), "--fmp", "ML-GOG", "--fmp", "ML-HER", "--fmp",
-        "ML-MNK", "--hub", "--expires", "1h",
+        "enroll-code",
+        "--store",
+        s(&hq),
+        "--fmp",
+        "ML-GOG",
+        "--fmp",
+        "ML-HER",
+        "--fmp",
+        "ML-MNK",
+        "--hub",
+        "--expires",
+        "1h",
     ]);
-    let out = fmp(&["join", "--store", s(&gao), "--hub", &hq_srv.url, "--code", code.trim()]);
+    let out = fmp(&[
+        "join",
+        "--store",
+        s(&gao),
+        "--hub",
+        &hq_srv.url,
+        "--code",
+        code.trim(),
+    ]);
     assert!(out.contains("may enroll"), "{out}");
 
     // Three phones enroll on the regional hub, one FMP each.
     for (p, f) in phones.iter().zip(fmps) {
         let code = fmp(&["enroll-code", "--store", s(&gao), "--fmp", f]);
-        let out = fmp(&["join", "--store", s(p), "--hub", &gao_srv.url, "--code", code.trim()]);
+        let out = fmp(&[
+            "join",
+            "--store",
+            s(p),
+            "--hub",
+            &gao_srv.url,
+            "--code",
+            code.trim(),
+        ]);
         assert!(out.contains(f), "{out}");
     }
     let devices = fmp(&["devices", "--store", s(&gao), "--json"]);
@@ -47,10 +73,20 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
 
     // Offline: each records five submissions; a phone cannot record for another FMP.
     for (i, (p, f)) in phones.iter().zip(fmps).enumerate() {
-        let out = fmp_in(&["record", "--store", s(p)], Some(&submissions(f, 5, &format!("p{i}"))));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = fmp_in(
+            &["record", "--store", s(p)],
+            Some(&submissions(f, 5, &format!("p{i}"))),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let out = fmp_in(&["record", "--store", s(&phones[0])], Some(&submissions("ML-HER", 1, "x")));
+    let out = fmp_in(
+        &["record", "--store", s(&phones[0])],
+        Some(&submissions("ML-HER", 1, "x")),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("enrolled for ML-GOG only"));
 
@@ -63,15 +99,24 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
     assert_eq!(listed.len(), 15);
 
     // The same submission edited on the phone (offline) and on the hub.
-    let target = listed
-        .iter()
-        .find(|v| v["notes"] == "p0 #2")
-        .unwrap()["id"]
+    let target = listed.iter().find(|v| v["notes"] == "p0 #2").unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    fmp(&["edit", "--store", s(&phones[0]), &target, r#"{"departure":{"country":"SEN","place":"Tambacounda"}}"#]);
-    fmp(&["edit", "--store", s(&gao), &target, r#"{"notes":"checked by the Gao supervisor"}"#]);
+    fmp(&[
+        "edit",
+        "--store",
+        s(&phones[0]),
+        &target,
+        r#"{"departure":{"country":"SEN","place":"Tambacounda"}}"#,
+    ]);
+    fmp(&[
+        "edit",
+        "--store",
+        s(&gao),
+        &target,
+        r#"{"notes":"checked by the Gao supervisor"}"#,
+    ]);
     fmp(&["sync", "--store", s(&phones[0])]);
     // Both ways: the phone has the hub's edit and the hub the phone's.
     for store in [&phones[0], &gao] {
@@ -88,7 +133,10 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
     let out = fmp(&["sync", "--store", s(&gao)]);
     assert!(out.contains("synced"), "{out}");
     let out = fmp(&["sync", "--store", s(&gao)]);
-    assert!(out.contains("sent 0, received 0"), "a second sync is a no-op: {out}");
+    assert!(
+        out.contains("sent 0, received 0"),
+        "a second sync is a no-op: {out}"
+    );
 
     // HQ stops gracefully; everything acknowledged is there.
     assert!(hq_srv.stop(), "hq exits cleanly on SIGTERM");
@@ -103,7 +151,10 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
         .find(|s| s.submission.id.map(|u| u.to_string()) == Some(target.clone()))
         .unwrap();
     assert_eq!(merged.submission.notes, "checked by the Gao supervisor");
-    assert_eq!(merged.submission.departure.place.as_deref(), Some("Tambacounda"));
+    assert_eq!(
+        merged.submission.departure.place.as_deref(),
+        Some("Tambacounda")
+    );
 
     // Signatures verify: an auditor trusting only the regional hub's key
     // (all or nothing per message) receives every change from HQ.
@@ -118,8 +169,14 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
             may_enroll: true,
         },
     );
-    let report = fmp_sync::sync_in_memory(&auditor, &trust, &hq_store, &StaticTrust::new(false), 64 * 1024)
-        .unwrap();
+    let report = fmp_sync::sync_in_memory(
+        &auditor,
+        &trust,
+        &hq_store,
+        &StaticTrust::new(false),
+        64 * 1024,
+    )
+    .unwrap();
     assert!(report.refused_here.is_empty(), "{:?}", report.refused_here);
     assert_eq!(auditor.list(&Filter::default()).unwrap().len(), 15);
     let authors: HashSet<String> = auditor
@@ -129,5 +186,9 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
                 .collect()
         })
         .unwrap();
-    assert_eq!(authors.len(), 4, "three phones and the hub: original authors kept");
+    assert_eq!(
+        authors.len(),
+        4,
+        "three phones and the hub: original authors kept"
+    );
 }

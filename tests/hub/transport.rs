@@ -8,12 +8,15 @@ use support::*;
 
 fn count(store: &std::path::Path) -> usize {
     let out = fmp(&["list", "--store", s(store), "--format", "json"]);
-    serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap().len()
+    serde_json::from_str::<Vec<serde_json::Value>>(&out)
+        .unwrap()
+        .len()
 }
 
 fn changes(store: &std::path::Path) -> i64 {
     let c = rusqlite::Connection::open(store.join("fmp.sqlite3")).unwrap();
-    c.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap()
+    c.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
+        .unwrap()
 }
 
 #[test]
@@ -23,15 +26,40 @@ fn a_cut_sync_resumes_on_the_next_sync_for_several_cut_points() {
     let srv = Served::start(&hub, &[]);
     let upstream = srv.url.trim_start_matches("http://").to_string();
     let mut expected = 0;
-    for (i, after) in [150usize, 900, 2500, 5000].into_iter().enumerate() {
+    for (i, after) in [150u64, 900, 2500, 5000].into_iter().enumerate() {
         let phone = init(tmp.path(), &format!("phone-{i}"));
         let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
-        fmp(&["join", "--store", s(&phone), "--hub", &srv.url, "--code", code.trim()]);
-        let out = fmp_in(&["record", "--store", s(&phone)], Some(&submissions("ML-GOG", 30, &format!("cut{i}"))));
+        fmp(&[
+            "join",
+            "--store",
+            s(&phone),
+            "--hub",
+            &srv.url,
+            "--code",
+            code.trim(),
+        ]);
+        let out = fmp_in(
+            &["record", "--store", s(&phone)],
+            Some(&submissions("ML-GOG", 30, &format!("cut{i}"))),
+        );
         assert!(out.status.success());
-        let proxy = CutProxy::start(upstream.clone(), after, usize::MAX);
+        let proxy = FaultProxy::start(
+            &upstream,
+            Faults::seeded(i as u64).cut_after(after..=after, None),
+        )
+        .unwrap();
         let cut = fmp_in(
-            &["sync", "--store", s(&phone), "--hub", &format!("http://{}", proxy.addr), "--retries", "0", "--max-bytes", "4096"],
+            &[
+                "sync",
+                "--store",
+                s(&phone),
+                "--hub",
+                &format!("http://{}", proxy.addr),
+                "--retries",
+                "0",
+                "--max-bytes",
+                "4096",
+            ],
             None,
         );
         assert!(!cut.status.success(), "cut after {after} bytes must fail");
@@ -39,7 +67,11 @@ fn a_cut_sync_resumes_on_the_next_sync_for_several_cut_points() {
         let out = fmp(&["sync", "--store", s(&phone), "--max-bytes", "4096"]);
         assert!(out.contains("synced"), "{out}");
         expected += 30;
-        assert_eq!(count(&hub), expected, "nothing lost, nothing duplicated (cut after {after})");
+        assert_eq!(
+            count(&hub),
+            expected,
+            "nothing lost, nothing duplicated (cut after {after})"
+        );
         assert_eq!(count(&phone), expected, "the phone pulled everything too");
         assert_eq!(changes(&hub), expected as i64);
         assert_eq!(changes(&phone), expected as i64);
@@ -56,19 +88,44 @@ fn retries_ride_out_cut_connections() {
     let srv = Served::start(&hub, &[]);
     let phone = init(tmp.path(), "phone");
     let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
-    fmp(&["join", "--store", s(&phone), "--hub", &srv.url, "--code", code.trim()]);
-    let out = fmp_in(&["record", "--store", s(&phone)], Some(&submissions("ML-GOG", 20, "r")));
-    assert!(out.status.success());
-    let proxy = CutProxy::start(srv.url.trim_start_matches("http://").to_string(), 700, 3);
+    fmp(&[
+        "join",
+        "--store",
+        s(&phone),
+        "--hub",
+        &srv.url,
+        "--code",
+        code.trim(),
+    ]);
     let out = fmp_in(
-        &["sync", "--store", s(&phone), "--hub", &format!("http://{}", proxy.addr), "--retry-delay-ms", "10", "--max-bytes", "4096"],
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-GOG", 20, "r")),
+    );
+    assert!(out.status.success());
+    let proxy =
+        FaultProxy::start(&srv.url, Faults::seeded(7).cut_after(700..=700, Some(3))).unwrap();
+    let out = fmp_in(
+        &[
+            "sync",
+            "--store",
+            s(&phone),
+            "--hub",
+            &format!("http://{}", proxy.addr),
+            "--retry-delay-ms",
+            "10",
+            "--max-bytes",
+            "4096",
+        ],
         None,
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("retries 3"), "{stdout}");
-    assert!(stderr.contains("retry 1"), "plain progress lines off a terminal: {stderr}");
+    assert!(
+        stderr.contains("retry 1"),
+        "plain progress lines off a terminal: {stderr}"
+    );
     assert_eq!(count(&hub), 20);
 }
 
@@ -79,23 +136,46 @@ fn refused_changes_are_quarantined_and_do_not_block_the_rest() {
     let srv = Served::start(&hub, &[]);
     let phone = init(tmp.path(), "phone");
     // Recorded offline before enrollment, one for another FMP.
-    let out = fmp_in(&["record", "--store", s(&phone)], Some(&submissions("ML-HER", 1, "wrong")));
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-HER", 1, "wrong")),
+    );
     assert!(out.status.success());
     let wrong = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let out = fmp_in(&["record", "--store", s(&phone)], Some(&submissions("ML-GOG", 3, "right")));
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-GOG", 3, "right")),
+    );
     assert!(out.status.success());
     let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
-    fmp(&["join", "--store", s(&phone), "--hub", &srv.url, "--code", code.trim()]);
+    fmp(&[
+        "join",
+        "--store",
+        s(&phone),
+        "--hub",
+        &srv.url,
+        "--code",
+        code.trim(),
+    ]);
 
     let out = fmp(&["sync", "--store", s(&phone)]);
-    assert!(out.contains("sent 3,") && out.contains("refused by the hub 1"), "{out}");
+    assert!(
+        out.contains("sent 3,") && out.contains("refused by the hub 1"),
+        "{out}"
+    );
     assert_eq!(count(&hub), 3);
     let st = fmp(&["status", "--store", s(&phone)]);
     assert!(st.contains("quarantined: 1"), "{st}");
-    assert!(st.contains(&wrong) && st.contains("may not write submissions of ML-HER"), "{st}");
+    assert!(
+        st.contains(&wrong) && st.contains("may not write submissions of ML-HER"),
+        "{st}"
+    );
 
     // Later records still flow.
-    let out = fmp_in(&["record", "--store", s(&phone)], Some(&submissions("ML-GOG", 2, "later")));
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-GOG", 2, "later")),
+    );
     assert!(out.status.success());
     let out = fmp(&["sync", "--store", s(&phone)]);
     assert!(out.contains("sent 2,"), "{out}");

@@ -158,7 +158,11 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             eprintln!(
                 "one-time code for {}{}, valid {expires}",
                 fmps.join(", "),
-                if hub { " (a hub, may enroll phones)" } else { "" }
+                if hub {
+                    " (a hub, may enroll phones)"
+                } else {
+                    ""
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -170,7 +174,11 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 j.hub_name,
                 j.hub,
                 j.fmps.join(", "),
-                if j.may_enroll { "; may enroll phones" } else { "" }
+                if j.may_enroll {
+                    "; may enroll phones"
+                } else {
+                    ""
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -178,7 +186,10 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             let s = Store::open(&store)?;
             let list = fmp_hub::status::devices(&s)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
             } else {
                 println!(
                     "{:<36}  {:<20}  {:<24}  {:<20}  state",
@@ -299,7 +310,10 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             match (&st.hub, &st.hub_url) {
                 (Some(h), Some(u)) => println!(
                     "joined hub {h} at {u} for {}",
-                    st.fmps.as_ref().map(|f| f.join(", ")).unwrap_or_else(|| "any FMP".into())
+                    st.fmps
+                        .as_ref()
+                        .map(|f| f.join(", "))
+                        .unwrap_or_else(|| "any FMP".into())
                 ),
                 _ => println!("not joined to a hub"),
             }

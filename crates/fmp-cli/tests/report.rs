@@ -8,7 +8,10 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 fn fmp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fmp")).args(args).output().expect("run fmp")
+    Command::new(env!("CARGO_BIN_EXE_fmp"))
+        .args(args)
+        .output()
+        .expect("run fmp")
 }
 
 fn record(store: &str, input: &[u8]) -> Output {
@@ -26,8 +29,14 @@ fn record(store: &str, input: &[u8]) -> Output {
 }
 
 fn report_json(store: &str) -> Value {
-    let out = fmp(&["report", "--store", store, "--month", "2020-06", "--format", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fmp(&[
+        "report", "--store", store, "--month", "2020-06", "--format", "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("report json")
 }
 
@@ -43,7 +52,11 @@ fn report_and_export_round_trip_through_the_cli() {
         jsonl.push(b'\n');
     }
     let out = record(a, &jsonl);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let r = report_json(a);
     assert_eq!(r["month"], "2020-06");
@@ -55,31 +68,58 @@ fn report_and_export_round_trip_through_the_cli() {
     let fmps = r["fmps"].as_array().expect("fmps");
     assert_eq!(fmps.len(), 9);
     let her = fmps.iter().find(|f| f["code"] == "ML-HER").expect("ML-HER");
-    assert_eq!((her["incoming"].as_u64(), her["outgoing"].as_u64()), (Some(5924), Some(2584)));
+    assert_eq!(
+        (her["incoming"].as_u64(), her["outgoing"].as_u64()),
+        (Some(5924), Some(2584))
+    );
     for key in ["name", "kind", "total", "days_observed", "avg_per_day"] {
         assert!(!her[key].is_null(), "fmps[].{key} present");
     }
 
     for format in ["md", "html"] {
-        let out = fmp(&["report", "--store", a, "--month", "2020-06", "--format", format]);
+        let out = fmp(&[
+            "report", "--store", a, "--month", "2020-06", "--format", format,
+        ]);
         assert!(out.status.success());
-        assert!(String::from_utf8_lossy(&out.stdout).contains("7,555"), "{format} shows the incoming total");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("7,555"),
+            "{format} shows the incoming total"
+        );
     }
 
     let csv = fmp(&["export", "--store", a, "--format", "csv", "--fmp", "ML-GOG"]);
-    assert!(csv.status.success(), "{}", String::from_utf8_lossy(&csv.stderr));
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
     let text = String::from_utf8_lossy(&csv.stdout);
     let mut lines = text.lines();
     let header = lines.next().expect("header");
     let hxl = lines.next().expect("hxl row");
     assert!(header.contains("fmp"), "{header}");
-    assert!(hxl.split(',').all(|c| c.is_empty() || c.starts_with('#')), "HXL row: {hxl}");
+    assert!(
+        hxl.split(',').all(|c| c.is_empty() || c.starts_with('#')),
+        "HXL row: {hxl}"
+    );
     assert!(lines.all(|l| l.contains("ML-GOG")), "only ML-GOG rows");
 
     let xlsx = tmp.path().join("out.xlsx");
-    let out = fmp(&["export", "--store", a, "--format", "xlsx", "--out", xlsx.to_str().expect("utf8")]);
+    let out = fmp(&[
+        "export",
+        "--store",
+        a,
+        "--format",
+        "xlsx",
+        "--out",
+        xlsx.to_str().expect("utf8"),
+    ]);
     assert!(out.status.success());
-    assert_eq!(&std::fs::read(&xlsx).expect("xlsx")[..2], b"PK", "an xlsx is a zip");
+    assert_eq!(
+        &std::fs::read(&xlsx).expect("xlsx")[..2],
+        b"PK",
+        "an xlsx is a zip"
+    );
 
     let jsonl = fmp(&["export", "--store", a, "--format", "jsonl"]);
     assert!(jsonl.status.success());
@@ -87,10 +127,16 @@ fn report_and_export_round_trip_through_the_cli() {
     let b = b.to_str().expect("utf8");
     assert!(fmp(&["init", "--store", b]).status.success());
     let out = record(b, &jsonl.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(report_json(b), r, "same report after export and import");
 
-    let bad = fmp(&["report", "--store", a, "--month", "June", "--format", "json"]);
+    let bad = fmp(&[
+        "report", "--store", a, "--month", "June", "--format", "json",
+    ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("June"));
 }

@@ -52,12 +52,17 @@ pub struct Signed {
 impl Signed {
     /// Signs a request as `identity`, now.
     pub fn new(identity: &Identity, method: &str, path: &str, body: &[u8]) -> Signed {
+        Signed::at(identity, method, path, body, chrono::Utc::now().timestamp())
+    }
+
+    /// Signs a request as `identity` with the given time (seconds since the
+    /// epoch): the hub's clock, when the device's own is wrong.
+    pub fn at(identity: &Identity, method: &str, path: &str, body: &[u8], time: i64) -> Signed {
         let mut n = [0u8; 16];
         // SystemRandom fails only if the OS has no randomness at all; a zero
         // nonce then is refused as a replay at worst, never accepted twice.
         let _ = SystemRandom::new().fill(&mut n);
         let nonce = hex::encode(n);
-        let time = chrono::Utc::now().timestamp();
         let sig = hex::encode(identity.sign(&payload(method, path, time, &nonce, body)));
         Signed {
             device: identity.device_id,
@@ -99,7 +104,8 @@ pub enum AuthError {
 
 /// Reads the signature headers with `get(name)`.
 pub fn read_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Signed, AuthError> {
-    let field = |name: &str| get(name).ok_or_else(|| AuthError::Unsigned(format!("no {name} header")));
+    let field =
+        |name: &str| get(name).ok_or_else(|| AuthError::Unsigned(format!("no {name} header")));
     let device = Uuid::parse_str(field(H_DEVICE)?)
         .map_err(|e| AuthError::Unsigned(format!("{H_DEVICE}: {e}")))?;
     let time = field(H_TIME)?
@@ -107,7 +113,9 @@ pub fn read_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Signed,
         .map_err(|e| AuthError::Unsigned(format!("{H_TIME}: {e}")))?;
     let nonce = field(H_NONCE)?.to_string();
     if nonce.len() < 16 || nonce.len() > 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(AuthError::Unsigned(format!("{H_NONCE}: 16 to 64 hex digits expected")));
+        return Err(AuthError::Unsigned(format!(
+            "{H_NONCE}: 16 to 64 hex digits expected"
+        )));
     }
     let sig = field(H_SIG)?.to_string();
     Ok(Signed {

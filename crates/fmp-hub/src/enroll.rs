@@ -54,7 +54,9 @@ pub fn create_code(
     may_enroll: bool,
 ) -> Result<String, HubError> {
     if fmps.is_empty() {
-        return Err(HubError::Usage("an enrollment code needs at least one --fmp".into()));
+        return Err(HubError::Usage(
+            "an enrollment code needs at least one --fmp".into(),
+        ));
     }
     for f in fmps {
         if store.registry().get(f).is_none() {

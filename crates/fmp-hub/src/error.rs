@@ -52,7 +52,9 @@ pub enum HubError {
         reason: String,
     },
     /// The store has not joined a hub.
-    #[error("this store has not joined a hub; run `fmp join --store DIR --hub URL --code CODE` first")]
+    #[error(
+        "this store has not joined a hub; run `fmp join --store DIR --hub URL --code CODE` first"
+    )]
     NotJoined,
     /// A value given by the user is not usable.
     #[error("{0}")]

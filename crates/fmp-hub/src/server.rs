@@ -117,7 +117,11 @@ pub fn app(state: AppState) -> Router {
         .route(JOIN_PATH, post(join))
         .route(SYNC_PATH, post(sync))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint on an fmp hub")
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint on an fmp hub",
+            )
         })
         .with_state(state)
 }
@@ -208,7 +212,9 @@ impl From<SyncError> for ApiError {
             SyncError::UnknownVersion { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "unknown_version", e.to_string())
             }
-            e if e.is_refusal() => ApiError::new(StatusCode::BAD_REQUEST, "bad_message", e.to_string()),
+            e if e.is_refusal() => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_message", e.to_string())
+            }
             e => ApiError::internal(e),
         }
     }
@@ -276,7 +282,9 @@ async fn read_body(hub: &Hub, headers: &HeaderMap, body: Body) -> Result<Vec<u8>
 }
 
 fn signed(headers: &HeaderMap) -> Result<Signed, ApiError> {
-    Ok(auth::read_headers(|n| headers.get(n).and_then(|v| v.to_str().ok()))?)
+    Ok(auth::read_headers(|n| {
+        headers.get(n).and_then(|v| v.to_str().ok())
+    })?)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -330,13 +338,22 @@ async fn join(
     let signed = signed(&headers)?;
     let body = read_body(&hub, &headers, body).await?;
     let req: JoinRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("join request: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("join request: {e}"),
+        )
     })?;
     let pk = hex::decode(&req.public_key).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("public_key: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("public_key: {e}"),
+        )
     })?;
     auth::verify(&signed, &pk, "POST", JOIN_PATH, &body)?;
-    hub.nonces.check(signed.device, &signed.nonce, signed.time)?;
+    hub.nonces
+        .check(signed.device, &signed.nonce, signed.time)?;
     if !hub.allow(signed.device) {
         return Err(rate_limited());
     }
@@ -457,7 +474,8 @@ async fn sync(
     };
     let body = read_body(&hub, &headers, body).await?;
     auth::verify(&signed, &known.public_key, "POST", SYNC_PATH, &body)?;
-    hub.nonces.check(signed.device, &signed.nonce, signed.time)?;
+    hub.nonces
+        .check(signed.device, &signed.nonce, signed.time)?;
     if known.revoked_at.is_some() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -525,10 +543,12 @@ pub async fn run(
             addr: addr.to_string(),
             source,
         })?;
-    let local = listener.local_addr().map_err(|source| crate::HubError::Listen {
-        addr: addr.to_string(),
-        source,
-    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| crate::HubError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
     on_listening(local);
     let router = app(state);
     let serve_err = |e: std::io::Error| crate::HubError::Listen {

@@ -37,7 +37,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .collect::<Result<_, _>>()
         .map_err(|e| HubError::Tls(format!("{}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(HubError::Tls(format!("{} holds no certificate", cert.display())));
+        return Err(HubError::Tls(format!(
+            "{} holds no certificate",
+            cert.display()
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| HubError::Tls(format!("{}: {e}", key.display())))?;
@@ -131,12 +134,14 @@ impl Pinned {
 
     /// A rustls client configuration using this verifier.
     pub fn client_config(self: &Arc<Pinned>) -> Result<rustls::ClientConfig, HubError> {
-        Ok(rustls::ClientConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| HubError::Tls(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(self.clone())
-            .with_no_client_auth())
+        Ok(
+            rustls::ClientConfig::builder_with_provider(self.provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| HubError::Tls(e.to_string()))?
+                .dangerous()
+                .with_custom_certificate_verifier(self.clone())
+                .with_no_client_auth(),
+        )
     }
 }
 

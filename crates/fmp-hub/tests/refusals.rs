@@ -24,11 +24,21 @@ fn fixture() -> Fixture {
     let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
     db::ensure_tables(&phone).unwrap();
     let hub = Hub::new(hub_store, Limits::default()).unwrap();
-    let code = enroll::create_code(hub.store(), &["ML-GOG".into()], Duration::from_secs(60), false).unwrap();
+    let code = enroll::create_code(
+        hub.store(),
+        &["ML-GOG".into()],
+        Duration::from_secs(60),
+        false,
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (status, _) = rt.block_on(call(&hub, join_request(&phone, &code)));
     assert_eq!(status, StatusCode::OK);
-    Fixture { _tmp: tmp, hub, phone }
+    Fixture {
+        _tmp: tmp,
+        hub,
+        phone,
+    }
 }
 
 fn join_request(phone: &Store, code: &str) -> Request<Body> {
@@ -54,19 +64,32 @@ fn signed(store: &Store, path: &str, body: Vec<u8>) -> Request<Body> {
 async fn call(hub: &std::sync::Arc<Hub>, req: Request<Body>) -> (StatusCode, Vec<u8>) {
     let resp = app(hub.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, body.to_vec())
 }
 
 fn error(body: &[u8]) -> ErrorBody {
-    serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
 
 /// Everything a request could have changed, as row counts and contents.
 fn fingerprint(dir: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(dir.join("fmp.sqlite3")).unwrap();
     let mut out = Vec::new();
-    for t in ["documents", "changes", "bundles", "peers", "devices", "pending", "submissions", "hub_codes", "hub_devices"] {
+    for t in [
+        "documents",
+        "changes",
+        "bundles",
+        "peers",
+        "devices",
+        "pending",
+        "submissions",
+        "hub_codes",
+        "hub_devices",
+    ] {
         let rows: Vec<String> = conn
             .prepare(&format!("SELECT * FROM {t}"))
             .unwrap()
@@ -108,14 +131,20 @@ fn check(f: &Fixture, req: Request<Body>, status: StatusCode, code: &str, words:
     let e = error(&body);
     assert_eq!(e.error, code, "{e:?}");
     assert!(e.reason.contains(words), "{e:?}");
-    assert_eq!(before, fingerprint(f.hub.store().dir()), "the hub's store is unchanged");
+    assert_eq!(
+        before,
+        fingerprint(f.hub.store().dir()),
+        "the hub's store is unchanged"
+    );
 }
 
 #[test]
 fn no_signature() {
     let f = fixture();
     record(&f.phone, "ML-GOG");
-    let req = Request::post(SYNC_PATH).body(Body::from(sync_body(&f))).unwrap();
+    let req = Request::post(SYNC_PATH)
+        .body(Body::from(sync_body(&f)))
+        .unwrap();
     check(&f, req, StatusCode::UNAUTHORIZED, "unsigned", "not signed");
 }
 
@@ -129,7 +158,13 @@ fn bad_signature() {
     let mut other = body;
     other.push(0);
     *req.body_mut() = Body::from(other);
-    check(&f, req, StatusCode::UNAUTHORIZED, "bad_signature", "does not verify");
+    check(
+        &f,
+        req,
+        StatusCode::UNAUTHORIZED,
+        "bad_signature",
+        "does not verify",
+    );
 }
 
 #[test]
@@ -144,7 +179,13 @@ fn replayed_request() {
     assert_eq!(status, StatusCode::OK);
     let mut again = Request::post(SYNC_PATH).body(Body::from(b)).unwrap();
     *again.headers_mut() = h;
-    check(&f, again, StatusCode::UNAUTHORIZED, "replayed", "already received");
+    check(
+        &f,
+        again,
+        StatusCode::UNAUTHORIZED,
+        "replayed",
+        "already received",
+    );
 }
 
 #[test]
@@ -153,7 +194,13 @@ fn unknown_device() {
     let tmp = tempfile::tempdir().unwrap();
     let stranger = Store::init(&tmp.path().join("s"), "stranger").unwrap();
     let req = signed(&stranger, SYNC_PATH, b"anything".to_vec());
-    check(&f, req, StatusCode::FORBIDDEN, "unknown_device", "not enrolled");
+    check(
+        &f,
+        req,
+        StatusCode::FORBIDDEN,
+        "unknown_device",
+        "not enrolled",
+    );
 }
 
 #[test]
@@ -170,16 +217,44 @@ fn expired_and_reused_codes() {
     let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
     let other = Store::init(&tmp.path().join("o"), "other").unwrap();
-    let expired = enroll::create_code(f.hub.store(), &["ML-GOG".into()], Duration::ZERO, false).unwrap();
+    let expired =
+        enroll::create_code(f.hub.store(), &["ML-GOG".into()], Duration::ZERO, false).unwrap();
     std::thread::sleep(Duration::from_millis(5));
-    check(&f, join_request(&other, &expired), StatusCode::FORBIDDEN, "code_expired", "expired");
-    let used = enroll::create_code(f.hub.store(), &["ML-GOG".into()], Duration::from_secs(60), false).unwrap();
+    check(
+        &f,
+        join_request(&other, &expired),
+        StatusCode::FORBIDDEN,
+        "code_expired",
+        "expired",
+    );
+    let used = enroll::create_code(
+        f.hub.store(),
+        &["ML-GOG".into()],
+        Duration::from_secs(60),
+        false,
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(call(&f.hub, join_request(&other, &used))).0, StatusCode::OK);
+    assert_eq!(
+        rt.block_on(call(&f.hub, join_request(&other, &used))).0,
+        StatusCode::OK
+    );
     let tmp2 = tempfile::tempdir().unwrap();
     let third = Store::init(&tmp2.path().join("t"), "third").unwrap();
-    check(&f, join_request(&third, &used), StatusCode::FORBIDDEN, "code_used", "already used");
-    check(&f, join_request(&third, "ABCDE-23456"), StatusCode::FORBIDDEN, "unknown_code", "not known");
+    check(
+        &f,
+        join_request(&third, &used),
+        StatusCode::FORBIDDEN,
+        "code_used",
+        "already used",
+    );
+    check(
+        &f,
+        join_request(&third, "ABCDE-23456"),
+        StatusCode::FORBIDDEN,
+        "unknown_code",
+        "not known",
+    );
 }
 
 #[test]
@@ -196,7 +271,12 @@ fn write_for_another_fmp() {
     let e = error(&body);
     assert_eq!(e.error, "out_of_scope");
     assert_eq!(e.refused.len(), 1);
-    assert!(e.refused[0].reason.contains("may not write submissions of ML-HER"), "{e:?}");
+    assert!(
+        e.refused[0]
+            .reason
+            .contains("may not write submissions of ML-HER"),
+        "{e:?}"
+    );
     assert_eq!(before, fingerprint(f.hub.store().dir()));
 }
 
@@ -210,15 +290,32 @@ fn oversized_body() {
 #[test]
 fn garbage_bodies() {
     let f = fixture();
-    for body in [Vec::new(), b"hello".to_vec(), vec![1, b'Q', 0, 0, 0], vec![9, b'Q', 1, 2], vec![1, b'R', 40, 181, 47, 253]] {
+    for body in [
+        Vec::new(),
+        b"hello".to_vec(),
+        vec![1, b'Q', 0, 0, 0],
+        vec![9, b'Q', 1, 2],
+        vec![1, b'R', 40, 181, 47, 253],
+    ] {
         let req = signed(&f.phone, SYNC_PATH, body.clone());
         let before = fingerprint(f.hub.store().dir());
         let rt = tokio::runtime::Runtime::new().unwrap();
         let (status, b) = rt.block_on(call(&f.hub, req));
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}: {}", String::from_utf8_lossy(&b));
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{body:?}: {}",
+            String::from_utf8_lossy(&b)
+        );
         let e = error(&b);
-        assert!(e.error == "bad_message" || e.error == "unknown_version", "{e:?}");
-        assert!(e.reason.contains("nothing of it was stored") || e.reason.contains("version"), "{e:?}");
+        assert!(
+            e.error == "bad_message" || e.error == "unknown_version",
+            "{e:?}"
+        );
+        assert!(
+            e.reason.contains("nothing of it was stored") || e.reason.contains("version"),
+            "{e:?}"
+        );
         assert_eq!(before, fingerprint(f.hub.store().dir()));
     }
 }
@@ -231,10 +328,25 @@ fn a_message_from_another_device_than_the_signer() {
     // Enroll a second device, which replays the phone's message under its own signature.
     let tmp = tempfile::tempdir().unwrap();
     let other = Store::init(&tmp.path().join("o"), "other").unwrap();
-    let code = enroll::create_code(f.hub.store(), &["ML-GOG".into()], Duration::from_secs(60), false).unwrap();
+    let code = enroll::create_code(
+        f.hub.store(),
+        &["ML-GOG".into()],
+        Duration::from_secs(60),
+        false,
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(call(&f.hub, join_request(&other, &code))).0, StatusCode::OK);
-    check(&f, signed(&other, SYNC_PATH, body), StatusCode::FORBIDDEN, "wrong_device", "signed by");
+    assert_eq!(
+        rt.block_on(call(&f.hub, join_request(&other, &code))).0,
+        StatusCode::OK
+    );
+    check(
+        &f,
+        signed(&other, SYNC_PATH, body),
+        StatusCode::FORBIDDEN,
+        "wrong_device",
+        "signed by",
+    );
 }
 
 #[test]
@@ -242,14 +354,27 @@ fn rate_limited_device() {
     let tmp = tempfile::tempdir().unwrap();
     let hub = Hub::new(
         Store::init(&tmp.path().join("hub"), "hub").unwrap(),
-        Limits { rate_burst: 2.0, rate_per_sec: 0.001, ..Limits::default() },
+        Limits {
+            rate_burst: 2.0,
+            rate_per_sec: 0.001,
+            ..Limits::default()
+        },
     )
     .unwrap();
     let phone = Store::init(&tmp.path().join("p"), "p").unwrap();
     db::ensure_tables(&phone).unwrap();
-    let code = enroll::create_code(hub.store(), &["ML-GOG".into()], Duration::from_secs(60), false).unwrap();
+    let code = enroll::create_code(
+        hub.store(),
+        &["ML-GOG".into()],
+        Duration::from_secs(60),
+        false,
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(call(&hub, join_request(&phone, &code))).0, StatusCode::OK);
+    assert_eq!(
+        rt.block_on(call(&hub, join_request(&phone, &code))).0,
+        StatusCode::OK
+    );
     let trust = phone.read(db::trust).unwrap();
     let body = fmp_sync::Client::new(&phone, &trust, hub.store().identity().device_id)
         .next_request()

@@ -9,7 +9,8 @@ use fmp_hub::client::{self, SyncOptions};
 use fmp_hub::{Limits, ServeOptions, enroll, serve_with};
 
 fn cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let c = dir.join(format!("{name}.crt"));
     let k = dir.join(format!("{name}.key"));
     std::fs::write(&c, ck.cert.pem()).unwrap();
@@ -44,7 +45,14 @@ fn a_phone_pins_the_hubs_self_signed_certificate() {
     assert_eq!(sum.sent, 1);
     let url = srv.url();
     srv.shutdown().unwrap();
-    assert_eq!(Store::open(&hub_dir).unwrap().list(&Filter::default()).unwrap().len(), 1);
+    assert_eq!(
+        Store::open(&hub_dir)
+            .unwrap()
+            .list(&Filter::default())
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Another certificate at the hub's address: the pin refuses it.
     let port = url.rsplit(':').next().unwrap().to_string();

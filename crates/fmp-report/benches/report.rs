@@ -25,16 +25,32 @@ fn child(db: &str) {
     let conn = rusqlite::Connection::open(db).expect("open");
     let before = vm_hwm_kib();
     let t = Instant::now();
-    let r = monthly_report(&conn, &fixture::mali_registry(), &BuiltinCountries, "2020-06", &ReportOptions::default())
-        .expect("report");
+    let r = monthly_report(
+        &conn,
+        &fixture::mali_registry(),
+        &BuiltinCountries,
+        "2020-06",
+        &ReportOptions::default(),
+    )
+    .expect("report");
     let el = t.elapsed();
     let md = fmp_report::to_markdown(&r);
     let html = fmp_report::to_html(&r);
-    println!("{} {} {} {} {}", el.as_millis(), before, vm_hwm_kib(), md.len(), html.len());
+    println!(
+        "{} {} {} {} {}",
+        el.as_millis(),
+        before,
+        vm_hwm_kib(),
+        md.len(),
+        html.len()
+    );
 }
 
 fn main() {
-    let target: f64 = std::env::var("FMP_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000.0);
+    let target: f64 = std::env::var("FMP_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000.0);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
     let db = dir.join(format!("fmp-report-bench-{}.sqlite3", target as u64));
     let db_s = db.to_string_lossy().to_string();
@@ -48,7 +64,8 @@ fn main() {
         let tmp = db.with_extension("tmp");
         let _ = std::fs::remove_file(&tmp);
         let mut conn = rusqlite::Connection::open(&tmp).expect("create");
-        conn.execute_batch(fmp_core::store::schema::SCHEMA).expect("schema");
+        conn.execute_batch(fmp_core::store::schema::SCHEMA)
+            .expect("schema");
         for chunk in subs.chunks(50_000) {
             fixture::insert(&mut conn, &fixture::stored(chunk.to_vec())).expect("insert");
         }
@@ -57,23 +74,42 @@ fn main() {
         eprintln!("built {} in {:.1?}", db.display(), t.elapsed());
     }
     let conn = rusqlite::Connection::open(&db).expect("open");
-    let n: i64 = conn.query_row("SELECT count(*) FROM submissions", [], |r| r.get(0)).expect("count");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM submissions", [], |r| r.get(0))
+        .expect("count");
     let june: i64 = conn
-        .query_row("SELECT count(*) FROM submissions WHERE month = '2020-06'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM submissions WHERE month = '2020-06'",
+            [],
+            |r| r.get(0),
+        )
         .expect("count");
     drop(conn);
     let exe = std::env::current_exe().expect("exe");
-    let out = Command::new(exe).env("FMP_BENCH_CHILD", &db_s).output().expect("child");
+    let out = Command::new(exe)
+        .env("FMP_BENCH_CHILD", &db_s)
+        .output()
+        .expect("child");
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<u64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let [ms, before, after, md, html] = v[..] else {
         panic!("child failed: {}", String::from_utf8_lossy(&out.stderr));
     };
     let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     println!("| measure | value | beside |");
     println!("|---|---|---|");
-    println!("| submissions in the store | {n} | {june} in June 2020; database {} MB |", size / 1_000_000);
+    println!(
+        "| submissions in the store | {n} | {june} in June 2020; database {} MB |",
+        size / 1_000_000
+    );
     println!("| June 2020 report (SQL aggregates) | {ms} ms | aim: < 10,000 ms |");
-    println!("| peak memory of the report process | {} MiB | {} MiB before the report |", after / 1024, before / 1024);
+    println!(
+        "| peak memory of the report process | {} MiB | {} MiB before the report |",
+        after / 1024,
+        before / 1024
+    );
     println!("| Markdown / HTML size | {md} B / {html} B | |");
 }

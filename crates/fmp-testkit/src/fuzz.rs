@@ -15,7 +15,7 @@ use axum::http::Request;
 use fmp_core::Submission;
 use fmp_core::store::Store;
 use fmp_hub::auth::Signed;
-use fmp_hub::server::{Hub, HUB_PATH, JOIN_PATH, JoinRequest, SYNC_PATH};
+use fmp_hub::server::{HUB_PATH, Hub, JOIN_PATH, JoinRequest, SYNC_PATH};
 use fmp_hub::{Limits, app, db, enroll};
 use fmp_sync::{Request as SyncRequest, Response as SyncResponse};
 use tower::ServiceExt;
@@ -25,11 +25,17 @@ use tower::ServiceExt;
 pub fn wire(data: &[u8]) {
     if let Ok(r) = SyncRequest::decode(data) {
         let again = r.encode().and_then(|b| SyncRequest::decode(&b));
-        assert!(matches!(again, Ok(ref x) if *x == r), "request does not round-trip");
+        assert!(
+            matches!(again, Ok(ref x) if *x == r),
+            "request does not round-trip"
+        );
     }
     if let Ok(r) = SyncResponse::decode(data) {
         let again = r.encode().and_then(|b| SyncResponse::decode(&b));
-        assert!(matches!(again, Ok(ref x) if *x == r), "response does not round-trip");
+        assert!(
+            matches!(again, Ok(ref x) if *x == r),
+            "response does not round-trip"
+        );
     }
 }
 
@@ -42,8 +48,7 @@ pub fn submission(data: &[u8]) {
     let Ok(sub) = Submission::from_json(text) else {
         return;
     };
-    static REF: OnceLock<(fmp_core::reference::Registry, fmp_core::form::Forms)> =
-        OnceLock::new();
+    static REF: OnceLock<(fmp_core::reference::Registry, fmp_core::form::Forms)> = OnceLock::new();
     let (registry, forms) = REF.get_or_init(|| {
         (
             fmp_core::reference::Registry::mali_default(),

@@ -47,7 +47,10 @@ impl ShapedLink {
         let rate = format!("{kbit}kbit");
         let steps: Vec<Vec<&str>> = vec![
             vec!["netns", "add", &link.b],
-            vec!["link", "add", &va, "netns", &link.a, "type", "veth", "peer", "name", &vb, "netns", &link.b],
+            vec![
+                "link", "add", &va, "netns", &link.a, "type", "veth", "peer", "name", &vb, "netns",
+                &link.b,
+            ],
             vec!["-n", &link.a, "addr", "add", "10.231.0.1/30", "dev", &va],
             vec!["-n", &link.b, "addr", "add", "10.231.0.2/30", "dev", &vb],
             vec!["-n", &link.a, "link", "set", &va, "up"],
@@ -63,7 +66,9 @@ impl ShapedLink {
         }
         for (ns, dev) in [(&link.a, &va), (&link.b, &vb)] {
             let tc = Command::new("ip")
-                .args(["netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf"])
+                .args([
+                    "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
+                ])
                 .args(["rate", &rate, "burst", "4kb", "latency", "400ms"])
                 .output();
             if !tc.is_ok_and(|o| o.status.success()) {

@@ -343,8 +343,24 @@ async fn connection(
     let (sr, sw) = server.into_split();
     let rng_up = StdRng::seed_from_u64(rng.random());
     let rng_down = StdRng::seed_from_u64(rng.random());
-    let up = pipe(cr, sw, faults.clone(), (budget.clone(), cut.clone()), rng_up, stats.clone(), true);
-    let down = pipe(sr, cw, faults, (budget.clone(), cut.clone()), rng_down, stats.clone(), false);
+    let up = pipe(
+        cr,
+        sw,
+        faults.clone(),
+        (budget.clone(), cut.clone()),
+        rng_up,
+        stats.clone(),
+        true,
+    );
+    let down = pipe(
+        sr,
+        cw,
+        faults,
+        (budget.clone(), cut.clone()),
+        rng_down,
+        stats.clone(),
+        false,
+    );
     let dropped = async {
         loop {
             if link.changed().await.is_err() {

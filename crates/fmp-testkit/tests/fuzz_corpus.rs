@@ -20,13 +20,23 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
     let mut n = 0;
     for sub in ["seeds", "regressions", "corpus"] {
         let dir = fuzz_dir().join(sub).join(target);
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
         files.sort();
         for f in files {
             let data = std::fs::read(&f).unwrap();
             let r = std::panic::catch_unwind(|| run(&data));
-            assert!(r.is_ok(), "{target}: {} fails its fuzz entry point", f.display());
+            assert!(
+                r.is_ok(),
+                "{target}: {} fails its fuzz entry point",
+                f.display()
+            );
             n += 1;
         }
     }
@@ -42,7 +52,11 @@ fn write_seeds() {
     for s in [&a, &b] {
         trust.insert(
             s.identity().device_id,
-            AuthorInfo { public_key: s.identity().public_key().to_vec(), fmps: None, may_enroll: true },
+            AuthorInfo {
+                public_key: s.identity().public_key().to_vec(),
+                fmps: None,
+                may_enroll: true,
+            },
         );
     }
     for i in 0..3 {
@@ -69,7 +83,11 @@ fn write_seeds() {
     bad["people"]["adult_male"] = serde_json::json!(-3);
     bad["nationalities"] = serde_json::json!({"XXX": 4});
     std::fs::write(seeds.join("submission/invalid.json"), bad.to_string()).unwrap();
-    std::fs::write(seeds.join("hub_request/join-garbage"), b"\x05{\"code\":\"ABCD\",\"name\":\"x\",\"public_key\":\"00\"}").unwrap();
+    std::fs::write(
+        seeds.join("hub_request/join-garbage"),
+        b"\x05{\"code\":\"ABCD\",\"name\":\"x\",\"public_key\":\"00\"}",
+    )
+    .unwrap();
     std::fs::write(seeds.join("hub_request/hub-info"), b"\x02").unwrap();
     std::fs::write(seeds.join("hub_request/unsigned-sync"), b"\x00\x01Qgarbage").unwrap();
 }
@@ -82,13 +100,20 @@ fn every_seed_and_regression_passes_its_fuzz_entry_point() {
     let wire = replay("wire", fmp_testkit::fuzz::wire);
     let sub = replay("submission", fmp_testkit::fuzz::submission);
     let hub = replay("hub_request", fmp_testkit::fuzz::hub_request);
-    assert!(wire >= 2 && sub >= 2 && hub >= 3, "seeds missing: wire {wire}, submission {sub}, hub {hub}");
+    assert!(
+        wire >= 2 && sub >= 2 && hub >= 3,
+        "seeds missing: wire {wire}, submission {sub}, hub {hub}"
+    );
 }
 
 #[test]
 fn the_entry_points_catch_what_they_should() {
     // Damaged input is an error, never a panic; empty input too.
-    for f in [fmp_testkit::fuzz::wire, fmp_testkit::fuzz::submission, fmp_testkit::fuzz::hub_request] {
+    for f in [
+        fmp_testkit::fuzz::wire,
+        fmp_testkit::fuzz::submission,
+        fmp_testkit::fuzz::hub_request,
+    ] {
         f(b"");
         f(&[1, b'Q', 0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff]);
     }

@@ -570,7 +570,12 @@ fn enrolled_fmps(conn: &Connection) -> rusqlite::Result<Option<Vec<String>>> {
             |r| r.get(0),
         )
         .optional()?;
-    Ok(v.map(|s| s.split(',').filter(|f| !f.is_empty()).map(String::from).collect()))
+    Ok(v.map(|s| {
+        s.split(',')
+            .filter(|f| !f.is_empty())
+            .map(String::from)
+            .collect()
+    }))
 }
 
 fn load_doc_conn(conn: &Connection, dir: &Path, id: Uuid) -> Result<AutoCommit, StoreError> {
