@@ -4,9 +4,9 @@
 use fmp_core::model as core;
 use fmp_core::reference::{Fmp, FmpKind as CoreFmpKind, Registry};
 
+use crate::records::{Direction, MovementType, Transport};
 use fmp_core::reference as core_ref;
 use fmp_core::reference::Lang;
-use crate::records::{Direction, MovementType, Transport};
 
 /// Kind of FMP: transit FMPs are left out of national totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
