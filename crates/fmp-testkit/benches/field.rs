@@ -46,7 +46,9 @@ fn floor_bytes(subs: &[Submission]) -> usize {
         lines.push_str(&s.to_value().to_string());
         lines.push('\n');
     }
-    zstd::bulk::compress(lines.as_bytes(), 3).expect("zstd").len()
+    zstd::bulk::compress(lines.as_bytes(), 3)
+        .expect("zstd")
+        .len()
 }
 
 fn month(fmp: &str, scale: f64) -> Vec<Submission> {
@@ -76,8 +78,10 @@ fn record_latency(rows: &mut Vec<Row>) {
         lat.push(t.elapsed());
     }
     let conn = rusqlite::Connection::open(dir.path().join("floor.sqlite3")).expect("db");
-    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    conn.pragma_update(None, "synchronous", "FULL").expect("sync");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    conn.pragma_update(None, "synchronous", "FULL")
+        .expect("sync");
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, json TEXT)", [])
         .expect("table");
     let mut base = Vec::new();
@@ -102,11 +106,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn joined_phone(root: &std::path::Path, hub_dir: &std::path::Path, url: &str, name: &str, fmp: &str) -> Store {
+fn joined_phone(
+    root: &std::path::Path,
+    hub_dir: &std::path::Path,
+    url: &str,
+    name: &str,
+    fmp: &str,
+) -> Store {
     let phone = Store::init(&root.join(name), name).expect("init");
     let hub = Store::open(hub_dir).expect("open hub");
-    let code = fmp_hub::enroll::create_code(&hub, &[fmp.to_string()], Duration::from_secs(3600), false)
-        .expect("code");
+    let code =
+        fmp_hub::enroll::create_code(&hub, &[fmp.to_string()], Duration::from_secs(3600), false)
+            .expect("code");
     client::join(&phone, url, &code).expect("join");
     phone
 }
@@ -128,7 +139,10 @@ fn heremakono_over_32k(rows: &mut Vec<Row>) {
     let floor = floor_bytes(&subs);
     let floor_secs = floor as f64 / 4000.0;
     rows.push(row(
-        &format!("a month of Heremakono ({} submissions) over 32 kbit/s, 600 ms", subs.len()),
+        &format!(
+            "a month of Heremakono ({} submissions) over 32 kbit/s, 600 ms",
+            subs.len()
+        ),
         format!(
             "{secs:.1} s, {} B, {} round trips",
             sum.bytes_sent + sum.bytes_received,
@@ -208,7 +222,10 @@ fn hub_200_devices(rows: &mut Vec<Row>) {
             ms(p50),
             ms(p99)
         ),
-        format!("{:.0} submissions/s in memory, one store to another", 10_000.0 / floor),
+        format!(
+            "{:.0} submissions/s in memory, one store to another",
+            10_000.0 / floor
+        ),
         secs / floor,
     ));
 }
@@ -223,7 +240,12 @@ fn cells(table: &str, label: &str) -> Vec<String> {
     table
         .lines()
         .find(|l| l.starts_with(&format!("| {label}")))
-        .map(|l| l.split('|').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
+        .map(|l| {
+            l.split('|')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -236,7 +258,10 @@ fn sync_rows(rows: &mut Vec<Row>) {
         ("first full sync", "sync of 10,000: first (full)"),
         ("incremental", "sync: incremental (100 new + 50 edited)"),
         ("no-op", "sync: no-op"),
-        ("fallback reconciliation", "sync: reconciliation (9,900 of 10,000 shared, no cursor)"),
+        (
+            "fallback reconciliation",
+            "sync: reconciliation (9,900 of 10,000 shared, no cursor)",
+        ),
     ] {
         // | name | round trips | up | down | total | floor | ratio | time |
         let c = cells(&t, label);
@@ -247,7 +272,11 @@ fn sync_rows(rows: &mut Vec<Row>) {
         rows.push(Row {
             what: what.into(),
             value: format!("{} B, {} round trips", c[4], c[1]),
-            floor: if c[5] == "–" { "–".into() } else { format!("{} B", c[5]) },
+            floor: if c[5] == "–" {
+                "–".into()
+            } else {
+                format!("{} B", c[5])
+            },
             ratio: c[6].clone(),
         });
     }
@@ -264,7 +293,10 @@ fn report_row(rows: &mut Vec<Row>) {
         return;
     };
     let ms_v: f64 = ms_text.trim_end_matches(" ms").parse().unwrap_or(0.0);
-    let db = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/fmp-report-bench-1000000.sqlite3");
+    let db = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/fmp-report-bench-1000000.sqlite3"
+    );
     let conn = rusqlite::Connection::open(db).expect("bench db");
     let t0 = Instant::now();
     let _: i64 = conn

@@ -376,9 +376,6 @@ async fn connection(
         _ = dropped => {},
         _ = cut.notified() => {},
     }
-    if cut_at.is_some() && budget.load(Ordering::SeqCst) == 0 {
-        stats.byte_cuts.fetch_add(1, Ordering::SeqCst);
-    }
     // Dropping the halves closes both sockets: the cut.
 }
 
@@ -394,6 +391,8 @@ async fn pipe(
     // Reader: paces at the bandwidth, stamps each chunk with its arrival
     // time; writer: delivers at that time (latency overlaps transmission).
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let cutting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cutting_w = cutting.clone();
     let reader = async move {
         let mut buf = vec![0u8; CHUNK];
         let mut free_at = Instant::now();
@@ -423,9 +422,8 @@ async fn pipe(
                 break;
             }
             if take < got as u64 {
-                // Let what got through arrive, then cut both ways.
-                tokio::time::sleep_until(free_at + faults.latency).await;
-                cut.notify_one();
+                // The writer delivers what got through, then cuts both ways.
+                cutting.store(true, Ordering::SeqCst);
                 break;
             }
         }
@@ -442,6 +440,10 @@ async fn pipe(
                 &stats.bytes_down
             };
             c.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        }
+        if cutting_w.load(Ordering::SeqCst) {
+            stats.byte_cuts.fetch_add(1, Ordering::SeqCst);
+            cut.notify_one();
         }
         let _ = to.shutdown().await;
     };

@@ -7,6 +7,8 @@
 //! `FMP_WRITE_SEEDS=1 cargo test -p fmp-testkit --test fuzz_corpus` rewrites
 //! the seeds from the current wire format.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::path::{Path, PathBuf};
 
 use fmp_core::store::Store;
