@@ -144,7 +144,7 @@ fn row(name: &str, r: &Report, floor: Option<usize>, secs: f64) {
 }
 
 fn main() {
-    let fmps = ["ML-HER", "ML-GOG", "ML-MNK", "ML-BNK", "ML-KYS"];
+    let fmps = ["ML-HER", "ML-GOG", "ML-MNK", "ML-BEN", "ML-BKO"];
     let t0 = Instant::now();
     let a = rep("hub-a");
     let shared_peer = rep("restored");

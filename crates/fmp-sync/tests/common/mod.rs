@@ -10,7 +10,7 @@ use fmp_core::store::Store;
 use fmp_sync::{AuthorInfo, StaticTrust};
 use uuid::Uuid;
 
-pub const FMPS: [&str; 4] = ["ML-HER", "ML-GOG", "ML-MNK", "ML-BNK"];
+pub const FMPS: [&str; 4] = ["ML-HER", "ML-GOG", "ML-MNK", "ML-BEN"];
 
 /// A valid submission at `fmp`, varied by `n`.
 pub fn submission(fmp: &str, n: u32) -> Submission {
