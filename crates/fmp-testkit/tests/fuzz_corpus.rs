@@ -28,7 +28,7 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
         let mut files: Vec<_> = entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.is_file())
+            .filter(|p| p.is_file() && !p.ends_with(".gitkeep"))
             .collect();
         files.sort();
         for f in files {
