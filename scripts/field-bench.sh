@@ -6,7 +6,7 @@
 # stay in target/field-bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=target/field-bench
+out="$(pwd)/target/field-bench"
 mkdir -p "$out"
 cargo bench -q -p fmp-sync --bench sync > "$out/sync.md"
 cargo bench -q -p fmp-report --bench report > "$out/report.md"
