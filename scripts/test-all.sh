@@ -11,6 +11,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "install test dependencies (idempotent)"
 scripts/install-deps.sh
 export FMP_REQUIRE_CHROMIUM=1
+# The field scenarios' fake clocks and full disk must run, not skip.
+export FMP_REQUIRE_FIELD=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

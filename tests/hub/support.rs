@@ -1,16 +1,12 @@
 //! Test support for the hub's end-to-end tests: `fmp` processes (a hub
-//! served on a loopback port, commands), submissions, and a TCP proxy
-//! that cuts connections after N bytes.
+//! served on a loopback port, commands), submissions, and the fault proxy
+//! of `fmp-testkit` (which cuts connections after N bytes, among others).
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 
 /// The `fmp` binary under test.
 pub fn fmp_bin() -> PathBuf {
@@ -124,65 +120,7 @@ pub fn submissions(fmp: &str, n: usize, tag: &str) -> String {
     out
 }
 
-/// A TCP proxy to `upstream` that cuts each of the first `cuts` connections
-/// after `after` bytes (both directions counted) and passes later ones whole.
-pub struct CutProxy {
-    /// Its address, `127.0.0.1:PORT`.
-    pub addr: String,
-    /// Connections cut so far.
-    pub cut: Arc<AtomicUsize>,
-}
-
-impl CutProxy {
-    /// Starts the proxy.
-    pub fn start(upstream: String, after: usize, cuts: usize) -> CutProxy {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let addr = l.local_addr().expect("addr").to_string();
-        let cut = Arc::new(AtomicUsize::new(0));
-        let c2 = cut.clone();
-        thread::spawn(move || {
-            for client in l.incoming() {
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let limit = if c2.load(Ordering::SeqCst) < cuts {
-                    c2.fetch_add(1, Ordering::SeqCst);
-                    Some(after)
-                } else {
-                    None
-                };
-                pipe(client, server, limit);
-            }
-        });
-        CutProxy { addr, cut }
-    }
-}
-
-fn pipe(a: TcpStream, b: TcpStream, limit: Option<usize>) {
-    let budget = Arc::new(AtomicUsize::new(limit.unwrap_or(usize::MAX)));
-    let pairs = [
-        (a.try_clone().expect("clone"), b.try_clone().expect("clone")),
-        (b, a),
-    ];
-    for (mut from, mut to) in pairs {
-        let budget = budget.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = match from.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                let left = budget.load(Ordering::SeqCst);
-                let take = n.min(left);
-                budget.fetch_sub(take, Ordering::SeqCst);
-                if to.write_all(&buf[..take]).is_err() || take < n {
-                    break;
-                }
-            }
-            let _ = from.shutdown(std::net::Shutdown::Both);
-            let _ = to.shutdown(std::net::Shutdown::Both);
-        });
-    }
-}
+/// The one fault-injecting proxy of the test suites (latency, bandwidth,
+/// stalls, cuts, link drops; seeded): see `fmp_testkit::proxy`.
+#[allow(unused_imports)]
+pub use fmp_testkit::proxy::{FaultProxy, Faults};

@@ -2,8 +2,6 @@
 //! and nothing duplicated; retries ride out cuts; refused changes are
 //! quarantined on the phone and never block the rest.
 
-#![allow(clippy::unwrap_used)]
-
 mod support;
 
 use support::*;
@@ -28,7 +26,7 @@ fn a_cut_sync_resumes_on_the_next_sync_for_several_cut_points() {
     let srv = Served::start(&hub, &[]);
     let upstream = srv.url.trim_start_matches("http://").to_string();
     let mut expected = 0;
-    for (i, after) in [150usize, 900, 2500, 5000].into_iter().enumerate() {
+    for (i, after) in [150u64, 900, 2500, 5000].into_iter().enumerate() {
         let phone = init(tmp.path(), &format!("phone-{i}"));
         let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
         fmp(&[
@@ -45,7 +43,11 @@ fn a_cut_sync_resumes_on_the_next_sync_for_several_cut_points() {
             Some(&submissions("ML-GOG", 30, &format!("cut{i}"))),
         );
         assert!(out.status.success());
-        let proxy = CutProxy::start(upstream.clone(), after, usize::MAX);
+        let proxy = FaultProxy::start(
+            &upstream,
+            Faults::seeded(i as u64).cut_after(after..=after, None),
+        )
+        .unwrap();
         let cut = fmp_in(
             &[
                 "sync",
@@ -100,7 +102,8 @@ fn retries_ride_out_cut_connections() {
         Some(&submissions("ML-GOG", 20, "r")),
     );
     assert!(out.status.success());
-    let proxy = CutProxy::start(srv.url.trim_start_matches("http://").to_string(), 700, 3);
+    let proxy =
+        FaultProxy::start(&srv.url, Faults::seeded(7).cut_after(700..=700, Some(3))).unwrap();
     let out = fmp_in(
         &[
             "sync",

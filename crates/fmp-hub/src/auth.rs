@@ -52,12 +52,17 @@ pub struct Signed {
 impl Signed {
     /// Signs a request as `identity`, now.
     pub fn new(identity: &Identity, method: &str, path: &str, body: &[u8]) -> Signed {
+        Signed::at(identity, method, path, body, chrono::Utc::now().timestamp())
+    }
+
+    /// Signs a request as `identity` with the given time (seconds since the
+    /// epoch): the hub's clock, when the device's own is wrong.
+    pub fn at(identity: &Identity, method: &str, path: &str, body: &[u8], time: i64) -> Signed {
         let mut n = [0u8; 16];
         // SystemRandom fails only if the OS has no randomness at all; a zero
         // nonce then is refused as a replay at worst, never accepted twice.
         let _ = SystemRandom::new().fill(&mut n);
         let nonce = hex::encode(n);
-        let time = chrono::Utc::now().timestamp();
         let sig = hex::encode(identity.sign(&payload(method, path, time, &nonce, body)));
         Signed {
             device: identity.device_id,

@@ -111,15 +111,35 @@ async fn post(
     body: Vec<u8>,
     extra: Option<(&str, &str)>,
 ) -> Result<Vec<u8>, SendError> {
-    let signed = Signed::new(store.identity(), "POST", path, &body);
-    let mut rb = http.post(format!("{url}{path}")).body(body);
-    for (k, v) in signed.headers() {
-        rb = rb.header(k, v);
+    let mut time = chrono::Utc::now().timestamp();
+    let mut resp;
+    let mut corrected = false;
+    loop {
+        let signed = Signed::at(store.identity(), "POST", path, &body, time);
+        let mut rb = http.post(format!("{url}{path}")).body(body.clone());
+        for (k, v) in signed.headers() {
+            rb = rb.header(k, v);
+        }
+        if let Some((k, v)) = extra {
+            rb = rb.header(k, v);
+        }
+        resp = rb.send().await.map_err(|e| SendError::Network(chain(&e)))?;
+        // A device clock set wrong (months or years off, common on phones
+        // in the field) makes every signed request stale: sign once more
+        // with the hub's clock from its `Date` header. The nonce window
+        // still holds, on the hub's clock.
+        if corrected || resp.status() != reqwest::StatusCode::UNAUTHORIZED {
+            break;
+        }
+        let Some(hub_time) = hub_clock(&resp) else {
+            break;
+        };
+        if (hub_time - time).abs() <= crate::auth::WINDOW_SECS / 2 {
+            break;
+        }
+        time = hub_time;
+        corrected = true;
     }
-    if let Some((k, v)) = extra {
-        rb = rb.header(k, v);
-    }
-    let resp = rb.send().await.map_err(|e| SendError::Network(chain(&e)))?;
     let status = resp.status();
     let bytes = resp
         .bytes()
@@ -134,6 +154,12 @@ async fn post(
         refused: Vec::new(),
     });
     Err(SendError::Refused(status.as_u16(), body))
+}
+
+/// The hub's clock from a response's `Date` header, seconds since the epoch.
+fn hub_clock(resp: &reqwest::Response) -> Option<i64> {
+    let date = resp.headers().get("date")?.to_str().ok()?;
+    Some(chrono::DateTime::parse_from_rfc2822(date).ok()?.timestamp())
 }
 
 /// Joins the hub at `url` with a one-time `code`: registers this store's

@@ -10,7 +10,7 @@ use fmp_core::store::Store;
 use fmp_sync::{AuthorInfo, StaticTrust};
 use uuid::Uuid;
 
-pub const FMPS: [&str; 4] = ["ML-HER", "ML-GOG", "ML-MNK", "ML-BKO"];
+pub const FMPS: [&str; 4] = ["ML-HER", "ML-GOG", "ML-MNK", "ML-BEN"];
 
 /// A valid submission at `fmp`, varied by `n`.
 pub fn submission(fmp: &str, n: u32) -> Submission {
@@ -29,11 +29,7 @@ pub fn submission(fmp: &str, n: u32) -> Submission {
         1 + n % 28,
         n % 24,
         n % 60,
-        if n.is_multiple_of(2) {
-            "incoming"
-        } else {
-            "outgoing"
-        },
+        if n % 2 == 0 { "incoming" } else { "outgoing" },
         total - 2
     ))
     .expect("valid submission")

@@ -1,0 +1,3 @@
+//! libFuzzer target: `fmp_testkit::fuzz::submission`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fmp_testkit::fuzz::submission(data));
