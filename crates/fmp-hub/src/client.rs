@@ -317,6 +317,8 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
     let trust = store.read(db::trust)?;
     let (http, _) = http(&url, up.tls_cert.clone(), opts.timeout)?;
     let rt = runtime()?;
+    // Released from quarantine (edited back into scope): pushed again.
+    let released = store.read(db::released)?;
     let mut total = Summary::default();
     let mut attempt = 0u32;
     let mut notify = |total: &Summary, event: Event| {
@@ -328,7 +330,9 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         }
     };
     loop {
-        let mut client = Client::new(store, &trust, up.hub).with_max_bytes(opts.max_bytes);
+        let mut client = Client::new(store, &trust, up.hub)
+            .with_max_bytes(opts.max_bytes)
+            .with_resend(released.clone());
         let result: Result<(), HubError> = (|| {
             while let Some(req) = client.next_request()? {
                 let sent = rt.block_on(post(&http, store, &url, SYNC_PATH, req.clone(), None));
@@ -399,6 +403,16 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
             }
             Err(e) => return Err(e),
         }
+    }
+    let accepted: Vec<_> = released
+        .into_iter()
+        .filter(|h| !total.refused.iter().any(|r| r.hash == *h))
+        .collect();
+    if !accepted.is_empty() {
+        store.write(|tx| -> Result<(), HubError> {
+            db::unquarantine(tx, &accepted)?;
+            Ok(())
+        })?;
     }
     Ok(total)
 }
