@@ -272,6 +272,8 @@ pub(crate) struct Applied {
     pub pending: u32,
     /// Refused one by one (among them, scope refusals kept in `pending`).
     pub refused: Vec<Refusal>,
+    /// A registry or form document changed: the store reloads its reference data.
+    pub reference: bool,
 }
 
 impl Applied {
@@ -582,6 +584,9 @@ fn apply_doc(
     if applied.is_empty() {
         return Ok(());
     }
+    if matches!(docref, DocRef::Other { .. }) {
+        out.reference = true;
+    }
     conn.prepare_cached("INSERT OR REPLACE INTO documents (id, kind, data) VALUES (?1, ?2, ?3)")?
         .execute(params![id, kind, doc.save()])?;
     let mut ins = conn.prepare_cached(
@@ -645,12 +650,15 @@ fn check_one(
         }
         // `verify` resolves these to their submission.
         DocRef::InChange | DocRef::Dep => Ok(Err("the change's document is not resolved".into())),
-        DocRef::Other { .. } => {
+        DocRef::Other { id, .. } => {
             if info.fmps.is_some() {
                 return Ok(Err(format!(
-                    "device {} may not write {kind} documents",
+                    "device {} may not write {kind} documents (only HQ, with no FMP restriction, may)",
                     it.c.author
                 )));
+            }
+            if let Err(e) = fmp_core::refdoc::check(kind, id, &trial) {
+                return Ok(Err(format!("not valid afterwards: {e}")));
             }
             Ok(Ok((trial, None)))
         }

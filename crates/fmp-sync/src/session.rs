@@ -301,6 +301,9 @@ impl<'a> Client<'a> {
             })?
         };
         let (applied, hashes) = applied;
+        if applied.reference {
+            self.store.reload_reference()?;
+        }
         let got = hashes;
         self.report.pulled += u64::from(applied.stored);
         self.report.refused_here.extend(applied.refused);
@@ -555,6 +558,9 @@ fn respond_inner(
         }
         Ok(applied)
     })?;
+    if applied.reference {
+        store.reload_reference()?;
+    }
     let max = (req.max_bytes.max(MIN_MAX_BYTES)) as usize;
     store.read(|c| {
         Ok(build_response(

@@ -348,3 +348,54 @@ fn a_released_change_the_receiver_lost_is_sent_again() {
         "ML-HER"
     );
 }
+
+fn with_kayes() -> fmp_core::Registry {
+    let mut reg = fmp_core::Registry::mali_default();
+    let mut kay = reg.fmps[0].clone();
+    kay.code = "ML-KAY".into();
+    kay.name = "Kayes".into();
+    reg.fmps.push(kay);
+    reg
+}
+
+#[test]
+fn registry_changes_only_from_unrestricted_authors() {
+    let hq = replica("hq");
+    let hub = replica("hub");
+    let phone = replica("phone");
+    let other = replica("other-phone");
+    let trust = StaticTrust::new(true)
+        .with(id(&hq), info(&hq, None))
+        .with(id(&hub), info(&hub, None))
+        .with(id(&phone), info(&phone, Some(&["ML-HER"])))
+        .with(id(&other), info(&other, Some(&["ML-GOG"])));
+    // A phone's registry change (its store is not enrolled, so it could
+    // write one locally) is refused by the hub, and by another phone.
+    assert!(phone.store.set_registry(&with_kayes()).expect("set"));
+    for receiver in [&hub, &other] {
+        let r = sync_in_memory(&phone.store, &trust, &receiver.store, &trust, 65536).expect("sync");
+        assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
+        assert!(
+            r.refused_by_peer[0]
+                .reason
+                .contains("may not write registry"),
+            "{r:?}"
+        );
+        assert!(receiver.store.registry().get("ML-KAY").is_none());
+    }
+    // HQ's reaches the hub, then the phone, and is in force at once.
+    assert!(hq.store.set_registry(&with_kayes()).expect("set"));
+    let r = sync_in_memory(&hq.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert!(r.refused_by_peer.is_empty(), "{r:?}");
+    assert!(hub.store.registry().get("ML-KAY").is_some());
+    let r = sync_in_memory(&other.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert!(r.refused_here.is_empty(), "{r:?}");
+    assert!(other.store.registry().get("ML-KAY").is_some());
+    other
+        .store
+        .record(submission("ML-KAY", 1))
+        .expect("Kayes is known now");
+    // Reopened, the store reads it from its documents.
+    let reopened = fmp_core::store::Store::open(other.dir.path()).expect("open");
+    assert_eq!(reopened.registry().fmps.len(), 10);
+}
