@@ -781,12 +781,21 @@ impl From<refdoc::RefDocError> for StoreError {
 fn load_reference(conn: &Connection) -> rusqlite::Result<(Registry, Forms)> {
     let mut registry = Registry::mali_default();
     let mut forms = Forms::builtin();
-    let mut stmt =
-        conn.prepare_cached("SELECT kind, data FROM documents WHERE kind IN (?1, ?2)")?;
+    // By primary key (the registry's id, the forms' id prefix): no scan of
+    // the submissions' documents at open.
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, data FROM documents WHERE (id = ?1 AND kind = ?2)
+           OR (id >= 'form:' AND id < 'form;' AND kind = ?3)",
+    )?;
     let rows = stmt
-        .query_map([refdoc::REGISTRY_KIND, refdoc::FORM_KIND], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?
+        .query_map(
+            [
+                refdoc::REGISTRY_ID,
+                refdoc::REGISTRY_KIND,
+                refdoc::FORM_KIND,
+            ],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     for (kind, data) in rows {
         let Ok(d) = AutoCommit::load(&data) else {
