@@ -133,7 +133,7 @@ impl FmpStore {
 
     /// The FMPs of the registry in force in this store (reference data reaches it by sync).
     pub fn fmps(&self) -> Vec<FmpInfo> {
-        fmp_infos(self.inner.registry())
+        fmp_infos(&self.inner.registry())
     }
 
     /// Joins the hub at `hub_url` (`http://HOST:PORT` or `https://…`, whose

@@ -194,3 +194,122 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
         "three phones and the hub: original authors kept"
     );
 }
+
+/// HQ adds a tenth FMP (Kayes) to the registry; it reaches a phone through
+/// the regional hub; the phone records for it and the record reaches HQ.
+/// Neither the phone nor the regional hub may rewrite the registry.
+#[test]
+fn hq_registry_reaches_a_phone_through_a_regional_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let hq = init(root, "hq");
+    let kayes = init(root, "kayes-hub");
+    let phone = init(root, "kayes-phone");
+    let hq_srv = Served::start(&hq, &[]);
+    let kayes_srv = Served::start(&kayes, &[]);
+
+    let mut reg: serde_json::Value =
+        serde_json::from_str(&fmp(&["registry", "--store", s(&hq), "show", "--json"])).unwrap();
+    assert_eq!(reg["fmps"].as_array().unwrap().len(), 9);
+    reg["fmps"].as_array_mut().unwrap().push(serde_json::json!({
+        "code": "ML-KAY", "name": "Kayes", "admin1": "Kayes", "country": "MLI",
+        "kind": "entry_exit", "lat": 14.447, "lon": -11.445,
+        "active_since": "2016-07-01", "active_until": null, "border_with": "SEN"
+    }));
+    let file = root.join("registry.json");
+    std::fs::write(&file, reg.to_string()).unwrap();
+    // A phone that never synced does not know Kayes.
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-KAY", 1, "early")),
+    );
+    assert!(!out.status.success());
+    let out = fmp(&["registry", "--store", s(&hq), "set", s(&file)]);
+    assert!(out.contains("10 FMPs"), "{out}");
+    // And publishes a second version of the form.
+    let mut form = fmp_core::Form::dtm_fmp_flow_v1();
+    form.version = 2;
+    form.title_en.push_str(" (v2)");
+    let form_file = root.join("form-v2.json");
+    std::fs::write(&form_file, form.to_json()).unwrap();
+    let out = fmp(&["form", "--store", s(&hq), "add", s(&form_file)]);
+    assert!(out.contains("published"), "{out}");
+    assert!(fmp(&["registry", "--store", s(&hq), "show"]).contains("ML-KAY"));
+
+    // The regional hub joins HQ for Gogui and Kayes (HQ knows Kayes now) and syncs.
+    let code = fmp(&[
+        "enroll-code",
+        "--store",
+        s(&hq),
+        "--fmp",
+        "ML-GOG",
+        "--fmp",
+        "ML-KAY",
+        "--hub",
+    ]);
+    fmp(&[
+        "join",
+        "--store",
+        s(&kayes),
+        "--hub",
+        &hq_srv.url,
+        "--code",
+        code.trim(),
+    ]);
+    fmp(&["sync", "--store", s(&kayes)]);
+    assert!(fmp(&["registry", "--store", s(&kayes), "show"]).contains("ML-KAY"));
+
+    // A phone enrolled for Kayes gets the registry from the regional hub.
+    let code = fmp(&["enroll-code", "--store", s(&kayes), "--fmp", "ML-KAY"]);
+    fmp(&[
+        "join",
+        "--store",
+        s(&phone),
+        "--hub",
+        &kayes_srv.url,
+        "--code",
+        code.trim(),
+    ]);
+    let out = fmp(&["sync", "--store", s(&phone)]);
+    assert!(!out.contains("refused"), "{out}");
+    let shown = fmp(&["registry", "--store", s(&phone), "show"]);
+    assert!(
+        shown.contains("ML-KAY") && shown.contains("Kayes"),
+        "{shown}"
+    );
+
+    // It records for Kayes; the record reaches HQ through the hub.
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-KAY", 2, "kayes")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fmp(&["sync", "--store", s(&phone)]);
+    assert!(out.contains("sent 2,"), "{out}");
+    fmp(&["sync", "--store", s(&kayes)]);
+    let at_hq = fmp(&[
+        "list",
+        "--store",
+        s(&hq),
+        "--fmp",
+        "ML-KAY",
+        "--format",
+        "json",
+    ]);
+    let at_hq: Vec<serde_json::Value> = serde_json::from_str(&at_hq).unwrap();
+    assert_eq!(at_hq.len(), 2);
+
+    // Neither the phone nor the regional hub may rewrite the registry.
+    for store in [&phone, &kayes] {
+        let out = fmp_in(&["form", "--store", s(store), "add", s(&form_file)], None);
+        assert!(!out.status.success());
+        let out = fmp_in(&["registry", "--store", s(store), "set", s(&file)], None);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("only HQ"), "{err}");
+    }
+}

@@ -129,11 +129,45 @@ fn retries_ride_out_cut_connections() {
     assert_eq!(count(&hub), 20);
 }
 
+/// How many times HQ's (or a hub's) store holds submission `id`, and its FMP.
+fn held(store: &std::path::Path, id: &str) -> (usize, Option<String>) {
+    let out = fmp(&["list", "--store", s(store), "--format", "json"]);
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let found: Vec<_> = all.iter().filter(|v| v["id"] == id).collect();
+    (
+        found.len(),
+        found
+            .first()
+            .map(|v| v["fmp"].as_str().unwrap().to_string()),
+    )
+}
+
 #[test]
 fn refused_changes_are_quarantined_and_do_not_block_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let hq_srv = Served::start(&hq, &[]);
     let hub = init(tmp.path(), "hub");
     let srv = Served::start(&hub, &[]);
+    let code = fmp(&[
+        "enroll-code",
+        "--store",
+        s(&hq),
+        "--fmp",
+        "ML-GOG",
+        "--fmp",
+        "ML-HER",
+        "--hub",
+    ]);
+    fmp(&[
+        "join",
+        "--store",
+        s(&hub),
+        "--hub",
+        &hq_srv.url,
+        "--code",
+        code.trim(),
+    ]);
     let phone = init(tmp.path(), "phone");
     // Recorded offline before enrollment, one for another FMP.
     let out = fmp_in(
@@ -170,6 +204,13 @@ fn refused_changes_are_quarantined_and_do_not_block_the_rest() {
         st.contains(&wrong) && st.contains("may not write submissions of ML-HER"),
         "{st}"
     );
+    // The hub keeps the refused change aside, visibly.
+    let hub_st: serde_json::Value =
+        serde_json::from_str(&fmp(&["status", "--store", s(&hub), "--json"])).unwrap();
+    assert_eq!(hub_st["waiting"]["total"], 1, "{hub_st}");
+    assert_eq!(hub_st["waiting"]["held_for_scope"], 1, "{hub_st}");
+    let hub_st = fmp(&["status", "--store", s(&hub)]);
+    assert!(hub_st.contains("1 held back for scope"), "{hub_st}");
 
     // Later records still flow.
     let out = fmp_in(
@@ -180,10 +221,33 @@ fn refused_changes_are_quarantined_and_do_not_block_the_rest() {
     let out = fmp(&["sync", "--store", s(&phone)]);
     assert!(out.contains("sent 2,"), "{out}");
     assert_eq!(count(&hub), 5);
+    assert_eq!(held(&hub, &wrong).0, 0);
 
-    // Edited back into the phone's FMPs, the record is released.
+    // Edited back into the phone's FMPs, the record is released…
     fmp(&["edit", "--store", s(&phone), &wrong, r#"{"fmp":"ML-GOG"}"#]);
     let st: serde_json::Value =
         serde_json::from_str(&fmp(&["status", "--store", s(&phone), "--json"])).unwrap();
     assert_eq!(st["quarantined"][0]["released"], true, "{st}");
+    // …and the next sync delivers it, with the edit, exactly once.
+    let out = fmp(&["sync", "--store", s(&phone)]);
+    assert!(!out.contains("refused"), "{out}");
+    assert_eq!(count(&hub), 6);
+    assert_eq!(held(&hub, &wrong), (1, Some("ML-GOG".to_string())));
+    let st = fmp(&["status", "--store", s(&phone)]);
+    assert!(st.contains("quarantined: none"), "{st}");
+    let hub_st: serde_json::Value =
+        serde_json::from_str(&fmp(&["status", "--store", s(&hub), "--json"])).unwrap();
+    assert_eq!(hub_st["waiting"]["total"], 0, "{hub_st}");
+    // A further sync sends nothing again.
+    let out = fmp(&["sync", "--store", s(&phone)]);
+    assert!(out.contains("sent 0,"), "{out}");
+
+    // The hub forwards it to HQ: there too once, with the edited FMP.
+    let out = fmp(&["sync", "--store", s(&hub)]);
+    assert!(!out.contains("refused"), "{out}");
+    assert_eq!(count(&hq), 6);
+    assert_eq!(held(&hq, &wrong), (1, Some("ML-GOG".to_string())));
+    let hq_st: serde_json::Value =
+        serde_json::from_str(&fmp(&["status", "--store", s(&hq), "--json"])).unwrap();
+    assert_eq!(hq_st["waiting"]["total"], 0, "{hq_st}");
 }

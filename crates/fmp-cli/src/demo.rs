@@ -238,7 +238,7 @@ fn print_summary(store: &Store) -> Result<(), CliError> {
         .with_conn(|conn| {
             fmp_report::monthly_report(
                 conn,
-                store.registry(),
+                &store.registry(),
                 &fmp_report::BuiltinCountries,
                 "2020-06",
                 &ReportOptions::default(),

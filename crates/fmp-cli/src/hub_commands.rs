@@ -341,6 +341,15 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                     );
                 }
             }
+            let w = &st.waiting;
+            if w.total > 0 {
+                println!(
+                    "waiting here: {} received change(s) not applied: {} held back for scope \
+                     (until an edit brings the record into its author's FMPs), {} behind those, \
+                     {} missing a dependency",
+                    w.total, w.held_for_scope, w.behind_waiting, w.missing_dependency
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -5,10 +5,12 @@
 //! - `commands.rs`: one function per subcommand.
 //! - `report_commands.rs`: `fmp report` and `fmp export`.
 //! - `demo.rs`: `fmp demo`.
+//! - `reference_commands.rs`: `fmp registry` and `fmp form` (HQ's reference data).
 
 mod commands;
 mod demo;
 mod hub_commands;
+mod reference_commands;
 mod report_commands;
 
 use std::path::PathBuf;
@@ -201,6 +203,22 @@ enum Command {
         #[arg(long, default_value = "fmp-demo")]
         dir: PathBuf,
     },
+    /// The FMP registry: `show` it, or (HQ) `set` it from a JSON file; it reaches devices by sync.
+    Registry {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        #[command(subcommand)]
+        action: reference_commands::RegistryAction,
+    },
+    /// Questionnaire versions: `list` them, or (HQ) `add` one from a JSON file.
+    Form {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        #[command(subcommand)]
+        action: reference_commands::FormAction,
+    },
     #[command(flatten)]
     Hub(hub_commands::HubCommand),
 }
@@ -274,6 +292,8 @@ fn main() -> ExitCode {
             },
         ),
         Command::Demo { dir } => demo::run(&dir),
+        Command::Registry { store, action } => reference_commands::registry(&store, action),
+        Command::Form { store, action } => reference_commands::form(&store, action),
         Command::Hub(cmd) => Ok(hub_commands::run(cmd)),
     };
     match result {

@@ -44,7 +44,7 @@ pub fn render(
     format: ReportFormat,
 ) -> Result<String, CliError> {
     let report = store
-        .with_conn(|conn| monthly_report(conn, store.registry(), &BuiltinCountries, month, opts))
+        .with_conn(|conn| monthly_report(conn, &store.registry(), &BuiltinCountries, month, opts))
         .map_err(report_err)?;
     Ok(match format {
         ReportFormat::Json => serde_json::to_string_pretty(&report).map_err(report_err)? + "\n",

@@ -6,11 +6,13 @@
 //! - `form.rs`: versioned questionnaire definitions (`dtm-fmp-flow` v1).
 //! - `validate.rs`: the validation rules, reporting every failing field at once.
 //! - `doc.rs`: a submission as an automerge document, and back.
+//! - `refdoc.rs`: the registry and forms as automerge documents, synced like records.
 //! - `store/`: the SQLite store (schema and migrations, identity, operations).
 
 pub mod doc;
 pub mod form;
 pub mod model;
+pub mod refdoc;
 pub mod reference;
 pub mod store;
 pub mod validate;

@@ -207,12 +207,28 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
     })?;
     fmp_sync::trust::store_certificate(store, &cert)?;
     store.set_enrolled_fmps(Some(&resp.fmps))?;
+    vouch_for_upstream(store, &up)?;
     Ok(Joined {
         hub: resp.hub,
         hub_name: resp.hub_name,
         fmps: resp.fmps,
         may_enroll: resp.may_enroll,
     })
+}
+
+/// Issues (once) a certificate for the hub this store joined, with no FMP
+/// restriction, kept in `devices`: it travels with the upstream hub's (HQ's)
+/// changes when this store passes them on, so the devices this store
+/// enrolled, which know this store but not HQ, can verify HQ's writes (the
+/// registry and forms reach phones through their regional hub).
+fn vouch_for_upstream(store: &Store, up: &Upstream) -> Result<(), HubError> {
+    let have = fmp_sync::trust::stored_certificate(store, up.hub)?;
+    if have.is_some_and(|c| c.issuer == store.identity().device_id) {
+        return Ok(());
+    }
+    let cert = Certificate::issue(store.identity(), up.hub, &up.public_key, None);
+    fmp_sync::trust::store_certificate(store, &cert)?;
+    Ok(())
 }
 
 /// What happened during a sync, for progress callbacks.
@@ -339,10 +355,13 @@ fn to_refusals(list: &[crate::server::RefusedChange]) -> Vec<Refusal> {
 pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
     db::ensure_tables(store)?;
     let up = store.read(db::upstream)?.ok_or(HubError::NotJoined)?;
+    vouch_for_upstream(store, &up)?;
     let url = base(opts.url.as_deref().unwrap_or(&up.url))?;
     let trust = store.read(db::trust)?;
     let (http, _) = http(&url, up.tls_cert.clone(), opts.timeout)?;
     let rt = runtime()?;
+    // Released from quarantine (edited back into scope): pushed again.
+    let released = store.read(db::released)?;
     let mut total = Summary::default();
     let mut attempt = 0u32;
     let mut notify = |total: &Summary, event: Event| {
@@ -354,7 +373,9 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         }
     };
     loop {
-        let mut client = Client::new(store, &trust, up.hub).with_max_bytes(opts.max_bytes);
+        let mut client = Client::new(store, &trust, up.hub)
+            .with_max_bytes(opts.max_bytes)
+            .with_resend(released.clone());
         let result: Result<(), HubError> = (|| {
             while let Some(req) = client.next_request()? {
                 let sent = rt.block_on(post(&http, store, &url, SYNC_PATH, req.clone(), None));
@@ -425,6 +446,16 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
             }
             Err(e) => return Err(e),
         }
+    }
+    let accepted: Vec<_> = released
+        .into_iter()
+        .filter(|h| !total.refused.iter().any(|r| r.hash == *h))
+        .collect();
+    if !accepted.is_empty() {
+        store.write(|tx| -> Result<(), HubError> {
+            db::unquarantine(tx, &accepted)?;
+            Ok(())
+        })?;
     }
     Ok(total)
 }

@@ -426,3 +426,22 @@ pub fn quarantined(conn: &Connection) -> rusqlite::Result<Vec<Quarantined>> {
     })?;
     rows.collect()
 }
+
+/// The quarantined changes whose record is back in this device's FMPs:
+/// to push again, so the hub judges them with the edit that released them.
+pub fn released(conn: &Connection) -> rusqlite::Result<Vec<fmp_sync::wire::Hash>> {
+    Ok(quarantined(conn)?
+        .into_iter()
+        .filter(|q| q.released)
+        .filter_map(|q| hex::decode(&q.hash).ok()?.try_into().ok())
+        .collect())
+}
+
+/// Takes changes out of quarantine (the hub accepted them).
+pub fn unquarantine(conn: &Connection, hashes: &[fmp_sync::wire::Hash]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM hub_quarantine WHERE hash = ?1")?;
+    for h in hashes {
+        stmt.execute([h.to_vec()])?;
+    }
+    Ok(())
+}

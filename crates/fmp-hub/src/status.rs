@@ -39,12 +39,16 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Changes the hub refused, set aside.
     pub quarantined: Vec<Quarantined>,
+    /// Changes received but not applied here (held back for scope, or
+    /// waiting for dependencies), and why.
+    pub waiting: fmp_sync::Waiting,
 }
 
 /// The sync state of a store.
 pub fn status(store: &Store) -> Result<Status, HubError> {
     db::ensure_tables(store)?;
     let id = store.identity();
+    let waiting = fmp_sync::waiting(store)?;
     let s = store.read(|c| {
         let up = db::upstream(c)?;
         let mut stmt = c.prepare(
@@ -92,6 +96,7 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
             pending,
             peers,
             quarantined: db::quarantined(c)?,
+            waiting,
         })
     })?;
     Ok(s)

@@ -270,8 +270,10 @@ pub(crate) struct Applied {
     pub duplicates: u32,
     /// Waiting for dependencies.
     pub pending: u32,
-    /// Refused one by one.
+    /// Refused one by one (among them, scope refusals kept in `pending`).
     pub refused: Vec<Refusal>,
+    /// A registry or form document changed: the store reloads its reference data.
+    pub reference: bool,
 }
 
 impl Applied {
@@ -283,14 +285,18 @@ impl Applied {
 struct Item {
     c: Checked,
     origin: Option<Uuid>,
+    /// Its row in `pending` exists (delete it once the change is applied).
     from_pending: bool,
+    /// It came in this batch (its refusals are reported to the sender).
+    in_batch: bool,
 }
 
 /// Applies a verified batch inside the caller's transaction: stores bundles
-/// and learned certificates, then per document applies each change whose
-/// dependencies are present (refusing, on its own, one outside its author's
-/// scope), parks the others in `pending`, saves the document, appends the
-/// applied changes to the log with their origin, and rematerializes.
+/// and learned certificates, then per document applies, with what waits in
+/// `pending` for it, every change whose dependencies are present, judges
+/// the document's scope on its state after all of them (see [`apply_doc`]),
+/// parks the others in `pending`, saves the document, appends the applied
+/// changes to the log with their origin, and rematerializes.
 pub(crate) fn apply(
     conn: &Connection,
     authors: &mut Authors<'_>,
@@ -317,14 +323,24 @@ pub(crate) fn apply(
             groups.push((c.doc.clone(), Vec::new()));
             groups.len() - 1
         });
+        if groups[i].1.iter().any(|it| it.c.hash == c.hash) {
+            continue; // the same change twice in one message
+        }
         groups[i].1.push(Item {
             c,
             origin: Some(origin),
             from_pending: false,
+            in_batch: true,
         });
     }
     for (docref, mut items) in groups {
-        items.extend(load_pending(conn, &docref)?);
+        for p in load_pending(conn, &docref)? {
+            match items.iter_mut().find(|it| it.c.hash == p.c.hash) {
+                // Sent again (a released quarantine): one item, row to clear.
+                Some(it) => it.from_pending = true,
+                None => items.push(p),
+            }
+        }
         apply_doc(conn, authors, &docref, items, &mut out)?;
     }
     for c in std::mem::take(&mut authors.learned) {
@@ -361,15 +377,38 @@ fn load_pending(conn: &Connection, docref: &DocRef) -> Result<Vec<Item>, SyncErr
             },
             origin: origin.and_then(|o| Uuid::parse_str(&o).ok()),
             from_pending: true,
+            in_batch: false,
         });
     }
     Ok(out)
 }
 
-fn refuse(out: &mut Applied, hash: Hash, reason: String) {
-    out.refused.push(Refusal { hash, reason });
+/// What became of one item in [`apply_doc`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Dependencies missing (or held back): waits in `pending`.
+    Waiting,
+    /// Already in the document.
+    Duplicate,
+    /// Applied.
+    Applied,
+    /// Refused for good (bad change, unknown author, wrong document).
+    Dropped,
+    /// Refused for scope, kept in `pending`: a later change that brings the
+    /// document into its author's FMPs lets it apply.
+    Held,
 }
 
+/// Applies the changes available for one document (`items`: the batch's and
+/// those waiting in `pending`), in dependency order, each checked on its own
+/// for what does not depend on scope (automerge accepts it, the submission
+/// stays valid and keeps its id; non-submission documents only from
+/// unrestricted authors). Scope is judged on the document's state after all
+/// of them: every author of an applied change must be allowed the FMP the
+/// receiver held before (a submission that exists here is never moved out of
+/// or into another author's FMP) and the FMP after. The changes of an author
+/// who is not are held back in `pending`, reported refused with the reason,
+/// and the rest judged again without them (and without what depends on them).
 fn apply_doc(
     conn: &Connection,
     authors: &mut Authors<'_>,
@@ -382,9 +421,9 @@ fn apply_doc(
         .prepare_cached("SELECT kind, data FROM documents WHERE id = ?1")?
         .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let mut doc = match &existing {
+    let mut base = match &existing {
         Some((k, _)) if *k != kind => {
-            for it in items {
+            for it in items.iter().filter(|it| it.in_batch) {
                 refuse(
                     out,
                     it.c.hash,
@@ -396,133 +435,157 @@ fn apply_doc(
         Some((_, data)) => AutoCommit::load(data)?,
         None => AutoCommit::new(),
     };
-    let mut state: Option<StoredSubmission> = match (&existing, docref) {
-        (Some(_), DocRef::Submission(_)) => doc::read_submission(&doc).ok(),
+    let before: Option<StoredSubmission> = match (&existing, docref) {
+        (Some(_), DocRef::Submission(_)) => doc::read_submission(&base).ok(),
         _ => None,
     };
-    let mut applied: Vec<(Checked, Option<Uuid>)> = Vec::new();
-    let mut done_pending: Vec<Hash> = Vec::new();
-    let mut queue: Vec<Item> = items;
-    loop {
-        let mut progress = false;
-        let mut rest = Vec::new();
-        for it in queue {
-            let h = it.c.hash;
-            if doc.get_change_by_hash(&ChangeHash(h)).is_some() {
-                if it.from_pending {
-                    done_pending.push(h);
-                } else {
-                    out.duplicates += 1;
-                }
-                continue;
+    let before_fmp = before.as_ref().map(|s| s.submission.fmp.clone());
+    let mut fate: Vec<Fate> = vec![Fate::Waiting; items.len()];
+    let mut reasons: HashMap<usize, String> = HashMap::new();
+    let mut order: Vec<usize> = Vec::new();
+    let (mut doc, state) = loop {
+        order.clear();
+        for f in fate.iter_mut() {
+            if *f == Fate::Applied {
+                *f = Fate::Waiting;
             }
-            if it
-                .c
-                .change
-                .deps()
-                .iter()
-                .any(|d| doc.get_change_by_hash(d).is_none())
-            {
-                rest.push(it);
-                continue;
-            }
-            progress = true;
-            if it.from_pending {
-                done_pending.push(h);
-            }
-            let Some(info) = authors.resolve(conn, it.c.author)? else {
-                refuse(out, h, format!("device {} is not known here", it.c.author));
-                continue;
-            };
-            let mut trial = doc.clone();
-            if let Err(e) = trial.apply_changes([it.c.change.clone()]) {
-                refuse(out, h, format!("automerge refused the change: {e}"));
-                continue;
-            }
-            match docref {
-                DocRef::Submission(uuid) => {
-                    let after = match doc::read_submission(&trial) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            refuse(out, h, format!("not a valid submission afterwards: {e}"));
-                            continue;
-                        }
-                    };
-                    if after.submission.id != Some(*uuid) {
-                        refuse(
-                            out,
-                            h,
-                            format!("the change does not belong to submission {uuid}"),
-                        );
-                        continue;
-                    }
-                    let before_fmp = state.as_ref().map(|s| s.submission.fmp.clone());
-                    let bad = [before_fmp, Some(after.submission.fmp.clone())]
-                        .into_iter()
-                        .flatten()
-                        .find(|f| !info.may_write(f));
-                    if let Some(f) = bad {
-                        refuse(
-                            out,
-                            h,
-                            format!(
-                                "device {} may not write submissions of {f} (its FMPs: {})",
-                                it.c.author,
-                                info.fmps.as_deref().unwrap_or_default().join(", ")
-                            ),
-                        );
-                        continue;
-                    }
-                    state = Some(after);
-                }
-                DocRef::InChange | DocRef::Dep => {
-                    // `verify` resolves these to their submission.
-                    refuse(out, h, "the change's document is not resolved".into());
+        }
+        let mut doc = base.clone();
+        let mut state = before.clone();
+        loop {
+            let mut progress = false;
+            for (i, it) in items.iter().enumerate() {
+                if fate[i] != Fate::Waiting {
                     continue;
                 }
-                DocRef::Other { .. } => {
-                    if info.fmps.is_some() {
-                        refuse(
-                            out,
-                            h,
-                            format!("device {} may not write {kind} documents", it.c.author),
-                        );
-                        continue;
+                let h = it.c.hash;
+                if base.get_change_by_hash(&ChangeHash(h)).is_some() {
+                    fate[i] = Fate::Duplicate;
+                    continue;
+                }
+                if it
+                    .c
+                    .change
+                    .deps()
+                    .iter()
+                    .any(|d| doc.get_change_by_hash(d).is_none())
+                {
+                    continue;
+                }
+                progress = true;
+                match check_one(conn, authors, docref, &kind, &doc, it)? {
+                    Ok((trial, after)) => {
+                        doc = trial;
+                        if after.is_some() {
+                            state = after;
+                        }
+                        fate[i] = Fate::Applied;
+                        order.push(i);
+                    }
+                    Err(reason) => {
+                        fate[i] = Fate::Dropped;
+                        reasons.insert(i, reason);
                     }
                 }
             }
-            doc = trial;
-            applied.push((it.c, it.origin));
+            if !progress {
+                break;
+            }
         }
-        queue = rest;
-        if !progress || queue.is_empty() {
-            break;
+        // Scope, on the state after everything that applies.
+        // First the authors who may not write the record as the receiver
+        // holds it (whatever the others do), then, judged again without
+        // them, those who may not write it as it ends.
+        let mut held_any = false;
+        if let (DocRef::Submission(_), Some(after)) = (docref, &state) {
+            let after_fmp = after.submission.fmp.clone();
+            for fmp in [before_fmp.clone(), Some(after_fmp)].into_iter().flatten() {
+                let mut judged: HashMap<Uuid, Option<String>> = HashMap::new();
+                for (i, it) in items.iter().enumerate() {
+                    if fate[i] != Fate::Applied {
+                        continue;
+                    }
+                    let author = it.c.author;
+                    if let std::collections::hash_map::Entry::Vacant(e) = judged.entry(author) {
+                        let bad = authors
+                            .resolve(conn, author)?
+                            .filter(|info| !info.may_write(&fmp))
+                            .map(|info| {
+                                format!(
+                                    "device {author} may not write submissions of {fmp} (its FMPs: {})",
+                                    info.fmps.as_deref().unwrap_or_default().join(", ")
+                                )
+                            });
+                        e.insert(bad);
+                    }
+                    if let Some(Some(reason)) = judged.get(&author) {
+                        fate[i] = Fate::Held;
+                        reasons.insert(i, reason.clone());
+                        held_any = true;
+                    }
+                }
+                if held_any {
+                    break;
+                }
+            }
         }
-    }
+        if !held_any {
+            break (doc, state);
+        }
+    };
     let mut del = conn.prepare_cached("DELETE FROM pending WHERE hash = ?1")?;
-    for h in &done_pending {
-        del.execute([h.to_vec()])?;
-    }
     let mut park = conn.prepare_cached(
         "INSERT OR IGNORE INTO pending (hash, doc_id, kind, author, bundle, origin, bytes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for it in &queue {
-        if !it.from_pending {
-            park.execute(params![
-                it.c.hash.to_vec(),
-                id,
-                kind,
-                it.c.author.to_string(),
-                it.c.bundle.to_vec(),
-                it.origin.map(|o| o.to_string()),
-                it.c.change.raw_bytes()
-            ])?;
-            out.pending += 1;
+    for (i, it) in items.iter().enumerate() {
+        let h = it.c.hash;
+        match fate[i] {
+            Fate::Duplicate | Fate::Applied | Fate::Dropped => {
+                if it.from_pending {
+                    del.execute([h.to_vec()])?;
+                }
+                match fate[i] {
+                    Fate::Duplicate if it.in_batch => out.duplicates += 1,
+                    Fate::Dropped if it.in_batch => {
+                        refuse(out, h, reasons.remove(&i).unwrap_or_default());
+                    }
+                    _ => {}
+                }
+            }
+            Fate::Waiting | Fate::Held => {
+                if !it.from_pending {
+                    park.execute(params![
+                        h.to_vec(),
+                        id,
+                        kind,
+                        it.c.author.to_string(),
+                        it.c.bundle.to_vec(),
+                        it.origin.map(|o| o.to_string()),
+                        it.c.change.raw_bytes()
+                    ])?;
+                }
+                if it.in_batch {
+                    if fate[i] == Fate::Held {
+                        refuse(out, h, reasons.remove(&i).unwrap_or_default());
+                    } else {
+                        out.pending += 1;
+                    }
+                }
+            }
         }
     }
+    // In the order they applied: dependencies first.
+    let applied: Vec<(&Checked, Option<Uuid>)> = order
+        .iter()
+        .filter(|i| fate[**i] == Fate::Applied)
+        .map(|i| (&items[*i].c, items[*i].origin))
+        .collect();
     if applied.is_empty() {
         return Ok(());
+    }
+    if matches!(docref, DocRef::Other { .. }) {
+        out.reference = true;
     }
     conn.prepare_cached("INSERT OR REPLACE INTO documents (id, kind, data) VALUES (?1, ?2, ?3)")?
         .execute(params![id, kind, doc.save()])?;
@@ -547,8 +610,115 @@ fn apply_doc(
             out.stored += 1;
         }
     }
-    if let Some(s) = state {
+    if let (DocRef::Submission(_), Some(s)) = (docref, state) {
         materialize::write_row(conn, &s, last)?;
     }
     Ok(())
+}
+
+/// Checks one change whose dependencies are in `doc`, apart from scope:
+/// `Ok` with the document after it (and the submission's state, for a
+/// submission), or `Err` with the reason it is refused for good.
+#[allow(clippy::type_complexity)]
+fn check_one(
+    conn: &Connection,
+    authors: &mut Authors<'_>,
+    docref: &DocRef,
+    kind: &str,
+    doc: &AutoCommit,
+    it: &Item,
+) -> Result<Result<(AutoCommit, Option<StoredSubmission>), String>, SyncError> {
+    let Some(info) = authors.resolve(conn, it.c.author)? else {
+        return Ok(Err(format!("device {} is not known here", it.c.author)));
+    };
+    let mut trial = doc.clone();
+    if let Err(e) = trial.apply_changes([it.c.change.clone()]) {
+        return Ok(Err(format!("automerge refused the change: {e}")));
+    }
+    match docref {
+        DocRef::Submission(uuid) => {
+            let after = match doc::read_submission(&trial) {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(format!("not a valid submission afterwards: {e}"))),
+            };
+            if after.submission.id != Some(*uuid) {
+                return Ok(Err(format!(
+                    "the change does not belong to submission {uuid}"
+                )));
+            }
+            Ok(Ok((trial, Some(after))))
+        }
+        // `verify` resolves these to their submission.
+        DocRef::InChange | DocRef::Dep => Ok(Err("the change's document is not resolved".into())),
+        DocRef::Other { id, .. } => {
+            if info.fmps.is_some() {
+                return Ok(Err(format!(
+                    "device {} may not write {kind} documents (only HQ, with no FMP restriction, may)",
+                    it.c.author
+                )));
+            }
+            if let Err(e) = fmp_core::refdoc::check(kind, id, &trial) {
+                return Ok(Err(format!("not valid afterwards: {e}")));
+            }
+            Ok(Ok((trial, None)))
+        }
+    }
+}
+
+fn refuse(out: &mut Applied, hash: Hash, reason: String) {
+    out.refused.push(Refusal { hash, reason });
+}
+
+/// What waits in a store's `pending` table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Waiting {
+    /// Changes in `pending`.
+    pub total: i64,
+    /// Of those, changes whose dependencies are all applied here: held
+    /// back because their author may not write the record as it would be
+    /// (refused for scope and reported to the sender); an edit bringing the
+    /// record into the author's FMPs releases them.
+    pub held_for_scope: i64,
+    /// Of those, changes that depend on another waiting change (a held one
+    /// or one still missing its dependencies).
+    pub behind_waiting: i64,
+    /// Of those, changes with a dependency this store never received.
+    pub missing_dependency: i64,
+}
+
+/// Counts what waits in `pending`, and why.
+pub(crate) fn waiting(conn: &Connection) -> Result<Waiting, SyncError> {
+    let rows: Vec<Vec<u8>> = conn
+        .prepare("SELECT bytes FROM pending")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut in_changes = conn.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
+    let mut in_pending = conn.prepare_cached("SELECT 1 FROM pending WHERE hash = ?1")?;
+    let mut out = Waiting::default();
+    for bytes in rows {
+        out.total += 1;
+        let Ok(change) = Change::try_from(bytes.as_slice()) else {
+            out.missing_dependency += 1;
+            continue;
+        };
+        let (mut missing, mut behind) = (false, false);
+        for d in change.deps() {
+            if in_changes.exists([d.0.to_vec()])? {
+                continue;
+            }
+            if in_pending.exists([d.0.to_vec()])? {
+                behind = true;
+            } else {
+                missing = true;
+            }
+        }
+        if missing {
+            out.missing_dependency += 1;
+        } else if behind {
+            out.behind_waiting += 1;
+        } else {
+            out.held_for_scope += 1;
+        }
+    }
+    Ok(out)
 }

@@ -25,6 +25,7 @@ pub mod session;
 pub mod trust;
 pub mod wire;
 
+pub use apply::Waiting;
 pub use error::SyncError;
 pub use session::{
     Client, Cursor, Report, RespondOptions, cursor, forget_peer, respond, respond_with,
@@ -46,4 +47,11 @@ pub fn sync_in_memory(
     Client::new(a, trust_a, b.identity().device_id)
         .with_max_bytes(max_bytes)
         .run(|req| respond(b, trust_b, &req))
+}
+
+/// What waits in `store`'s `pending` table, and why: changes held back for
+/// scope, behind another waiting change, or missing a dependency. A hub
+/// shows it in `fmp status`, so nothing waits unseen.
+pub fn waiting(store: &Store) -> Result<Waiting, SyncError> {
+    store.read(|c| Ok(apply::waiting(c)))?
 }

@@ -133,6 +133,8 @@ pub struct Client<'a> {
     phase: Phase,
     in_flight: Option<InFlight>,
     report: Report,
+    /// Changes behind the cursor to push again (released from quarantine).
+    resend: Vec<Hash>,
 }
 
 impl<'a> Client<'a> {
@@ -146,7 +148,17 @@ impl<'a> Client<'a> {
             phase: Phase::Cursor,
             in_flight: None,
             report: Report::default(),
+            resend: Vec::new(),
         }
+    }
+
+    /// Also pushes these changes of this store's log, though the peer's
+    /// cursor is past them: changes the peer refused (quarantined here)
+    /// that an edit released, so the peer judges them again with the edit.
+    /// They go first, in log order, in the cursor phase's first messages.
+    pub fn with_resend(mut self, hashes: Vec<Hash>) -> Client<'a> {
+        self.resend = hashes;
+        self
     }
 
     /// Sets the message limit, both ways (after compression; at least 1 KiB).
@@ -201,8 +213,9 @@ impl<'a> Client<'a> {
             Phase::Cursor => {
                 let peer = self.peer;
                 let cur = self.store.read(|c| read_cursor(c, peer))?;
+                let resend = &self.resend;
                 self.store
-                    .read(|c| Ok(cursor_push(c, me, peer, cur, base, max)))??
+                    .read(|c| Ok(cursor_push(c, me, peer, cur, resend, base, max)))??
             }
             Phase::Reconcile { send, .. } => {
                 let req = Request {
@@ -288,15 +301,22 @@ impl<'a> Client<'a> {
             })?
         };
         let (applied, hashes) = applied;
+        if applied.reference {
+            self.store.reload_reference()?;
+        }
         let got = hashes;
         self.report.pulled += u64::from(applied.stored);
         self.report.refused_here.extend(applied.refused);
         self.report.pushed += u64::from(resp.accepted);
         self.report.refused_by_peer.extend(resp.refused.clone());
+        if cursor_phase && !flight.pushed_hashes.is_empty() {
+            let sent: HashSet<Hash> = flight.pushed_hashes.iter().copied().collect();
+            self.resend.retain(|h| !sent.contains(h));
+        }
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
         self.phase = match phase {
             Phase::Cursor => {
-                if resp.more || !flight.push_complete {
+                if resp.more || !flight.push_complete || !self.resend.is_empty() {
                     Phase::Cursor
                 } else {
                     Phase::Done
@@ -407,28 +427,47 @@ fn all_keys(conn: &Connection) -> rusqlite::Result<Vec<Key>> {
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn cursor_push(
     conn: &Connection,
     me: &fmp_core::store::Identity,
     peer: Uuid,
     cur: Cursor,
+    resend: &[Hash],
     base: Request,
     max: usize,
 ) -> Result<(Vec<u8>, InFlight), SyncError> {
     let end = log::log_end(conn)?;
-    let (rows, exhausted) = log::after_cursor(conn, cur.acked, peer, max * RAW_FACTOR, None)?;
+    // Changes sent again go first; the cursor covers only the rows after them.
+    let mut rows = log::by_hashes(conn, resend)?;
+    rows.retain(|r| r.seq <= cur.acked);
+    let again = rows.len();
+    // Not in the log, or not behind the cursor: nothing to send again.
+    let mut done: Vec<Hash> = resend
+        .iter()
+        .filter(|h| !rows.iter().any(|r| r.hash == **h))
+        .copied()
+        .collect();
+    let (after, exhausted) = log::after_cursor(conn, cur.acked, peer, max * RAW_FACTOR, None)?;
+    rows.extend(after);
     let base = Request {
         push_upto: cur.acked,
         pull_after: Some(cur.pulled),
         ..base
     };
+    let upto_of = |rs: &[Row]| {
+        rs.iter()
+            .skip(again)
+            .last()
+            .map(|r| r.seq)
+            .unwrap_or(cur.acked)
+    };
     let mut cache = HashMap::new();
     let (_, n) = log::fit(&rows, max, |rs| {
         let push = log::batch(conn, me, rs, &mut cache)?;
-        let upto = rs.last().map(|r| r.seq).unwrap_or(cur.acked);
         Request {
             push,
-            push_upto: upto,
+            push_upto: upto_of(rs),
             ..base.clone()
         }
         .encode()
@@ -437,7 +476,7 @@ fn cursor_push(
     let upto = if complete {
         end.max(cur.acked)
     } else {
-        rows[..n].last().map(|r| r.seq).unwrap_or(cur.acked)
+        upto_of(&rows[..n])
     };
     let push = log::batch(conn, me, &rows[..n], &mut cache)?;
     let bytes = Request {
@@ -446,12 +485,13 @@ fn cursor_push(
         ..base
     }
     .encode()?;
+    done.extend(rows[..n.min(again)].iter().map(|r| r.hash));
     Ok((
         bytes,
         InFlight {
             push_upto: Some(upto),
             push_complete: complete,
-            pushed_hashes: Vec::new(),
+            pushed_hashes: done,
             wanted: Vec::new(),
         },
     ))
@@ -518,6 +558,9 @@ fn respond_inner(
         }
         Ok(applied)
     })?;
+    if applied.reference {
+        store.reload_reference()?;
+    }
     let max = (req.max_bytes.max(MIN_MAX_BYTES)) as usize;
     store.read(|c| {
         Ok(build_response(

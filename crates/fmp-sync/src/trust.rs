@@ -193,3 +193,8 @@ impl Certificate {
 pub fn store_certificate(store: &Store, cert: &Certificate) -> Result<(), SyncError> {
     store.write(|tx| crate::log::store_certificate(tx, cert))
 }
+
+/// The certificate stored for a device, if any.
+pub fn stored_certificate(store: &Store, device: Uuid) -> Result<Option<Certificate>, SyncError> {
+    store.read(|c| Ok(crate::log::stored_certificate(c, device)))?
+}

@@ -241,3 +241,161 @@ fn a_write_outside_the_authors_fmps_is_refused_alone_and_the_rest_applied() {
     assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
     assert_eq!(hub.store.get(moved).expect("get").submission.fmp, "ML-HER");
 }
+
+#[test]
+fn a_refused_record_edited_into_scope_applies_with_its_edit_and_no_one_hijacks_another_s() {
+    let phone = replica("heremakono-phone");
+    let other = replica("gogui-phone");
+    let hub = replica("hub");
+    let trust = StaticTrust::new(true)
+        .with(id(&phone), info(&phone, Some(&["ML-HER"])))
+        .with(id(&other), info(&other, Some(&["ML-GOG"])))
+        .with(id(&hub), info(&hub, None));
+    let sync =
+        |a: &Replica| sync_in_memory(&a.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    let outside = phone.store.record(submission("ML-GOG", 1)).expect("record");
+    let r = sync(&phone);
+    assert_eq!((r.pushed, r.refused_by_peer.len()), (0, 1), "{r:?}");
+    assert!(hub.store.get(outside).is_err());
+    let w = fmp_sync::waiting(&hub.store).expect("waiting");
+    assert_eq!((w.total, w.held_for_scope), (1, 1), "{w:?}");
+    // Another edit still out of scope: held too, refused again.
+    phone
+        .store
+        .edit(outside, &serde_json::json!({"notes": "still Gogui"}))
+        .expect("edit");
+    let r = sync(&phone);
+    assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
+    assert!(hub.store.get(outside).is_err());
+    // Edited into the phone's FMP: the whole chain applies.
+    phone
+        .store
+        .edit(outside, &serde_json::json!({"fmp": "ML-HER"}))
+        .expect("edit");
+    let r = sync(&phone);
+    assert!(r.refused_by_peer.is_empty(), "{r:?}");
+    let got = hub.store.get(outside).expect("get");
+    assert_eq!(
+        (got.submission.fmp.as_str(), got.submission.notes.as_str()),
+        ("ML-HER", "still Gogui")
+    );
+    assert_eq!(fmp_sync::waiting(&hub.store).expect("waiting").total, 0);
+
+    // Another device's record held here: the phone may not take it over,
+    // neither by moving it to its FMP nor by editing it in place.
+    let theirs = other.store.record(submission("ML-GOG", 2)).expect("record");
+    sync(&other);
+    sync(&phone); // the phone receives it (an unrestricted pull)
+    assert!(phone.store.get(theirs).is_ok());
+    phone
+        .store
+        .edit(theirs, &serde_json::json!({"fmp": "ML-HER"}))
+        .expect("edit");
+    let r = sync(&phone);
+    assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
+    assert!(r.refused_by_peer[0].reason.contains("ML-GOG"), "{r:?}");
+    phone
+        .store
+        .edit(theirs, &serde_json::json!({"notes": "mine now"}))
+        .expect("edit");
+    let r = sync(&phone);
+    assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
+    assert_eq!(hub.store.get(theirs).expect("get").submission.fmp, "ML-GOG");
+    // The owner's own edits still apply around the held ones.
+    other
+        .store
+        .edit(theirs, &serde_json::json!({"transport": "truck"}))
+        .expect("edit");
+    let r = sync(&other);
+    assert!(r.refused_by_peer.is_empty(), "{r:?}");
+    let got = hub.store.get(theirs).expect("get");
+    assert_eq!(got.submission.fmp, "ML-GOG");
+    assert_ne!(got.submission.notes, "mine now");
+    let w = fmp_sync::waiting(&hub.store).expect("waiting");
+    assert_eq!(
+        (w.total, w.held_for_scope, w.behind_waiting),
+        (2, 1, 1),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn a_released_change_the_receiver_lost_is_sent_again() {
+    let phone = replica("heremakono-phone");
+    let hub = replica("hub");
+    let trust = StaticTrust::new(true)
+        .with(id(&phone), info(&phone, Some(&["ML-HER"])))
+        .with(id(&hub), info(&hub, None));
+    let outside = phone.store.record(submission("ML-GOG", 1)).expect("record");
+    let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    let held = r.refused_by_peer[0].hash;
+    // The hub lost what it held (an older hub that dropped refused changes).
+    let c = rusqlite::Connection::open(hub.dir.path().join("fmp.sqlite3")).expect("open");
+    c.execute("DELETE FROM pending", []).expect("delete");
+    drop(c);
+    phone
+        .store
+        .edit(outside, &serde_json::json!({"fmp": "ML-HER"}))
+        .expect("edit");
+    let r = Client::new(&phone.store, &trust, id(&hub))
+        .with_resend(vec![held])
+        .run(|req| respond(&hub.store, &trust, &req))
+        .expect("sync");
+    assert!(r.refused_by_peer.is_empty(), "{r:?}");
+    assert_eq!(r.pushed, 2, "{r:?}");
+    assert_eq!(
+        hub.store.get(outside).expect("get").submission.fmp,
+        "ML-HER"
+    );
+}
+
+fn with_kayes() -> fmp_core::Registry {
+    let mut reg = fmp_core::Registry::mali_default();
+    let mut kay = reg.fmps[0].clone();
+    kay.code = "ML-KAY".into();
+    kay.name = "Kayes".into();
+    reg.fmps.push(kay);
+    reg
+}
+
+#[test]
+fn registry_changes_only_from_unrestricted_authors() {
+    let hq = replica("hq");
+    let hub = replica("hub");
+    let phone = replica("phone");
+    let other = replica("other-phone");
+    let trust = StaticTrust::new(true)
+        .with(id(&hq), info(&hq, None))
+        .with(id(&hub), info(&hub, None))
+        .with(id(&phone), info(&phone, Some(&["ML-HER"])))
+        .with(id(&other), info(&other, Some(&["ML-GOG"])));
+    // A phone's registry change (its store is not enrolled, so it could
+    // write one locally) is refused by the hub, and by another phone.
+    assert!(phone.store.set_registry(&with_kayes()).expect("set"));
+    for receiver in [&hub, &other] {
+        let r = sync_in_memory(&phone.store, &trust, &receiver.store, &trust, 65536).expect("sync");
+        assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
+        assert!(
+            r.refused_by_peer[0]
+                .reason
+                .contains("may not write registry"),
+            "{r:?}"
+        );
+        assert!(receiver.store.registry().get("ML-KAY").is_none());
+    }
+    // HQ's reaches the hub, then the phone, and is in force at once.
+    assert!(hq.store.set_registry(&with_kayes()).expect("set"));
+    let r = sync_in_memory(&hq.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert!(r.refused_by_peer.is_empty(), "{r:?}");
+    assert!(hub.store.registry().get("ML-KAY").is_some());
+    let r = sync_in_memory(&other.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert!(r.refused_here.is_empty(), "{r:?}");
+    assert!(other.store.registry().get("ML-KAY").is_some());
+    other
+        .store
+        .record(submission("ML-KAY", 1))
+        .expect("Kayes is known now");
+    // Reopened, the store reads it from its documents.
+    let reopened = fmp_core::store::Store::open(other.dir.path()).expect("open");
+    assert_eq!(reopened.registry().fmps.len(), 10);
+}

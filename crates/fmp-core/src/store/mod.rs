@@ -15,7 +15,7 @@ pub mod materialize;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use automerge::AutoCommit;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -26,8 +26,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::doc::{self, DocError, Op};
-use crate::form::Forms;
+use crate::form::{Form, Forms};
 use crate::model::{ParseError, Review, ReviewStatus, StoredSubmission, Submission};
+use crate::refdoc;
 use crate::reference::Registry;
 use crate::validate::{ValidationError, validate};
 pub use identity::Identity;
@@ -93,6 +94,12 @@ pub enum StoreError {
     /// A submission with this id is already stored.
     #[error("a submission with id {0} is already stored; nothing was changed")]
     Duplicate(String),
+    /// A registry or form is not valid, or may not be changed here.
+    #[error("{0}")]
+    Reference(String),
+    /// A registry or form document could not be read or written.
+    #[error(transparent)]
+    RefDoc(Box<crate::refdoc::RefDocError>),
     /// An edit patch is not usable.
     #[error("edit patch: {0}")]
     Patch(String),
@@ -158,8 +165,10 @@ pub struct Store {
     dir: PathBuf,
     conn: Mutex<Connection>,
     identity: Identity,
-    registry: Registry,
-    forms: Forms,
+    /// The registry in force: the synced `registry` document, else the built-in one.
+    registry: RwLock<Arc<Registry>>,
+    /// The built-in forms and every synced `form` document.
+    forms: RwLock<Arc<Forms>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -207,7 +216,9 @@ impl Store {
             .map_err(|e| sql_err(dir, e))?;
         }
         tx.commit().map_err(|e| sql_err(dir, e))?;
-        Ok(Store::from_parts(dir, conn, identity))
+        let store = Store::from_parts(dir, conn, identity);
+        store.reload_reference()?;
+        Ok(store)
     }
 
     /// Opens an existing store, migrating its schema forward if needed.
@@ -229,7 +240,9 @@ impl Store {
         let device_id = Uuid::parse_str(&meta("device_id")?)
             .map_err(|e| StoreError::Crypto(format!("bad device id in store: {e}")))?;
         let identity = Identity::load(dir, device_id, meta("name")?)?;
-        Ok(Store::from_parts(dir, conn, identity))
+        let store = Store::from_parts(dir, conn, identity);
+        store.reload_reference()?;
+        Ok(store)
     }
 
     fn from_parts(dir: &Path, conn: Connection, identity: Identity) -> Store {
@@ -237,8 +250,8 @@ impl Store {
             dir: dir.to_path_buf(),
             conn: Mutex::new(conn),
             identity,
-            registry: Registry::mali_default(),
-            forms: Forms::builtin(),
+            registry: RwLock::new(Arc::new(Registry::mali_default())),
+            forms: RwLock::new(Arc::new(Forms::builtin())),
         }
     }
 
@@ -252,14 +265,144 @@ impl Store {
         &self.identity
     }
 
-    /// The FMP registry in force.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The FMP registry in force: the latest synced `registry` document,
+    /// or the built-in one when there is none (a snapshot: it does not
+    /// change under the caller).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// The questionnaire definitions known to this store.
-    pub fn forms(&self) -> &Forms {
-        &self.forms
+    /// The questionnaire definitions known to this store: the built-in
+    /// ones and every synced `form` document (a snapshot).
+    pub fn forms(&self) -> Arc<Forms> {
+        self.forms.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the registry and forms again from their documents (after a
+    /// sync applied changes to them). A document that does not read as a
+    /// valid registry or form is skipped: the previous one stays in force.
+    pub fn reload_reference(&self) -> Result<(), StoreError> {
+        let (registry, forms) = {
+            let conn = self.lock();
+            load_reference(&conn).map_err(|e| sql_err(&self.dir, e))?
+        };
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+        *self.forms.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(forms);
+        Ok(())
+    }
+
+    /// Sets the FMP registry (HQ): writes the difference with the registry
+    /// document as one change signed by this device, which reaches every
+    /// replica by sync. Refused on a device enrolled for given FMPs (a
+    /// phone or a regional hub may not rewrite the registry). Returns
+    /// false if nothing changed.
+    pub fn set_registry(&self, registry: &Registry) -> Result<bool, StoreError> {
+        registry
+            .check()
+            .map_err(|e| StoreError::Reference(e.to_string()))?;
+        let changed = self.write(|tx| {
+            self.check_unrestricted(tx, "the FMP registry")?;
+            let mut d = self.load_ref_doc(tx, refdoc::REGISTRY_ID)?;
+            refdoc::write_registry(&mut d, registry)?;
+            self.save_ref_doc(
+                tx,
+                refdoc::REGISTRY_KIND,
+                refdoc::REGISTRY_ID,
+                &mut d,
+                refdoc::REGISTRY_OP,
+            )
+        })?;
+        self.reload_reference()?;
+        Ok(changed)
+    }
+
+    /// Publishes a form version (HQ), as its own document, synced to every
+    /// replica. Publishing the same form again is a no-op (false); another
+    /// form under an existing id and version is refused. Refused on a
+    /// device enrolled for given FMPs.
+    pub fn add_form(&self, form: &Form) -> Result<bool, StoreError> {
+        self.read(|c| Ok(self.check_unrestricted(c, "forms")))??;
+        let mut known = (*self.forms()).clone();
+        if known.get(&form.id, form.version) == Some(form) {
+            return Ok(false);
+        }
+        known
+            .insert(form.clone())
+            .map_err(|e| StoreError::Reference(e.to_string()))?;
+        let id = refdoc::form_doc_id(&form.id, form.version);
+        let changed = self.write(|tx| {
+            self.check_unrestricted(tx, "forms")?;
+            let mut d = self.load_ref_doc(tx, &id)?;
+            refdoc::write_form(&mut d, form)?;
+            self.save_ref_doc(tx, refdoc::FORM_KIND, &id, &mut d, refdoc::FORM_OP)
+        })?;
+        self.reload_reference()?;
+        Ok(changed)
+    }
+
+    fn check_unrestricted(&self, tx: &Connection, what: &str) -> Result<(), StoreError> {
+        match enrolled_fmps(tx).map_err(|e| sql_err(&self.dir, e))? {
+            Some(fmps) => Err(StoreError::Reference(format!(
+                "this device is enrolled for {} only; only HQ (a store with no FMP \
+                 restriction) may change {what}; nothing was changed",
+                fmps.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn load_ref_doc(&self, tx: &Transaction<'_>, id: &str) -> Result<AutoCommit, StoreError> {
+        let data: Option<Vec<u8>> = tx
+            .query_row("SELECT data FROM documents WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| sql_err(&self.dir, e))?;
+        let d = match data {
+            Some(data) => AutoCommit::load(&data).map_err(DocError::from)?,
+            None => AutoCommit::new(),
+        };
+        Ok(d.with_actor(doc::actor_for(self.identity.device_id)))
+    }
+
+    /// Commits, saves and logs a reference document's change; false if none.
+    fn save_ref_doc(
+        &self,
+        tx: &Transaction<'_>,
+        kind: &str,
+        id: &str,
+        d: &mut AutoCommit,
+        op: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = |e| sql_err(&self.dir, e);
+        let now = Utc::now().timestamp_millis();
+        if refdoc::commit(d, op, now).is_none() {
+            return Ok(false);
+        }
+        let change = d
+            .get_last_local_change()
+            .ok_or_else(|| StoreError::Patch("no change to log".into()))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO documents (id, kind, data) VALUES (?1, ?2, ?3)",
+            params![id, kind, d.save()],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "INSERT INTO changes (hash, doc_id, author, time, op, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                change.hash().0.to_vec(),
+                id,
+                self.identity.device_id.to_string(),
+                now,
+                op,
+                change.raw_bytes()
+            ],
+        )
+        .map_err(sql)?;
+        Ok(true)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -359,7 +502,7 @@ impl Store {
         mut sub: Submission,
         now: DateTime<Utc>,
     ) -> Result<Uuid, StoreError> {
-        validate(&sub, &self.registry, &self.forms, now)?;
+        validate(&sub, &self.registry(), &self.forms(), now)?;
         self.check_scope(tx, &sub.fmp)?;
         let id = sub.id.unwrap_or_else(Uuid::now_v7);
         sub.id = Some(id);
@@ -408,7 +551,7 @@ impl Store {
             let mut json = current.submission.to_value();
             merge_patch(&mut json, patch);
             let new = Submission::from_value(json)?;
-            validate(&new, &self.registry, &self.forms, now)?;
+            validate(&new, &self.registry(), &self.forms(), now)?;
             self.check_scope(tx, &new.fmp)?;
             doc::edit_submission(&mut d, &new)?;
             doc::resolve_conflicts(&mut d)?;
@@ -626,4 +769,45 @@ pub(crate) fn sql_err(dir: &Path, e: rusqlite::Error) -> StoreError {
             source: e,
         },
     }
+}
+
+impl From<refdoc::RefDocError> for StoreError {
+    fn from(e: refdoc::RefDocError) -> StoreError {
+        StoreError::RefDoc(Box::new(e))
+    }
+}
+
+/// The registry and forms the store's documents hold (see [`crate::refdoc`]).
+fn load_reference(conn: &Connection) -> rusqlite::Result<(Registry, Forms)> {
+    let mut registry = Registry::mali_default();
+    let mut forms = Forms::builtin();
+    // By primary key (the registry's id, the forms' id prefix): no scan of
+    // the submissions' documents at open.
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, data FROM documents WHERE (id = ?1 AND kind = ?2)
+           OR (id >= 'form:' AND id < 'form;' AND kind = ?3)",
+    )?;
+    let rows = stmt
+        .query_map(
+            [
+                refdoc::REGISTRY_ID,
+                refdoc::REGISTRY_KIND,
+                refdoc::FORM_KIND,
+            ],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (kind, data) in rows {
+        let Ok(d) = AutoCommit::load(&data) else {
+            continue;
+        };
+        if kind == refdoc::REGISTRY_KIND {
+            if let Ok(r) = refdoc::read_registry(&d) {
+                registry = r;
+            }
+        } else if let Ok(f) = refdoc::read_form(&d) {
+            let _ = forms.insert(f);
+        }
+    }
+    Ok((registry, forms))
 }
