@@ -2,6 +2,8 @@
 //! and nothing duplicated; retries ride out cuts; refused changes are
 //! quarantined on the phone and never block the rest.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod support;
 
 use support::*;

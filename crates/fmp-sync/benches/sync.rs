@@ -51,7 +51,7 @@ fn submission(fmp: &str, n: u32) -> Submission {
         1 + n % 30,
         n % 24,
         n * 13 % 60,
-        if n % 3 == 0 { "outgoing" } else { "incoming" },
+        if n.is_multiple_of(3) { "outgoing" } else { "incoming" },
         transport[(n % 5) as usize],
         places[(n % 6) as usize],
         dests[(n * 7 % 5) as usize],
@@ -59,7 +59,7 @@ fn submission(fmp: &str, n: u32) -> Submission {
         minor.min(1),
         n % 3,
         total - bfa,
-        if n % 10 == 0 { format!("convoy {n}") } else { String::new() },
+        if n.is_multiple_of(10) { format!("convoy {n}") } else { String::new() },
     ))
     .expect("valid submission")
 }

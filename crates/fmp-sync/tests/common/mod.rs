@@ -29,7 +29,11 @@ pub fn submission(fmp: &str, n: u32) -> Submission {
         1 + n % 28,
         n % 24,
         n % 60,
-        if n % 2 == 0 { "incoming" } else { "outgoing" },
+        if n.is_multiple_of(2) {
+            "incoming"
+        } else {
+            "outgoing"
+        },
         total - 2
     ))
     .expect("valid submission")
