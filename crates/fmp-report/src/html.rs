@@ -89,17 +89,12 @@ fn by_movement(out: &mut String, title: &str, tables: &[ByMovement]) {
         out.push_str("<li>No data</li>");
     }
     for b in tables {
-        let parts: Vec<String> = b
-            .rows
-            .iter()
-            .map(|r| format!("{} {}%", r.label, r.pct))
-            .collect();
         let _ = write!(
             out,
             "<li><b>{}</b> ({}): {}</li>",
             escape(&b.label),
             thousands(b.count),
-            escape(&parts.join(", "))
+            escape(&b.shares_text())
         );
     }
     out.push_str("</ul>");

@@ -88,17 +88,12 @@ fn by_movement(out: &mut String, title: &str, tables: &[ByMovement]) {
         out.push_str("No data.\n\n");
     }
     for b in tables {
-        let parts: Vec<String> = b
-            .rows
-            .iter()
-            .map(|r| format!("{} {}%", r.label, r.pct))
-            .collect();
         let _ = writeln!(
             out,
             "- **{}** ({}): {}",
             b.label,
             thousands(b.count),
-            parts.join(", ")
+            b.shares_text()
         );
     }
     if !tables.is_empty() {

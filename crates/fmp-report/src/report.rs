@@ -202,6 +202,18 @@ pub struct ByMovement {
     pub rows: Vec<ShareRow>,
 }
 
+impl ByMovement {
+    /// The country shares as one line: `Mali 67%, Niger 20%, …`.
+    pub fn shares_text(&self) -> String {
+        let parts: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| format!("{} {}%", r.label, r.pct))
+            .collect();
+        parts.join(", ")
+    }
+}
+
 /// Incoming and outgoing individuals of one month.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonthPoint {

@@ -555,8 +555,7 @@ impl Store {
             self.check_scope(tx, &new.fmp)?;
             doc::edit_submission(&mut d, &new)?;
             doc::resolve_conflicts(&mut d)?;
-            self.save_doc(tx, id, &mut d, Op::Edit, now, false)?;
-            Ok(doc::read_submission(&d)?)
+            self.save_doc(tx, id, &mut d, Op::Edit, now, false)
         })
     }
 
@@ -569,7 +568,8 @@ impl Store {
                 return Err(StoreError::Deleted(id.to_string()));
             }
             doc::set_deleted(&mut d)?;
-            self.save_doc(tx, id, &mut d, Op::Delete, now, false)
+            self.save_doc(tx, id, &mut d, Op::Delete, now, false)?;
+            Ok(())
         })
     }
 
@@ -591,8 +591,7 @@ impl Store {
             };
             doc::set_review(&mut d, &review)?;
             doc::resolve_conflicts(&mut d)?;
-            self.save_doc(tx, id, &mut d, Op::Review, now, false)?;
-            Ok(doc::read_submission(&d)?)
+            self.save_doc(tx, id, &mut d, Op::Review, now, false)
         })
     }
 
@@ -660,10 +659,10 @@ impl Store {
         op: Op,
         now: DateTime<Utc>,
         insert: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<StoredSubmission, StoreError> {
         let sql = |e| sql_err(&self.dir, e);
         if doc::commit(d, op, now.timestamp_millis()).is_none() {
-            return Ok(()); // nothing changed
+            return Ok(doc::read_submission(d)?); // nothing changed
         }
         let change = d
             .get_last_local_change()
@@ -697,7 +696,7 @@ impl Store {
         let seq = tx.last_insert_rowid();
         let state = doc::read_submission(d)?;
         materialize::write_row(tx, &state, seq).map_err(sql)?;
-        Ok(())
+        Ok(state)
     }
 }
 
