@@ -153,10 +153,34 @@ fn heremakono_over_32k(rows: &mut Vec<Row>) {
     ));
 }
 
+/// A registry of `n` FMPs: Mali's nine, then copies of Gogui (a border
+/// post) under new codes, so 200 devices can be spread two per FMP as a
+/// post's enumerators are.
+fn registry_of(n: usize) -> fmp_core::reference::Registry {
+    let mut r = fmp_core::reference::Registry::mali_default();
+    let gogui = r
+        .get("ML-GOG")
+        .cloned()
+        .expect("Gogui in the default registry");
+    for i in r.fmps.len()..n {
+        let mut f = gogui.clone();
+        f.code = format!("ML-B{i:03}");
+        f.name = format!("Bench post {i}");
+        r.fmps.push(f);
+    }
+    r
+}
+
 fn hub_200_devices(rows: &mut Vec<Row>) {
+    const DEVICES: usize = 200;
+    const PER: usize = 50;
     let dir = tempfile::tempdir().expect("tmp");
     let hub_dir = dir.path().join("hub");
-    Store::init(&hub_dir, "hub").expect("init");
+    let registry = registry_of(DEVICES / 2);
+    Store::init(&hub_dir, "hub")
+        .expect("init")
+        .set_registry(&registry)
+        .expect("registry");
     let limits = fmp_hub::Limits {
         rate_burst: 1e6,
         rate_per_sec: 1e6,
@@ -169,53 +193,72 @@ fn hub_200_devices(rows: &mut Vec<Row>) {
         limits,
     })
     .expect("serve");
-    // Spread over the nine FMPs, as a region's phones are: each device
-    // pulls its FMP's data from the others (about 1,100 submissions).
-    let all = fmp_report::fixture::many_months(7, (2020, 6), 1, 20.0);
-    let fmps: Vec<String> = fmp_core::reference::Registry::mali_default()
-        .fmps
-        .iter()
-        .map(|f| f.code.clone())
-        .collect();
-    let phones: Vec<Store> = (0..200)
+    // Two devices per FMP, as a post's enumerators: each pushes its 50 and
+    // pulls what its partner already pushed, so the 2 cores shared with
+    // the 200 clients mostly measure the hub, not 200 phones' CPUs.
+    let june: Vec<Submission> = month("ML-GOG", 3.0);
+    let t = Instant::now();
+    let phones: Vec<Store> = (0..DEVICES)
         .map(|i| {
-            let fmp = &fmps[i % fmps.len()];
-            let subs: Vec<Submission> = all
+            let fmp = &registry.fmps[i / 2].code;
+            let p = joined_phone(dir.path(), &hub_dir, &hub.url(), &format!("d{i}"), fmp);
+            client::sync(&p, SyncOptions::default()).expect("registry sync");
+            let subs = june
                 .iter()
-                .filter(|s| &s.fmp == fmp)
-                .map(|s| {
+                .cycle()
+                .skip(i * PER)
+                .take(PER)
+                .enumerate()
+                .map(|(k, s)| {
                     let mut s = s.clone();
-                    s.id = None;
+                    s.fmp = fmp.clone();
+                    s.notes = format!("device {i} #{k}");
                     s
                 })
                 .collect();
-            let p = joined_phone(dir.path(), &hub_dir, &hub.url(), &format!("d{i}"), fmp);
-            for (k, s) in subs.iter().cycle().skip(i * 50).take(50).enumerate() {
-                let mut s = s.clone();
-                s.notes = format!("device {i} #{k}");
-                p.record(s).expect("record");
-            }
+            p.record_many(subs, chrono::Utc::now()).expect("record");
             p
         })
         .collect();
+    eprintln!(
+        "hub bench: {DEVICES} devices joined and recorded {} offline in {:.1} s",
+        DEVICES * PER,
+        t.elapsed().as_secs_f64()
+    );
     let lat = Arc::new(Mutex::new(Vec::new()));
-    let pulled = Arc::new(Mutex::new(0u64));
+    let totals = Arc::new(Mutex::new((0u64, 0u64, 0u64, 0u64)));
     let t = Instant::now();
     std::thread::scope(|sc| {
         for p in &phones {
-            let (lat, pulled) = (lat.clone(), pulled.clone());
+            let (lat, totals) = (lat.clone(), totals.clone());
             sc.spawn(move || {
                 let t = Instant::now();
                 let sum = client::sync(p, SyncOptions::default()).expect("sync");
                 lat.lock().expect("lock").push(t.elapsed());
-                *pulled.lock().expect("lock") += sum.received;
+                let mut g = totals.lock().expect("lock");
+                g.0 += sum.sent;
+                g.1 += sum.received;
+                g.2 += u64::from(sum.round_trips);
+                g.3 += u64::from(sum.retries);
             });
         }
     });
     let secs = t.elapsed().as_secs_f64();
     let mut lat = lat.lock().expect("lock").clone();
     let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
-    // Floor: the same 10,000 changes from one store into another, in memory.
+    let (sent, pulled, round_trips, retries) = *totals.lock().expect("lock");
+    let held = Store::open(&hub_dir)
+        .expect("open")
+        .list(&Default::default())
+        .expect("list")
+        .len();
+    assert_eq!(
+        held,
+        DEVICES * PER,
+        "the hub must hold every submission once"
+    );
+    // Floor: the same changes from one store into another, in memory
+    // (verify, apply, materialize; no HTTP, no per-request signatures).
     let all = Store::open(&hub_dir).expect("open");
     let target = Store::init(&dir.path().join("floor"), "floor").expect("init");
     let mut trust = fmp_sync::StaticTrust::new(true);
@@ -233,19 +276,18 @@ fn hub_200_devices(rows: &mut Vec<Row>) {
     fmp_sync::sync_in_memory(&target, &trust, &all, &trust, fmp_sync::DEFAULT_MAX_BYTES)
         .expect("in memory");
     let floor = t.elapsed().as_secs_f64();
+    let n = (DEVICES * PER) as f64;
     rows.push(row(
-        "hub: 200 devices × 50 submissions at once (9 FMPs)",
+        &format!(
+            "hub: {DEVICES} devices × {PER} submissions syncing at once (2 per FMP)"
+        ),
         format!(
-            "{:.0} submissions/s in; {} pulled by the devices; sync p50 {:.0} ms, p99 {:.0} ms",
-            10_000.0 / secs,
-            *pulled.lock().expect("lock"),
+            "{:.0} submissions/s in ({sent} in, {pulled} pulled, {round_trips} round trips, {retries} retries); sync p50 {:.0} ms, p99 {:.0} ms",
+            n / secs,
             ms(p50),
             ms(p99)
         ),
-        format!(
-            "{:.0} submissions/s in memory, one store to another",
-            10_000.0 / floor
-        ),
+        format!("{:.0} submissions/s in memory, one store to another", n / floor),
         secs / floor,
     ));
 }
@@ -336,16 +378,24 @@ fn report_row(rows: &mut Vec<Row>) {
 }
 
 fn main() {
+    // `FMP_FIELD_STEPS=hub,record` runs only those rows (names below).
+    let only = std::env::var("FMP_FIELD_STEPS").ok();
+    let steps: [(&str, fn(&mut Vec<Row>)); 5] = [
+        ("record", record_latency),
+        ("sync", sync_rows),
+        ("heremakono", heremakono_over_32k),
+        ("report", report_row),
+        ("hub", hub_200_devices),
+    ];
     println!("| measure | value | floor | ratio |");
     println!("|---|---|---|---|");
-    let steps: [fn(&mut Vec<Row>); 5] = [
-        record_latency,
-        sync_rows,
-        heremakono_over_32k,
-        report_row,
-        hub_200_devices,
-    ];
-    for step in steps {
+    for (name, step) in steps {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|w| w.trim() == name))
+        {
+            continue;
+        }
         let mut rows = Vec::new();
         step(&mut rows);
         for r in rows {
