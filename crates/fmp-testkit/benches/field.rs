@@ -377,10 +377,13 @@ fn report_row(rows: &mut Vec<Row>) {
     ));
 }
 
+/// One part of the table: appends its rows.
+type Step = fn(&mut Vec<Row>);
+
 fn main() {
     // `FMP_FIELD_STEPS=hub,record` runs only those rows (names below).
     let only = std::env::var("FMP_FIELD_STEPS").ok();
-    let steps: [(&str, fn(&mut Vec<Row>)); 5] = [
+    let steps: [(&str, Step); 5] = [
         ("record", record_latency),
         ("sync", sync_rows),
         ("heremakono", heremakono_over_32k),
