@@ -15,11 +15,9 @@ pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite:
     let day = sub.observed_at.format("%Y-%m-%d").to_string();
     let month = sub.observed_at.format("%Y-%m").to_string();
     let total = i64::try_from(sub.people.total()).unwrap_or(i64::MAX);
-    conn.execute(
-        "DELETE FROM submission_nationalities WHERE submission_id = ?1",
-        [&id],
-    )?;
-    conn.execute(
+    conn.prepare_cached("DELETE FROM submission_nationalities WHERE submission_id = ?1")?
+        .execute([&id])?;
+    conn.prepare_cached(
         "INSERT OR REPLACE INTO submissions (id, form, form_version, fmp, observed_at, day, month,
             direction, transport, movement_type, departure_country, departure_place,
             next_country, next_place, final_country, final_place,
@@ -28,7 +26,8 @@ pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite:
             review_status, review_comment, review_by, review_at, deleted, conflicts, updated_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
-        params![
+    )?
+    .execute(params![
             id,
             sub.form,
             sub.form_version,
@@ -62,9 +61,8 @@ pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite:
             s.review.as_ref().map(|r| r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             s.deleted,
             i64::try_from(s.conflicts.len()).unwrap_or(i64::MAX),
-            seq,
-        ],
-    )?;
+        seq,
+    ])?;
     let mut ins = conn.prepare_cached(
         "INSERT INTO submission_nationalities (submission_id, country, count) VALUES (?1, ?2, ?3)",
     )?;

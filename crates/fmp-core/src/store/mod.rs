@@ -185,6 +185,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Room for every statement a store and its sync keep prepared.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 
@@ -502,24 +504,42 @@ impl Store {
         mut sub: Submission,
         now: DateTime<Utc>,
     ) -> Result<Uuid, StoreError> {
+        let sql = |e| sql_err(&self.dir, e);
         validate(&sub, &self.registry(), &self.forms(), now)?;
         self.check_scope(tx, &sub.fmp)?;
         let id = sub.id.unwrap_or_else(Uuid::now_v7);
         sub.id = Some(id);
-        let mut d = doc::new_submission(doc::actor_for(self.identity.device_id), id, &sub)?;
-        let exists: bool = tx
-            .query_row(
-                "SELECT 1 FROM documents WHERE id = ?1",
-                [id.to_string()],
-                |_| Ok(true),
-            )
-            .optional()
-            .map_err(|e| sql_err(&self.dir, e))?
-            .unwrap_or(false);
-        if exists {
-            return Err(StoreError::Duplicate(id.to_string()));
-        }
-        self.save_doc(tx, id, &mut d, Op::Record, now, true)?;
+        let (mut d, change) = doc::new_submission_committed(
+            doc::actor_for(self.identity.device_id),
+            id,
+            &sub,
+            Op::Record,
+            now.timestamp_millis(),
+        )?;
+        let id_str = id.to_string();
+        // The primary key refuses an id already stored (no separate lookup).
+        tx.prepare_cached("INSERT INTO documents (id, kind, data) VALUES (?1, 'submission', ?2)")
+            .and_then(|mut st| st.execute(params![id_str, d.save()]))
+            .map_err(|e| {
+                if is_primary_key_violation(&e) {
+                    StoreError::Duplicate(id_str.clone())
+                } else {
+                    sql(e)
+                }
+            })?;
+        let seq = self
+            .log_change(tx, &id_str, &change, Op::Record, now)
+            .map_err(sql)?;
+        // The state just written is the validated submission itself: no
+        // review, not deleted, no conflicts (materializing it from the
+        // document gives the same row; see the store's tests).
+        let state = StoredSubmission {
+            submission: sub,
+            review: None,
+            deleted: false,
+            conflicts: Vec::new(),
+        };
+        materialize::write_row(tx, &state, seq).map_err(sql)?;
         Ok(id)
     }
 
@@ -555,7 +575,7 @@ impl Store {
             self.check_scope(tx, &new.fmp)?;
             doc::edit_submission(&mut d, &new)?;
             doc::resolve_conflicts(&mut d)?;
-            self.save_doc(tx, id, &mut d, Op::Edit, now, false)
+            self.save_doc(tx, id, &mut d, Op::Edit, now)
         })
     }
 
@@ -568,7 +588,7 @@ impl Store {
                 return Err(StoreError::Deleted(id.to_string()));
             }
             doc::set_deleted(&mut d)?;
-            self.save_doc(tx, id, &mut d, Op::Delete, now, false)?;
+            self.save_doc(tx, id, &mut d, Op::Delete, now)?;
             Ok(())
         })
     }
@@ -591,7 +611,7 @@ impl Store {
             };
             doc::set_review(&mut d, &review)?;
             doc::resolve_conflicts(&mut d)?;
-            self.save_doc(tx, id, &mut d, Op::Review, now, false)
+            self.save_doc(tx, id, &mut d, Op::Review, now)
         })
     }
 
@@ -658,7 +678,6 @@ impl Store {
         d: &mut AutoCommit,
         op: Op,
         now: DateTime<Utc>,
-        insert: bool,
     ) -> Result<StoredSubmission, StoreError> {
         let sql = |e| sql_err(&self.dir, e);
         if doc::commit(d, op, now.timestamp_millis()).is_none() {
@@ -667,48 +686,57 @@ impl Store {
         let change = d
             .get_last_local_change()
             .ok_or_else(|| StoreError::Patch("no change to log".into()))?;
-        let data = d.save();
-        if insert {
-            tx.execute(
-                "INSERT INTO documents (id, kind, data) VALUES (?1, 'submission', ?2)",
-                params![id.to_string(), data],
-            )
+        let id_str = id.to_string();
+        tx.prepare_cached("UPDATE documents SET data = ?2 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![id_str, d.save()]))
             .map_err(sql)?;
-        } else {
-            tx.execute(
-                "UPDATE documents SET data = ?2 WHERE id = ?1",
-                params![id.to_string(), data],
-            )
+        let seq = self
+            .log_change(tx, &id_str, &change, op, now)
             .map_err(sql)?;
-        }
-        tx.execute(
-            "INSERT INTO changes (hash, doc_id, author, time, op, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                change.hash().0.to_vec(),
-                id.to_string(),
-                self.identity.device_id.to_string(),
-                now.timestamp_millis(),
-                op.as_str(),
-                change.raw_bytes()
-            ],
-        )
-        .map_err(sql)?;
-        let seq = tx.last_insert_rowid();
         let state = doc::read_submission(d)?;
         materialize::write_row(tx, &state, seq).map_err(sql)?;
         Ok(state)
     }
+
+    /// Appends a change made here to the change log; returns its `seq`.
+    fn log_change(
+        &self,
+        tx: &Transaction<'_>,
+        doc_id: &str,
+        change: &automerge::Change,
+        op: Op,
+        now: DateTime<Utc>,
+    ) -> rusqlite::Result<i64> {
+        tx.prepare_cached(
+            "INSERT INTO changes (hash, doc_id, author, time, op, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            change.hash().0.as_slice(),
+            doc_id,
+            self.identity.device_id.to_string(),
+            now.timestamp_millis(),
+            op.as_str(),
+            change.raw_bytes()
+        ])?;
+        Ok(tx.last_insert_rowid())
+    }
+}
+
+/// True if `e` is a write refused by a table's primary key.
+fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
 }
 
 mod query;
 
 fn enrolled_fmps(conn: &Connection) -> rusqlite::Result<Option<Vec<String>>> {
     let v: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'enrolled_fmps'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT value FROM meta WHERE key = 'enrolled_fmps'")?
+        .query_row([], |r| r.get(0))
         .optional()?;
     Ok(v.map(|s| {
         s.split(',')
