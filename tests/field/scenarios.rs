@@ -1,5 +1,6 @@
 //! Field conditions (issue 7), with real `fmp` processes on loopback:
-//! a month of Gogui over a 32 kbit/s, 600 ms link cut every 5–20 s; two
+//! a month of Gogui over a 32 kbit/s, 600 ms link cut every 5–20 s; a link
+//! that goes silent mid-sync (no FIN, no RST); two
 //! phones and a hub SIGKILLed at random moments during sync; phones whose
 //! clocks are two years behind and a month ahead; a hub restarted
 //! mid-sync; a store on a full disk; a link shaped by `tbf` in network
@@ -311,6 +312,77 @@ fn a_month_of_gogui_over_32_kbit_600_ms_cut_every_5_to_20_s() {
     check(&ctx, &hq, &acknowledged, &[&phone]);
     // A later sync sends nothing again.
     let again = sync_ok(&phone, &[], &[]);
+    assert!(again.contains("sent 0,"), "{again}");
+    eprintln!("{ctx}");
+}
+
+#[test]
+fn a_link_that_goes_silent_mid_sync_is_abandoned_and_resumed() {
+    let seed = seed(0x51_1e);
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let phone = init(tmp.path(), "gogui-1");
+    let srv = Hub::start(&hq);
+    // The first three connections go silent after 300 to 8,000 bytes: no
+    // FIN, no RST, nothing more either way; only the phone's stall timeout
+    // ends them (the whole-request timeout is 120 s).
+    let proxy = FaultProxy::start(
+        &srv.url,
+        Faults::seeded(seed)
+            .cut_after(300..=8_000, Some(3))
+            .silent(),
+    )
+    .unwrap();
+    // Joined directly (a join is not retried); the syncs go through the proxy.
+    join(&phone, &hq, &srv.url, &[], false);
+    let acknowledged = record(&phone, &gogui_june()[..60], &[]);
+    let out = sync_child(
+        &phone,
+        &[
+            "--hub",
+            &proxy.url(),
+            "--retries",
+            "10",
+            "--retry-delay-ms",
+            "50",
+            "--max-bytes",
+            "2048",
+            "--stall-timeout",
+            "2",
+        ],
+        &[],
+    )
+    .wait_with_output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("{}; {stdout}; {stderr}", proxy.describe());
+    assert!(out.status.success(), "{ctx}");
+    let freezes = proxy.silent_freezes();
+    assert!(freezes >= 1, "the link went silent at least once: {ctx}");
+    assert!(
+        stderr.contains("the link went silent"),
+        "each retry says why: {ctx}"
+    );
+    let retries: u64 = stdout
+        .split("retries ")
+        .nth(1)
+        .and_then(|r| r.trim().split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        retries >= freezes,
+        "every silent connection was abandoned and retried: {ctx}"
+    );
+    assert!(stdout.contains("sent 60,"), "{ctx}");
+    check(&ctx, &hq, &acknowledged, &[&phone]);
+    // The phone's process is gone: so are the connections the proxy held.
+    let released = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        proxy.held() == 0
+    });
+    assert!(released, "frozen connections are released: {ctx}");
+    let again = sync_ok(&phone, &["--hub", &proxy.url()], &[]);
     assert!(again.contains("sent 0,"), "{again}");
     eprintln!("{ctx}");
 }

@@ -95,6 +95,12 @@ pub enum HubCommand {
         /// Largest message, bytes (both ways).
         #[arg(long, default_value_t = fmp_sync::DEFAULT_MAX_BYTES)]
         max_bytes: u32,
+        /// Seconds without a byte from the hub before a request is given up
+        /// as a silent link and retried (the hub's answer must begin within
+        /// this, after the request went out at 8 kbit/s, and never pause
+        /// longer). Keep it above the link's worst round trip.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        stall_timeout: u64,
     },
     /// Sync state: pending changes, last sync per peer, quarantined records and why.
     Status {
@@ -230,6 +236,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             retries,
             retry_delay_ms,
             max_bytes,
+            stall_timeout,
         } => {
             let s = Store::open(&store)?;
             let bar = if std::io::stderr().is_terminal() {
@@ -245,6 +252,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 retries,
                 base_delay: Duration::from_millis(retry_delay_ms),
                 max_bytes,
+                stall_timeout: Duration::from_secs(stall_timeout),
                 progress: Some(Box::new(move |p| {
                     let t = &p.summary;
                     let line = match &p.event {

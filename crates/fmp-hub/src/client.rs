@@ -3,6 +3,13 @@
 //! resumption from the stored cursors after a cut, quarantine of refused
 //! changes, and progress through a callback. Blocking calls (each runs its
 //! own small tokio runtime): call them from a thread, not from async code.
+//!
+//! A link that goes silent (no FIN, no RST: packets just stop, the common
+//! failure of 2G links) is abandoned after the stall timeout
+//! ([`SyncOptions::stall_timeout`]) rather than the whole request timeout,
+//! and retried like any network failure: the answer must begin within the
+//! stall timeout (plus the time the request takes to send at
+//! [`SLOWEST_UPLINK`]) and never pause longer than it.
 
 use std::time::Duration;
 
@@ -31,6 +38,13 @@ pub struct Joined {
     pub may_enroll: bool,
 }
 
+/// The default [`SyncOptions::stall_timeout`]: 30 s.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The slowest uplink a request is given time for before the stall timeout
+/// starts to count, in bytes per second (8 kbit/s, GPRS at its worst).
+pub const SLOWEST_UPLINK: u64 = 1_000;
+
 fn runtime() -> Result<tokio::runtime::Runtime, HubError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -42,12 +56,29 @@ fn http(
     url: &str,
     pin: Option<Vec<u8>>,
     timeout: Duration,
+    stall: Duration,
 ) -> Result<(reqwest::Client, Option<std::sync::Arc<Pinned>>), HubError> {
     tls::install_provider();
+    // Stalls are detected in `post`, not with reqwest's `read_timeout`:
+    // that one runs from the start of a request to the answer's headers
+    // without resetting while the request goes out, so it would abandon a
+    // slow upload that is still alive. The kernel helps where it can see
+    // the silence (when nothing on the way acknowledges for the hub):
+    // keepalive probes on an idle connection and, on Linux and Android, a
+    // connection whose sent data stays unacknowledged for the stall timeout
+    // (at least reqwest's 30 s, as queues on a 2G link can hold seconds) is
+    // closed.
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
+        .tcp_keepalive(Duration::from_secs(15))
         .no_proxy();
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    {
+        b = b.tcp_user_timeout(stall.max(Duration::from_secs(30)));
+    }
+    #[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+    let _ = stall;
     let mut verifier = None;
     if url.starts_with("https://") {
         let v = Pinned::new(pin);
@@ -73,6 +104,8 @@ fn base(url: &str) -> Result<String, HubError> {
 
 enum SendError {
     Network(String),
+    /// Nothing came from the hub within the stall timeout.
+    Stalled(Duration),
     Refused(u16, ErrorBody),
 }
 
@@ -82,6 +115,13 @@ impl SendError {
             SendError::Network(detail) => HubError::Network {
                 url: url.to_string(),
                 detail,
+            },
+            SendError::Stalled(stall) => HubError::Network {
+                url: url.to_string(),
+                detail: format!(
+                    "the link went silent: nothing from the hub within the stall timeout of {:.1} s",
+                    stall.as_secs_f64()
+                ),
             },
             SendError::Refused(status, b) => HubError::Refused {
                 status,
@@ -103,6 +143,18 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// How long the answer to a request of `len` bytes may take to begin: the
+/// stall timeout after the request went out at [`SLOWEST_UPLINK`] (a
+/// request lands in socket buffers at once, so its progress on the link
+/// cannot be seen from here).
+fn answer_within(stall: Duration, len: usize) -> Duration {
+    stall.saturating_add(Duration::from_millis(
+        u64::try_from(len).unwrap_or(u64::MAX).saturating_mul(1000) / SLOWEST_UPLINK,
+    ))
+}
+
+/// Sends one signed request; the answer's body. A silent link fails with
+/// [`SendError::Stalled`] after `stall` (see [`answer_within`]).
 async fn post(
     http: &reqwest::Client,
     store: &Store,
@@ -110,6 +162,7 @@ async fn post(
     path: &str,
     body: Vec<u8>,
     extra: Option<(&str, &str)>,
+    stall: Duration,
 ) -> Result<Vec<u8>, SendError> {
     let mut time = chrono::Utc::now().timestamp();
     let mut resp;
@@ -123,7 +176,10 @@ async fn post(
         if let Some((k, v)) = extra {
             rb = rb.header(k, v);
         }
-        resp = rb.send().await.map_err(|e| SendError::Network(chain(&e)))?;
+        resp = tokio::time::timeout(answer_within(stall, body.len()), rb.send())
+            .await
+            .map_err(|_| SendError::Stalled(stall))?
+            .map_err(|e| SendError::Network(chain(&e)))?;
         // A device clock set wrong (months or years off, common on phones
         // in the field) makes every signed request stale: sign once more
         // with the hub's clock from its `Date` header. The nonce window
@@ -141,12 +197,18 @@ async fn post(
         corrected = true;
     }
     let status = resp.status();
-    let bytes = resp
-        .bytes()
+    // The body as it comes: the stall timeout restarts with every piece,
+    // so a slow answer that keeps coming is never abandoned.
+    let mut bytes = Vec::new();
+    while let Some(piece) = tokio::time::timeout(stall, resp.chunk())
         .await
-        .map_err(|e| SendError::Network(chain(&e)))?;
+        .map_err(|_| SendError::Stalled(stall))?
+        .map_err(|e| SendError::Network(chain(&e)))?
+    {
+        bytes.extend_from_slice(&piece);
+    }
     if status.is_success() {
-        return Ok(bytes.to_vec());
+        return Ok(bytes);
     }
     let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
         error: format!("http_{}", status.as_u16()),
@@ -175,9 +237,17 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
         public_key: hex::encode(me.public_key()),
     };
     let body = serde_json::to_vec(&req).map_err(|e| HubError::Protocol(e.to_string()))?;
-    let (client, verifier) = http(&url, None, Duration::from_secs(30))?;
+    let (client, verifier) = http(&url, None, Duration::from_secs(30), DEFAULT_STALL_TIMEOUT)?;
     let bytes = runtime()?
-        .block_on(post(&client, store, &url, JOIN_PATH, body, None))
+        .block_on(post(
+            &client,
+            store,
+            &url,
+            JOIN_PATH,
+            body,
+            None,
+            DEFAULT_STALL_TIMEOUT,
+        ))
         .map_err(|e| e.into_hub(&url))?;
     let resp: JoinResponse = serde_json::from_slice(&bytes)
         .map_err(|e| HubError::Protocol(format!("join answer: {e}")))?;
@@ -296,6 +366,10 @@ pub struct SyncOptions {
     pub max_delay: Duration,
     /// Timeout of one HTTP request.
     pub timeout: Duration,
+    /// Longest silence from the hub before a request is abandoned as a
+    /// silent link and retried: its answer must begin within this (after
+    /// the request went out at [`SLOWEST_UPLINK`]) and never pause longer.
+    pub stall_timeout: Duration,
     /// Called after each round trip and retry.
     pub progress: Option<ProgressFn>,
 }
@@ -309,6 +383,7 @@ impl Default for SyncOptions {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(60),
             timeout: Duration::from_secs(120),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             progress: None,
         }
     }
@@ -320,6 +395,8 @@ impl std::fmt::Debug for SyncOptions {
             .field("url", &self.url)
             .field("max_bytes", &self.max_bytes)
             .field("retries", &self.retries)
+            .field("timeout", &self.timeout)
+            .field("stall_timeout", &self.stall_timeout)
             .finish()
     }
 }
@@ -358,7 +435,8 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
     vouch_for_upstream(store, &up)?;
     let url = base(opts.url.as_deref().unwrap_or(&up.url))?;
     let trust = store.read(db::trust)?;
-    let (http, _) = http(&url, up.tls_cert.clone(), opts.timeout)?;
+    let stall = opts.stall_timeout;
+    let (http, _) = http(&url, up.tls_cert.clone(), opts.timeout, stall)?;
     let rt = runtime()?;
     // Released from quarantine (edited back into scope): pushed again.
     let released = store.read(db::released)?;
@@ -376,9 +454,21 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         let mut client = Client::new(store, &trust, up.hub)
             .with_max_bytes(opts.max_bytes)
             .with_resend(released.clone());
+        // Round trips answered and stored in this attempt: the progress
+        // that resets the retry count (the report counts requests sent,
+        // answered or not).
+        let mut answered = 0u32;
         let result: Result<(), HubError> = (|| {
             while let Some(req) = client.next_request()? {
-                let sent = rt.block_on(post(&http, store, &url, SYNC_PATH, req.clone(), None));
+                let sent = rt.block_on(post(
+                    &http,
+                    store,
+                    &url,
+                    SYNC_PATH,
+                    req.clone(),
+                    None,
+                    stall,
+                ));
                 let bytes = match sent {
                     Ok(b) => b,
                     Err(SendError::Refused(403, body)) if body.error == "out_of_scope" => {
@@ -398,12 +488,14 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                             SYNC_PATH,
                             req,
                             Some((H_PARTIAL, "1")),
+                            stall,
                         ))
                         .map_err(|e| e.into_hub(&url))?
                     }
                     Err(e) => return Err(e.into_hub(&url)),
                 };
                 client.handle_response(&bytes)?;
+                answered += 1;
                 let refused = &client.report().refused_by_peer;
                 if !refused.is_empty() {
                     store.write(|tx| -> Result<(), HubError> {
@@ -416,7 +508,7 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
             Ok(())
         })();
         let done = add(&total, client.report());
-        let progressed = done.round_trips > total.round_trips;
+        let progressed = answered > 0;
         total = done;
         match result {
             Ok(()) => break,
@@ -470,4 +562,20 @@ fn add(total: &Summary, r: &fmp_sync::Report) -> Summary {
     s.refused.extend(r.refused_by_peer.iter().cloned());
     s.refused_here.extend(r.refused_here.iter().cloned());
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_may_begin_a_stall_timeout_after_the_request_went_out_at_8_kbit() {
+        let stall = Duration::from_secs(30);
+        assert_eq!(answer_within(stall, 0), stall);
+        assert_eq!(
+            answer_within(stall, 64 * 1024),
+            Duration::from_millis(30_000 + 65_536)
+        );
+        assert_eq!(answer_within(Duration::MAX, usize::MAX), Duration::MAX);
+    }
 }

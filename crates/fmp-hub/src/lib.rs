@@ -4,7 +4,7 @@
 //! authenticates devices, enrolls them and enforces limits.
 //!
 //! - `server.rs`: [`server::app`] (the router), handlers, limits, JSON errors, the listener.
-//! - `client.rs`: [`client::join`] and [`client::sync`] (retries, resume, quarantine, progress).
+//! - `client.rs`: [`client::join`] and [`client::sync`] (retries, resume, quarantine, progress, stall timeout).
 //! - `auth.rs`: signed requests (device key over method, path, time, nonce, body hash), replay cache.
 //! - `enroll.rs`: one-time enrollment codes (only their hash is stored).
 //! - `db.rs`: the hub's tables (codes, enrolled devices, upstream hub, quarantine) and the [`fmp_sync::Trust`] they make.

@@ -3,7 +3,8 @@
 //!
 //! - `proxy.rs`: [`proxy::FaultProxy`], a seeded fault-injecting TCP proxy
 //!   (latency, bandwidth, stalls, cuts after N bytes, link drops on a
-//!   schedule, a down link, a switchable upstream).
+//!   schedule, a down link, cuts and drops that close or go silent, a
+//!   switchable upstream).
 //! - `netns.rs`: bandwidth shaping with network namespaces and the `tbf`
 //!   qdisc, where `ip netns` is permitted (skipped cleanly elsewhere).
 //! - `fuzz.rs`: the fuzz entry points, shared by `fuzz/` (libFuzzer) and

@@ -15,7 +15,16 @@
 //!   (both directions counted), for the first `faulty_connections`;
 //! - **link drops**: every random interval in `drop_every` the link goes
 //!   down: every open connection is cut, and new ones are closed at once
-//!   for a random time in `down_for`.
+//!   for a random time in `down_for`;
+//! - **silent** ([`Faults::silent`]): cuts and drops close nothing. At a
+//!   byte cut the connection freezes: nothing more is forwarded either way,
+//!   no FIN, no RST, both sockets stay open. A link drop freezes every open
+//!   connection the same way (as when a phone reattaches with a new address:
+//!   the old connections never hear back), and a connection accepted while
+//!   the link is down is held open with nothing forwarded (its data lost).
+//!   This is the common failure of 2G links: the client hears nothing until
+//!   its own timeout. A frozen connection is released (both sockets closed)
+//!   once the client closes its side, or when the proxy is dropped.
 //!
 //! Randomness comes from `seed` alone: connection `k` draws from
 //! `seed ^ k`, the drop schedule from `seed`. Byte cuts replay exactly;
@@ -61,6 +70,8 @@ pub struct Faults {
     pub drop_every_ms: Option<RangeInclusive<u64>>,
     /// After a drop, the link stays down this many milliseconds.
     pub down_for_ms: Option<RangeInclusive<u64>>,
+    /// Cuts and drops freeze connections instead of closing them.
+    pub silent: bool,
 }
 
 impl Faults {
@@ -100,6 +111,12 @@ impl Faults {
         self.stall_ms = Some(ms);
         self
     }
+
+    /// Makes cuts and drops silent: connections freeze, nothing is closed.
+    pub fn silent(mut self) -> Faults {
+        self.silent = true;
+        self
+    }
 }
 
 /// What the proxy did, for assertions and bench figures.
@@ -113,6 +130,12 @@ pub struct Stats {
     pub drops: AtomicU64,
     /// Connections refused while the link was down.
     pub refused_while_down: AtomicU64,
+    /// Connections frozen by a silent cut or drop, or held while the link
+    /// was down (silent faults only).
+    pub silent_freezes: AtomicU64,
+    /// Frozen connections still held open now (they go when the client
+    /// closes its side).
+    pub held: AtomicU64,
     /// Bytes forwarded client → upstream.
     pub bytes_up: AtomicU64,
     /// Bytes forwarded upstream → client.
@@ -206,13 +229,15 @@ impl FaultProxy {
     /// One line for a failure message: the seed and the faults.
     pub fn describe(&self) -> String {
         format!(
-            "fault proxy seed {} ({:?}); connections {}, byte cuts {}, drops {}, refused while down {}, bytes up {} down {}",
+            "fault proxy seed {} ({:?}); connections {}, byte cuts {}, drops {}, refused while down {}, silent freezes {} (held now {}), bytes up {} down {}",
             self.faults.seed,
             self.faults,
             Stats::get(&self.stats.connections),
             Stats::get(&self.stats.byte_cuts),
             Stats::get(&self.stats.drops),
             Stats::get(&self.stats.refused_while_down),
+            Stats::get(&self.stats.silent_freezes),
+            Stats::get(&self.stats.held),
             Stats::get(&self.stats.bytes_up),
             Stats::get(&self.stats.bytes_down),
         )
@@ -226,6 +251,16 @@ impl FaultProxy {
     /// Link drops so far.
     pub fn drops(&self) -> u64 {
         Stats::get(&self.stats.drops)
+    }
+
+    /// Connections frozen silently so far (cut, dropped or held while down).
+    pub fn silent_freezes(&self) -> u64 {
+        Stats::get(&self.stats.silent_freezes)
+    }
+
+    /// Frozen connections still held open.
+    pub fn held(&self) -> u64 {
+        Stats::get(&self.stats.held)
     }
 
     /// Bytes forwarded, both directions.
@@ -303,8 +338,17 @@ async fn accept_loop(
         stats.connections.fetch_add(1, Ordering::SeqCst);
         let link = *link_rx.borrow();
         if link.down {
-            stats.refused_while_down.fetch_add(1, Ordering::SeqCst);
-            drop(client);
+            if faults.silent {
+                // As if the SYN and all that follows were lost.
+                let stats = stats.clone();
+                tokio::spawn(async move {
+                    let (mut cr, _cw) = client.into_split();
+                    hold(&mut cr, &stats).await;
+                });
+            } else {
+                stats.refused_while_down.fetch_add(1, Ordering::SeqCst);
+                drop(client);
+            }
             continue;
         }
         let target = upstream.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -339,13 +383,13 @@ async fn connection(
     };
     let budget = Arc::new(AtomicU64::new(cut_at.unwrap_or(u64::MAX)));
     let cut = Arc::new(tokio::sync::Notify::new());
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
+    // The pipes borrow the halves, so a silent fault can keep them open.
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
     let rng_up = StdRng::seed_from_u64(rng.random());
     let rng_down = StdRng::seed_from_u64(rng.random());
     let up = pipe(
-        cr,
-        sw,
+        (&mut cr, &mut sw),
         faults.clone(),
         (budget.clone(), cut.clone()),
         rng_up,
@@ -353,9 +397,8 @@ async fn connection(
         true,
     );
     let down = pipe(
-        sr,
-        cw,
-        faults,
+        (&mut sr, &mut cw),
+        faults.clone(),
         (budget.clone(), cut.clone()),
         rng_down,
         stats.clone(),
@@ -371,17 +414,36 @@ async fn connection(
             }
         }
     };
-    tokio::select! {
-        _ = async { tokio::join!(up, down) } => {},
-        _ = dropped => {},
-        _ = cut.notified() => {},
+    let faulted = tokio::select! {
+        _ = async { tokio::join!(up, down) } => false,
+        _ = dropped => true,
+        _ = cut.notified() => true,
+    };
+    if faulted && faults.silent {
+        // Frozen: the upstream halves stay open, untouched, until the
+        // client gives up.
+        hold(&mut cr, &stats).await;
     }
-    // Dropping the halves closes both sockets: the cut.
+    // Dropping the halves closes both sockets: the cut (or the release).
+    drop((cr, cw, sr, sw));
+}
+
+/// Holds a frozen connection: reads and discards what the client sends
+/// (lost on the way) until it closes its side; the caller then drops the
+/// sockets. Counted in `silent_freezes`, and in `held` while it lasts.
+async fn hold(client: &mut tokio::net::tcp::OwnedReadHalf, stats: &Stats) {
+    stats.silent_freezes.fetch_add(1, Ordering::SeqCst);
+    stats.held.fetch_add(1, Ordering::SeqCst);
+    let mut buf = vec![0u8; CHUNK];
+    while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {}
+    stats.held.fetch_sub(1, Ordering::SeqCst);
 }
 
 async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    (from, to): (
+        &mut tokio::net::tcp::OwnedReadHalf,
+        &mut tokio::net::tcp::OwnedWriteHalf,
+    ),
     faults: Faults,
     (budget, cut): (Arc<AtomicU64>, Arc<tokio::sync::Notify>),
     mut rng: StdRng,
@@ -393,6 +455,7 @@ async fn pipe(
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let cutting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cutting_w = cutting.clone();
+    let silent = faults.silent;
     let reader = async move {
         let mut buf = vec![0u8; CHUNK];
         let mut free_at = Instant::now();
@@ -444,6 +507,10 @@ async fn pipe(
         if cutting_w.load(Ordering::SeqCst) {
             stats.byte_cuts.fetch_add(1, Ordering::SeqCst);
             cut.notify_one();
+            if silent {
+                // No FIN: the connection freezes where it was cut.
+                return;
+            }
         }
         let _ = to.shutdown().await;
     };
