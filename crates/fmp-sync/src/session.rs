@@ -80,7 +80,8 @@ pub fn forget_peer(store: &Store, peer: Uuid) -> Result<(), SyncError> {
 /// What a sync did, from the client's side.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
-    /// Requests sent (each answered: one round trip).
+    /// Round trips: requests answered and stored (one whose answer was
+    /// lost is not counted; its bytes are, in `bytes_sent`).
     pub round_trips: u32,
     /// Bytes of all requests.
     pub bytes_sent: u64,
@@ -263,7 +264,6 @@ impl<'a> Client<'a> {
             }
         };
         self.in_flight = Some(flight);
-        self.report.round_trips += 1;
         self.report.bytes_sent += bytes.len() as u64;
         Ok(Some(bytes))
     }
@@ -301,6 +301,7 @@ impl<'a> Client<'a> {
             })?
         };
         let (applied, hashes) = applied;
+        self.report.round_trips += 1;
         if applied.reference {
             self.store.reload_reference()?;
         }

@@ -80,6 +80,11 @@ fn a_cut_sync_resumes_without_resending() {
     }
     let req = c.next_request().expect("req").expect("some");
     let _lost = respond(&b.store, &trust, &req).expect("respond");
+    assert_eq!(
+        c.report().round_trips,
+        2,
+        "a request whose answer never came is not a round trip"
+    );
     drop(c);
     let first = b
         .store
