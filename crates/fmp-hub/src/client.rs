@@ -455,8 +455,7 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
             .with_max_bytes(opts.max_bytes)
             .with_resend(released.clone());
         // Round trips answered and stored in this attempt: the progress
-        // that resets the retry count (the report counts requests sent,
-        // answered or not).
+        // that resets the retry count.
         let mut answered = 0u32;
         let result: Result<(), HubError> = (|| {
             while let Some(req) = client.next_request()? {
