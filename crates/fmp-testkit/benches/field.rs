@@ -102,6 +102,15 @@ fn record_latency(rows: &mut Vec<Row>) {
     ));
 }
 
+/// `1 round trip`, `13 round trips`.
+fn trips(n: &str) -> String {
+    if n == "1" {
+        "1 round trip".into()
+    } else {
+        format!("{n} round trips")
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -144,9 +153,9 @@ fn heremakono_over_32k(rows: &mut Vec<Row>) {
             subs.len()
         ),
         format!(
-            "{secs:.1} s, {} B, {} round trips",
+            "{secs:.1} s, {} B, {}",
             sum.bytes_sent + sum.bytes_received,
-            sum.round_trips
+            trips(&sum.round_trips.to_string())
         ),
         format!("{floor_secs:.1} s ({floor} B at 4 kB/s)"),
         secs / floor_secs,
@@ -333,7 +342,7 @@ fn sync_rows(rows: &mut Vec<Row>) {
         }
         rows.push(Row {
             what: what.into(),
-            value: format!("{} B, {} round trips", c[4], c[1]),
+            value: format!("{} B, {}", c[4], trips(&c[1])),
             floor: if c[5] == "–" {
                 "–".into()
             } else {
