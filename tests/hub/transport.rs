@@ -253,3 +253,86 @@ fn refused_changes_are_quarantined_and_do_not_block_the_rest() {
         serde_json::from_str(&fmp(&["status", "--store", s(&hq), "--json"])).unwrap();
     assert_eq!(hq_st["waiting"]["total"], 0, "{hq_st}");
 }
+
+#[test]
+fn a_join_whose_answer_is_cut_is_asked_again_and_enrolls_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = init(tmp.path(), "hub");
+    let srv = Served::start(&hub, &[]);
+    let upstream = srv.url.trim_start_matches("http://").to_string();
+    let code = |_: ()| fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
+    // The bytes of one join request, through a clean proxy, from a phone
+    // whose name has the same length as the next one's.
+    let clean = FaultProxy::start(&upstream, Faults::seeded(0)).unwrap();
+    let a = init(tmp.path(), "phone-a");
+    let ca = code(());
+    fmp(&[
+        "join",
+        "--store",
+        s(&a),
+        "--hub",
+        &clean.url(),
+        "--code",
+        ca.trim(),
+    ]);
+    let request = clean.stats.bytes_up.load(SeqCst);
+    assert!(request > 0, "{}", clean.describe());
+    // The first connection is cut 40 bytes into the hub's answer: the hub
+    // has enrolled the phone, the phone never heard it.
+    let b = init(tmp.path(), "phone-b");
+    let cb = code(());
+    let at = request + 40;
+    let proxy =
+        FaultProxy::start(&upstream, Faults::seeded(1).cut_after(at..=at, Some(1))).unwrap();
+    let out = fmp_in(
+        &[
+            "join",
+            "--store",
+            s(&b),
+            "--hub",
+            &proxy.url(),
+            "--code",
+            cb.trim(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.describe()
+    );
+    assert_eq!(proxy.byte_cuts(), 1, "{}", proxy.describe());
+    let devices: Vec<serde_json::Value> =
+        serde_json::from_str(&fmp(&["devices", "--store", s(&hub), "--json"])).unwrap();
+    let names: Vec<&str> = devices.iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["phone-a", "phone-b"], "{devices:?}");
+    // The phone works, and its code enrolls nobody else.
+    let rec = fmp_in(
+        &["record", "--store", s(&b)],
+        Some(&submissions("ML-GOG", 3, "after-join")),
+    );
+    assert!(rec.status.success());
+    fmp(&["sync", "--store", s(&b), "--hub", &srv.url]);
+    assert_eq!(count(&hub), 3);
+    let c = init(tmp.path(), "phone-c");
+    let other = fmp_in(
+        &[
+            "join",
+            "--store",
+            s(&c),
+            "--hub",
+            &srv.url,
+            "--code",
+            cb.trim(),
+        ],
+        None,
+    );
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("already used"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+}

@@ -41,6 +41,10 @@ pub struct Joined {
 /// The default [`SyncOptions::stall_timeout`]: 30 s.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many times `join` sends its request before giving up on a link
+/// that keeps failing.
+pub const JOIN_ATTEMPTS: u32 = 4;
+
 /// The slowest uplink a request is given time for before the stall timeout
 /// starts to count, in bytes per second (8 kbit/s, GPRS at its worst).
 pub const SLOWEST_UPLINK: u64 = 1_000;
@@ -238,17 +242,33 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
     };
     let body = serde_json::to_vec(&req).map_err(|e| HubError::Protocol(e.to_string()))?;
     let (client, verifier) = http(&url, None, Duration::from_secs(30), DEFAULT_STALL_TIMEOUT)?;
-    let bytes = runtime()?
-        .block_on(post(
-            &client,
-            store,
-            &url,
-            JOIN_PATH,
-            body,
-            None,
-            DEFAULT_STALL_TIMEOUT,
-        ))
-        .map_err(|e| e.into_hub(&url))?;
+    let rt = runtime()?;
+    // A join cut on the way is asked again: the hub answers the same
+    // device with the same code again (its first answer may have been lost
+    // after the hub enrolled it), and refuses any other device.
+    let mut attempt = 0u32;
+    let bytes = loop {
+        let sent = rt
+            .block_on(post(
+                &client,
+                store,
+                &url,
+                JOIN_PATH,
+                body.clone(),
+                None,
+                DEFAULT_STALL_TIMEOUT,
+            ))
+            .map_err(|e| e.into_hub(&url));
+        match sent {
+            Ok(b) => break b,
+            Err(e) if retryable(&e) && attempt + 1 < JOIN_ATTEMPTS => {
+                attempt += 1;
+                let cap = Duration::from_millis(500).saturating_mul(1 << attempt);
+                std::thread::sleep(cap.mul_f64(rand::rng().random_range(0.5..1.0)));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let resp: JoinResponse = serde_json::from_slice(&bytes)
         .map_err(|e| HubError::Protocol(format!("join answer: {e}")))?;
     let hub_key = hex::decode(&resp.hub_public_key)

@@ -371,23 +371,42 @@ async fn join(
                         "this enrollment code is not known to this hub; check it, or ask the supervisor for a new one",
                     )));
                 };
-                if let Some(by) = code.used_by {
+                // The same device asking again with its code: the answer to
+                // its first join was lost on the way (a cut link). Answer
+                // again, unless it was revoked since; nothing changes here.
+                let again = match &code.used_by {
+                    Some(by) if *by == device.to_string() => match db::known(tx, device)? {
+                        Some(k) if k.revoked_at.is_some() => {
+                            return Err(JoinFail::Api(ApiError::new(
+                                StatusCode::FORBIDDEN,
+                                "revoked_device",
+                                format!("device {device} was revoked by the supervisor; its enrollment code cannot enroll it again"),
+                            )));
+                        }
+                        Some(k) if k.public_key == pk => true,
+                        _ => false,
+                    },
+                    _ => false,
+                };
+                if let (Some(by), false) = (&code.used_by, again) {
                     return Err(JoinFail::Api(ApiError::new(
                         StatusCode::FORBIDDEN,
                         "code_used",
                         format!("this enrollment code was already used (by device {by}); each code enrolls one device, ask the supervisor for a new one"),
                     )));
                 }
-                if code.expires_at < chrono::Utc::now().timestamp_millis() {
+                if !again && code.expires_at < chrono::Utc::now().timestamp_millis() {
                     return Err(JoinFail::Api(ApiError::new(
                         StatusCode::FORBIDDEN,
                         "code_expired",
                         "this enrollment code has expired; ask the supervisor for a new one",
                     )));
                 }
-                db::use_code(tx, &hash, device)?;
                 let fmps = Some(code.fmps.clone());
-                db::upsert_device(tx, device, &req.name, &pk, &fmps, code.may_enroll)?;
+                if !again {
+                    db::use_code(tx, &hash, device)?;
+                    db::upsert_device(tx, device, &req.name, &pk, &fmps, code.may_enroll)?;
+                }
                 let cert = Certificate::issue(store.identity(), device, &pk, fmps);
                 let me = store.identity();
                 Ok(JoinResponse {

@@ -215,6 +215,52 @@ fn revoked_device() {
 }
 
 #[test]
+fn a_join_asked_again_by_the_same_device_gets_the_same_enrollment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::new(
+        Store::init(&tmp.path().join("hub"), "hub").unwrap(),
+        Limits::default(),
+    )
+    .unwrap();
+    let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
+    let code = enroll::create_code(
+        hub.store(),
+        &["ML-GOG".into()],
+        Duration::from_secs(60),
+        false,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (first, a) = rt.block_on(call(&hub, join_request(&phone, &code)));
+    assert_eq!(first, StatusCode::OK, "{}", String::from_utf8_lossy(&a));
+    let enrolled = fingerprint(hub.store().dir());
+    // Its answer was lost on a cut link: the phone asks again.
+    let (again, b) = rt.block_on(call(&hub, join_request(&phone, &code)));
+    assert_eq!(again, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&a).unwrap(),
+        serde_json::from_slice(&b).unwrap(),
+    );
+    assert_eq!(a["fmps"], b["fmps"]);
+    assert_eq!(a["certificate"]["device"], b["certificate"]["device"]);
+    assert_eq!(
+        enrolled,
+        fingerprint(hub.store().dir()),
+        "asking again changes nothing at the hub"
+    );
+    assert_eq!(hub.store().with_conn(db::devices).unwrap().len(), 1);
+    // Once revoked, the code does not bring it back.
+    assert_eq!(db::revoke(hub.store(), "phone").unwrap(), 1);
+    let f = Fixture {
+        _tmp: tmp,
+        hub,
+        phone,
+    };
+    let req = join_request(&f.phone, &code);
+    check(&f, req, StatusCode::FORBIDDEN, "revoked_device", "revoked");
+}
+
+#[test]
 fn expired_and_reused_codes() {
     let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
