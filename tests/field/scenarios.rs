@@ -160,6 +160,16 @@ impl Drop for Hub {
     }
 }
 
+/// The retries `fmp sync` reports on stdout (`…, retries N`), 0 if none.
+fn retries_in(stdout: &str) -> u32 {
+    stdout
+        .split("retries ")
+        .nth(1)
+        .and_then(|r| r.trim().split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn kill(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
@@ -364,12 +374,7 @@ fn a_link_that_goes_silent_mid_sync_is_abandoned_and_resumed() {
         stderr.contains("the link went silent"),
         "each retry says why: {ctx}"
     );
-    let retries: u64 = stdout
-        .split("retries ")
-        .nth(1)
-        .and_then(|r| r.trim().split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let retries = u64::from(retries_in(&stdout));
     assert!(
         retries >= freezes,
         "every silent connection was abandoned and retried: {ctx}"
@@ -578,12 +583,7 @@ fn a_hub_restarted_mid_sync_finishes_the_same_sync() {
         "seed {seed}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let retries: u32 = stdout
-        .split("retries ")
-        .nth(1)
-        .and_then(|r| r.trim().split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let retries = retries_in(&stdout);
     assert!(
         retries >= 1,
         "seed {seed}: the restart fell inside the sync: {stdout}"

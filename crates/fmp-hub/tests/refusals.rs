@@ -20,7 +20,8 @@ struct Fixture {
     phone: Store,
 }
 
-fn fixture() -> Fixture {
+/// A hub, a phone not yet joined, and an enrollment code for ML-GOG.
+fn unjoined() -> (tempfile::TempDir, std::sync::Arc<Hub>, Store, String) {
     let tmp = tempfile::tempdir().unwrap();
     let hub_store = Store::init(&tmp.path().join("hub"), "hub").unwrap();
     let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
@@ -33,6 +34,11 @@ fn fixture() -> Fixture {
         false,
     )
     .unwrap();
+    (tmp, hub, phone, code)
+}
+
+fn fixture() -> Fixture {
+    let (tmp, hub, phone, code) = unjoined();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (status, _) = rt.block_on(call(&hub, join_request(&phone, &code)));
     assert_eq!(status, StatusCode::OK);
@@ -216,20 +222,7 @@ fn revoked_device() {
 
 #[test]
 fn a_join_asked_again_by_the_same_device_gets_the_same_enrollment() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::new(
-        Store::init(&tmp.path().join("hub"), "hub").unwrap(),
-        Limits::default(),
-    )
-    .unwrap();
-    let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
-    let code = enroll::create_code(
-        hub.store(),
-        &["ML-GOG".into()],
-        Duration::from_secs(60),
-        false,
-    )
-    .unwrap();
+    let (tmp, hub, phone, code) = unjoined();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (first, a) = rt.block_on(call(&hub, join_request(&phone, &code)));
     assert_eq!(first, StatusCode::OK, "{}", String::from_utf8_lossy(&a));
