@@ -52,6 +52,13 @@ pub enum FmpError {
         /// The hub's reason.
         reason: String,
     },
+    /// The sync was stopped with `SyncCancel.cancel()`; what was received
+    /// before is kept and the next sync resumes. Raised by `syncWith`.
+    #[error("{reason}")]
+    Cancelled {
+        /// What happened, in words.
+        reason: String,
+    },
     /// Anything else (storage, a deleted submission, a malformed id or patch).
     #[error("{reason}")]
     Other {
@@ -140,6 +147,9 @@ impl From<HubError> for FmpError {
             | HubError::NotJoined => FmpError::Auth {
                 reason: e.to_string(),
             },
+            HubError::Cancelled => FmpError::Cancelled {
+                reason: e.to_string(),
+            },
             other => FmpError::other(other.to_string()),
         }
     }
@@ -210,6 +220,13 @@ mod tests {
         assert!(auth(HubError::NotJoined));
         assert!(other(refused(400, "bad_message")));
         assert!(other(HubError::Usage("not a hub address".into())));
+        let FmpError::Cancelled { reason } = FmpError::from(HubError::Cancelled) else {
+            panic!("a cancelled sync is not Cancelled");
+        };
+        assert!(
+            reason.contains("cancelled") && reason.contains("resumes"),
+            "{reason}"
+        );
         assert!(matches!(
             FmpError::from(HubError::Store(Box::new(StoreError::NotFound("x".into())))),
             FmpError::NotFound { .. }

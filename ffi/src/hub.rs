@@ -166,6 +166,92 @@ pub(crate) fn sync_options(progress: Option<Arc<dyn SyncProgress>>) -> client::S
     }
 }
 
+/// Limits of one sync (`FmpStore.syncWith`); `SyncSettings()` in Kotlin
+/// has the defaults of `sync` (see `defaultSyncSettings()`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncSettings {
+    /// Retries after network failures before giving up (a round trip that
+    /// gets through resets the count); 0: fail at the first.
+    #[uniffi(default = 8)]
+    pub retries: u32,
+    /// Longest silence from the hub, in seconds, before a request is
+    /// abandoned as a dead link and retried (at least 1).
+    #[uniffi(default = 30)]
+    pub stall_timeout_secs: u32,
+    /// Longest time, in seconds, one HTTP request may take (at least 1).
+    #[uniffi(default = 120)]
+    pub request_timeout_secs: u32,
+}
+
+impl Default for SyncSettings {
+    fn default() -> SyncSettings {
+        let d = client::SyncOptions::default();
+        let secs = |t: Duration| u32::try_from(t.as_secs()).unwrap_or(u32::MAX);
+        SyncSettings {
+            retries: d.retries,
+            stall_timeout_secs: secs(d.stall_timeout),
+            request_timeout_secs: secs(d.timeout),
+        }
+    }
+}
+
+/// The settings `FmpStore.sync` uses (what `SyncSettings()` holds in Kotlin).
+#[uniffi::export]
+pub fn default_sync_settings() -> SyncSettings {
+    SyncSettings::default()
+}
+
+/// Stops a running `FmpStore.syncWith` from any thread (e.g. when the user
+/// leaves the screen or WorkManager stops the work): the sync then throws
+/// `FmpException.Cancelled` at once, keeping what it received. One per
+/// sync: once cancelled it stays cancelled.
+#[derive(Debug, Default, uniffi::Object)]
+pub struct SyncCancel {
+    token: client::CancelToken,
+}
+
+#[uniffi::export]
+impl SyncCancel {
+    /// A handle not cancelled yet; pass it to `syncWith`.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<SyncCancel> {
+        Arc::new(SyncCancel::default())
+    }
+
+    /// Cancels the sync given this handle (or the next one, if none runs yet).
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether `cancel` was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
+
+/// The options `FmpStore.syncWith` uses: `sync_options(progress)` with the
+/// app's limits (refused if a timeout is 0) and its cancel handle.
+pub(crate) fn sync_options_with(
+    progress: Option<Arc<dyn SyncProgress>>,
+    settings: Option<SyncSettings>,
+    cancel: Option<Arc<SyncCancel>>,
+) -> Result<client::SyncOptions, FmpError> {
+    let s = settings.unwrap_or_default();
+    if s.stall_timeout_secs == 0 || s.request_timeout_secs == 0 {
+        return Err(FmpError::other(format!(
+            "sync settings: the stall and request timeouts must be at least 1 s, not {} s and {} s",
+            s.stall_timeout_secs, s.request_timeout_secs
+        )));
+    }
+    Ok(client::SyncOptions {
+        retries: s.retries,
+        stall_timeout: Duration::from_secs(s.stall_timeout_secs.into()),
+        timeout: Duration::from_secs(s.request_timeout_secs.into()),
+        cancel: cancel.map(|c| c.token.clone()),
+        ..sync_options(progress)
+    })
+}
+
 /// A record the hub refused, set aside on this device.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct QuarantinedRecord {
@@ -236,5 +322,65 @@ impl TryFrom<Status> for SyncStatus {
                 })
                 .collect::<Result<_, FmpError>>()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_settings_are_those_of_sync() {
+        let d = client::SyncOptions::default();
+        let s = SyncSettings::default();
+        assert_eq!(s.retries, d.retries);
+        assert_eq!(
+            Duration::from_secs(s.stall_timeout_secs.into()),
+            d.stall_timeout
+        );
+        assert_eq!(
+            Duration::from_secs(s.request_timeout_secs.into()),
+            d.timeout
+        );
+        let o = sync_options_with(None, None, None).ok();
+        let o = o.as_ref().map(|o| (o.retries, o.stall_timeout, o.timeout));
+        assert_eq!(o, Some((d.retries, d.stall_timeout, d.timeout)));
+    }
+
+    #[test]
+    fn settings_and_cancel_reach_the_client() {
+        let cancel = SyncCancel::new();
+        let settings = SyncSettings {
+            retries: 2,
+            stall_timeout_secs: 5,
+            request_timeout_secs: 40,
+        };
+        let Ok(o) = sync_options_with(None, Some(settings), Some(cancel.clone())) else {
+            panic!("valid settings refused");
+        };
+        assert_eq!(o.retries, 2);
+        assert_eq!(o.stall_timeout, Duration::from_secs(5));
+        assert_eq!(o.timeout, Duration::from_secs(40));
+        let token = o.cancel.as_ref().map(client::CancelToken::is_cancelled);
+        assert_eq!(token, Some(false));
+        cancel.cancel();
+        assert!(cancel.is_cancelled());
+        let token = o.cancel.as_ref().map(client::CancelToken::is_cancelled);
+        assert_eq!(token, Some(true), "the client's token is the app's handle");
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        for (stall, request) in [(0, 120), (30, 0)] {
+            let settings = SyncSettings {
+                retries: 8,
+                stall_timeout_secs: stall,
+                request_timeout_secs: request,
+            };
+            assert!(matches!(
+                sync_options_with(None, Some(settings), None),
+                Err(FmpError::Other { .. })
+            ));
+        }
     }
 }

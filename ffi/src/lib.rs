@@ -3,7 +3,8 @@
 //! or to the hub client (`fmp_hub::client`).
 //!
 //! - `store.rs`: `FmpStore`, the device's local store (record, edit, list…, join, sync).
-//! - `hub.rs`: what joining and syncing return, the `SyncProgress` callback, sync status.
+//! - `hub.rs`: what joining and syncing return, the `SyncProgress` callback, the
+//!   `SyncSettings` and `SyncCancel` of `syncWith`, sync status.
 //! - `records.rs`: the records and enums that cross the FFI, and their conversions.
 //! - `reference.rs`: pick lists (countries, movement types, transport, directions).
 //! - `error.rs`: `FmpError`, and the one mapping from core and hub errors.

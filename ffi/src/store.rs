@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use fmp_core::store::Store;
 
 use crate::error::FmpError;
-use crate::hub::{JoinedHub, SyncProgress, SyncStatus, SyncSummary, sync_options};
+use crate::hub::{
+    JoinedHub, SyncCancel, SyncProgress, SyncSettings, SyncStatus, SyncSummary, sync_options,
+    sync_options_with,
+};
 use crate::records::{
     ConflictRecord, HistoryEntry, ListFilter, ReviewStatus, StoredRecord, SubmissionRecord,
     parse_id,
@@ -153,6 +156,22 @@ impl FmpStore {
     pub fn sync(&self, progress: Option<Arc<dyn SyncProgress>>) -> Result<SyncSummary, FmpError> {
         let _turn = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
         Ok((&fmp_hub::client::sync(&self.inner, sync_options(progress))?).into())
+    }
+
+    /// `sync` with the app's limits (`settings`, default `SyncSettings()`)
+    /// and a `cancel` handle: `cancel.cancel()` from any thread stops it at
+    /// once (even in the middle of a round trip or a wait before a retry)
+    /// with `Cancelled`; what was received and stored is kept, and the next
+    /// sync resumes from there. `Other` if a timeout in `settings` is 0.
+    pub fn sync_with(
+        &self,
+        progress: Option<Arc<dyn SyncProgress>>,
+        settings: Option<SyncSettings>,
+        cancel: Option<Arc<SyncCancel>>,
+    ) -> Result<SyncSummary, FmpError> {
+        let opts = sync_options_with(progress, settings, cancel)?;
+        let _turn = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        Ok((&fmp_hub::client::sync(&self.inner, opts)?).into())
     }
 
     /// The sync state: hub joined, changes waiting, last sync, records set aside.

@@ -10,7 +10,14 @@
 //! and retried like any network failure: the answer must begin within the
 //! stall timeout (plus the time the request takes to send at
 //! [`SLOWEST_UPLINK`]) and never pause longer than it.
+//!
+//! A sync can be stopped from another thread with a [`CancelToken`]
+//! ([`SyncOptions::cancel`]): the request in flight is abandoned at once, as
+//! is a backoff wait, and the sync fails with [`HubError::Cancelled`]; what
+//! was answered and stored before is kept (the cursors are committed per
+//! round trip), so the next sync resumes from there.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fmp_core::store::Store;
@@ -48,6 +55,64 @@ pub const JOIN_ATTEMPTS: u32 = 4;
 /// The slowest uplink a request is given time for before the stall timeout
 /// starts to count, in bytes per second (8 kbit/s, GPRS at its worst).
 pub const SLOWEST_UPLINK: u64 = 1_000;
+
+/// Stops a running [`sync`] from another thread: cheap to clone, every
+/// clone cancels the same sync. Once cancelled it stays cancelled.
+#[derive(Debug, Clone)]
+pub struct CancelToken {
+    cancelled: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for CancelToken {
+    fn default() -> CancelToken {
+        CancelToken::new()
+    }
+}
+
+impl CancelToken {
+    /// A token not cancelled yet.
+    pub fn new() -> CancelToken {
+        CancelToken {
+            cancelled: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+
+    /// Cancels the sync using this token (or the next one to start with it).
+    pub fn cancel(&self) {
+        self.cancelled.send_replace(true);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancelled.borrow()
+    }
+
+    /// Resolves once the token is cancelled (at once if it already is).
+    async fn cancelled(&self) {
+        let mut rx = self.cancelled.subscribe();
+        // The sender lives as long as `self`: `wait_for` never fails here.
+        let _ = rx.wait_for(|c| *c).await;
+    }
+}
+
+/// Runs `fut` on `rt` unless `cancel` fires first: then the future (a
+/// request in flight) is dropped at once and the result is `None`.
+fn unless_cancelled<T>(
+    rt: &tokio::runtime::Runtime,
+    cancel: Option<&CancelToken>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match cancel {
+        None => Some(rt.block_on(fut)),
+        Some(c) => rt.block_on(async {
+            tokio::select! {
+                biased;
+                () = c.cancelled() => None,
+                r = fut => Some(r),
+            }
+        }),
+    }
+}
 
 fn runtime() -> Result<tokio::runtime::Runtime, HubError> {
     tokio::runtime::Builder::new_current_thread()
@@ -392,6 +457,9 @@ pub struct SyncOptions {
     pub stall_timeout: Duration,
     /// Called after each round trip and retry.
     pub progress: Option<ProgressFn>,
+    /// Stops the sync when cancelled (from another thread): it then fails
+    /// with [`HubError::Cancelled`] at once, keeping what was stored.
+    pub cancel: Option<CancelToken>,
 }
 
 impl Default for SyncOptions {
@@ -405,6 +473,7 @@ impl Default for SyncOptions {
             timeout: Duration::from_secs(120),
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             progress: None,
+            cancel: None,
         }
     }
 }
@@ -417,6 +486,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("retries", &self.retries)
             .field("timeout", &self.timeout)
             .field("stall_timeout", &self.stall_timeout)
+            .field("cancel", &self.cancel)
             .finish()
     }
 }
@@ -448,7 +518,9 @@ fn to_refusals(list: &[crate::server::RefusedChange]) -> Vec<Refusal> {
 /// Syncs with the hub this store joined until both have what the other
 /// had: retries failures with backoff, resumes from the stored cursors,
 /// sets aside changes the hub refuses (with its reasons) so they never
-/// block the rest.
+/// block the rest. Stops with [`HubError::Cancelled`] when
+/// [`SyncOptions::cancel`] is cancelled: before a request, during one
+/// (abandoned at once) or during a backoff wait.
 pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
     db::ensure_tables(store)?;
     let up = store.read(db::upstream)?.ok_or(HubError::NotJoined)?;
@@ -462,6 +534,9 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
     let released = store.read(db::released)?;
     let mut total = Summary::default();
     let mut attempt = 0u32;
+    let cancel = opts.cancel.clone();
+    let cancel = cancel.as_ref();
+    let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
     let mut notify = |total: &Summary, event: Event| {
         if let Some(cb) = opts.progress.as_mut() {
             cb(&Progress {
@@ -478,16 +553,19 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         // that resets the retry count.
         let mut answered = 0u32;
         let result: Result<(), HubError> = (|| {
-            while let Some(req) = client.next_request()? {
-                let sent = rt.block_on(post(
-                    &http,
-                    store,
-                    &url,
-                    SYNC_PATH,
-                    req.clone(),
-                    None,
-                    stall,
-                ));
+            loop {
+                if cancelled() {
+                    return Err(HubError::Cancelled);
+                }
+                let Some(req) = client.next_request()? else {
+                    break;
+                };
+                let sent = unless_cancelled(
+                    &rt,
+                    cancel,
+                    post(&http, store, &url, SYNC_PATH, req.clone(), None, stall),
+                )
+                .ok_or(HubError::Cancelled)?;
                 let bytes = match sent {
                     Ok(b) => b,
                     Err(SendError::Refused(403, body)) if body.error == "out_of_scope" => {
@@ -500,15 +578,20 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                             &add(&total, client.report()),
                             Event::Quarantined(refused.len()),
                         );
-                        rt.block_on(post(
-                            &http,
-                            store,
-                            &url,
-                            SYNC_PATH,
-                            req,
-                            Some((H_PARTIAL, "1")),
-                            stall,
-                        ))
+                        unless_cancelled(
+                            &rt,
+                            cancel,
+                            post(
+                                &http,
+                                store,
+                                &url,
+                                SYNC_PATH,
+                                req,
+                                Some((H_PARTIAL, "1")),
+                                stall,
+                            ),
+                        )
+                        .ok_or(HubError::Cancelled)?
                         .map_err(|e| e.into_hub(&url))?
                     }
                     Err(e) => return Err(e.into_hub(&url)),
@@ -553,7 +636,12 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                         error: e.to_string(),
                     },
                 );
-                std::thread::sleep(wait);
+                // The wait ends early (and the sync with it) if cancelled.
+                // (The timer is made in the runtime, inside the future.)
+                let backoff = async move { tokio::time::sleep(wait).await };
+                if unless_cancelled(&rt, cancel, backoff).is_none() {
+                    return Err(HubError::Cancelled);
+                }
             }
             Err(e) => return Err(e),
         }

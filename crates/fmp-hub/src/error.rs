@@ -62,6 +62,10 @@ pub enum HubError {
     /// The hub's answer does not make sense.
     #[error("unexpected answer from the hub: {0}")]
     Protocol(String),
+    /// The sync was cancelled (its [`crate::client::CancelToken`]); what
+    /// was answered and stored before is kept. Never retried.
+    #[error("sync cancelled; what was received before is kept, the next sync resumes")]
+    Cancelled,
     /// The async runtime could not start.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),

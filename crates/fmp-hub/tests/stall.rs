@@ -7,6 +7,9 @@
 //! its end. Messages are the smallest allowed (2 KiB), as the answer to a
 //! request may begin up to the time that request takes at 8 kbit/s after
 //! the stall timeout.
+//!
+//! A cancelled sync stops at once, in the middle of a request held by such
+//! a hub, and a sync cancelled before it starts sends nothing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,10 +17,10 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fmp_core::store::Store;
-use fmp_hub::client::{self, Event, SyncOptions};
+use fmp_hub::client::{self, CancelToken, Event, SyncOptions};
 use fmp_hub::{HubError, Limits, ServeOptions, enroll, serve_with};
 
 /// A phone joined to a real hub, with one submission to send.
@@ -202,4 +205,111 @@ fn an_answer_that_is_slow_but_keeps_coming_is_read_to_its_end() {
         matches!(err, HubError::Sync(_)),
         "the whole answer was read and refused as garbage, not abandoned: {err:?}"
     );
+}
+
+/// Options against `url` with a stall timeout of 60 s and a request timeout
+/// of 120 s: without cancellation such a sync waits a minute at least.
+fn patient(url: &str, cancel: &CancelToken) -> SyncOptions {
+    SyncOptions {
+        url: Some(url.to_string()),
+        stall_timeout: Duration::from_secs(60),
+        timeout: Duration::from_secs(120),
+        cancel: Some(cancel.clone()),
+        ..SyncOptions::default()
+    }
+}
+
+#[test]
+fn a_sync_held_by_a_silent_hub_is_cancelled_from_another_thread() {
+    let j = joined();
+    let (silent, accepted) = fake_hub(drain);
+    let cancel = CancelToken::new();
+    let canceller = {
+        let c = cancel.clone();
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            // Once the request is out (the hub accepted it), then a little more.
+            while accepted.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            c.cancel();
+        })
+    };
+    let t0 = Instant::now();
+    let err = client::sync(&j.phone, patient(&silent, &cancel)).unwrap_err();
+    // The test's own guard: a sync not cancelled would wait 60 s at least.
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    canceller.join().unwrap();
+    assert!(matches!(err, HubError::Cancelled), "{err:?}");
+    assert!(
+        err.to_string().contains("cancelled") && err.to_string().contains("resumes"),
+        "{err}"
+    );
+    assert!(cancel.is_cancelled());
+    // Cancelled is not retried: the silent hub saw one connection only.
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    // Nothing was lost: the real hub takes the submission.
+    let sum = client::sync(&j.phone, SyncOptions::default()).unwrap();
+    assert_eq!(sum.sent, 1);
+    j.hub.shutdown().unwrap();
+}
+
+#[test]
+fn a_sync_cancelled_during_its_backoff_wait_stops() {
+    let j = joined();
+    // A hub that closes every connection at once: each try fails at once,
+    // and the sync waits (up to a minute) before the next.
+    let (closing, accepted) = fake_hub(drop);
+    let cancel = CancelToken::new();
+    let c = cancel.clone();
+    let opts = SyncOptions {
+        base_delay: Duration::from_secs(60),
+        max_delay: Duration::from_secs(60),
+        progress: Some(Box::new(move |p| {
+            if matches!(p.event, Event::Retry { .. }) {
+                c.cancel();
+            }
+        })),
+        ..patient(&closing, &cancel)
+    };
+    let t0 = Instant::now();
+    let err = client::sync(&j.phone, opts).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    assert!(matches!(err, HubError::Cancelled), "{err:?}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "no try after the cancel"
+    );
+}
+
+#[test]
+fn a_sync_cancelled_before_it_starts_sends_nothing() {
+    let j = joined();
+    let (hub, accepted) = fake_hub(drain);
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let err = client::sync(&j.phone, patient(&hub, &cancel)).unwrap_err();
+    assert!(matches!(err, HubError::Cancelled), "{err:?}");
+    // Nor does one to the hub joined.
+    let err = client::sync(
+        &j.phone,
+        SyncOptions {
+            cancel: Some(cancel),
+            ..SyncOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, HubError::Cancelled), "{err:?}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "a connection was opened"
+    );
+    let sum = client::sync(&j.phone, SyncOptions::default()).unwrap();
+    assert_eq!(sum.sent, 1, "the submission was still waiting");
+    j.hub.shutdown().unwrap();
 }

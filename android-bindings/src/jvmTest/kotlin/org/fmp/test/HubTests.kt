@@ -272,6 +272,64 @@ fun hubTests() {
         }
     }
 
+    test("syncWith: a sync held mid round trip is cancelled from another thread; the next sync completes") {
+        // The limits' defaults in Kotlin are those of `sync`.
+        assertEquals(defaultSyncSettings(), SyncSettings())
+        HubProcess().use { hub ->
+            HoldingProxy(hub.port).use { proxy ->
+                newStore().use { phone ->
+                    phone.join(proxy.url, hub.enrollCode("ML-HER"))
+                    val mine = phone.record(bus(at = "2020-06-14T09:00:00Z"))
+                    // Long limits: without the cancel, this sync would wait minutes.
+                    val patient = SyncSettings(retries = 8u, stallTimeoutSecs = 60u, requestTimeoutSecs = 120u)
+                    val cancel = SyncCancel()
+                    assertFalse(cancel.isCancelled())
+                    val pool = Executors.newFixedThreadPool(2)
+                    try {
+                        proxy.hold()
+                        val sync = pool.submit<SyncSummary> { phone.syncWith(Recorder(), patient, cancel) }
+                        assertTrue(proxy.holding.await(30, TimeUnit.SECONDS), "the sync never reached the hub")
+                        assertFalse(sync.isDone, "the sync finished while the hub's answer was held")
+                        pool.submit { cancel.cancel() }.get(10, TimeUnit.SECONDS)
+                        assertTrue(cancel.isCancelled())
+                        val thrown = try {
+                            sync.get(30, TimeUnit.SECONDS)
+                            fail("a cancelled sync returned a summary")
+                        } catch (e: java.util.concurrent.ExecutionException) {
+                            e.cause
+                        } catch (e: TimeoutException) {
+                            fail("the cancelled sync was still running 30 s later")
+                        }
+                        val cancelled = assertNotNull(thrown as? FmpException.Cancelled, "not Cancelled: $thrown")
+                        assertTrue(cancelled.reason.contains("next sync resumes"), "reason: ${cancelled.reason}")
+                        proxy.release()
+                        assertEquals(1uL, phone.status().pending, "the record waits for the next sync")
+                        // A cancelled handle stops the next sync before it sends anything.
+                        assertFailsWith<FmpException.Cancelled> { phone.syncWith(null, null, cancel) }
+                        // Timeouts of 0 are refused.
+                        assertFailsWith<FmpException.Other> {
+                            phone.syncWith(null, SyncSettings(stallTimeoutSecs = 0u), null)
+                        }
+
+                        // A normal sync completes, and the hub has everything.
+                        val summary = phone.sync(null)
+                        assertTrue(summary.sent >= 1uL, "summary: $summary")
+                        assertEquals(0uL, phone.status().pending)
+                        val other = File(tempDir(), "other").path
+                        fmp("init", "--store", other, "--name", "other-phone")
+                        fmp("join", "--store", other, "--hub", hub.url, "--code", hub.enrollCode("ML-HER"))
+                        fmp("sync", "--store", other)
+                        val onHub = fmp("list", "--store", other)
+                        assertTrue(onHub.contains(mine), "the hub lacks $mine; the other device lists: $onHub")
+                    } finally {
+                        proxy.release()
+                        pool.shutdownNow()
+                    }
+                }
+            }
+        }
+    }
+
     test("a progress callback that throws ends the sync with InternalException; the store survives") {
         HubProcess().use { hub ->
             newStore().use { phone ->
