@@ -114,6 +114,13 @@ fn unless_cancelled<T>(
     }
 }
 
+/// The wait before retry `attempt` (1, 2, …): `base` doubled each time up
+/// to `max`, with full jitter so devices cut by the same drop spread out.
+fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let cap = base.saturating_mul(1u32 << attempt.min(16)).min(max);
+    cap.mul_f64(rand::rng().random_range(0.0..1.0))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, HubError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -328,8 +335,11 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
             Ok(b) => break b,
             Err(e) if retryable(&e) && attempt + 1 < JOIN_ATTEMPTS => {
                 attempt += 1;
-                let cap = Duration::from_millis(500).saturating_mul(1 << attempt);
-                std::thread::sleep(cap.mul_f64(rand::rng().random_range(0.5..1.0)));
+                std::thread::sleep(backoff(
+                    Duration::from_millis(500),
+                    Duration::from_secs(8),
+                    attempt,
+                ));
             }
             Err(e) => return Err(e),
         }
@@ -549,9 +559,6 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         let mut client = Client::new(store, &trust, up.hub)
             .with_max_bytes(opts.max_bytes)
             .with_resend(released.clone());
-        // Round trips answered and stored in this attempt: the progress
-        // that resets the retry count.
-        let mut answered = 0u32;
         let result: Result<(), HubError> = (|| {
             loop {
                 if cancelled() {
@@ -597,7 +604,6 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                     Err(e) => return Err(e.into_hub(&url)),
                 };
                 client.handle_response(&bytes)?;
-                answered += 1;
                 let refused = &client.report().refused_by_peer;
                 if !refused.is_empty() {
                     store.write(|tx| -> Result<(), HubError> {
@@ -610,7 +616,9 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
             Ok(())
         })();
         let done = add(&total, client.report());
-        let progressed = answered > 0;
+        // A round trip answered and stored in this attempt (the report
+        // counts no other) is the progress that resets the retry count.
+        let progressed = client.report().round_trips > 0;
         total = done;
         match result {
             Ok(()) => break,
@@ -623,11 +631,7 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                 }
                 attempt += 1;
                 total.retries += 1;
-                let cap = opts
-                    .base_delay
-                    .saturating_mul(1u32 << attempt.min(16))
-                    .min(opts.max_delay);
-                let wait = cap.mul_f64(rand::rng().random_range(0.0..1.0));
+                let wait = backoff(opts.base_delay, opts.max_delay, attempt);
                 notify(
                     &total,
                     Event::Retry {
