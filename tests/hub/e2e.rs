@@ -30,43 +30,18 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
     let gao_srv = Served::start(&gao, &[]);
 
     // The regional hub joins HQ for its FMPs, as a hub.
-    let code = fmp(&[
-        "enroll-code",
-        "--store",
-        s(&hq),
-        "--fmp",
-        "ML-GOG",
-        "--fmp",
-        "ML-HER",
-        "--fmp",
-        "ML-MNK",
-        "--hub",
-        "--expires",
-        "1h",
-    ]);
-    let out = fmp(&[
-        "join",
-        "--store",
-        s(&gao),
-        "--hub",
+    let out = enroll(
+        &hq,
+        &gao,
         &hq_srv.url,
-        "--code",
-        code.trim(),
-    ]);
+        &["ML-GOG", "ML-HER", "ML-MNK"],
+        &["--hub", "--expires", "1h"],
+    );
     assert!(out.contains("may enroll"), "{out}");
 
     // Three phones enroll on the regional hub, one FMP each.
     for (p, f) in phones.iter().zip(fmps) {
-        let code = fmp(&["enroll-code", "--store", s(&gao), "--fmp", f]);
-        let out = fmp(&[
-            "join",
-            "--store",
-            s(p),
-            "--hub",
-            &gao_srv.url,
-            "--code",
-            code.trim(),
-        ]);
+        let out = enroll(&gao, p, &gao_srv.url, &[f], &[]);
         assert!(out.contains(f), "{out}");
     }
     let devices = fmp(&["devices", "--store", s(&gao), "--json"]);
@@ -237,39 +212,12 @@ fn hq_registry_reaches_a_phone_through_a_regional_hub() {
     assert!(fmp(&["registry", "--store", s(&hq), "show"]).contains("ML-KAY"));
 
     // The regional hub joins HQ for Gogui and Kayes (HQ knows Kayes now) and syncs.
-    let code = fmp(&[
-        "enroll-code",
-        "--store",
-        s(&hq),
-        "--fmp",
-        "ML-GOG",
-        "--fmp",
-        "ML-KAY",
-        "--hub",
-    ]);
-    fmp(&[
-        "join",
-        "--store",
-        s(&kayes),
-        "--hub",
-        &hq_srv.url,
-        "--code",
-        code.trim(),
-    ]);
+    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG", "ML-KAY"], &["--hub"]);
     fmp(&["sync", "--store", s(&kayes)]);
     assert!(fmp(&["registry", "--store", s(&kayes), "show"]).contains("ML-KAY"));
 
     // A phone enrolled for Kayes gets the registry from the regional hub.
-    let code = fmp(&["enroll-code", "--store", s(&kayes), "--fmp", "ML-KAY"]);
-    fmp(&[
-        "join",
-        "--store",
-        s(&phone),
-        "--hub",
-        &kayes_srv.url,
-        "--code",
-        code.trim(),
-    ]);
+    enroll(&kayes, &phone, &kayes_srv.url, &["ML-KAY"], &[]);
     let out = fmp(&["sync", "--store", s(&phone)]);
     assert!(!out.contains("refused"), "{out}");
     let shown = fmp(&["registry", "--store", s(&phone), "show"]);

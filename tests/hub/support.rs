@@ -50,6 +50,24 @@ pub fn init(root: &Path, name: &str) -> PathBuf {
     dir
 }
 
+/// `fmp enroll-code` on `hub` for each of `fmps`, plus `extra` flags
+/// (`--hub`, `--expires 1h`…): the code.
+pub fn code(hub: &Path, fmps: &[&str], extra: &[&str]) -> String {
+    let mut args = vec!["enroll-code", "--store", s(hub)];
+    for f in fmps {
+        args.extend(["--fmp", f]);
+    }
+    args.extend(extra);
+    fmp(&args).trim().to_string()
+}
+
+/// A fresh code from `hub` (see [`code`]), then `fmp join` of `store` at
+/// `url` with it: join's output.
+pub fn enroll(hub: &Path, store: &Path, url: &str, fmps: &[&str], extra: &[&str]) -> String {
+    let code = code(hub, fmps, extra);
+    fmp(&["join", "--store", s(store), "--hub", url, "--code", &code])
+}
+
 /// A path as &str.
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

@@ -30,16 +30,7 @@ fn a_cut_sync_resumes_on_the_next_sync_for_several_cut_points() {
     let mut expected = 0;
     for (i, after) in [150u64, 900, 2500, 5000].into_iter().enumerate() {
         let phone = init(tmp.path(), &format!("phone-{i}"));
-        let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
-        fmp(&[
-            "join",
-            "--store",
-            s(&phone),
-            "--hub",
-            &srv.url,
-            "--code",
-            code.trim(),
-        ]);
+        enroll(&hub, &phone, &srv.url, &["ML-GOG"], &[]);
         let out = fmp_in(
             &["record", "--store", s(&phone)],
             Some(&submissions("ML-GOG", 30, &format!("cut{i}"))),
@@ -89,16 +80,7 @@ fn retries_ride_out_cut_connections() {
     let hub = init(tmp.path(), "hub");
     let srv = Served::start(&hub, &[]);
     let phone = init(tmp.path(), "phone");
-    let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
-    fmp(&[
-        "join",
-        "--store",
-        s(&phone),
-        "--hub",
-        &srv.url,
-        "--code",
-        code.trim(),
-    ]);
+    enroll(&hub, &phone, &srv.url, &["ML-GOG"], &[]);
     let out = fmp_in(
         &["record", "--store", s(&phone)],
         Some(&submissions("ML-GOG", 20, "r")),
@@ -151,25 +133,7 @@ fn refused_changes_are_quarantined_and_do_not_block_the_rest() {
     let hq_srv = Served::start(&hq, &[]);
     let hub = init(tmp.path(), "hub");
     let srv = Served::start(&hub, &[]);
-    let code = fmp(&[
-        "enroll-code",
-        "--store",
-        s(&hq),
-        "--fmp",
-        "ML-GOG",
-        "--fmp",
-        "ML-HER",
-        "--hub",
-    ]);
-    fmp(&[
-        "join",
-        "--store",
-        s(&hub),
-        "--hub",
-        &hq_srv.url,
-        "--code",
-        code.trim(),
-    ]);
+    enroll(&hq, &hub, &hq_srv.url, &["ML-GOG", "ML-HER"], &["--hub"]);
     let phone = init(tmp.path(), "phone");
     // Recorded offline before enrollment, one for another FMP.
     let out = fmp_in(
@@ -183,16 +147,7 @@ fn refused_changes_are_quarantined_and_do_not_block_the_rest() {
         Some(&submissions("ML-GOG", 3, "right")),
     );
     assert!(out.status.success());
-    let code = fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
-    fmp(&[
-        "join",
-        "--store",
-        s(&phone),
-        "--hub",
-        &srv.url,
-        "--code",
-        code.trim(),
-    ]);
+    enroll(&hub, &phone, &srv.url, &["ML-GOG"], &[]);
 
     let out = fmp(&["sync", "--store", s(&phone)]);
     assert!(
@@ -261,27 +216,17 @@ fn a_join_whose_answer_is_cut_is_asked_again_and_enrolls_once() {
     let hub = init(tmp.path(), "hub");
     let srv = Served::start(&hub, &[]);
     let upstream = srv.url.trim_start_matches("http://").to_string();
-    let code = |_: ()| fmp(&["enroll-code", "--store", s(&hub), "--fmp", "ML-GOG"]);
     // The bytes of one join request, through a clean proxy, from a phone
     // whose name has the same length as the next one's.
     let clean = FaultProxy::start(&upstream, Faults::seeded(0)).unwrap();
     let a = init(tmp.path(), "phone-a");
-    let ca = code(());
-    fmp(&[
-        "join",
-        "--store",
-        s(&a),
-        "--hub",
-        &clean.url(),
-        "--code",
-        ca.trim(),
-    ]);
+    enroll(&hub, &a, &clean.url(), &["ML-GOG"], &[]);
     let request = clean.stats.bytes_up.load(SeqCst);
     assert!(request > 0, "{}", clean.describe());
     // The first connection is cut 40 bytes into the hub's answer: the hub
     // has enrolled the phone, the phone never heard it.
     let b = init(tmp.path(), "phone-b");
-    let cb = code(());
+    let cb = code(&hub, &["ML-GOG"], &[]);
     let at = request + 40;
     let proxy =
         FaultProxy::start(&upstream, Faults::seeded(1).cut_after(at..=at, Some(1))).unwrap();
@@ -293,7 +238,7 @@ fn a_join_whose_answer_is_cut_is_asked_again_and_enrolls_once() {
             "--hub",
             &proxy.url(),
             "--code",
-            cb.trim(),
+            &cb,
         ],
         None,
     );
@@ -318,15 +263,7 @@ fn a_join_whose_answer_is_cut_is_asked_again_and_enrolls_once() {
     assert_eq!(count(&hub), 3);
     let c = init(tmp.path(), "phone-c");
     let other = fmp_in(
-        &[
-            "join",
-            "--store",
-            s(&c),
-            "--hub",
-            &srv.url,
-            "--code",
-            cb.trim(),
-        ],
+        &["join", "--store", s(&c), "--hub", &srv.url, "--code", &cb],
         None,
     );
     assert!(!other.status.success());

@@ -27,21 +27,31 @@ fn unjoined() -> (tempfile::TempDir, std::sync::Arc<Hub>, Store, String) {
     let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
     db::ensure_tables(&phone).unwrap();
     let hub = Hub::new(hub_store, Limits::default()).unwrap();
-    let code = enroll::create_code(
+    let code = gogui_code(&hub);
+    (tmp, hub, phone, code)
+}
+
+/// A one-hour enrollment code for ML-GOG.
+fn gogui_code(hub: &Hub) -> String {
+    enroll::create_code(
         hub.store(),
         &["ML-GOG".into()],
         Duration::from_secs(60),
         false,
     )
-    .unwrap();
-    (tmp, hub, phone, code)
+    .unwrap()
+}
+
+/// Joins `device` to `hub` with `code`; the join must succeed.
+fn join_ok(hub: &std::sync::Arc<Hub>, device: &Store, code: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, body) = rt.block_on(call(hub, join_request(device, code)));
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 }
 
 fn fixture() -> Fixture {
     let (tmp, hub, phone, code) = unjoined();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (status, _) = rt.block_on(call(&hub, join_request(&phone, &code)));
-    assert_eq!(status, StatusCode::OK);
+    join_ok(&hub, &phone, &code);
     Fixture {
         _tmp: tmp,
         hub,
@@ -268,18 +278,8 @@ fn expired_and_reused_codes() {
         "code_expired",
         "expired",
     );
-    let used = enroll::create_code(
-        f.hub.store(),
-        &["ML-GOG".into()],
-        Duration::from_secs(60),
-        false,
-    )
-    .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(
-        rt.block_on(call(&f.hub, join_request(&other, &used))).0,
-        StatusCode::OK
-    );
+    let used = gogui_code(&f.hub);
+    join_ok(&f.hub, &other, &used);
     let tmp2 = tempfile::tempdir().unwrap();
     let third = Store::init(&tmp2.path().join("t"), "third").unwrap();
     check(
@@ -369,18 +369,7 @@ fn a_message_from_another_device_than_the_signer() {
     // Enroll a second device, which replays the phone's message under its own signature.
     let tmp = tempfile::tempdir().unwrap();
     let other = Store::init(&tmp.path().join("o"), "other").unwrap();
-    let code = enroll::create_code(
-        f.hub.store(),
-        &["ML-GOG".into()],
-        Duration::from_secs(60),
-        false,
-    )
-    .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(
-        rt.block_on(call(&f.hub, join_request(&other, &code))).0,
-        StatusCode::OK
-    );
+    join_ok(&f.hub, &other, &gogui_code(&f.hub));
     check(
         &f,
         signed(&other, SYNC_PATH, body),
@@ -404,18 +393,8 @@ fn rate_limited_device() {
     .unwrap();
     let phone = Store::init(&tmp.path().join("p"), "p").unwrap();
     db::ensure_tables(&phone).unwrap();
-    let code = enroll::create_code(
-        hub.store(),
-        &["ML-GOG".into()],
-        Duration::from_secs(60),
-        false,
-    )
-    .unwrap();
+    join_ok(&hub, &phone, &gogui_code(&hub));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(
-        rt.block_on(call(&hub, join_request(&phone, &code))).0,
-        StatusCode::OK
-    );
     let trust = phone.read(db::trust).unwrap();
     let body = fmp_sync::Client::new(&phone, &trust, hub.store().identity().device_id)
         .next_request()
