@@ -68,6 +68,25 @@ enum Command {
     ///
     /// Prints the id of each stored submission. Exits non-zero if any line was
     /// refused, naming the line and every failing field.
+    ///
+    /// Each object has these fields (see docs/submission-format.md):
+    ///   form             "dtm-fmp-flow"            form_version   1
+    ///   fmp              FMP code, e.g. ML-HER (`fmp registry show` lists them)
+    ///   observed_at      RFC 3339, e.g. 2020-06-14T09:30:00Z (at most a day ahead)
+    ///   direction        incoming | outgoing
+    ///   transport        bus | truck | car | motorbike | tricycle | foot | other
+    ///   departure, next_destination, final_destination
+    ///                    {"country": ISO alpha-3, "place": optional text}
+    ///   movement_type    economic_long_term | seasonal | short_term_local |
+    ///                    tourism | forced | other
+    ///   people           {"adult_male", "adult_female", "minor_male", "minor_female"}
+    ///   vulnerable       {"under5", "elderly", "disability", "pregnant",
+    ///                    optional "unaccompanied_children"}
+    ///   nationalities    {"BFA": 31, "MLI": 2}: sums to the people's total
+    ///   notes            optional text;  id  optional UUID (given on record)
+    ///
+    /// Example: examples/submission.json in the repository.
+    #[command(verbatim_doc_comment)]
     Record {
         /// Directory of the store.
         #[arg(long)]

@@ -1,6 +1,6 @@
 //! Test support: a seeded fixture of the Mali FMP submissions of May and June
 //! 2020, whose June per-FMP totals are exactly those of the seed report
-//! (`shared/seed/000_fc6ac5470fc884d8.txt`) and whose nationality, destination
+//! (the Mali FMP report of June 2020; its figures are in `docs/seed-report.md`) and whose nationality, destination
 //! and demography mix follow it. Reused by `fmp demo`, the tests and the
 //! benchmarks; not meant for production data.
 //!

@@ -1,0 +1,133 @@
+//! The repository stands alone (issue "A newcomer's first hour"): the
+//! example files are taken by `fmp record` as they are, `fmp record --help`
+//! names every field, and no file points outside the repository.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fmp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fmp"))
+        .args(args)
+        .output()
+        .expect("run fmp")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn the_example_files_are_recorded_as_they_are() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("phone");
+    let store = store.to_str().expect("utf8");
+    let out = fmp(&["init", "--store", store, "--name", "newcomer"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut ids = Vec::new();
+    for file in ["examples/submission.json", "examples/gogui-week.jsonl"] {
+        let path = repo().join(file);
+        let out = fmp(&["record", "--store", store, path.to_str().expect("utf8")]);
+        assert!(out.status.success(), "{file}: {}", text(&out.stderr));
+        ids.extend(text(&out.stdout).lines().map(str::to_string));
+    }
+    assert_eq!(ids.len(), 4, "one id per example submission: {ids:?}");
+    let out = fmp(&["list", "--store", store, "--format", "jsonl"]);
+    let listed: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect();
+    assert_eq!(listed.len(), 4);
+    let fmps: Vec<&str> = listed.iter().filter_map(|s| s["fmp"].as_str()).collect();
+    assert_eq!(fmps.iter().filter(|f| **f == "ML-GOG").count(), 3);
+    assert_eq!(fmps.iter().filter(|f| **f == "ML-HER").count(), 1);
+}
+
+#[test]
+fn record_help_names_every_field_and_its_values() {
+    let out = fmp(&["record", "--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for word in [
+        "form_version",
+        "observed_at",
+        "direction",
+        "incoming",
+        "transport",
+        "motorbike",
+        "departure",
+        "next_destination",
+        "final_destination",
+        "movement_type",
+        "economic_long_term",
+        "adult_female",
+        "minor_male",
+        "under5",
+        "pregnant",
+        "unaccompanied_children",
+        "nationalities",
+        "notes",
+        "examples/submission.json",
+    ] {
+        assert!(
+            help.contains(word),
+            "`fmp record --help` names {word}:\n{help}"
+        );
+    }
+}
+
+/// Text files of the repository (what a clone holds), outside build output.
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if p.is_dir() {
+            if !matches!(
+                name.as_ref(),
+                "target" | ".git" | "node_modules" | "build" | ".gradle"
+            ) {
+                files(&p, out);
+            }
+        } else if [
+            ".md", ".rs", ".toml", ".sh", ".kt", ".kts", ".json", ".jsonl",
+        ]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+        {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn no_file_points_outside_the_repository() {
+    let mut all = Vec::new();
+    files(&repo(), &mut all);
+    assert!(
+        all.len() > 50,
+        "found the repository's files: {}",
+        all.len()
+    );
+    // Spelled in two pieces so this file does not match itself.
+    let outside = format!("../{}", "shared");
+    let offenders: Vec<String> = all
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .map(|t| t.contains(&outside) || t.contains(&format!("{}/seed/", "shared")))
+                .unwrap_or(false)
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "files pointing outside the repository: {offenders:?}"
+    );
+}
