@@ -111,7 +111,15 @@ impl From<ValidationError> for FmpError {
 
 impl From<ParseError> for FmpError {
     fn from(e: ParseError) -> FmpError {
-        FmpError::field(&e.path, e.message)
+        FmpError::Validation {
+            fields: e
+                .problems()
+                .map(|(field, message)| FieldError {
+                    field: field.to_string(),
+                    message: message.to_string(),
+                })
+                .collect(),
+        }
     }
 }
 

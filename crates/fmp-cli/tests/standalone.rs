@@ -131,3 +131,40 @@ fn no_file_points_outside_the_repository() {
         "files pointing outside the repository: {offenders:?}"
     );
 }
+
+#[test]
+fn a_refused_line_names_every_structural_problem_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("phone");
+    let store = store.to_str().expect("utf8");
+    assert!(fmp(&["init", "--store", store]).status.success());
+    let example =
+        std::fs::read_to_string(repo().join("examples/submission.json")).expect("example");
+    let mut v: serde_json::Value = serde_json::from_str(&example).expect("json");
+    let o = v.as_object_mut().expect("object");
+    o.remove("form_version");
+    o.insert("colour".into(), "red".into());
+    o.insert("direction".into(), "sideways".into());
+    o.insert("transport".into(), "camel".into());
+    o["people"]["adult_male"] = "thirty".into();
+    let file = dir.path().join("bad.json");
+    std::fs::write(&file, v.to_string()).expect("write");
+    let out = fmp(&["record", "--store", store, file.to_str().expect("utf8")]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    for needle in [
+        "form_version: missing",
+        "direction: \"sideways\" is not one of incoming, outgoing",
+        "transport: \"camel\" is not one of",
+        "people.adult_male: expected a whole number",
+        "colour: unknown field",
+    ] {
+        assert!(err.contains(needle), "names {needle:?}: {err}");
+    }
+    assert!(
+        !err.contains(".:") && !err.contains("?:"),
+        "no odd paths: {err}"
+    );
+    let out = fmp(&["list", "--store", store, "--format", "jsonl"]);
+    assert_eq!(text(&out.stdout).trim(), "", "nothing stored");
+}

@@ -2,6 +2,7 @@
 //! the automerge documents that hold each record, and the SQLite store.
 //!
 //! - `model.rs`: the canonical submission JSON as Rust types.
+//! - `shape.rs`: the JSON's structure checked first, every misplaced field named at once.
 //! - `reference.rs`: the FMP registry and the code lists (countries, movement types, transport).
 //! - `form.rs`: versioned questionnaire definitions (`dtm-fmp-flow` v1).
 //! - `validate.rs`: the validation rules, reporting every failing field at once.
@@ -14,6 +15,7 @@ pub mod form;
 pub mod model;
 pub mod refdoc;
 pub mod reference;
+pub mod shape;
 pub mod store;
 pub mod validate;
 

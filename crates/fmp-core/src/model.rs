@@ -208,39 +208,74 @@ pub struct Submission {
     pub notes: String,
 }
 
-/// A parse error of submission JSON, naming the field path where it failed.
+/// A parse error of submission JSON: every structural problem (missing,
+/// unknown or mistyped fields, values outside their list), each with the
+/// path of its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{}", self.describe())]
 pub struct ParseError {
-    /// Field path (`people.adult_male`), or `.` for the whole document.
+    /// Field path of the first problem (`people.adult_male`), or empty for
+    /// the whole document (malformed JSON, not an object).
     pub path: String,
     /// What is wrong there.
     pub message: String,
+    /// The other problems, as (path, message), in field order.
+    pub more: Vec<(String, String)>,
+}
+
+impl ParseError {
+    fn one(path: String, message: String) -> ParseError {
+        ParseError {
+            path,
+            message,
+            more: Vec::new(),
+        }
+    }
+
+    /// Every problem as (path, message), the first one first.
+    pub fn problems(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::once((self.path.as_str(), self.message.as_str()))
+            .chain(self.more.iter().map(|(p, m)| (p.as_str(), m.as_str())))
+    }
+
+    fn describe(&self) -> String {
+        self.problems()
+            .map(|(p, m)| {
+                if p.is_empty() {
+                    m.to_string()
+                } else {
+                    format!("{p}: {m}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 impl Submission {
-    /// Parses one submission from JSON text, naming the field of any type error.
+    /// Parses one submission from JSON text, naming every structural problem.
     pub fn from_json(text: &str) -> Result<Submission, ParseError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            ParseError {
-                path,
-                message: describe_json_error(&inner),
-            }
-        })
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ParseError::one(String::new(), describe_json_error(&e)))?;
+        Submission::from_value(value)
     }
 
-    /// Parses one submission from an already-parsed JSON value.
+    /// Parses one submission from an already-parsed JSON value, naming
+    /// every structural problem.
     pub fn from_value(value: serde_json::Value) -> Result<Submission, ParseError> {
+        let mut found = crate::shape::problems(&value).into_iter();
+        if let Some((path, message)) = found.next() {
+            return Err(ParseError {
+                path,
+                message,
+                more: found.collect(),
+            });
+        }
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            ParseError {
-                path,
-                message: describe_json_error(&inner),
-            }
+            let path = if path == "." { String::new() } else { path };
+            ParseError::one(path, describe_json_error(&inner))
         })
     }
 
