@@ -9,8 +9,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{Direction, MovementType, Transport};
-
 /// What a field holds.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -207,6 +205,7 @@ fn describe(v: &Value) -> String {
 #[allow(clippy::unwrap_used)] // tests fail loudly by design
 mod tests {
     use super::*;
+    use crate::model::{Direction, MovementType, Transport};
 
     fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
         all.iter().map(|v| name(*v)).collect()
