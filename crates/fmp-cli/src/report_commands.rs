@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use fmp_core::store::Store;
-use fmp_report::{BuiltinCountries, ExportFilter, ReportOptions, monthly_report};
+use fmp_report::{BuiltinCountries, ExportFilter, Report, ReportOptions, monthly_report};
 
 use crate::commands::CliError;
 
@@ -43,14 +43,43 @@ pub fn render(
     opts: &ReportOptions,
     format: ReportFormat,
 ) -> Result<String, CliError> {
-    let report = store
+    render_report(&build(store, month, opts)?, format)
+}
+
+fn build(store: &Store, month: &str, opts: &ReportOptions) -> Result<Report, CliError> {
+    store
         .with_conn(|conn| monthly_report(conn, &store.registry(), &BuiltinCountries, month, opts))
-        .map_err(report_err)?;
+        .map_err(report_err)
+}
+
+fn render_report(report: &Report, format: ReportFormat) -> Result<String, CliError> {
     Ok(match format {
-        ReportFormat::Json => serde_json::to_string_pretty(&report).map_err(report_err)? + "\n",
-        ReportFormat::Md => fmp_report::to_markdown(&report),
-        ReportFormat::Html => fmp_report::to_html(&report),
+        ReportFormat::Json => serde_json::to_string_pretty(report).map_err(report_err)? + "\n",
+        ReportFormat::Md => fmp_report::to_markdown(report),
+        ReportFormat::Html => fmp_report::to_html(report),
     })
+}
+
+/// Refuses a `--country` that no FMP of the registry is in, naming the
+/// countries it holds (and the upper-case code a lower-case one meant).
+fn check_country(store: &Store, country: &str) -> Result<(), CliError> {
+    let registry = store.registry();
+    let mut known: Vec<&str> = registry.fmps.iter().map(|f| f.country.as_str()).collect();
+    known.sort_unstable();
+    known.dedup();
+    if known.contains(&country) {
+        return Ok(());
+    }
+    let upper = country.to_ascii_uppercase();
+    let hint = if known.contains(&upper.as_str()) {
+        format!("; country codes are upper case: --country {upper}")
+    } else {
+        String::new()
+    };
+    Err(CliError::Usage(format!(
+        "--country `{country}` is not the country of any FMP in the registry (its countries: {}){hint}",
+        known.join(", ")
+    )))
 }
 
 fn write_out(out: Option<&Path>, bytes: &[u8]) -> Result<(), CliError> {
@@ -78,15 +107,34 @@ pub fn report(
     out: Option<&Path>,
 ) -> Result<ExitCode, CliError> {
     let store = Store::open(dir)?;
-    let text = render(
+    if let Some(c) = &country {
+        check_country(&store, c)?;
+    }
+    let report = build(
         &store,
         month,
         &ReportOptions {
-            country,
+            country: country.clone(),
             approved_only,
         },
-        format,
     )?;
+    if report.fmps.iter().all(|f| f.total == 0) {
+        let what = if approved_only {
+            "no approved submission"
+        } else {
+            "no submission (rejected and deleted ones left out)"
+        };
+        let place = country.map(|c| format!(" in {c}")).unwrap_or_default();
+        let hint = if approved_only {
+            "; without --approved-only the report counts all but rejected ones"
+        } else {
+            "; check --month, or `fmp list --from YYYY-MM-01` for what the store holds"
+        };
+        return Err(CliError::Usage(format!(
+            "nothing to report: {what} observed in {month}{place}{hint}"
+        )));
+    }
+    let text = render_report(&report, format)?;
     write_out(out, text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
-//! The repository stands alone (issue "A newcomer's first hour"): the
-//! example files are taken by `fmp record` as they are, `fmp record --help`
-//! names every field, and no file points outside the repository.
+//! A newcomer's first hour: the repository stands alone (the example files
+//! are taken by `fmp record` as they are, `fmp record --help` names every
+//! field, no file points outside the repository), refusals name every
+//! problem, and report filters that match nothing say so.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -167,4 +168,51 @@ fn a_refused_line_names_every_structural_problem_at_once() {
     );
     let out = fmp(&["list", "--store", store, "--format", "jsonl"]);
     assert_eq!(text(&out.stdout).trim(), "", "nothing stored");
+}
+
+#[test]
+fn report_filters_that_match_nothing_say_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("hq");
+    let store = store.to_str().expect("utf8");
+    assert!(fmp(&["init", "--store", store]).status.success());
+    let example = repo().join("examples/submission.json");
+    assert!(
+        fmp(&["record", "--store", store, example.to_str().expect("utf8")])
+            .status
+            .success()
+    );
+    let report = |extra: &[&str]| {
+        let mut args = vec!["report", "--store", store, "--format", "json"];
+        args.extend_from_slice(extra);
+        fmp(&args)
+    };
+    // The month that holds the example: a report, exit 0.
+    let ok = report(&["--month", "2020-06"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("json");
+    assert_eq!(json["national"]["total"], 33);
+    // Lower case, unknown: named, with the registry's countries.
+    let lower = report(&["--month", "2020-06", "--country", "mli"]);
+    assert!(!lower.status.success());
+    let err = text(&lower.stderr);
+    assert!(
+        err.contains("`mli`") && err.contains("--country MLI"),
+        "{err}"
+    );
+    let unknown = report(&["--month", "2020-06", "--country", "XXX"]);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("its countries: MLI"));
+    // A month with nothing, and no approved submission: said, exit non-zero, no report.
+    let empty = report(&["--month", "2020-07"]);
+    assert!(!empty.status.success());
+    assert!(
+        text(&empty.stderr).contains("nothing to report"),
+        "{}",
+        text(&empty.stderr)
+    );
+    assert!(empty.stdout.is_empty());
+    let approved = report(&["--month", "2020-06", "--approved-only"]);
+    assert!(!approved.status.success());
+    assert!(text(&approved.stderr).contains("no approved submission"));
 }
