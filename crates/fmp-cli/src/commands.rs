@@ -91,6 +91,7 @@ pub fn record(dir: &Path, file: Option<&Path>) -> Result<ExitCode, CliError> {
         store: &store,
         refused: 0,
         stored: 0,
+        closed_after: None,
     };
     let mut lines = input.split(b'\n');
     let mut first: Option<(usize, Vec<u8>)> = None;
@@ -115,6 +116,9 @@ pub fn record(dir: &Path, file: Option<&Path>) -> Result<ExitCode, CliError> {
         // JSON lines: each line on its own, as it arrives.
         recorder.one(&format!("line {first_n}"), &first_line)?;
         for line in lines {
+            if recorder.closed_after.is_some() {
+                break;
+            }
             n += 1;
             let line = line.map_err(io("reading input"))?;
             if !line.iter().all(u8::is_ascii_whitespace) {
@@ -144,11 +148,22 @@ pub fn record(dir: &Path, file: Option<&Path>) -> Result<ExitCode, CliError> {
         } else {
             recorder.one(&format!("line {first_n}"), &first_line)?;
             for (n, line) in rest {
+                if recorder.closed_after.is_some() {
+                    break;
+                }
                 if !line.iter().all(u8::is_ascii_whitespace) {
                     recorder.one(&format!("line {n}"), &line)?;
                 }
             }
         }
+    }
+    if let Some(what) = &recorder.closed_after {
+        eprintln!(
+            "standard output was closed (broken pipe) after {what} was stored: {} submission(s) stored, \
+             {} refused; nothing after {what} was read: record the input after it again",
+            recorder.stored, recorder.refused
+        );
+        return Ok(ExitCode::FAILURE);
     }
     if recorder.refused > 0 {
         eprintln!(
@@ -164,6 +179,9 @@ struct Recorder<'a> {
     store: &'a Store,
     refused: usize,
     stored: usize,
+    /// Standard output was closed (`| head`) once this line was stored:
+    /// the run stops there, and says so.
+    closed_after: Option<String>,
 }
 
 impl Recorder<'_> {
@@ -185,11 +203,18 @@ impl Recorder<'_> {
         };
         match result {
             Ok(id) => {
+                self.stored += 1;
                 let stdout = std::io::stdout();
                 let mut out = stdout.lock();
-                writeln!(out, "{id}").map_err(io("writing output"))?;
-                out.flush().map_err(io("writing output"))?;
-                self.stored += 1;
+                match writeln!(out, "{id}").and_then(|()| out.flush()) {
+                    Ok(()) => {}
+                    // The reader went away (`fmp record … | head`): what is
+                    // stored stays stored; stop reading and say where.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        self.closed_after = Some(what.to_string());
+                    }
+                    Err(e) => return Err(io("writing output")(e)),
+                }
             }
             // A store that cannot be written at all stops the whole run.
             Err(CliError::Store(

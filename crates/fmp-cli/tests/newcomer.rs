@@ -216,3 +216,35 @@ fn report_filters_that_match_nothing_say_so() {
     assert!(!approved.status.success());
     assert!(text(&approved.stderr).contains("no approved submission"));
 }
+
+#[test]
+fn a_closed_standard_output_ends_record_cleanly_saying_what_was_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("phone");
+    let store = store.to_str().expect("utf8");
+    assert!(fmp(&["init", "--store", store]).status.success());
+    let week = repo().join("examples/gogui-week.jsonl");
+    // The reader is gone before the first id is written (`| head -0`).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fmp"))
+        .args(["record", "--store", store, week.to_str().expect("utf8")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("broken pipe")
+            && err.contains("after line 1 was stored: 1 submission(s) stored"),
+        "{err}"
+    );
+    assert!(!err.contains("error: writing output"), "{err}");
+    let listed = fmp(&["list", "--store", store, "--format", "jsonl"]);
+    assert_eq!(
+        text(&listed.stdout).lines().count(),
+        1,
+        "exactly what it said"
+    );
+}
