@@ -100,7 +100,9 @@ mapfile -t sources < <(find "$GEN" "$HERE/src/main/kotlin" "$HERE/src/jvmTest/ko
 "$KOTLINC" -nowarn -jvm-target 17 -cp "$JNA_JAR:$KTEST" -d "$OUT/classes" "${sources[@]}"
 
 step "running the suite on $(java -version 2>&1 | head -n1)"
-java -Djna.library.path="$(dirname "$LIB")" -Dfmp.cli="$FMP_CLI" \
+# The suite provokes Rust panics on purpose (debug_panic): one labelled line
+# each, no backtrace.
+RUST_BACKTRACE=0 java -Djna.library.path="$(dirname "$LIB")" -Dfmp.cli="$FMP_CLI" \
     -cp "$OUT/classes:$JNA_JAR:$STDLIB:$KTEST" \
     org.fmp.test.JvmTestsKt
 step "done"
