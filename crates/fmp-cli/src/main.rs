@@ -216,7 +216,9 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Generate a realistic month of submissions for Mali's nine FMPs into ./fmp-demo.
+    /// The whole chain on loopback, into ./fmp-demo: nine phones record May and June 2020
+    /// offline for Mali's nine FMPs, sync to two regional hubs, which forward to HQ;
+    /// HQ writes the June report (JSON, Markdown, HTML).
     Demo {
         /// Where to build the demo (replaced if it exists).
         #[arg(long, default_value = "fmp-demo")]
