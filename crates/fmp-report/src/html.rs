@@ -141,8 +141,10 @@ pub fn to_html(r: &Report) -> String {
         );
     }
     out.push_str("</div>");
-    for note in &r.notes {
-        let _ = write!(out, r#"<p class="note">(*) {}</p>"#, escape(note));
+    // Only the first note (transit FMPs left out) is what the (*) marks.
+    for (i, note) in r.notes.iter().enumerate() {
+        let mark = if i == 0 { "(*) " } else { "" };
+        let _ = write!(out, r#"<p class="note">{mark}{}</p>"#, escape(note));
     }
     let _ = write!(
         out,

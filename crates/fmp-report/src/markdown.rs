@@ -210,8 +210,10 @@ pub fn to_markdown(r: &Report) -> String {
         thousands(n.total)
     );
     let _ = writeln!(out, "- **{}** Active FMPs\n", n.active_fmps);
-    for note in &r.notes {
-        let _ = writeln!(out, "(*) {note}\n");
+    // Only the first note (transit FMPs left out) is what the (*) marks.
+    for (i, note) in r.notes.iter().enumerate() {
+        let mark = if i == 0 { "(*) " } else { "" };
+        let _ = writeln!(out, "{mark}{note}\n");
     }
 
     out.push_str("## Travellers' profile\n\n");

@@ -548,6 +548,11 @@ pub fn monthly_report(
     } else {
         "All submissions are counted except rejected ones.".to_string()
     });
+    notes.push(
+        "Averages per day are over the days with data: at an FMP, the days it recorded a group; \
+         nationally, the days any entry/exit FMP did."
+            .to_string(),
+    );
     let mut unknown: Vec<(&String, u64)> = aggs
         .iter()
         .filter(|(code, a)| registry.get(code).is_none() && a.cur.total() > 0)

@@ -451,3 +451,21 @@ fn html_renders_in_headless_chromium() {
         "no screenshot: {stderr}"
     );
 }
+
+#[test]
+fn one_footnote_mark_for_one_footnote_and_the_daily_average_explained() {
+    let r = june_report(&fixture::may_june_2020(7), &ReportOptions::default());
+    for text in [fmp_report::to_markdown(&r), fmp_report::to_html(&r)] {
+        assert_eq!(
+            text.matches("(*) To avoid double counting").count(),
+            1,
+            "the transit note carries the mark"
+        );
+        // Other notes are not marked (*): only the figures' marks and the transit note are.
+        assert!(
+            !text.contains("(*) All submissions") && !text.contains("(*) Averages"),
+            "a second note marked (*)"
+        );
+        assert!(text.contains("Averages per day are over the days with data"));
+    }
+}
