@@ -5,6 +5,7 @@
 //! - `schema.rs`: the tables, `VERSION`, migrations on open.
 //! - `materialize.rs`: current state of a submission → query columns.
 //! - `identity.rs`: device id and Ed25519 key.
+//! - `nonces.rs`: the hub's replay cache (request nonces within the window).
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
@@ -12,6 +13,7 @@
 
 pub mod identity;
 pub mod materialize;
+pub mod nonces;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
