@@ -820,6 +820,8 @@ pub async fn run(
         .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut busy_refused: u64 = 0;
+    let mut busy_logged: Option<Instant> = None;
     loop {
         let (sock, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -834,14 +836,21 @@ pub async fn run(
             },
         };
         let Some(slot) = conns.clone().take(peer.ip(), &limits) else {
-            tracing::warn!(
-                target: "fmp_hub::server",
-                peer = %peer,
-                open = conns.open(),
-                max_connections = limits.max_connections,
-                max_connections_per_ip = limits.max_connections_per_ip,
-                "connection refused: busy"
-            );
+            // One line a second at most, with the count since the last.
+            busy_refused += 1;
+            if busy_logged.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                tracing::warn!(
+                    target: "fmp_hub::server",
+                    peer = %peer,
+                    refused = busy_refused,
+                    open = conns.open(),
+                    max_connections = limits.max_connections,
+                    max_connections_per_ip = limits.max_connections_per_ip,
+                    "connections refused: busy"
+                );
+                busy_refused = 0;
+                busy_logged = Some(Instant::now());
+            }
             if acceptor.is_none() {
                 tokio::spawn(answer_busy(sock));
             }
