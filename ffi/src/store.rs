@@ -179,3 +179,28 @@ impl FmpStore {
         fmp_hub::status::status(&self.inner)?.try_into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_too_large_for_a_sync_message_is_a_validation_error_naming_notes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("s").to_string_lossy().into_owned();
+        let store = FmpStore::init(dir, "phone".into()).expect("init");
+        let mut sub = fmp_core::example_submission();
+        sub.notes = "n".repeat(fmp_core::validate::MAX_NOTES_BYTES + 1);
+        let json = serde_json::to_string(&sub.to_value()).expect("json");
+        let Err(FmpError::Validation { fields }) = store.record_json(json) else {
+            panic!("an oversized record is refused as invalid");
+        };
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields[0].field, "notes");
+        assert!(fields[0].message.contains("at most 800"), "{:?}", fields[0]);
+        let n = store
+            .inner
+            .read(|c| c.query_row("SELECT count(*) FROM changes", [], |r| r.get::<_, i64>(0)));
+        assert_eq!(n.ok(), Some(0), "nothing stored");
+    }
+}

@@ -33,6 +33,22 @@ pub enum HubCommand {
         /// Largest request body in bytes.
         #[arg(long, default_value_t = 1024 * 1024)]
         max_body: usize,
+        /// Log format: one text line or one JSON object per request and event.
+        #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+        log_format: LogFormatArg,
+        /// Log to this file (appended) instead of stderr.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Connections open at once; past it new ones get `503 busy`.
+        #[arg(long, default_value_t = Limits::default().max_connections)]
+        max_connections: usize,
+        /// Connections open at once from one client address.
+        #[arg(long, default_value_t = Limits::default().max_connections_per_ip)]
+        max_connections_per_ip: usize,
+        /// Seconds a client has to send a request's headers; idle
+        /// keep-alive connections are closed after it too.
+        #[arg(long, default_value_t = Limits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+        header_timeout: u64,
     },
     /// Print a one-time enrollment code for a phone (or a lower hub) for these FMPs.
     EnrollCode {
@@ -113,6 +129,15 @@ pub enum HubCommand {
     },
 }
 
+/// `--log-format` of `fmp serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
 /// Runs a hub subcommand; errors are printed.
 pub fn run(cmd: HubCommand) -> ExitCode {
     match dispatch(cmd) {
@@ -132,7 +157,18 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             tls_cert,
             tls_key,
             max_body,
+            log_format,
+            log,
+            max_connections,
+            max_connections_per_ip,
+            header_timeout,
         } => {
+            let format = match log_format {
+                LogFormatArg::Text => fmp_hub::logging::LogFormat::Text,
+                LogFormatArg::Json => fmp_hub::logging::LogFormat::Json,
+            };
+            let place = fmp_hub::logging::init(format, log.as_deref())?;
+            eprintln!("logging to {place}");
             let tls = tls_cert.zip(tls_key);
             let scheme = if tls.is_some() { "https" } else { "http" };
             let opts = ServeOptions {
@@ -141,6 +177,9 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 tls,
                 limits: Limits {
                     max_body,
+                    max_connections,
+                    max_connections_per_ip,
+                    header_timeout: Duration::from_secs(header_timeout),
                     ..Limits::default()
                 },
             };

@@ -214,6 +214,28 @@ fn json_lines_store_each_line_or_refuse_it_alone() {
 }
 
 #[test]
+fn a_record_too_large_for_a_sync_message_is_refused_naming_the_field() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = init(tmp.path());
+    let id = record(&store, SAMPLE);
+    let before = snapshot(&store);
+    let long = "n".repeat(5000);
+    let input = SAMPLE.replace(r#""notes":"""#, &format!(r#""notes":"{long}""#));
+    let out = fmp_stdin(&["record", "--store", &store], input.as_bytes());
+    assert_refused(
+        &out,
+        &["notes", "5000 bytes", "at most 800", "sync message"],
+    );
+    let input = SAMPLE.replace("Bobo-Dioulasso", &"B".repeat(101));
+    let out = fmp_stdin(&["record", "--store", &store], input.as_bytes());
+    assert_refused(&out, &["departure.place", "at most 100"]);
+    let patch = format!(r#"{{"notes":"{long}"}}"#);
+    let out = fmp_stdin(&["edit", "--store", &store, &id, &patch], b"");
+    assert_refused(&out, &["notes", "at most 800"]);
+    assert_eq!(snapshot(&store), before, "nothing stored or changed");
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
     let store = init(tmp.path());

@@ -15,6 +15,16 @@
 //! | `departure.country`, `next_destination.country`, `final_destination.country` | known alpha-3 codes |
 //! | `fmp` | known, and active on the (UTC) date of `observed_at` |
 //! | `observed_at` | not more than 24 hours after the device clock |
+//! | `notes` | at most [`MAX_NOTES_BYTES`] bytes of UTF-8 |
+//! | `departure.place`, `next_destination.place`, `final_destination.place` | at most [`MAX_PLACE_BYTES`] bytes of UTF-8 each |
+//! | `nationalities` | at most [`MAX_NATIONALITIES`] countries |
+//!
+//! The three size limits make the worst case of a record (every limit
+//! reached, text that does not compress) fit the smallest sync message
+//! (2048 bytes after compression) across two hops, so a record can never
+//! block its phone's sync (see `crates/fmp-sync/tests/fits.rs`); limits are
+//! in bytes, not characters, since a character takes 1 to 4 bytes (800
+//! bytes: 800 Latin letters, about 400 Arabic or 266 Chinese ones).
 //!
 //! Counts are `u32`; every sum is taken in `u64`, so no input overflows.
 
@@ -29,6 +39,18 @@ use crate::reference::{Registry, country};
 
 /// How far after the device clock an observation may be dated.
 pub const MAX_CLOCK_AHEAD: Duration = Duration::hours(24);
+/// Longest `notes`, in bytes of UTF-8.
+pub const MAX_NOTES_BYTES: usize = 800;
+/// Longest place name (`departure.place`…), in bytes of UTF-8.
+pub const MAX_PLACE_BYTES: usize = 100;
+/// Most countries in `nationalities`.
+pub const MAX_NATIONALITIES: usize = 30;
+
+fn too_long(what: &str, len: usize, max: usize) -> String {
+    format!(
+        "{len} bytes of text; at most {max} bytes (UTF-8) for {what}, so that the record fits the smallest sync message (2048 bytes)"
+    )
+}
 
 /// One failing field: its path and a sentence a field supervisor understands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +203,12 @@ pub fn validate(
         if country(&place.country).is_none() {
             errs.push(path, unknown_country_message(&place.country));
         }
+        if let Some(name) = &place.place
+            && name.len() > MAX_PLACE_BYTES
+        {
+            let field = path.replace(".country", ".place");
+            errs.push(field, too_long("a place name", name.len(), MAX_PLACE_BYTES));
+        }
     }
 
     // The group.
@@ -249,6 +277,15 @@ pub fn validate(
             ),
         );
     }
+    if sub.nationalities.len() > MAX_NATIONALITIES {
+        errs.push(
+            "nationalities",
+            format!(
+                "{} countries; at most {MAX_NATIONALITIES} in one group, so that the record fits the smallest sync message (2048 bytes)",
+                sub.nationalities.len()
+            ),
+        );
+    }
     for code in sub.nationalities.keys() {
         if country(code).is_none() {
             errs.push(
@@ -256,6 +293,10 @@ pub fn validate(
                 unknown_country_message(code),
             );
         }
+    }
+
+    if sub.notes.len() > MAX_NOTES_BYTES {
+        errs.push("notes", too_long("notes", sub.notes.len(), MAX_NOTES_BYTES));
     }
 
     if errs.0.is_empty() {
@@ -301,6 +342,37 @@ mod tests {
         if let Err(e) = check(change) {
             panic!("expected valid, got:\n{e}");
         }
+    }
+
+    #[test]
+    fn text_and_nationalities_past_their_limits_are_refused_by_name() {
+        passes(|s| s.notes = "é".repeat(MAX_NOTES_BYTES / 2));
+        passes(|s| s.departure.place = Some("x".repeat(MAX_PLACE_BYTES)));
+        fails(
+            |s| s.notes = "é".repeat(MAX_NOTES_BYTES / 2 + 1),
+            "notes",
+            "802 bytes of text; at most 800 bytes (UTF-8) for notes, so that the record fits the smallest sync message (2048 bytes)",
+        );
+        fails(
+            |s| s.final_destination.place = Some("x".repeat(MAX_PLACE_BYTES + 1)),
+            "final_destination.place",
+            "101 bytes of text; at most 100 bytes (UTF-8) for a place name, so that the record fits the smallest sync message (2048 bytes)",
+        );
+        let err = check(|s| {
+            let total: u32 = s.nationalities.values().sum();
+            s.nationalities.clear();
+            for (i, c) in crate::reference::countries()
+                .iter()
+                .take(MAX_NATIONALITIES + 1)
+                .enumerate()
+            {
+                s.nationalities
+                    .insert(c.alpha3.clone(), if i == 0 { total } else { 0 });
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.fields(), vec!["nationalities"], "{err}");
+        assert!(err.to_string().contains("at most 30"), "{err}");
     }
 
     #[test]

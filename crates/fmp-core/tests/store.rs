@@ -308,7 +308,8 @@ proptest::proptest! {
                 0u32..1_000_000_000,
                 proptest::array::uniform4(0u32..60),
                 proptest::array::uniform6(proptest::num::u32::ANY),
-                proptest::array::uniform3(proptest::option::of(".{0,30}")),
+                // At most 25 characters: 100 bytes of UTF-8, the place limit.
+                proptest::array::uniform3(proptest::option::of(".{0,25}")),
                 ".{0,60}",
                 proptest::option::of(proptest::num::u128::ANY),
             ),

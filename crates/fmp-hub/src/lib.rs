@@ -10,6 +10,7 @@
 //! - `db.rs`: the hub's tables (codes, enrolled devices, upstream hub, quarantine) and the [`fmp_sync::Trust`] they make.
 //! - `tls.rs`: rustls server configuration, TLS listener, the client's pinned-certificate verifier.
 //! - `status.rs`: what `fmp status` and `fmp devices` show.
+//! - `logging.rs`: the request log (text or JSON lines, stderr or a file).
 //! - `error.rs`: [`HubError`].
 //! - `bin/bench.rs`: the load benchmark (`fmp-hub-bench`).
 
@@ -18,6 +19,7 @@ pub mod client;
 pub mod db;
 pub mod enroll;
 pub mod error;
+pub mod logging;
 pub mod server;
 pub mod status;
 pub mod tls;
@@ -160,7 +162,7 @@ pub fn serve_until_signal(
         .enable_all()
         .build()
         .map_err(HubError::Runtime)?;
-    rt.block_on(server::run(state, &opts.listen, tls, on_listening, async {
+    let r = rt.block_on(server::run(state, &opts.listen, tls, on_listening, async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
@@ -181,5 +183,9 @@ pub fn serve_until_signal(
         {
             let _ = ctrl_c.await;
         }
-    }))
+    }));
+    if let Err(e) = &r {
+        tracing::error!(target: "fmp_hub::server", error = %e, "the hub stopped on an error");
+    }
+    r
 }

@@ -7,6 +7,12 @@
 //! `{"error": code, "reason": words}`; nothing of a refused request is stored.
 //! Store work runs in `spawn_blocking`; the body is read whole first, so
 //! a slow phone holds no lock while its bytes trickle in.
+//!
+//! The listener ([`run`]) is its own accept loop over hyper's HTTP/1
+//! server: a header-read timeout (which also closes idle keep-alive
+//! connections), a cap on open connections overall and per client address
+//! (past it a plain-HTTP client gets `503 busy` and the connection is
+//! closed), and one log line per request (see [`log_request`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,7 +30,7 @@ use fmp_sync::{Certificate, SyncError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::{self, AuthError, Nonces, Signed};
+use crate::auth::{self, AuthError, Nonces, Signed, WINDOW_SECS};
 use crate::db;
 use crate::enroll;
 
@@ -51,7 +57,37 @@ pub struct Limits {
     pub rate_burst: f64,
     /// Requests per second a device may sustain.
     pub rate_per_sec: f64,
+    /// Time a client has to send a request's headers, and the longest an
+    /// idle keep-alive connection is kept open.
+    pub header_timeout: Duration,
+    /// Connections open at once, overall; past it new ones get `503 busy`.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_ip: usize,
 }
+
+impl Limits {
+    /// Largest decompressed sync message the hub accepts: 16 × `max_body`
+    /// (at most fmp-sync's own `MAX_DECODED_BYTES`).
+    pub fn max_decoded(&self) -> usize {
+        self.max_body
+            .saturating_mul(16)
+            .min(fmp_sync::wire::MAX_DECODED_BYTES)
+    }
+}
+
+/// Most changes one sync message may carry.
+pub const MAX_CHANGES: usize = 50_000;
+/// Most bundles one sync message may carry.
+pub const MAX_BUNDLES: usize = 50_000;
+/// Most hash entries all bundles of one message may list together.
+pub const MAX_BUNDLE_HASHES: usize = 200_000;
+/// Most certificates one sync message may carry.
+pub const MAX_CERTS: usize = 10_000;
+/// Most set-reconciliation ranges one sync message may carry.
+pub const MAX_RANGES: usize = 4_096;
+/// Most hashes one sync request may want (fmp-sync's own client limit).
+pub const MAX_WANT: usize = fmp_sync::session::MAX_WANT;
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -61,6 +97,9 @@ impl Default for Limits {
             handler_timeout: Duration::from_secs(60),
             rate_burst: 60.0,
             rate_per_sec: 20.0,
+            header_timeout: Duration::from_secs(20),
+            max_connections: 512,
+            max_connections_per_ip: 64,
         }
     }
 }
@@ -110,7 +149,7 @@ impl Hub {
     }
 }
 
-/// The router: every route of the hub over `state`.
+/// The router: every route of the hub over `state`, each request logged.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route(HUB_PATH, get(hub_info))
@@ -123,7 +162,96 @@ pub fn app(state: AppState) -> Router {
                 "no such endpoint on an fmp hub",
             )
         })
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// The client's address, set by [`run`] on each request.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// What a refusal said, kept on its response for the request log.
+#[derive(Debug, Clone)]
+struct Logged {
+    error: String,
+    reason: String,
+}
+
+/// What a sync did, kept on its response for the request log.
+#[derive(Debug, Clone, Copy, Default)]
+struct SyncCounts {
+    pushed: usize,
+    accepted: u32,
+    refused: usize,
+    pulled: usize,
+}
+
+/// Logs one line per request (target `fmp_hub::request`): method, route,
+/// status, claimed device, client address, bytes in and out, milliseconds,
+/// a sync's changes (pushed, accepted, refused, pulled), and a refusal's
+/// code and cause. 5xx at ERROR, other refusals at WARN, the rest at INFO.
+pub async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req.uri().path().to_string();
+    let device = req
+        .headers()
+        .get(auth::H_DEVICE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .map(|p| p.0.to_string())
+        .unwrap_or_else(|| "-".into());
+    let bytes_in = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let bytes_out = axum::body::HttpBody::size_hint(resp.body())
+        .exact()
+        .unwrap_or(0);
+    let ms = start.elapsed().as_millis() as u64;
+    let counts = resp.extensions().get::<SyncCounts>().copied();
+    let (pushed, accepted, refused, pulled) = counts
+        .map(|c| {
+            (
+                c.pushed as u64,
+                c.accepted as u64,
+                c.refused as u64,
+                c.pulled as u64,
+            )
+        })
+        .unwrap_or_default();
+    let logged = resp.extensions().get::<Logged>().cloned();
+    let (error, cause) = logged
+        .map(|l| (l.error, l.reason))
+        .unwrap_or_else(|| (String::new(), String::new()));
+    macro_rules! line {
+        ($level:ident, $msg:literal) => {
+            tracing::$level!(
+                target: "fmp_hub::request",
+                %method, route, status, device, peer, bytes_in, bytes_out, ms,
+                pushed, accepted, refused, pulled, error, cause,
+                $msg
+            )
+        };
+    }
+    if status >= 500 {
+        line!(error, "request failed");
+    } else if status >= 400 {
+        line!(warn, "request refused");
+    } else {
+        line!(info, "request");
+    }
+    resp
 }
 
 /// A refusal: status, a stable code and words for a person.
@@ -173,7 +301,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let logged = Logged {
+            error: self.body.error.clone(),
+            reason: self.body.reason.clone(),
+        };
+        let mut r = (self.status, axum::Json(self.body)).into_response();
+        r.extensions_mut().insert(logged);
+        r
     }
 }
 
@@ -363,6 +497,9 @@ async fn join(
         let device = signed.device;
         store
             .write(|tx| -> Result<JoinResponse, JoinFail> {
+                if fmp_core::store::nonces::seen(tx, device, &signed.nonce)? {
+                    return Err(JoinFail::Api(AuthError::Replayed.into()));
+                }
                 let hash = enroll::hash_code(&req.code);
                 let Some(code) = db::code(tx, &hash)? else {
                     return Err(JoinFail::Api(ApiError::new(
@@ -407,6 +544,7 @@ async fn join(
                     db::use_code(tx, &hash, device)?;
                     db::upsert_device(tx, device, &req.name, &pk, &fmps, code.may_enroll)?;
                 }
+                remember_nonce(tx, &signed)?;
                 let cert = Certificate::issue(store.identity(), device, &pk, fmps);
                 let me = store.identity();
                 Ok(JoinResponse {
@@ -455,6 +593,61 @@ impl From<fmp_core::store::StoreError> for JoinFail {
     fn from(e: fmp_core::store::StoreError) -> JoinFail {
         JoinFail::Other(e.to_string())
     }
+}
+
+/// Remembers a request's nonce on disk and forgets expired ones, in the
+/// caller's transaction (no commit of its own).
+fn remember_nonce(tx: &rusqlite::Connection, signed: &Signed) -> rusqlite::Result<()> {
+    fmp_core::store::nonces::remember(tx, signed.device, &signed.nonce, signed.time)?;
+    let now = chrono::Utc::now().timestamp();
+    fmp_core::store::nonces::prune(tx, now - WINDOW_SECS)?;
+    Ok(())
+}
+
+fn too_many(what: &str, n: usize, max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "too_many",
+        format!("the sync message carries {n} {what}; a hub takes at most {max} per message"),
+    )
+}
+
+/// The counts of a sync message the hub bounds before doing any work.
+fn check_message(req: &fmp_sync::Request) -> Result<(), ApiError> {
+    let mut want: Vec<&fmp_sync::wire::Hash> = req.want.iter().collect();
+    if want.len() > MAX_WANT {
+        want.sort_unstable();
+        want.dedup();
+        return Err(too_many(
+            &format!(
+                "wanted hashes ({} listed, {} distinct)",
+                req.want.len(),
+                want.len()
+            ),
+            req.want.len(),
+            MAX_WANT,
+        ));
+    }
+    let push = &req.push;
+    if push.changes.len() > MAX_CHANGES {
+        return Err(too_many("changes", push.changes.len(), MAX_CHANGES));
+    }
+    if push.bundles.len() > MAX_BUNDLES {
+        return Err(too_many("bundles", push.bundles.len(), MAX_BUNDLES));
+    }
+    let hashes: usize = push.bundles.iter().map(|b| b.hashes.len()).sum();
+    if hashes > MAX_BUNDLE_HASHES {
+        return Err(too_many("bundle hash entries", hashes, MAX_BUNDLE_HASHES));
+    }
+    if push.certs.len() > MAX_CERTS {
+        return Err(too_many("certificates", push.certs.len(), MAX_CERTS));
+    }
+    if let Some(r) = &req.reconcile
+        && r.len() > MAX_RANGES
+    {
+        return Err(too_many("reconciliation ranges", r.len(), MAX_RANGES));
+    }
+    Ok(())
 }
 
 fn rate_limited() -> ApiError {
@@ -508,7 +701,19 @@ async fn sync(
     if !hub.allow(signed.device) {
         return Err(rate_limited());
     }
-    let req = fmp_sync::Request::decode(&body).map_err(ApiError::from)?;
+    let max_decoded = hub.limits.max_decoded();
+    let req = fmp_sync::Request::decode_limited(&body, max_decoded).map_err(|e| match e {
+        SyncError::Corrupt(ref d) if d.contains("too small") => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the sync message decompresses to more than the hub's limit of {max_decoded} bytes (16 × its body limit)"
+            ),
+        ),
+        e => ApiError::from(e),
+    })?;
+    check_message(&req)?;
+    let pushed = req.push.changes.len();
     if req.from != signed.device {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -523,31 +728,58 @@ async fn sync(
     let h = hub.clone();
     let device = signed.device;
     let out = blocking(&hub, move || {
+        // The nonce cache on disk: a request captured before a restart.
+        if h.store
+            .read(|c| fmp_core::store::nonces::seen(c, device, &signed.nonce))
+            .map_err(ApiError::internal)?
+        {
+            return Err(AuthError::Replayed.into());
+        }
         let trust = h.store.read(db::trust).map_err(ApiError::internal)?;
         let opts = fmp_sync::RespondOptions {
             all_or_nothing: !partial,
             pull_fmps: known.fmps,
         };
         let out = fmp_sync::respond_with(&h.store, &trust, &body, &opts).map_err(ApiError::from)?;
+        // The nonce goes in the transaction that already notes the sync:
+        // no commit (fsync) of its own.
         h.store
             .write(|tx| -> Result<(), fmp_core::store::StoreError> {
-                db::touch(tx, device).map_err(|e| fmp_core::store::StoreError::Patch(e.to_string()))
+                db::touch(tx, device)
+                    .and_then(|()| remember_nonce(tx, &signed))
+                    .map_err(|e| fmp_core::store::StoreError::Patch(e.to_string()))
             })
             .map_err(ApiError::internal)?;
         Ok(out)
     })
     .await?;
-    Ok((
+    let counts = match fmp_sync::Response::decode(&out) {
+        Ok(r) => SyncCounts {
+            pushed,
+            accepted: r.accepted,
+            refused: r.refused.len(),
+            pulled: r.pull.changes.len(),
+        },
+        Err(_) => SyncCounts {
+            pushed,
+            ..SyncCounts::default()
+        },
+    };
+    let mut resp = (
         StatusCode::OK,
         [(axum::http::header::CONTENT_TYPE, "application/x-fmp-sync")],
         out,
     )
-        .into_response())
+        .into_response();
+    resp.extensions_mut().insert(counts);
+    Ok(resp)
 }
 
 /// Listens on `addr` (TLS if `tls` is given) and serves `state` until
 /// `shutdown` resolves; in-flight requests finish first. `on_listening` gets
-/// the bound address (port 0 picks one).
+/// the bound address (port 0 picks one). Connections past the hub's caps
+/// are answered `503 busy` (plain HTTP) or closed (TLS) at once; headers
+/// must arrive within `header_timeout`, which also closes idle keep-alives.
 pub async fn run(
     state: AppState,
     addr: &str,
@@ -567,23 +799,183 @@ pub async fn run(
             addr: addr.to_string(),
             source,
         })?;
+    let limits = state.limits.clone();
+    tracing::info!(
+        target: "fmp_hub::server",
+        addr = %local,
+        tls = tls.is_some(),
+        max_body = limits.max_body,
+        max_connections = limits.max_connections,
+        max_connections_per_ip = limits.max_connections_per_ip,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        "listening"
+    );
     on_listening(local);
     let router = app(state);
-    let serve_err = |e: std::io::Error| crate::HubError::Listen {
-        addr: addr.to_string(),
-        source: e,
-    };
-    match tls {
-        None => axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(serve_err),
-        Some(cfg) => {
-            let l = crate::tls::TlsListener::new(listener, cfg, local);
-            axum::serve(l, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(serve_err)
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let conns = Arc::new(Conns::default());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut busy_refused: u64 = 0;
+    let mut busy_logged: Option<Instant> = None;
+    loop {
+        let (sock, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors, mostly: wait a little.
+                    tracing::warn!(target: "fmp_hub::server", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = conns.clone().take(peer.ip(), &limits) else {
+            // One line a second at most, with the count since the last.
+            busy_refused += 1;
+            if busy_logged.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                tracing::warn!(
+                    target: "fmp_hub::server",
+                    peer = %peer,
+                    refused = busy_refused,
+                    open = conns.open(),
+                    max_connections = limits.max_connections,
+                    max_connections_per_ip = limits.max_connections_per_ip,
+                    "connections refused: busy"
+                );
+                busy_refused = 0;
+                busy_logged = Some(Instant::now());
+            }
+            if acceptor.is_none() {
+                tokio::spawn(answer_busy(sock));
+            }
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let router = router.clone();
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(Peer(peer));
+                let mut r = router.clone();
+                tower_service::Service::call(&mut r, req)
+            });
+        match &acceptor {
+            None => {
+                let conn = http.serve_connection(hyper_util::rt::TokioIo::new(sock), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    if let Err(e) = conn.await {
+                        tracing::debug!(target: "fmp_hub::server", peer = %peer, error = %e, "connection ended");
+                    }
+                });
+            }
+            Some(a) => {
+                let a = a.clone();
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                let handshake = limits.header_timeout;
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let tls = match tokio::time::timeout(handshake, a.accept(sock)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(target: "fmp_hub::server", peer = %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(target: "fmp_hub::server", peer = %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(target: "fmp_hub::server", peer = %peer, error = %e, "connection ended");
+                    }
+                });
+            }
         }
     }
+    drop(listener);
+    graceful.shutdown().await;
+    tracing::info!(target: "fmp_hub::server", "stopped");
+    Ok(())
+}
+
+/// Open connections, overall and per client address.
+#[derive(Debug, Default)]
+struct Conns {
+    by_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+impl Conns {
+    fn open(&self) -> usize {
+        self.by_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
+    }
+
+    /// A slot for one more connection from `ip`, if both caps allow it.
+    fn take(self: Arc<Self>, ip: std::net::IpAddr, limits: &Limits) -> Option<Slot> {
+        {
+            let mut m = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let total: usize = m.values().sum();
+            let mine = m.get(&ip).copied().unwrap_or(0);
+            if total >= limits.max_connections || mine >= limits.max_connections_per_ip {
+                return None;
+            }
+            *m.entry(ip).or_insert(0) += 1;
+        }
+        Some(Slot { conns: self, ip })
+    }
+}
+
+/// One open connection's place under the caps; freed on drop.
+#[derive(Debug)]
+struct Slot {
+    conns: Arc<Conns>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut m = self.conns.by_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Body of the `503 busy` answer to a connection past the caps.
+pub const BUSY_BODY: &str =
+    r#"{"error":"busy","reason":"the hub has too many open connections; try again in a moment"}"#;
+
+/// Answers a connection past the caps with `503 busy` and closes it, giving
+/// the client a second to read it (never longer: it holds no slot).
+async fn answer_busy(mut sock: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let msg = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BUSY_BODY}",
+        BUSY_BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        sock.write_all(msg.as_bytes()).await?;
+        sock.shutdown().await?;
+        // Drain what the client sent so closing does not reset the
+        // connection before it read the answer.
+        let mut buf = [0u8; 4096];
+        while sock.read(&mut buf).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }

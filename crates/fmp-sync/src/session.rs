@@ -17,8 +17,9 @@ use crate::wire::{Batch, DEFAULT_MAX_BYTES, Hash, MIN_MAX_BYTES, Refusal, Reques
 
 /// Raw bytes of changes loaded per message attempt, as a multiple of the limit.
 const RAW_FACTOR: usize = 8;
-/// Hashes wanted per request at most.
-const MAX_WANT: usize = 1000;
+/// Hashes wanted per request at most (the client never asks more; a hub
+/// refuses a request that does).
+pub const MAX_WANT: usize = 1000;
 /// A sync gives up after this many round trips.
 const MAX_ROUND_TRIPS: u32 = 100_000;
 

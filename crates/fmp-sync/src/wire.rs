@@ -188,6 +188,7 @@ fn decode<T: DeserializeOwned>(
     kind: u8,
     expected: &'static str,
     bytes: &[u8],
+    max_decoded: usize,
 ) -> Result<T, SyncError> {
     let Some(&version) = bytes.first() else {
         return Err(SyncError::Corrupt("empty message".into()));
@@ -211,7 +212,9 @@ fn decode<T: DeserializeOwned>(
     if bytes.len() == 2 {
         return Err(SyncError::Corrupt("message ends after its header".into()));
     }
-    let body = zstd::bulk::decompress(&bytes[2..], MAX_DECODED_BYTES)
+    // Bulk decompression into a buffer of this capacity stops with an error
+    // as soon as the output would pass it: a bomb never grows past the limit.
+    let body = zstd::bulk::decompress(&bytes[2..], max_decoded)
         .map_err(|e| SyncError::Corrupt(format!("zstd: {e}")))?;
     let (msg, rest) = postcard::take_from_bytes::<T>(&body).map_err(|e| match e {
         postcard::Error::DeserializeUnexpectedEnd => {
@@ -239,7 +242,19 @@ impl Request {
 
     /// Reads a request; any damage is an error and nothing is returned.
     pub fn decode(bytes: &[u8]) -> Result<Request, SyncError> {
-        decode(KIND_REQUEST, "request", bytes)
+        decode(KIND_REQUEST, "request", bytes, MAX_DECODED_BYTES)
+    }
+
+    /// [`Request::decode`] refusing a body that decompresses to more than
+    /// `max_decoded` bytes (at most [`MAX_DECODED_BYTES`]) before it is all
+    /// decompressed: a hub ties it to its own body limit.
+    pub fn decode_limited(bytes: &[u8], max_decoded: usize) -> Result<Request, SyncError> {
+        decode(
+            KIND_REQUEST,
+            "request",
+            bytes,
+            max_decoded.min(MAX_DECODED_BYTES),
+        )
     }
 }
 
@@ -251,6 +266,6 @@ impl Response {
 
     /// Reads a response; any damage is an error and nothing is returned.
     pub fn decode(bytes: &[u8]) -> Result<Response, SyncError> {
-        decode(KIND_RESPONSE, "response", bytes)
+        decode(KIND_RESPONSE, "response", bytes, MAX_DECODED_BYTES)
     }
 }

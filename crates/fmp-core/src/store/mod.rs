@@ -5,6 +5,7 @@
 //! - `schema.rs`: the tables, `VERSION`, migrations on open.
 //! - `materialize.rs`: current state of a submission → query columns.
 //! - `identity.rs`: device id and Ed25519 key.
+//! - `nonces.rs`: the hub's replay cache (request nonces within the window).
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
@@ -12,6 +13,7 @@
 
 pub mod identity;
 pub mod materialize;
+pub mod nonces;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +37,11 @@ pub use identity::Identity;
 
 /// File name of the database inside a store directory.
 pub const DB_FILE: &str = "fmp.sqlite3";
+
+/// Largest first change of a record, in bytes (raw automerge chunk): one
+/// this size still fits the smallest sync message (2048 bytes, with its
+/// bundle and certificates) after compression.
+pub const MAX_RECORD_CHANGE_BYTES: usize = 1900;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -516,6 +523,19 @@ impl Store {
             Op::Record,
             now.timestamp_millis(),
         )?;
+        // Validation's size limits keep every record under this; a change
+        // past it could never fit the smallest sync message.
+        let size = change.raw_bytes().len();
+        if size > MAX_RECORD_CHANGE_BYTES {
+            return Err(StoreError::Invalid(ValidationError {
+                errors: vec![crate::validate::FieldError {
+                    field: "notes".into(),
+                    message: format!(
+                        "the record takes {size} bytes, more than the {MAX_RECORD_CHANGE_BYTES} that fit the smallest sync message; shorten the notes or place names"
+                    ),
+                }],
+            }));
+        }
         let id_str = id.to_string();
         // The primary key refuses an id already stored (no separate lookup).
         tx.prepare_cached("INSERT INTO documents (id, kind, data) VALUES (?1, 'submission', ?2)")

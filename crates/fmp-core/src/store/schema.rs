@@ -29,9 +29,14 @@
 //! - `devices`: certificates of devices' public keys learned from sync.
 //! - `pending`: verified changes received before their dependencies, applied
 //!   once those arrive.
+//!
+//! Added in version 3, for the hub (`fmp-hub`):
+//! - `request_nonces`: (device, nonce, signed time) of each signed request a
+//!   hub accepted within its time window, so a captured request is refused
+//!   as a replay even after the hub restarts; expired rows are pruned.
 
 /// Schema version this build writes (`PRAGMA user_version`).
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The sync tables of version 2, shared by `SCHEMA` and the 1 → 2 upgrade.
 macro_rules! sync_tables {
@@ -65,6 +70,22 @@ CREATE TABLE pending (
     bytes   BLOB NOT NULL
 );
 CREATE INDEX pending_doc ON pending(doc_id);
+"#
+    };
+}
+
+/// The table version 3 added (`request_nonces`), shared by `SCHEMA` and
+/// the 2 → 3 upgrade.
+macro_rules! nonce_tables {
+    () => {
+        r#"
+CREATE TABLE request_nonces (
+    device  TEXT NOT NULL,
+    nonce   TEXT NOT NULL,
+    time    INTEGER NOT NULL,
+    PRIMARY KEY (device, nonce)
+) WITHOUT ROWID;
+CREATE INDEX request_nonces_time ON request_nonces(time);
 "#
     };
 }
@@ -138,11 +159,15 @@ CREATE TABLE submission_nationalities (
     PRIMARY KEY (submission_id, country)
 ) WITHOUT ROWID;
 "#,
-    sync_tables!()
+    sync_tables!(),
+    nonce_tables!()
 );
 
 /// The tables and indexes version 2 added for sync (part of `SCHEMA` too).
 pub const SYNC_TABLES: &str = sync_tables!();
+
+/// The table version 3 added for the hub's replay cache (part of `SCHEMA` too).
+pub const NONCE_TABLES: &str = nonce_tables!();
 
 use std::path::Path;
 
@@ -191,6 +216,7 @@ fn upgrade(tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
             )?;
             tx.execute_batch(SYNC_TABLES)
         }
+        2 => tx.execute_batch(NONCE_TABLES),
         _ => Ok(()),
     }
 }
@@ -272,5 +298,89 @@ mod tests {
             )
             .expect("count");
         assert_eq!(kept, 1, "the v1 change is kept, unsealed");
+    }
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn a_v2_hub_store_upgraded_keeps_everything_and_matches_a_fresh_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut old = Connection::open(dir.path().join("old.sqlite3")).expect("open");
+        old.execute_batch(include_str!("fixtures/store_v2.sql"))
+            .expect("v2 store");
+        old.pragma_update(None, "user_version", 2).expect("version");
+        let tables = [
+            "meta",
+            "documents",
+            "changes",
+            "submissions",
+            "submission_nationalities",
+            "bundles",
+            "peers",
+            "devices",
+            "pending",
+            "hub_codes",
+            "hub_devices",
+            "hub_upstream",
+            "hub_quarantine",
+        ];
+        let before: Vec<(String, i64)> = tables
+            .iter()
+            .map(|t| (t.to_string(), count(&old, t)))
+            .collect();
+        let dump = |c: &Connection, sql: &str| -> Vec<String> {
+            let mut stmt = c.prepare(sql).expect("prepare");
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .expect("query")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows")
+        };
+        let devices_sql =
+            "SELECT device || name || hex(public_key) || fmps || enrolled_at FROM hub_devices";
+        let codes_sql = "SELECT hex(hash) || fmps || expires_at || coalesce(used_by, '-') FROM hub_codes ORDER BY hash";
+        let quarantine_sql = "SELECT hex(hash) || doc_id || reason FROM hub_quarantine";
+        let changes_sql = "SELECT seq || hex(hash) || author || hex(bytes) || coalesce(hex(bundle), '-') FROM changes ORDER BY seq";
+        let kept = |c: &Connection| {
+            [devices_sql, codes_sql, quarantine_sql, changes_sql].map(|q| dump(c, q))
+        };
+        let rows_before = kept(&old);
+        assert_eq!(
+            rows_before[0].len(),
+            1,
+            "the fixture has its enrolled phone"
+        );
+        assert_eq!(rows_before[1].len(), 2, "and two codes");
+        assert_eq!(rows_before[2].len(), 1, "and a quarantined change");
+        assert_eq!(rows_before[3].len(), 2, "and two changes");
+
+        migrate(&mut old, dir.path()).expect("upgrade");
+
+        let v: u32 = old
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, VERSION);
+        let after: Vec<(String, i64)> = tables
+            .iter()
+            .map(|t| (t.to_string(), count(&old, t)))
+            .collect();
+        assert_eq!(before, after, "every row of every table is kept");
+        assert_eq!(
+            rows_before,
+            kept(&old),
+            "devices, codes, quarantine, changes"
+        );
+        assert_eq!(count(&old, "request_nonces"), 0);
+        let mut fresh = Connection::open(dir.path().join("new.sqlite3")).expect("open");
+        migrate(&mut fresh, dir.path()).expect("fresh");
+        let core = |c: &Connection| -> Vec<String> {
+            shape(c)
+                .into_iter()
+                .filter(|s| !s.contains(" hub_") && !s.contains("sqlite_autoindex_hub_"))
+                .collect()
+        };
+        assert_eq!(core(&old), core(&fresh));
     }
 }
