@@ -7,5 +7,7 @@
 /// says it is expected, so a passing run's log does not alarm its reader.
 #[uniffi::export]
 pub fn debug_panic(message: String) {
-    panic!("EXPECTED panic from the test hook debug_panic (the JVM suite checks it arrives as InternalException): {message}");
+    panic!(
+        "EXPECTED panic from the test hook debug_panic (the JVM suite checks it arrives as InternalException): {message}"
+    );
 }
