@@ -184,19 +184,50 @@ fn an_unknown_authors_bundle_is_refused_alone_and_the_others_applied() {
     );
     assert_eq!(hq.store.list(&Default::default()).expect("list").len(), 3);
     assert!(hq.store.get(held).is_err());
+    // The relay reviews the held record: its change, by an author HQ
+    // knows, depends on the held ones; it is refused alone too and blocks
+    // nothing (a new record of the known phone still passes).
+    relay
+        .store
+        .review(held, fmp_core::model::ReviewStatus::Approved, "ok")
+        .expect("review");
+    known.store.record(submission("ML-HER", 7)).expect("record");
+    sync_in_memory(
+        &known.store,
+        &relay_trust,
+        &relay.store,
+        &relay_trust,
+        65536,
+    )
+    .expect("sync");
+    let r2 = sync_in_memory(&relay.store, &relay_trust, &hq.store, &hq_trust, 65536)
+        .expect("the message is not refused whole");
+    assert_eq!(r2.refused_by_peer.len(), 1, "{r2:?}");
+    assert!(
+        fmp_sync::may_pass_later(&r2.refused_by_peer[0].reason),
+        "{r2:?}"
+    );
+    assert_eq!(hq.store.list(&Default::default()).expect("list").len(), 4);
     // HQ learns the stranger's key: the held changes, offered again, pass.
     let hq_trust = hq_trust.with(id(&stranger), info(&stranger, None));
-    let again: Vec<_> = r.refused_by_peer.iter().map(|x| x.hash).collect();
+    let again: Vec<_> = r
+        .refused_by_peer
+        .iter()
+        .chain(&r2.refused_by_peer)
+        .map(|x| x.hash)
+        .collect();
     let r = Client::new(&relay.store, &relay_trust, id(&hq))
         .with_resend(again)
         .run(|req| respond(&hq.store, &hq_trust, &req))
         .expect("sync");
     assert!(r.refused_by_peer.is_empty(), "{r:?}");
+    let arrived = hq.store.get(held).expect("arrived");
+    assert_eq!(arrived.submission.notes, "edited");
     assert_eq!(
-        hq.store.get(held).expect("arrived").submission.notes,
-        "edited"
+        arrived.review.map(|x| x.status),
+        Some(fmp_core::model::ReviewStatus::Approved)
     );
-    assert_eq!(hq.store.list(&Default::default()).expect("list").len(), 4);
+    assert_eq!(hq.store.list(&Default::default()).expect("list").len(), 5);
 }
 
 /// A revoked device stays refused even when a certificate from a trusted
