@@ -514,18 +514,6 @@ async fn join(
                         )));
                     }
                 }
-                let clash = fmp_core::store::enrollment::active_named(tx, &req.name, device)?;
-                if !clash.is_empty() {
-                    return Err(JoinFail::Api(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "name_taken",
-                        format!(
-                            "the name {:?} is already used on this hub by device {}; give this device another name (`fmp init --name`)",
-                            req.name,
-                            clash.iter().map(|d| d.device.as_str()).collect::<Vec<_>>().join(", ")
-                        ),
-                    )));
-                }
                 // The same device asking again with its code: the answer to
                 // its first join was lost on the way (a cut link). Answer
                 // again, unless it was revoked since; nothing changes here.
@@ -559,6 +547,18 @@ async fn join(
                 }
                 let fmps = Some(code.fmps.clone());
                 if !again {
+                    let clash = fmp_core::store::enrollment::active_named(tx, &req.name, device)?;
+                    if !clash.is_empty() {
+                        return Err(JoinFail::Api(ApiError::new(
+                            StatusCode::CONFLICT,
+                            "name_taken",
+                            format!(
+                                "the name {:?} is already used on this hub by device {}; give this device another name (`fmp init --name`)",
+                                req.name,
+                                clash.iter().map(|d| d.device.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        )));
+                    }
                     db::use_code(tx, &hash, device)?;
                     db::upsert_device(tx, device, &req.name, &pk, &fmps, code.may_enroll)?;
                 }

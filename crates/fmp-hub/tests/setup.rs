@@ -294,10 +294,8 @@ fn names_with_control_characters_and_duplicate_names_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let hub = hub_with(tmp.path(), Limits::default());
     let first = store(tmp.path(), "gogui-phone-1");
-    assert_eq!(
-        call(&hub, honest_join(&first, &code(&hub, "ML-GOG"))).0,
-        StatusCode::OK
-    );
+    let used = code(&hub, "ML-GOG");
+    assert_eq!(call(&hub, honest_join(&first, &used)).0, StatusCode::OK);
     let other = store(tmp.path(), "other");
     let key = other.identity();
     for bad in [
@@ -332,6 +330,12 @@ fn names_with_control_characters_and_duplicate_names_are_refused() {
         "{}",
         e.reason
     );
+    // A spent code is named as such first, whatever the name.
+    let (s, e) = call(
+        &hub,
+        crafted_join(key, key.device_id, "gogui-phone-1", &used),
+    );
+    assert_eq!((s, e.error.as_str()), (StatusCode::FORBIDDEN, "code_used"));
     // 64 characters (not bytes) is fine.
     let (s, e) = call(
         &hub,
