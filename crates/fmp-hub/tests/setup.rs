@@ -343,3 +343,104 @@ fn names_with_control_characters_and_duplicate_names_are_refused() {
     );
     assert_eq!(s, StatusCode::OK, "{e:?}");
 }
+
+/// A sync request to the hub, signed by `device`, with `partial` set as the
+/// hub client sets it on its second attempt.
+fn sync_request(device: &Store, body: Vec<u8>, partial: bool) -> Request<Body> {
+    let s = Signed::new(device.identity(), "POST", SYNC_PATH, &body);
+    let mut b = Request::post(SYNC_PATH);
+    for (k, v) in s.headers() {
+        b = b.header(k, v);
+    }
+    if partial {
+        b = b.header(fmp_hub::server::H_PARTIAL, "1");
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+fn raw_call(hub: &std::sync::Arc<Hub>, req: Request<Body>) -> (StatusCode, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = app(hub.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, body.to_vec())
+    })
+}
+
+fn submissions_on(store: &Store) -> usize {
+    store.list(&Default::default()).unwrap().len()
+}
+
+/// A crafted push carrying an enrolled phone's own bundles and a stranger's
+/// (picked up phone to phone, self-signed): the stranger's changes are
+/// refused alone with their reason and the phone's applied; but a bad
+/// signature on a known author's bundle still refuses the whole request.
+#[test]
+fn a_strangers_bundle_in_a_push_is_refused_alone_but_a_forged_known_one_refuses_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = hub_with(tmp.path(), Limits::default());
+    let phone = store(tmp.path(), "gogui-phone-1");
+    let stranger = store(tmp.path(), "stranger");
+    assert_eq!(
+        call(&hub, honest_join(&phone, &code(&hub, "ML-GOG"))).0,
+        StatusCode::OK
+    );
+    for (s, n) in [(&phone, 3u32), (&stranger, 2)] {
+        for i in 0..n {
+            let mut sub = fmp_core::example_submission();
+            sub.fmp = "ML-GOG".into();
+            sub.observed_at += chrono::Duration::minutes(i64::from(i) * 7);
+            sub.notes = format!("{} #{i}", s.identity().name);
+            s.record(sub).unwrap();
+        }
+    }
+    let open = fmp_sync::StaticTrust::new(false);
+    fmp_sync::sync_in_memory(&stranger, &open, &phone, &open, 65536).unwrap();
+    let trust = phone.read(db::trust).unwrap();
+    let hub_id = hub.store().identity().device_id;
+    let body = fmp_sync::Client::new(&phone, &trust, hub_id)
+        .next_request()
+        .unwrap()
+        .unwrap();
+    let req = fmp_sync::Request::decode(&body).unwrap();
+    assert_eq!(req.push.bundles.len(), 2, "the phone's and the stranger's");
+    // A known author's bundle with a bad signature: the whole request.
+    let mut forged = req.clone();
+    let mine = forged
+        .push
+        .bundles
+        .iter_mut()
+        .find(|b| b.author == phone.identity().device_id)
+        .unwrap();
+    mine.sig[0] ^= 1;
+    let (s, b) = raw_call(&hub, sync_request(&phone, forged.encode().unwrap(), true));
+    assert_eq!(s, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&b));
+    let e: ErrorBody = serde_json::from_slice(&b).unwrap();
+    assert_eq!(e.error, "bad_bundle");
+    assert_eq!(submissions_on(hub.store()), 0, "nothing stored");
+    // All or nothing (the client's first try): refused, listing the
+    // stranger's changes, nothing stored.
+    let (s, b) = raw_call(&hub, sync_request(&phone, body.clone(), false));
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let e: ErrorBody = serde_json::from_slice(&b).unwrap();
+    assert_eq!(e.refused.len(), 2, "{e:?}");
+    assert!(
+        e.refused.iter().all(|r| fmp_sync::may_pass_later(&r.reason)
+            && r.reason
+                .contains(&stranger.identity().device_id.to_string())),
+        "{e:?}"
+    );
+    assert_eq!(submissions_on(hub.store()), 0, "nothing stored");
+    // Partial (the client's second try): the phone's three are applied.
+    let (s, b) = raw_call(&hub, sync_request(&phone, body, true));
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let resp = fmp_sync::Response::decode(&b).unwrap();
+    assert_eq!((resp.accepted, resp.refused.len()), (3, 2), "{resp:?}");
+    assert_eq!(submissions_on(hub.store()), 3);
+}
