@@ -85,6 +85,11 @@ pub enum HubCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Reinstate a revoked device (by id, or a name only one revoked
+        /// device has) with its key and FMPs: it may sync again. An
+        /// enrollment code alone never brings a revoked device back.
+        #[arg(long, value_name = "DEVICE")]
+        reinstate: Option<String>,
     },
     /// Revoke a device (by id or name): the hub refuses it from now on.
     Revoke {
@@ -227,8 +232,18 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        HubCommand::Devices { store, json } => {
+        HubCommand::Devices {
+            store,
+            json,
+            reinstate,
+        } => {
             let s = Store::open(&store)?;
+            if let Some(who) = reinstate {
+                fmp_hub::db::ensure_tables(&s)?;
+                let id = fmp_hub::db::reinstate(&s, &who)?;
+                println!("reinstated device {id}");
+                return Ok(ExitCode::SUCCESS);
+            }
             let list = fmp_hub::status::devices(&s)?;
             if json {
                 println!(
@@ -249,7 +264,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                     println!(
                         "{:<36}  {:<20}  {:<24}  {:<20}  {state}",
                         d.device,
-                        d.name,
+                        fmp_hub::db::printable(&d.name),
                         d.fmps.map(|f| f.join(",")).unwrap_or_else(|| "any".into()),
                         d.last_sync.unwrap_or_else(|| "never".into()),
                     );
@@ -259,12 +274,14 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
         }
         HubCommand::Revoke { store, device } => {
             let s = Store::open(&store)?;
+            fmp_hub::db::ensure_tables(&s)?;
+            let shown = fmp_hub::db::printable(&device);
             match fmp_hub::db::revoke(&s, &device)? {
                 0 => Err(HubError::Usage(format!(
-                    "no active device {device} on this hub (see `fmp devices`)"
+                    "no active device {shown} on this hub (see `fmp devices`)"
                 ))),
                 n => {
-                    println!("revoked {n} device(s): {device}");
+                    println!("revoked {n} device(s): {shown}");
                     Ok(ExitCode::SUCCESS)
                 }
             }
@@ -369,7 +386,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 println!(
                     "peer {} {}: last sync {}, {} change(s) not acknowledged",
                     p.peer,
-                    p.name.as_deref().unwrap_or(""),
+                    fmp_hub::db::printable(p.name.as_deref().unwrap_or("")),
                     p.last_sync.as_deref().unwrap_or("never"),
                     p.pending
                 );
@@ -385,6 +402,19 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                         q.fmp.as_deref().unwrap_or("?"),
                         if q.released { " released" } else { "" },
                         q.reason
+                    );
+                }
+                for g in &st.held {
+                    println!(
+                        "  held: {} change(s) by device {}{}: {}",
+                        g.changes,
+                        g.author.as_deref().unwrap_or("?"),
+                        if g.retried {
+                            " (offered again at each sync)"
+                        } else {
+                            ""
+                        },
+                        g.reason
                     );
                 }
             }

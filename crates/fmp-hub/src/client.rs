@@ -368,6 +368,8 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
     };
     store.write(|tx| -> Result<(), HubError> {
         db::set_upstream(tx, &up)?;
+        // Kept so `enroll-code` can refuse on a store that may not enroll.
+        fmp_core::store::enrollment::set_upstream_may_enroll(tx, resp.may_enroll)?;
         Ok(())
     })?;
     fmp_sync::trust::store_certificate(store, &cert)?;

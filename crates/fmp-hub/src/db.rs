@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use fmp_core::store::Store;
+use fmp_core::store::enrollment::{self, DeviceMatch};
 use fmp_sync::{AuthorInfo, StaticTrust};
 
 use crate::error::HubError;
@@ -163,7 +164,9 @@ fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Enrolls (or re-enrolls) a device.
+/// Enrolls a device, or re-enrolls one with the same key that is not
+/// revoked (new FMPs, name); a device id stays bound to its first key and a
+/// revoked device stays revoked (see [`reinstate`]).
 pub fn upsert_device(
     conn: &Connection,
     device: Uuid,
@@ -175,8 +178,9 @@ pub fn upsert_device(
     conn.execute(
         "INSERT INTO hub_devices (device, name, public_key, fmps, may_enroll, enrolled_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT(device) DO UPDATE SET name = ?2, public_key = ?3, fmps = ?4,
-           may_enroll = ?5, enrolled_at = ?6, revoked_at = NULL",
+         ON CONFLICT(device) DO UPDATE SET name = ?2, fmps = ?4,
+           may_enroll = ?5, enrolled_at = ?6
+         WHERE hub_devices.public_key = ?3 AND hub_devices.revoked_at IS NULL",
         params![
             device.to_string(),
             name,
@@ -241,14 +245,85 @@ pub fn known(conn: &Connection, device: Uuid) -> rusqlite::Result<Option<Known>>
     Ok(d)
 }
 
-/// Revokes a device (by id or name); the number of devices revoked.
+/// Revokes a device (by id or name); the number of devices revoked. A name
+/// that several active devices share is refused, listing their ids.
 pub fn revoke(store: &Store, who: &str) -> Result<usize, HubError> {
     store.write(|tx| -> Result<usize, HubError> {
+        let active: Vec<DeviceMatch> = enrollment::devices_matching(tx, who)?
+            .into_iter()
+            .filter(|d| !d.revoked)
+            .collect();
+        if active.len() > 1 {
+            return Err(ambiguous(who, &active, "revoke"));
+        }
+        let Some(d) = active.first() else {
+            return Ok(0);
+        };
         Ok(tx.execute(
-            "UPDATE hub_devices SET revoked_at = ?2 WHERE (device = ?1 OR name = ?1) AND revoked_at IS NULL",
-            params![who, now_ms()],
+            "UPDATE hub_devices SET revoked_at = ?2 WHERE device = ?1 AND revoked_at IS NULL",
+            params![d.device, now_ms()],
         )?)
     })
+}
+
+/// Lifts the revocation of a device (by id, or a name only one revoked
+/// device has), keeping its key and FMPs: the supervisor's explicit
+/// re-enrollment (an enrollment code alone never brings a revoked device
+/// back). The device reinstated.
+pub fn reinstate(store: &Store, who: &str) -> Result<Uuid, HubError> {
+    store.write(|tx| -> Result<Uuid, HubError> {
+        let revoked: Vec<DeviceMatch> = enrollment::devices_matching(tx, who)?
+            .into_iter()
+            .filter(|d| d.revoked)
+            .collect();
+        if revoked.len() > 1 {
+            return Err(ambiguous(who, &revoked, "reinstate"));
+        }
+        let found = revoked
+            .first()
+            .and_then(|d| Uuid::parse_str(&d.device).ok());
+        let Some(id) = found else {
+            return Err(HubError::Usage(format!(
+                "no revoked device {} on this hub (see `fmp devices`)",
+                printable(who)
+            )));
+        };
+        enrollment::reinstate_device(tx, id)?;
+        Ok(id)
+    })
+}
+
+fn ambiguous(who: &str, list: &[DeviceMatch], what: &str) -> HubError {
+    HubError::Usage(format!(
+        "{} devices on this hub are named {}; {what} one by its id: {}",
+        list.len(),
+        printable(who),
+        list.iter()
+            .map(|d| d.device.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// A control character (newline, terminal escape) or an invisible
+/// formatting one (zero width, bidirectional override): never printed raw.
+pub fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+}
+
+/// `s` with control and invisible formatting characters escaped (`\n`,
+/// `\u{1b}`), for printing names an older store may hold on a terminal.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if hidden(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Notes a device's successful sync.
@@ -317,23 +392,28 @@ pub fn upstream(conn: &Connection) -> rusqlite::Result<Option<Upstream>> {
 }
 
 /// The trust of this store: the devices enrolled here (not revoked) with
-/// their scopes, and the hub it joined (any FMP, may enroll).
+/// their scopes, and the hub it joined (any FMP, may enroll). Revoked
+/// devices are refused whatever certificate comes for them.
 pub fn trust(conn: &Connection) -> rusqlite::Result<StaticTrust> {
     let mut t = StaticTrust::new(true);
-    let mut stmt = conn.prepare(
-        "SELECT device, public_key, fmps, may_enroll FROM hub_devices WHERE revoked_at IS NULL",
-    )?;
+    let mut stmt =
+        conn.prepare("SELECT device, public_key, fmps, may_enroll, revoked_at FROM hub_devices")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, Vec<u8>>(1)?,
             r.get::<_, Option<String>>(2)?,
             r.get::<_, bool>(3)?,
+            r.get::<_, Option<i64>>(4)?,
         ))
     })?;
     for row in rows {
-        let (id, pk, fmps, may_enroll) = row?;
+        let (id, pk, fmps, may_enroll, revoked_at) = row?;
         if let Ok(id) = Uuid::parse_str(&id) {
+            if let Some(at) = revoked_at {
+                t.refuse(id, format!("it was revoked on this hub at {}", rfc3339(at)));
+                continue;
+            }
             t.insert(
                 id,
                 AuthorInfo {
@@ -364,6 +444,8 @@ pub struct Quarantined {
     pub hash: String,
     /// The record it belongs to.
     pub record: String,
+    /// The device that made the change, where this store has it.
+    pub author: Option<String>,
     /// The record's FMP now, if it is a submission.
     pub fmp: Option<String>,
     /// The hub's reason.
@@ -406,8 +488,9 @@ pub fn quarantine(
 pub fn quarantined(conn: &Connection) -> rusqlite::Result<Vec<Quarantined>> {
     let scope = upstream(conn)?.and_then(|u| u.fmps);
     let mut stmt = conn.prepare(
-        "SELECT q.hash, q.doc_id, s.fmp, q.reason, q.at FROM hub_quarantine q
-         LEFT JOIN submissions s ON s.id = q.doc_id ORDER BY q.at, q.doc_id",
+        "SELECT q.hash, q.doc_id, s.fmp, q.reason, q.at, c.author FROM hub_quarantine q
+         LEFT JOIN submissions s ON s.id = q.doc_id
+         LEFT JOIN changes c ON c.hash = q.hash ORDER BY q.at, q.doc_id",
     )?;
     let rows = stmt.query_map([], |r| {
         let hash: Vec<u8> = r.get(0)?;
@@ -415,6 +498,7 @@ pub fn quarantined(conn: &Connection) -> rusqlite::Result<Vec<Quarantined>> {
         Ok(Quarantined {
             hash: hex::encode(hash),
             record: r.get(1)?,
+            author: r.get(5)?,
             released: match (&scope, &fmp) {
                 (Some(s), Some(f)) => s.contains(f),
                 _ => false,
@@ -427,12 +511,15 @@ pub fn quarantined(conn: &Connection) -> rusqlite::Result<Vec<Quarantined>> {
     rows.collect()
 }
 
-/// The quarantined changes whose record is back in this device's FMPs:
-/// to push again, so the hub judges them with the edit that released them.
+/// The quarantined changes to push again: those whose record is back in
+/// this device's FMPs, so the hub judges them with the edit that released
+/// them, and those the hub could not verify yet (their author's
+/// certificate, or a change they depend on, may have arrived since;
+/// [`fmp_sync::may_pass_later`]), offered once per sync until accepted.
 pub fn released(conn: &Connection) -> rusqlite::Result<Vec<fmp_sync::wire::Hash>> {
     Ok(quarantined(conn)?
         .into_iter()
-        .filter(|q| q.released)
+        .filter(|q| q.released || fmp_sync::may_pass_later(&q.reason))
         .filter_map(|q| hex::decode(&q.hash).ok()?.try_into().ok())
         .collect())
 }

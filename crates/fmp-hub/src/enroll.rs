@@ -45,8 +45,58 @@ pub fn parse_duration(s: &str) -> Result<Duration, HubError> {
     Ok(Duration::from_secs(n.saturating_mul(unit)))
 }
 
+/// Refuses an enrollment this store could not vouch for upstream: on a
+/// store that joined a hub (a supervisor's hub), codes only for FMPs within
+/// the scope it was granted, only if it was granted enrollment (joined with
+/// a code made with `--hub`), and never for another hub (certificates do not
+/// chain: HQ verifies a phone only through the hub that enrolled it). A
+/// store that joined no hub (HQ) enrolls anything.
+pub fn check_may_enroll(store: &Store, fmps: &[String], may_enroll: bool) -> Result<(), HubError> {
+    let (up, granted) = store.read(|c| {
+        Ok((
+            db::upstream(c)?,
+            fmp_core::store::enrollment::upstream_may_enroll(c)?,
+        ))
+    })?;
+    let Some(up) = up else {
+        return Ok(());
+    };
+    if granted == Some(false) {
+        return Err(HubError::Usage(format!(
+            "this store joined {} with a device code, so it may not enroll devices: \
+             what it enrolls would be refused upstream. Ask {} for a code made with \
+             `fmp enroll-code --hub`, and `fmp join` again with it",
+            up.name, up.name
+        )));
+    }
+    if may_enroll {
+        return Err(HubError::Usage(format!(
+            "only HQ (a store that joined no hub) makes hub codes (--hub): {} would not \
+             accept the devices a hub enrolled by this one enrolls. Ask {} for the new hub's code",
+            up.name, up.name
+        )));
+    }
+    if let Some(scope) = &up.fmps {
+        let outside: Vec<&String> = fmps.iter().filter(|f| !scope.contains(f)).collect();
+        if !outside.is_empty() {
+            return Err(HubError::Usage(format!(
+                "{} is outside this hub's FMPs: it may enroll devices only for {} (granted by {})",
+                outside
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                scope.join(", "),
+                up.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates a one-time code for `fmps` valid for `ttl`; `may_enroll` for a
 /// supervisor's hub joining HQ. Returns the code, formatted `XXXXX-XXXXX`.
+/// Refused where [`check_may_enroll`] refuses.
 pub fn create_code(
     store: &Store,
     fmps: &[String],
@@ -64,14 +114,22 @@ pub fn create_code(
         }
     }
     db::ensure_tables(store)?;
+    check_may_enroll(store, fmps, may_enroll)?;
     let rng = SystemRandom::new();
-    let mut raw = [0u8; LEN];
-    rng.fill(&mut raw)
-        .map_err(|_| HubError::Usage("the system has no randomness".into()))?;
-    let code: String = raw
-        .iter()
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect();
+    // Rejection sampling: bytes of 240 and up (256 is not a multiple of 30)
+    // are drawn again, so every character is equally likely.
+    let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+    let mut code = String::with_capacity(LEN);
+    while code.len() < LEN {
+        let mut raw = [0u8; 32];
+        rng.fill(&mut raw)
+            .map_err(|_| HubError::Usage("the system has no randomness".into()))?;
+        for b in raw.iter().filter(|b| **b < limit) {
+            if code.len() < LEN {
+                code.push(ALPHABET[(*b as usize) % ALPHABET.len()] as char);
+            }
+        }
+    }
     let expires = chrono::Utc::now().timestamp_millis()
         + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
     db::insert_code(store, &hash_code(&code), fmps, may_enroll, expires)?;

@@ -15,13 +15,14 @@
 //! closed), and one log line per request (see [`log_request`]).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -64,6 +65,18 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections open at once from one client address.
     pub max_connections_per_ip: usize,
+    /// Joins (code redemptions) one source address may burst.
+    pub join_burst: f64,
+    /// Joins per second one source address may sustain.
+    pub join_per_sec: f64,
+    /// Joins the whole hub may burst, from every address together.
+    pub join_global_burst: f64,
+    /// Joins per second the whole hub may sustain (bounds code guessing:
+    /// see the hub README's arithmetic).
+    pub join_global_per_sec: f64,
+    /// Rate buckets kept at most per kind (devices, addresses): idle ones
+    /// are dropped first, then the longest idle.
+    pub max_buckets: usize,
 }
 
 impl Limits {
@@ -100,6 +113,11 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(20),
             max_connections: 512,
             max_connections_per_ip: 64,
+            join_burst: 20.0,
+            join_per_sec: 0.2,
+            join_global_burst: 60.0,
+            join_global_per_sec: 1.0,
+            max_buckets: 10_000,
         }
     }
 }
@@ -110,7 +128,77 @@ pub struct Hub {
     store: Arc<Store>,
     nonces: Nonces,
     limits: Limits,
-    buckets: Mutex<HashMap<Uuid, (f64, Instant)>>,
+    buckets: Mutex<Buckets<Uuid>>,
+    join_buckets: Mutex<Buckets<IpAddr>>,
+    join_global: Mutex<(f64, Instant)>,
+}
+
+/// Token buckets by key, at most `cap` of them (see [`Buckets::take`]).
+#[derive(Debug)]
+pub struct Buckets<K> {
+    map: HashMap<K, (f64, Instant)>,
+    cap: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Buckets<K> {
+    /// No buckets yet; at most `cap` kept.
+    pub fn new(cap: usize) -> Buckets<K> {
+        Buckets {
+            map: HashMap::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// How many buckets are kept.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True if none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Takes a token from `key`'s bucket (`burst` tokens, refilled at
+    /// `per_sec`); false if it is empty. A new key past the cap first drops
+    /// the buckets idle long enough to be full again (forgetting them
+    /// changes nothing), then, if still full, the longest idle one.
+    pub fn take(&mut self, key: K, burst: f64, per_sec: f64, now: Instant) -> bool {
+        if !self.map.contains_key(&key) && self.map.len() >= self.cap {
+            let refill = if per_sec > 0.0 {
+                Duration::from_secs_f64((burst / per_sec).min(86_400.0))
+            } else {
+                Duration::MAX
+            };
+            self.map
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < refill);
+            while self.map.len() >= self.cap {
+                let Some(oldest) = self
+                    .map
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| *k)
+                else {
+                    break;
+                };
+                self.map.remove(&oldest);
+            }
+        }
+        let bucket = self.map.entry(key).or_insert((burst, now));
+        take(bucket, burst, per_sec, now)
+    }
+}
+
+fn take(bucket: &mut (f64, Instant), burst: f64, per_sec: f64, now: Instant) -> bool {
+    let (tokens, at) = bucket;
+    *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * per_sec).min(burst);
+    *at = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        true
+    } else {
+        false
+    }
 }
 
 /// The shared state of the router.
@@ -123,8 +211,10 @@ impl Hub {
         Ok(Arc::new(Hub {
             store: Arc::new(store),
             nonces: Nonces::default(),
+            buckets: Mutex::new(Buckets::new(limits.max_buckets)),
+            join_buckets: Mutex::new(Buckets::new(limits.max_buckets)),
+            join_global: Mutex::new((limits.join_global_burst, Instant::now())),
             limits,
-            buckets: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -135,17 +225,38 @@ impl Hub {
 
     fn allow(&self, device: Uuid) -> bool {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        b.take(
+            device,
+            self.limits.rate_burst,
+            self.limits.rate_per_sec,
+            Instant::now(),
+        )
+    }
+
+    /// A join from `addr` (`None`: not known, e.g. a test calling the
+    /// router directly, counted as one address): within its address's
+    /// limit and the hub's global one.
+    fn allow_join(&self, addr: Option<IpAddr>) -> bool {
         let now = Instant::now();
-        let (tokens, at) = b.entry(device).or_insert((self.limits.rate_burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.limits.rate_per_sec)
-            .min(self.limits.rate_burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
+        let addr = addr.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+        let l = &self.limits;
+        let mut b = self.join_buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !b.take(addr, l.join_burst, l.join_per_sec, now) {
+            return false;
         }
+        let mut g = self.join_global.lock().unwrap_or_else(|p| p.into_inner());
+        take(&mut g, l.join_global_burst, l.join_global_per_sec, now)
+    }
+
+    /// How many rate buckets it keeps: (devices, join addresses).
+    pub fn bucket_counts(&self) -> (usize, usize) {
+        let d = self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let j = self
+            .join_buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        (d, j)
     }
 }
 
@@ -466,9 +577,20 @@ pub struct JoinResponse {
 
 async fn join(
     State(hub): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<axum::Json<JoinResponse>, ApiError> {
+    // Limited by source address and for the whole hub before anything
+    // else: the device id is the requester's choice, so a limit keyed on
+    // it alone lets a guesser pick a fresh id per guess.
+    if !hub.allow_join(peer.map(|Extension(ConnectInfo(a))| a.ip())) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many enrollment attempts from this address or on this hub; wait a minute and retry",
+        ));
+    }
     let signed = signed(&headers)?;
     let body = read_body(&hub, &headers, body).await?;
     let req: JoinRequest = serde_json::from_slice(&body).map_err(|e| {
@@ -491,6 +613,7 @@ async fn join(
     if !hub.allow(signed.device) {
         return Err(rate_limited());
     }
+    check_name(&req.name)?;
     let h = hub.clone();
     let resp = blocking(&hub, move || {
         let store = &h.store;
@@ -508,6 +631,26 @@ async fn join(
                         "this enrollment code is not known to this hub; check it, or ask the supervisor for a new one",
                     )));
                 };
+                // A device id is bound to its first key for good, and a
+                // revoked device comes back only by the supervisor's
+                // `fmp devices --reinstate`, never by a code alone.
+                let existing = db::known(tx, device)?;
+                if let Some(k) = &existing {
+                    if k.public_key != pk {
+                        return Err(JoinFail::Api(ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "wrong_device",
+                            format!("device {device} is enrolled on this hub with another key; a device id stays bound to its first key. A reinstalled phone joins as a new device (`fmp init` gives it a new id)"),
+                        )));
+                    }
+                    if k.revoked_at.is_some() {
+                        return Err(JoinFail::Api(ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "revoked_device",
+                            format!("device {device} was revoked by the supervisor; an enrollment code does not bring it back: the supervisor reinstates it with `fmp devices --store HUB --reinstate {device}`"),
+                        )));
+                    }
+                }
                 // The same device asking again with its code: the answer to
                 // its first join was lost on the way (a cut link). Answer
                 // again, unless it was revoked since; nothing changes here.
@@ -541,6 +684,18 @@ async fn join(
                 }
                 let fmps = Some(code.fmps.clone());
                 if !again {
+                    let clash = fmp_core::store::enrollment::active_named(tx, &req.name, device)?;
+                    if !clash.is_empty() {
+                        return Err(JoinFail::Api(ApiError::new(
+                            StatusCode::CONFLICT,
+                            "name_taken",
+                            format!(
+                                "the name {:?} is already used on this hub by device {}; give this device another name (`fmp init --name`)",
+                                req.name,
+                                clash.iter().map(|d| d.device.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        )));
+                    }
                     db::use_code(tx, &hash, device)?;
                     db::upsert_device(tx, device, &req.name, &pk, &fmps, code.may_enroll)?;
                 }
@@ -648,6 +803,41 @@ fn check_message(req: &fmp_sync::Request) -> Result<(), ApiError> {
         return Err(too_many("reconciliation ranges", r.len(), MAX_RANGES));
     }
     Ok(())
+}
+
+/// The longest device name, in characters.
+pub const MAX_NAME: usize = 64;
+
+/// A device name as a hub accepts it: 1 to [`MAX_NAME`] characters, not
+/// blank, with no control characters (newlines, terminal escapes) and no
+/// invisible formatting characters (bidirectional overrides, zero widths).
+pub fn valid_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if name.trim().is_empty() {
+        return Err("the device name is empty".into());
+    }
+    if n > MAX_NAME {
+        return Err(format!(
+            "the device name is {n} characters long, more than {MAX_NAME}"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| db::hidden(*c)) {
+        return Err(format!(
+            "the device name holds the character {:?}, which is not printable",
+            c
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    valid_name(name).map_err(|why| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            format!("{why}; give the device a plain name of 1 to {MAX_NAME} characters (`fmp init --name`)"),
+        )
+    })
 }
 
 fn rate_limited() -> ApiError {
@@ -861,6 +1051,7 @@ pub async fn run(
         let svc =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(Peer(peer));
+                req.extensions_mut().insert(ConnectInfo(peer));
                 let mut r = router.clone();
                 tower_service::Service::call(&mut r, req)
             });

@@ -39,9 +39,44 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Changes the hub refused, set aside.
     pub quarantined: Vec<Quarantined>,
+    /// The same, one entry per author and reason, with a count.
+    pub held: Vec<HeldGroup>,
     /// Changes received but not applied here (held back for scope, or
     /// waiting for dependencies), and why.
     pub waiting: fmp_sync::Waiting,
+}
+
+/// Quarantined changes of one author refused for one reason.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HeldGroup {
+    /// The device that made them, where known.
+    pub author: Option<String>,
+    /// The hub's reason.
+    pub reason: String,
+    /// How many changes.
+    pub changes: usize,
+    /// Offered again at each sync (the hub could not verify them yet).
+    pub retried: bool,
+}
+
+/// Groups quarantined changes by author and reason, in first-seen order.
+pub fn group(list: &[Quarantined]) -> Vec<HeldGroup> {
+    let mut out: Vec<HeldGroup> = Vec::new();
+    for q in list {
+        match out
+            .iter_mut()
+            .find(|g| g.author == q.author && g.reason == q.reason)
+        {
+            Some(g) => g.changes += 1,
+            None => out.push(HeldGroup {
+                author: q.author.clone(),
+                reason: q.reason.clone(),
+                changes: 1,
+                retried: fmp_sync::may_pass_later(&q.reason),
+            }),
+        }
+    }
+    out
 }
 
 /// The sync state of a store.
@@ -87,6 +122,7 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
                 |r| r.get(0),
             )?,
         };
+        let quarantined = db::quarantined(c)?;
         Ok(Status {
             device: id.device_id.to_string(),
             name: id.name.clone(),
@@ -95,7 +131,8 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
             fmps: up.and_then(|u| u.fmps),
             pending,
             peers,
-            quarantined: db::quarantined(c)?,
+            held: group(&quarantined),
+            quarantined,
             waiting,
         })
     })?;

@@ -1,5 +1,7 @@
-//! Verifying a received batch (all or nothing) and applying it to the store
-//! (change by change, inside the caller's transaction).
+//! Verifying a received batch (all or nothing for its bytes and known
+//! authors' signatures; an author that cannot be verified has its changes
+//! refused alone) and applying it to the store (change by change, inside
+//! the caller's transaction).
 
 use std::collections::HashMap;
 
@@ -21,6 +23,8 @@ pub(crate) struct Authors<'a> {
     trust: &'a dyn Trust,
     offered: HashMap<Uuid, Vec<Certificate>>,
     resolved: HashMap<Uuid, Option<AuthorInfo>>,
+    /// Why an author could not be resolved (for its refusals).
+    unresolved_why: HashMap<Uuid, String>,
     learned: Vec<Certificate>,
 }
 
@@ -34,8 +38,17 @@ impl<'a> Authors<'a> {
             trust,
             offered,
             resolved: HashMap::new(),
+            unresolved_why: HashMap::new(),
             learned: Vec::new(),
         }
+    }
+
+    /// Why `device` could not be resolved (after [`Authors::resolve`] gave `None`).
+    pub(crate) fn why_unknown(&self, device: Uuid) -> String {
+        self.unresolved_why
+            .get(&device)
+            .cloned()
+            .unwrap_or_else(|| "no valid certificate for it came with the message".into())
     }
 
     pub(crate) fn resolve(
@@ -47,7 +60,11 @@ impl<'a> Authors<'a> {
             return Ok(r.clone());
         }
         let mut found = self.trust.author(device);
-        if found.is_some() {
+        if let Some(why) = self.trust.why_unknown(device) {
+            // Revoked here: no certificate brings it back.
+            found = None;
+            self.unresolved_why.insert(device, why);
+        } else if found.is_some() {
             // Known here; still keep valid issued certificates so they travel on.
             let offered = self.offered.get(&device).cloned().unwrap_or_default();
             for c in offered
@@ -74,17 +91,31 @@ impl<'a> Authors<'a> {
                     candidates.push((c.clone(), true));
                 }
             }
+            let mut why: Option<String> = None;
             for (c, new) in candidates {
                 if c.device != device {
                     continue;
                 }
-                if let Ok(info) = c.verify(self.trust) {
-                    if new {
-                        self.learned.push(c);
+                match c.verify(self.trust) {
+                    Ok(info) => {
+                        if new {
+                            self.learned.push(c);
+                        }
+                        found = Some(info);
+                        break;
                     }
-                    found = Some(info);
-                    break;
+                    Err(e) => {
+                        why.get_or_insert(format!("its certificate is refused: {e}"));
+                    }
                 }
+            }
+            if found.is_none() {
+                self.unresolved_why.insert(
+                    device,
+                    why.unwrap_or_else(|| {
+                        "no valid certificate for it came with the message".into()
+                    }),
+                );
             }
         }
         self.resolved.insert(device, found.clone());
@@ -111,7 +142,10 @@ pub(crate) struct Verified {
 
 /// Checks a batch as a whole: every change parses, is claimed by exactly
 /// one bundle whose signature verifies with its author's key, and was made
-/// by that author. Any failure refuses the whole batch.
+/// by that author. Any failure refuses the whole batch, except an author
+/// this replica cannot verify (unknown, no valid certificate, revoked):
+/// its bundles are dropped and their changes refused alone, with the reason
+/// (see [`UNVERIFIED`]), and the rest is judged as usual.
 pub(crate) fn verify(
     conn: &Connection,
     authors: &mut Authors<'_>,
@@ -144,7 +178,7 @@ pub(crate) fn verify(
                         None => {
                             unresolved.push(Refusal {
                                 hash: change.hash().0,
-                                reason: "it depends on a change this replica does not have".into(),
+                                reason: MISSING_DEPENDENCY.into(),
                             });
                             DocRef::Dep
                         }
@@ -159,6 +193,7 @@ pub(crate) fn verify(
     let hashes: Vec<Hash> = parsed.iter().map(|(_, c)| c.hash().0).collect();
     let mut owner: Vec<Option<usize>> = vec![None; parsed.len()];
     let mut bundles = Vec::with_capacity(batch.bundles.len());
+    let mut unverifiable: Vec<usize> = Vec::new();
     for (bi, wb) in batch.bundles.into_iter().enumerate() {
         if wb.hashes.len() > MAX_BUNDLE {
             return Err(SyncError::Malformed(format!(
@@ -193,11 +228,16 @@ pub(crate) fn verify(
             hashes: list,
             sig: wb.sig,
         };
-        let Some(info) = authors.resolve(conn, wb.author)? else {
-            return Err(SyncError::UnknownAuthor(wb.author));
-        };
-        if !bundle.verify(&info.public_key) {
-            return Err(SyncError::BadSignature { author: wb.author });
+        match authors.resolve(conn, wb.author)? {
+            // Cannot be verified here: its changes are refused alone (the
+            // sender holds them until a certificate can come), the rest of
+            // the message is judged as usual.
+            None => unverifiable.push(bi),
+            Some(info) => {
+                if !bundle.verify(&info.public_key) {
+                    return Err(SyncError::BadSignature { author: wb.author });
+                }
+            }
         }
         bundles.push(bundle);
     }
@@ -217,6 +257,14 @@ pub(crate) fn verify(
                 author,
             });
         }
+        if unverifiable.contains(&bi) {
+            unresolved.retain(|r| r.hash != hashes[i]);
+            unresolved.push(Refusal {
+                hash: hashes[i],
+                reason: unverifiable_reason(author, &authors.why_unknown(author)),
+            });
+            continue;
+        }
         changes.push(Checked {
             hash: hashes[i],
             doc,
@@ -225,11 +273,39 @@ pub(crate) fn verify(
             bundle: bundles[bi].id(),
         });
     }
+    let bundles = bundles
+        .into_iter()
+        .enumerate()
+        .filter(|(bi, _)| !unverifiable.contains(bi))
+        .map(|(_, b)| b)
+        .collect();
     Ok(Verified {
         changes,
         bundles,
         unresolved,
     })
+}
+
+/// How the refusal of a change whose author cannot be verified begins:
+/// the sender holds such changes and offers them again later (see
+/// [`may_pass_later`]).
+pub const UNVERIFIED: &str = "cannot verify its author: ";
+
+/// How the refusal of a change that depends on a change the receiver does
+/// not have begins.
+pub const MISSING_DEPENDENCY: &str = "it depends on a change this replica does not have";
+
+fn unverifiable_reason(author: Uuid, why: &str) -> String {
+    format!(
+        "{UNVERIFIED}device {author} is not known to this replica ({why}); held until a certificate for it can arrive"
+    )
+}
+
+/// True if a refusal with this reason may pass once the receiver learns
+/// more (the author's certificate, a missing dependency): the sender
+/// offers such changes again at its next syncs, unlike scope refusals.
+pub fn may_pass_later(reason: &str) -> bool {
+    reason.starts_with(UNVERIFIED) || reason.starts_with(MISSING_DEPENDENCY)
 }
 
 /// The document a stored (or pending) change belongs to.

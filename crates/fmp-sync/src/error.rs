@@ -57,6 +57,8 @@ pub enum SyncError {
         author: Uuid,
     },
     /// A bundle's author is not known and no valid certificate came for it.
+    /// No longer raised by `verify` (such bundles are refused alone, change
+    /// by change); kept for callers matching on it.
     #[error(
         "device {0} is not known to this replica and no valid certificate for it came with the message; enroll it first. Nothing of the message was stored"
     )]

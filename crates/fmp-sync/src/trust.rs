@@ -12,7 +12,8 @@
 //! 3. else, only where `require_known()` is false (phone ↔ phone on a local
 //!    network, tests), from a self-signed certificate, pinned on first use.
 //!
-//! Without a key the author's bundles are refused, and with them the message.
+//! Without a key the author's bundles are refused, alone: the rest of the
+//! message is judged as usual (see `apply::verify`).
 
 use std::collections::HashMap;
 
@@ -51,12 +52,18 @@ pub trait Trust {
     /// known issuer refuse their message; if false, self-signed
     /// certificates are accepted (trust on first use).
     fn require_known(&self) -> bool;
+    /// Why a device is refused whatever certificate comes for it (revoked
+    /// here), if it is.
+    fn why_unknown(&self, _device: Uuid) -> Option<String> {
+        None
+    }
 }
 
 /// A fixed table of devices: tests, the CLI, a hub's enrollment list loaded in memory.
 #[derive(Debug, Clone, Default)]
 pub struct StaticTrust {
     authors: HashMap<Uuid, AuthorInfo>,
+    refused: HashMap<Uuid, String>,
     require_known: bool,
 }
 
@@ -65,6 +72,7 @@ impl StaticTrust {
     pub fn new(require_known: bool) -> StaticTrust {
         StaticTrust {
             authors: HashMap::new(),
+            refused: HashMap::new(),
             require_known,
         }
     }
@@ -72,6 +80,12 @@ impl StaticTrust {
     /// Adds or replaces a device.
     pub fn insert(&mut self, device: Uuid, info: AuthorInfo) {
         self.authors.insert(device, info);
+    }
+
+    /// Refuses a device whatever certificate comes for it (revoked), with why.
+    pub fn refuse(&mut self, device: Uuid, why: impl Into<String>) {
+        self.authors.remove(&device);
+        self.refused.insert(device, why.into());
     }
 
     /// Adds a device, builder style.
@@ -88,6 +102,10 @@ impl Trust for StaticTrust {
 
     fn require_known(&self) -> bool {
         self.require_known
+    }
+
+    fn why_unknown(&self, device: Uuid) -> Option<String> {
+        self.refused.get(&device).cloned()
     }
 }
 

@@ -128,12 +128,124 @@ fn forged_author_changes_signed_by_another_device() {
 
 #[test]
 fn unknown_author_where_known_ones_are_required() {
+    // Its changes are refused alone, each with the reason; nothing of them
+    // is stored (the message itself is not refused any more).
     let (phone, hub, _) = setup();
     let trust = StaticTrust::new(true).with(id(&hub), info(&hub, None));
     let bytes = request(&phone, &hub, &trust, "ML-HER", 2);
-    let err = refused(&hub, &trust, &bytes);
-    assert!(matches!(err, SyncError::UnknownAuthor(_)), "{err}");
-    assert!(err.to_string().contains("enroll"), "{err}");
+    let before = dump(&hub.store);
+    let resp = fmp_sync::Response::decode(&respond(&hub.store, &trust, &bytes).expect("answered"))
+        .expect("response");
+    assert_eq!(resp.refused.len(), 2, "{:?}", resp.refused);
+    for r in &resp.refused {
+        assert!(fmp_sync::may_pass_later(&r.reason), "{}", r.reason);
+        assert!(r.reason.contains(&id(&phone).to_string()), "{}", r.reason);
+    }
+    assert_eq!(resp.accepted, 0);
+    assert_eq!(dump(&hub.store), before);
+}
+
+/// A relay holding the changes of two phones, one of them unknown to HQ:
+/// the known phone's changes are applied at HQ, the unknown one's refused
+/// alone with the reason; once HQ learns its key, they pass when offered again.
+#[test]
+fn an_unknown_authors_bundle_is_refused_alone_and_the_others_applied() {
+    let known = replica("known-phone");
+    let stranger = replica("stranger-phone");
+    let relay = replica("relay");
+    let hq = replica("hq");
+    let relay_trust = trust_all(&[&known, &stranger, &relay, &hq]);
+    for n in 0..3 {
+        known.store.record(submission("ML-HER", n)).expect("record");
+    }
+    let held = stranger
+        .store
+        .record(submission("ML-GOG", 40))
+        .expect("record");
+    stranger
+        .store
+        .edit(held, &serde_json::json!({"notes": "edited"}))
+        .expect("edit");
+    for p in [&known, &stranger] {
+        sync_in_memory(&p.store, &relay_trust, &relay.store, &relay_trust, 65536).expect("sync");
+    }
+    let hq_trust = StaticTrust::new(true)
+        .with(id(&known), info(&known, None))
+        .with(id(&relay), info(&relay, None));
+    let r = sync_in_memory(&relay.store, &relay_trust, &hq.store, &hq_trust, 65536)
+        .expect("the message is not refused whole");
+    assert_eq!(r.refused_by_peer.len(), 2, "{r:?}");
+    assert!(
+        r.refused_by_peer
+            .iter()
+            .all(|x| fmp_sync::may_pass_later(&x.reason)
+                && x.reason.contains(&id(&stranger).to_string())),
+        "{r:?}"
+    );
+    assert_eq!(hq.store.list(&Default::default()).expect("list").len(), 3);
+    assert!(hq.store.get(held).is_err());
+    // The relay reviews the held record: its change, by an author HQ
+    // knows, depends on the held ones; it is refused alone too and blocks
+    // nothing (a new record of the known phone still passes).
+    relay
+        .store
+        .review(held, fmp_core::model::ReviewStatus::Approved, "ok")
+        .expect("review");
+    known.store.record(submission("ML-HER", 7)).expect("record");
+    sync_in_memory(
+        &known.store,
+        &relay_trust,
+        &relay.store,
+        &relay_trust,
+        65536,
+    )
+    .expect("sync");
+    let r2 = sync_in_memory(&relay.store, &relay_trust, &hq.store, &hq_trust, 65536)
+        .expect("the message is not refused whole");
+    assert_eq!(r2.refused_by_peer.len(), 1, "{r2:?}");
+    assert!(
+        fmp_sync::may_pass_later(&r2.refused_by_peer[0].reason),
+        "{r2:?}"
+    );
+    assert_eq!(hq.store.list(&Default::default()).expect("list").len(), 4);
+    // HQ learns the stranger's key: the held changes, offered again, pass.
+    let hq_trust = hq_trust.with(id(&stranger), info(&stranger, None));
+    let again: Vec<_> = r
+        .refused_by_peer
+        .iter()
+        .chain(&r2.refused_by_peer)
+        .map(|x| x.hash)
+        .collect();
+    let r = Client::new(&relay.store, &relay_trust, id(&hq))
+        .with_resend(again)
+        .run(|req| respond(&hq.store, &hq_trust, &req))
+        .expect("sync");
+    assert!(r.refused_by_peer.is_empty(), "{r:?}");
+    let arrived = hq.store.get(held).expect("arrived");
+    assert_eq!(arrived.submission.notes, "edited");
+    assert_eq!(
+        arrived.review.map(|x| x.status),
+        Some(fmp_core::model::ReviewStatus::Approved)
+    );
+    assert_eq!(hq.store.list(&Default::default()).expect("list").len(), 5);
+}
+
+/// A revoked device stays refused even when a certificate from a trusted
+/// issuer comes with its bundles.
+#[test]
+fn a_refused_device_is_not_brought_back_by_a_certificate() {
+    let (phone, hub, trust) = setup();
+    let mut t = trust.clone();
+    t.refuse(id(&phone), "revoked here");
+    let bytes = request(&phone, &hub, &trust, "ML-HER", 1);
+    let resp = fmp_sync::Response::decode(&respond(&hub.store, &t, &bytes).expect("answered"))
+        .expect("response");
+    assert_eq!(resp.refused.len(), 1);
+    assert!(
+        resp.refused[0].reason.contains("revoked here"),
+        "{:?}",
+        resp.refused
+    );
 }
 
 #[test]

@@ -130,12 +130,24 @@ fn hq_verifies_a_phone_it_never_met_through_the_hub_certificate() {
     let r = sync_in_memory(&hub.store, &hub_trust, &hq.store, &hq_trust, 65536).expect("hub→hq");
     assert_eq!(r.pushed, 5);
     assert_eq!(dump(&hq.store), dump(&phone.store));
-    // Without the certificate, HQ refuses the phone's bundles.
+    // Without the certificate, HQ refuses the phone's bundles (alone,
+    // change by change: the message itself is answered).
     let hq2 = replica("hq2");
     let bare = StaticTrust::new(true).with(id(&hq2), info(&hq2, None));
-    let err =
-        sync_in_memory(&hub.store, &hub_trust, &hq2.store, &bare, 65536).expect_err("refused");
-    assert!(err.to_string().contains("not known"), "{err}");
+    let r = sync_in_memory(&hub.store, &hub_trust, &hq2.store, &bare, 65536).expect("answered");
+    assert_eq!((r.pushed, r.refused_by_peer.len()), (0, 5), "{r:?}");
+    assert!(
+        r.refused_by_peer
+            .iter()
+            .all(|x| x.reason.contains("not known")),
+        "{r:?}"
+    );
+    assert!(
+        hq2.store
+            .list(&Default::default())
+            .expect("list")
+            .is_empty()
+    );
 }
 
 #[test]

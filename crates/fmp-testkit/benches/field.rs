@@ -204,6 +204,10 @@ fn hub_200_devices(rows: &mut Vec<Row>) {
     let limits = fmp_hub::Limits {
         rate_burst: 1e6,
         rate_per_sec: 1e6,
+        join_burst: 1e6,
+        join_per_sec: 1e6,
+        join_global_burst: 1e6,
+        join_global_per_sec: 1e6,
         ..fmp_hub::Limits::default()
     };
     let hub = fmp_hub::serve_with(fmp_hub::ServeOptions {

@@ -6,11 +6,13 @@
 //! - `materialize.rs`: current state of a submission → query columns.
 //! - `identity.rs`: device id and Ed25519 key.
 //! - `nonces.rs`: the hub's replay cache (request nonces within the window).
+//! - `enrollment.rs`: a hub's enrollment facts (upstream grant, device names).
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
 //! rewrites the materialized row.
 
+pub mod enrollment;
 pub mod identity;
 pub mod materialize;
 pub mod nonces;

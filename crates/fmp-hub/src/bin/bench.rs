@@ -40,6 +40,10 @@ fn hub_only(dir: &str) -> Result<(), HubError> {
         limits: Limits {
             rate_burst: 1e9,
             rate_per_sec: 1e9,
+            join_burst: 1e9,
+            join_per_sec: 1e9,
+            join_global_burst: 1e9,
+            join_global_per_sec: 1e9,
             ..Limits::default()
         },
     };

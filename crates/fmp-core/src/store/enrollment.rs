@@ -1,0 +1,80 @@
+//! Enrollment facts a hub keeps beside its own tables (`hub_devices`,
+//! created by `fmp-hub`): whether the hub this store joined lets it enroll
+//! devices, device names, and reinstating a revoked device. Statements only;
+//! the hub decides what they mean.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+const MAY_ENROLL_KEY: &str = "upstream_may_enroll";
+
+/// Records whether the hub this store joined granted it enrollment (a code
+/// made with `--hub`).
+pub fn set_upstream_may_enroll(conn: &Connection, may_enroll: bool) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        params![MAY_ENROLL_KEY, if may_enroll { "1" } else { "0" }],
+    )?;
+    Ok(())
+}
+
+/// Whether the hub this store joined granted it enrollment; `None` if this
+/// store never recorded it (no upstream, or joined before it was kept).
+pub fn upstream_may_enroll(conn: &Connection) -> rusqlite::Result<Option<bool>> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [MAY_ENROLL_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.map(|v| v == "1"))
+}
+
+/// A device enrolled on a hub, as found by id or name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceMatch {
+    /// Its id (as stored).
+    pub device: String,
+    /// Its name.
+    pub name: String,
+    /// Whether it is revoked.
+    pub revoked: bool,
+}
+
+/// The devices enrolled on a hub whose id or name is `who`, oldest first.
+pub fn devices_matching(conn: &Connection, who: &str) -> rusqlite::Result<Vec<DeviceMatch>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device, name, revoked_at IS NOT NULL FROM hub_devices
+         WHERE device = ?1 OR name = ?1 ORDER BY enrolled_at, device",
+    )?;
+    let rows = stmt.query_map([who], |r| {
+        Ok(DeviceMatch {
+            device: r.get(0)?,
+            name: r.get(1)?,
+            revoked: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The active (not revoked) devices named `name`, other than `except`.
+pub fn active_named(
+    conn: &Connection,
+    name: &str,
+    except: Uuid,
+) -> rusqlite::Result<Vec<DeviceMatch>> {
+    Ok(devices_matching(conn, name)?
+        .into_iter()
+        .filter(|d| d.name == name && !d.revoked && d.device != except.to_string())
+        .collect())
+}
+
+/// Lifts the revocation of a device (its key and FMPs stay as they were);
+/// the number of devices reinstated (0 if it is unknown or not revoked).
+pub fn reinstate_device(conn: &Connection, device: Uuid) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE hub_devices SET revoked_at = NULL WHERE device = ?1 AND revoked_at IS NOT NULL",
+        [device.to_string()],
+    )
+}

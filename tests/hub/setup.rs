@@ -1,0 +1,235 @@
+//! Hubs set up wrong: a hub that joined HQ with a device code, or enrolls
+//! outside its FMPs, is refused at `fmp enroll-code`; and a phone its hub
+//! enrolled in a way HQ cannot verify (an older store, before that check)
+//! never blocks the region: its changes are held at the hub, shown by
+//! `fmp status`, and reach HQ exactly once when HQ can verify them.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+fn count(store: &Path) -> usize {
+    let out = fmp(&["list", "--store", s(store), "--format", "json"]);
+    serde_json::from_str::<Vec<serde_json::Value>>(&out)
+        .unwrap()
+        .len()
+}
+
+fn refused(args: &[&str]) -> String {
+    let out = fmp_in(args, None);
+    assert!(
+        !out.status.success(),
+        "fmp {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn device_id(store: &Path) -> String {
+    fmp_core::store::Store::open(store)
+        .unwrap()
+        .identity()
+        .device_id
+        .to_string()
+}
+
+fn record(store: &Path, fmp: &str, n: usize, tag: &str) {
+    let out = fmp_in(
+        &["record", "--store", s(store)],
+        Some(&submissions(fmp, n, tag)),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn status_json(store: &Path) -> serde_json::Value {
+    serde_json::from_str(&fmp(&["status", "--store", s(store), "--json"])).unwrap()
+}
+
+#[test]
+fn a_hub_may_enroll_only_what_its_upstream_granted_and_hq_enrolls_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let hq_srv = Served::start(&hq, &[]);
+    // Joined with a plain device code (no --hub).
+    let tbk = init(tmp.path(), "timbuktu-hub");
+    enroll(&hq, &tbk, &hq_srv.url, &["ML-TBK"], &[]);
+    let err = refused(&["enroll-code", "--store", s(&tbk), "--fmp", "ML-TBK"]);
+    assert!(err.contains("device code"), "{err}");
+    assert!(err.contains("--hub"), "names the fix: {err}");
+    // Joined as a hub for ML-GOG: ML-BEN is outside it.
+    let kayes = init(tmp.path(), "kayes-hub");
+    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG"], &["--hub"]);
+    let err = refused(&[
+        "enroll-code",
+        "--store",
+        s(&kayes),
+        "--fmp",
+        "ML-GOG",
+        "--fmp",
+        "ML-BEN",
+    ]);
+    assert!(
+        err.contains("ML-BEN") && err.contains("only for ML-GOG"),
+        "{err}"
+    );
+    // A hub code from a hub would make a chain HQ cannot verify.
+    let err = refused(&[
+        "enroll-code",
+        "--store",
+        s(&kayes),
+        "--fmp",
+        "ML-GOG",
+        "--hub",
+    ]);
+    assert!(err.contains("only HQ"), "{err}");
+    // Within its FMPs it enrolls; HQ (no upstream) enrolls any FMP.
+    assert_eq!(code(&kayes, &["ML-GOG"], &[]).len(), 11);
+    assert_eq!(code(&hq, &["ML-BEN", "ML-HER"], &[]).len(), 11);
+}
+
+#[test]
+fn a_phone_hq_cannot_verify_is_held_at_its_hub_and_never_blocks_the_region() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let hq_srv = Served::start(&hq, &[]);
+    let kayes = init(tmp.path(), "kayes-hub");
+    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG"], &["--hub"]);
+    let kayes_srv = Served::start(&kayes, &[]);
+    let gogui = init(tmp.path(), "gogui-phone");
+    enroll(&kayes, &gogui, &kayes_srv.url, &["ML-GOG"], &[]);
+    // An enrollment for ML-BEN, beyond what HQ granted Kayes: as an older
+    // store made it, before `enroll-code` refused it.
+    let stray = init(tmp.path(), "benena-phone");
+    {
+        let store = fmp_core::store::Store::open(&kayes).unwrap();
+        let expires = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        fmp_hub::db::insert_code(
+            &store,
+            &fmp_hub::enroll::hash_code("ABCDE-FGHJK"),
+            &["ML-BEN".to_string()],
+            false,
+            expires,
+        )
+        .unwrap();
+    }
+    fmp(&[
+        "join",
+        "--store",
+        s(&stray),
+        "--hub",
+        &kayes_srv.url,
+        "--code",
+        "ABCDE-FGHJK",
+    ]);
+    record(&stray, "ML-BEN", 2, "stray");
+    record(&gogui, "ML-GOG", 3, "gogui");
+    for p in [&stray, &gogui] {
+        fmp(&["sync", "--store", s(p)]);
+    }
+    assert_eq!(count(&kayes), 5);
+    // The forward is not refused whole: Gogui's records reach HQ.
+    fmp(&["sync", "--store", s(&kayes)]);
+    assert_eq!(count(&hq), 3, "the region's verifiable records arrived");
+    let stray_id = device_id(&stray);
+    let st = status_json(&kayes);
+    let held = st["held"].as_array().unwrap();
+    assert_eq!(held.len(), 1, "{st}");
+    assert_eq!(held[0]["author"], stray_id.as_str(), "{st}");
+    assert_eq!(held[0]["changes"], 2, "{st}");
+    assert!(
+        held[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot verify its author"),
+        "{st}"
+    );
+    let text = fmp(&["status", "--store", s(&kayes)]);
+    assert!(text.contains("quarantined: 2"), "{text}");
+    assert!(
+        text.contains(&format!("held: 2 change(s) by device {stray_id}")),
+        "{text}"
+    );
+    // Later syncs go on; the held changes are offered again and held again.
+    record(&gogui, "ML-GOG", 1, "later");
+    fmp(&["sync", "--store", s(&gogui)]);
+    fmp(&["sync", "--store", s(&kayes)]);
+    assert_eq!(count(&hq), 4);
+    assert_eq!(status_json(&kayes)["held"][0]["changes"], 2);
+    // HQ re-enrolls Kayes as a hub for both FMPs (same key): the held
+    // changes pass at the next sync, once.
+    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG", "ML-BEN"], &["--hub"]);
+    fmp(&["sync", "--store", s(&kayes)]);
+    assert_eq!(count(&hq), 6, "the held records reached HQ");
+    let st = status_json(&kayes);
+    assert_eq!(st["quarantined"].as_array().unwrap().len(), 0, "{st}");
+    assert!(
+        fmp(&["status", "--store", s(&kayes)]).contains("quarantined: none"),
+        "released"
+    );
+    fmp(&["sync", "--store", s(&kayes)]);
+    assert_eq!(count(&hq), 6, "exactly once");
+    let conn = rusqlite::Connection::open(hq.join("fmp.sqlite3")).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM changes WHERE author = ?1",
+            [&stray_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 2, "each held change stored once at HQ");
+}
+
+#[test]
+fn revoke_by_a_shared_name_lists_the_candidates_and_devices_escapes_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = init(tmp.path(), "hub");
+    let srv = Served::start(&hub, &[]);
+    let a = init(tmp.path(), "phone-a");
+    let b = init(tmp.path(), "phone-b");
+    enroll(&hub, &a, &srv.url, &["ML-GOG"], &[]);
+    enroll(&hub, &b, &srv.url, &["ML-GOG"], &[]);
+    // An older store may hold a shared name and an escape sequence.
+    {
+        let conn = rusqlite::Connection::open(hub.join("fmp.sqlite3")).unwrap();
+        conn.execute("UPDATE hub_devices SET name = 'gogui\u{1b}[2J\nphone'", [])
+            .unwrap();
+    }
+    let listing = fmp(&["devices", "--store", s(&hub)]);
+    assert!(!listing.contains('\u{1b}'), "{listing:?}");
+    assert!(listing.contains("gogui\\u{1b}[2J\\nphone"), "{listing:?}");
+    assert_eq!(
+        listing.lines().count(),
+        3,
+        "one line per device: {listing:?}"
+    );
+    let err = refused(&["revoke", "--store", s(&hub), "gogui\u{1b}[2J\nphone"]);
+    assert!(
+        err.contains(&device_id(&a)) && err.contains(&device_id(&b)),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    let devices: serde_json::Value =
+        serde_json::from_str(&fmp(&["devices", "--store", s(&hub), "--json"])).unwrap();
+    assert!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["revoked_at"].is_null()),
+        "nothing revoked"
+    );
+    // By id: one device; then reinstated by the explicit action.
+    let a_id = device_id(&a);
+    fmp(&["revoke", "--store", s(&hub), &a_id]);
+    let out = fmp(&["devices", "--store", s(&hub), "--reinstate", &a_id]);
+    assert!(out.contains(&a_id), "{out}");
+    fmp(&["sync", "--store", s(&a)]);
+}
