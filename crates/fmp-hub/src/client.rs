@@ -358,6 +358,36 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
             "the certificate the hub issued does not match this device or the hub's key".into(),
         ));
     }
+    // HQ's key is the only authority for the registry and forms: pinned
+    // here from the chain (a hub with no `hq` is an older one: itself).
+    let hq = match &resp.hq {
+        Some(h) => fmp_core::store::Authority {
+            device_id: h.device,
+            public_key: hex::decode(&h.public_key)
+                .map_err(|e| HubError::Protocol(format!("HQ's key: {e}")))?,
+        },
+        None => fmp_core::store::Authority {
+            device_id: resp.hub,
+            public_key: hub_key.clone(),
+        },
+    };
+    if hq.device_id == resp.hub && hq.public_key != hub_key {
+        return Err(HubError::Protocol(
+            "the hub names itself as HQ with another key than its own".into(),
+        ));
+    }
+    // Before anything is written: a store pinned to another HQ refuses it.
+    if let Some(old) = store.pinned_authority()?
+        && old != hq
+    {
+        return Err(HubError::from(
+            fmp_core::store::StoreError::OtherAuthority {
+                pinned: old.device_id,
+                offered: hq.device_id,
+            },
+        ));
+    }
+    store.pin_authority(&hq)?;
     let up = Upstream {
         hub: resp.hub,
         url: url.clone(),

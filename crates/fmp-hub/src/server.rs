@@ -328,6 +328,20 @@ pub struct JoinResponse {
     pub may_enroll: bool,
     /// The device's certificate, issued by the hub.
     pub certificate: Certificate,
+    /// HQ, the only authority for the registry and forms, as this hub
+    /// pinned it (itself if it joined no hub: it is HQ). The joining store
+    /// pins it. Absent from older hubs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hq: Option<HqIdentity>,
+}
+
+/// HQ's identity, passed down the chain of hubs at join.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HqIdentity {
+    /// HQ's device id.
+    pub device: Uuid,
+    /// HQ's Ed25519 public key (hex).
+    pub public_key: String,
 }
 
 async fn join(
@@ -409,6 +423,16 @@ async fn join(
                 }
                 let cert = Certificate::issue(store.identity(), device, &pk, fmps);
                 let me = store.identity();
+                let hq = match fmp_core::store::authority::pinned(tx)? {
+                    Some(a) => HqIdentity {
+                        device: a.device_id,
+                        public_key: hex::encode(a.public_key),
+                    },
+                    None => HqIdentity {
+                        device: me.device_id,
+                        public_key: hex::encode(me.public_key()),
+                    },
+                };
                 Ok(JoinResponse {
                     hub: me.device_id,
                     hub_name: me.name.clone(),
@@ -416,6 +440,7 @@ async fn join(
                     fmps: code.fmps,
                     may_enroll: code.may_enroll,
                     certificate: cert,
+                    hq: Some(hq),
                 })
             })
             .map_err(JoinFail::into_api)

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use fmp_core::store::{Identity, Store};
+use fmp_core::store::{Authority, Identity, Store};
 
 use crate::error::SyncError;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,12 @@ pub trait Trust {
     /// known issuer refuse their message; if false, self-signed
     /// certificates are accepted (trust on first use).
     fn require_known(&self) -> bool;
+    /// The only device whose registry and form changes are accepted (HQ),
+    /// with its key; `None`: the receiving store's own rule (the HQ it
+    /// pinned at join, or itself if it has none).
+    fn authority(&self) -> Option<Authority> {
+        None
+    }
 }
 
 /// A fixed table of devices: tests, the CLI, a hub's enrollment list loaded in memory.
@@ -58,6 +64,7 @@ pub trait Trust {
 pub struct StaticTrust {
     authors: HashMap<Uuid, AuthorInfo>,
     require_known: bool,
+    authority: Option<Authority>,
 }
 
 impl StaticTrust {
@@ -66,7 +73,17 @@ impl StaticTrust {
         StaticTrust {
             authors: HashMap::new(),
             require_known,
+            authority: None,
         }
+    }
+
+    /// Names HQ (see [`Trust::authority`]), builder style.
+    pub fn with_authority(mut self, device: Uuid, public_key: &[u8]) -> StaticTrust {
+        self.authority = Some(Authority {
+            device_id: device,
+            public_key: public_key.to_vec(),
+        });
+        self
     }
 
     /// Adds or replaces a device.
@@ -88,6 +105,10 @@ impl Trust for StaticTrust {
 
     fn require_known(&self) -> bool {
         self.require_known
+    }
+
+    fn authority(&self) -> Option<Authority> {
+        self.authority.clone()
     }
 }
 

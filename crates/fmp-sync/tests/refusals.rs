@@ -368,7 +368,8 @@ fn registry_changes_only_from_unrestricted_authors() {
         .with(id(&hq), info(&hq, None))
         .with(id(&hub), info(&hub, None))
         .with(id(&phone), info(&phone, Some(&["ML-HER"])))
-        .with(id(&other), info(&other, Some(&["ML-GOG"])));
+        .with(id(&other), info(&other, Some(&["ML-GOG"])))
+        .with_authority(id(&hq), hq.store.identity().public_key());
     // A phone's registry change (its store is not enrolled, so it could
     // write one locally) is refused by the hub, and by another phone.
     assert!(phone.store.set_registry(&with_kayes()).expect("set"));
@@ -398,4 +399,42 @@ fn registry_changes_only_from_unrestricted_authors() {
     // Reopened, the store reads it from its documents.
     let reopened = fmp_core::store::Store::open(other.dir.path()).expect("open");
     assert_eq!(reopened.registry().fmps.len(), 10);
+}
+
+#[test]
+fn registry_changes_only_from_hqs_key_not_from_an_unrestricted_hub() {
+    let hq = replica("hq");
+    let hub = replica("hub");
+    let phone = replica("phone");
+    // The hub is known with no FMP restriction and may enroll: a position
+    // in the chain, not HQ's key.
+    let trust = StaticTrust::new(true)
+        .with(id(&hq), info(&hq, None))
+        .with(id(&hub), info(&hub, None))
+        .with(id(&phone), info(&phone, Some(&["ML-GOG"])))
+        .with_authority(id(&hq), hq.store.identity().public_key());
+    assert!(hub.store.set_registry(&with_kayes()).expect("set"));
+    let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert_eq!(r.refused_here.len(), 1, "{r:?}");
+    assert!(
+        r.refused_here[0].reason.contains(&format!(
+            "may not write registry documents (only HQ, device {}",
+            id(&hq)
+        )),
+        "{r:?}"
+    );
+    assert!(phone.store.registry().get("ML-KAY").is_none());
+    // A trust naming HQ with another key refuses HQ's own change too.
+    let forged = StaticTrust::new(true)
+        .with(id(&hq), info(&hq, None))
+        .with_authority(id(&hq), hub.store.identity().public_key());
+    assert!(hq.store.set_registry(&with_kayes()).expect("set"));
+    let other = replica("other");
+    let r = sync_in_memory(&other.store, &forged, &hq.store, &trust, 65536).expect("sync");
+    assert_eq!(r.refused_here.len(), 1, "{r:?}");
+    assert!(other.store.registry().get("ML-KAY").is_none());
+    // With HQ's real key it applies.
+    let r = sync_in_memory(&phone.store, &trust, &hq.store, &trust, 65536).expect("sync");
+    assert!(r.refused_here.is_empty(), "{r:?}");
+    assert!(phone.store.registry().get("ML-KAY").is_some());
 }

@@ -5,11 +5,13 @@
 //! - `schema.rs`: the tables, `VERSION`, migrations on open.
 //! - `materialize.rs`: current state of a submission → query columns.
 //! - `identity.rs`: device id and Ed25519 key.
+//! - `authority.rs`: HQ's identity pinned at join; a document's changes for scoped reads.
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
 //! rewrites the materialized row.
 
+pub mod authority;
 pub mod identity;
 pub mod materialize;
 pub mod schema;
@@ -31,6 +33,7 @@ use crate::model::{ParseError, Review, ReviewStatus, StoredSubmission, Submissio
 use crate::refdoc;
 use crate::reference::Registry;
 use crate::validate::{ValidationError, validate};
+pub use authority::Authority;
 pub use identity::Identity;
 
 /// File name of the database inside a store directory.
@@ -116,6 +119,16 @@ pub enum StoreError {
         fmp: String,
         /// The FMPs of the device's enrollment.
         allowed: Vec<String>,
+    },
+    /// The store is pinned to another HQ than the one offered.
+    #[error(
+        "this store is pinned to HQ device {pinned}, and the hub offers HQ device {offered}; a store joins hubs of one HQ only; nothing was changed"
+    )]
+    OtherAuthority {
+        /// The HQ pinned here.
+        pinned: Uuid,
+        /// The HQ offered.
+        offered: Uuid,
     },
 }
 
