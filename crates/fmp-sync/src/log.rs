@@ -164,7 +164,8 @@ pub(crate) fn after_cursor(
 
 /// The changes of submission `doc_id` up to `after` that `peer` neither
 /// made nor sent here, if the submission ever had an FMP outside `scope`
-/// (then the peer may not have been served them); in log order, each named
+/// and was moved after `after` (then the peer may not have been served
+/// them); in log order, each named
 /// by its dependency when it follows one in `seen` or in the list.
 fn moved_in_history(
     conn: &Connection,
@@ -184,8 +185,16 @@ fn moved_in_history(
     if missing.is_empty() {
         return Ok(Vec::new());
     }
+    // Only a submission that had an FMP outside the scope, and was moved
+    // (its FMP written) after the cursor, may have been skipped before it:
+    // a peer lacking one of its changes behind the cursor was not served it
+    // while it was elsewhere, and it came into the scope by a later move.
     let ever = fmp_core::store::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
-    if ever.iter().all(|f| scope.contains(f)) {
+    let moved_since = all
+        .iter()
+        .filter(|c| c.seq > after)
+        .any(|c| !fmp_core::store::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
+    if !moved_since || ever.iter().all(|f| scope.contains(f)) {
         return Ok(Vec::new());
     }
     let mut rows = by_hashes(conn, &missing, None)?;
