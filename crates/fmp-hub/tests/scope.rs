@@ -159,23 +159,28 @@ fn a_gogui_phone_reads_no_heremakono_change_or_hash_by_reconciliation_or_want() 
     let hub = fmp_hub::serve(&hub_dir, "127.0.0.1:0").unwrap();
     let her = joined(tmp.path(), "her-phone", &hub, &hub_store, &["ML-HER"]);
     // Enough ML-HER records that reconciliation splits ranges into fingerprints.
-    for n in 0..40 {
-        record(&her, "ML-HER", n);
-    }
+    let hers: Vec<Uuid> = (0..40).map(|n| record(&her, "ML-HER", n)).collect();
     sync(&her);
     let gog = joined(tmp.path(), "gog-phone", &hub, &hub_store, &["ML-GOG"]);
-    for n in 0..3 {
-        record(&gog, "ML-GOG", n);
-    }
+    let gogs: Vec<Uuid> = (0..3).map(|n| record(&gog, "ML-GOG", n)).collect();
     sync(&gog);
+    // The supervisor corrects one record of each FMP between two syncs
+    // (sealed by the hub: a bundle of its own must not mix the two).
+    let fix = serde_json::json!({"notes": "checked by the supervisor"});
+    hub_store.edit(hers[0], &fix).unwrap();
+    hub_store.edit(gogs[0], &fix).unwrap();
     let secret = changes_of(&hub_dir, "ML-HER");
-    assert_eq!(secret.len(), 40);
+    assert_eq!(secret.len(), 41);
     let mut readable: HashSet<Vec<u8>> = changes_of(&hub_dir, "ML-GOG")
         .into_iter()
         .map(|(h, _)| h)
         .collect();
     readable.extend(reference_hashes(&hub_dir));
-    assert_eq!(readable.len(), 4, "3 Gogui records and the registry");
+    assert_eq!(
+        readable.len(),
+        5,
+        "3 Gogui records, the supervisor's edit of one, the registry"
+    );
 
     // The attacker: a Gogui phone, joined properly, speaking by hand.
     let mallory = joined(tmp.path(), "mallory", &hub, &hub_store, &["ML-GOG"]);
