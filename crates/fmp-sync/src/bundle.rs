@@ -130,7 +130,9 @@ pub fn seal(conn: &Connection, identity: &Identity) -> Result<usize, SyncError> 
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut groups: Vec<(String, Vec<(i64, Vec<u8>)>)> = Vec::new();
+    // (FMP or '' for reference documents, its (seq, hash) rows in log order)
+    type Group = (String, Vec<(i64, Vec<u8>)>);
+    let mut groups: Vec<Group> = Vec::new();
     for (seq, hash, fmp) in rows {
         match groups.iter_mut().find(|(f, _)| *f == fmp) {
             Some((_, g)) => g.push((seq, hash)),
