@@ -438,3 +438,47 @@ fn registry_changes_only_from_hqs_key_not_from_an_unrestricted_hub() {
     assert!(r.refused_here.is_empty(), "{r:?}");
     assert!(phone.store.registry().get("ML-KAY").is_some());
 }
+
+#[test]
+fn a_record_moved_by_its_supervisor_arrives_whole_but_a_phone_cannot_move_its_own() {
+    let phone = replica("heremakono-phone");
+    let hub = replica("hub");
+    let trust = StaticTrust::new(true)
+        .with(id(&phone), info(&phone, Some(&["ML-HER"])))
+        .with(id(&hub), info(&hub, None));
+    // The phone (its local guard lifted) records at Heremakono and moves the
+    // record to Gogui itself: a fresh receiver gets both in one message and
+    // holds the record back, judged on the change that moved it.
+    let own = phone.store.record(submission("ML-HER", 1)).expect("record");
+    phone
+        .store
+        .edit(own, &serde_json::json!({"fmp": "ML-GOG"}))
+        .expect("edit");
+    let fresh = replica("fresh-hub");
+    let r = sync_in_memory(&phone.store, &trust, &fresh.store, &trust, 65536).expect("sync");
+    assert!(!r.refused_by_peer.is_empty(), "{r:?}");
+    assert!(
+        r.refused_by_peer
+            .iter()
+            .all(|x| x.reason.contains("may not write submissions of ML-GOG")),
+        "{r:?}"
+    );
+    assert!(fresh.store.get(own).is_err(), "not stored");
+    // A record the supervisor moved (the phone's record, its edit, the
+    // supervisor's move) reaches a replica that never saw it, whole.
+    let moved = phone.store.record(submission("ML-HER", 2)).expect("record");
+    phone
+        .store
+        .edit(moved, &serde_json::json!({"notes": "two buses"}))
+        .expect("edit");
+    sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    hub.store
+        .edit(moved, &serde_json::json!({"fmp": "ML-GOG"}))
+        .expect("edit");
+    let other = replica("hq");
+    let r = sync_in_memory(&other.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert!(r.refused_here.is_empty(), "{r:?}");
+    let got = other.store.get(moved).expect("arrived");
+    assert_eq!(got.submission.fmp, "ML-GOG");
+    assert_eq!(got.submission.notes, "two buses");
+}
