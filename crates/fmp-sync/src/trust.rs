@@ -13,6 +13,11 @@
 //!    network, tests), from a self-signed certificate, pinned on first use.
 //!
 //! Without a key the author's bundles are refused, and with them the message.
+//!
+//! Registry and form documents are accepted only from one key: HQ's, as
+//! [`Trust::authority`] names it, else as the store pinned it at join, else
+//! the store's own (it is HQ, or standalone). A hub with no FMP restriction
+//! is still not HQ.
 
 use std::collections::HashMap;
 
