@@ -453,3 +453,37 @@ fn a_store_pinned_to_one_hq_refuses_to_join_a_hub_of_another() {
     let again = client::join(&phone, &hq1.url(), &code(&hq1_store, &["ML-GOG"], false));
     assert!(again.is_ok(), "{again:?}");
 }
+
+#[test]
+fn stores_joined_before_pins_existed_pin_hq_at_a_later_sync_never_a_regional_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq_dir = tmp.path().join("hq");
+    let hq_store = Store::init(&hq_dir, "hq").unwrap();
+    let hq = fmp_hub::serve(&hq_dir, "127.0.0.1:0").unwrap();
+    let gao_dir = tmp.path().join("gao");
+    let gao_store = Store::init(&gao_dir, "gao-hub").unwrap();
+    client::join(&gao_store, &hq.url(), &code(&hq_store, &["ML-GOG"], true)).unwrap();
+    // As if it had joined before pins existed.
+    rusqlite::Connection::open(gao_dir.join("fmp.sqlite3"))
+        .unwrap()
+        .execute("DELETE FROM meta WHERE key = 'hq_authority'", [])
+        .unwrap();
+    assert_eq!(gao_store.pinned_authority().unwrap(), None);
+    let gao = fmp_hub::serve(&gao_dir, "127.0.0.1:0").unwrap();
+    // The regional hub knows no HQ yet: it names none (not itself).
+    let phone = joined(tmp.path(), "gog-phone", &gao, &gao_store, &["ML-GOG"]);
+    assert_eq!(phone.pinned_authority().unwrap(), None);
+    sync(&phone);
+    assert_eq!(phone.pinned_authority().unwrap(), None);
+    // The hub syncs with HQ and pins it; then the phone pins the same.
+    sync(&gao_store);
+    let hq_id = hq_store.identity().device_id;
+    assert_eq!(
+        gao_store.pinned_authority().unwrap().unwrap().device_id,
+        hq_id
+    );
+    sync(&phone);
+    let pin = phone.pinned_authority().unwrap().unwrap();
+    assert_eq!(pin.device_id, hq_id);
+    assert_eq!(pin.public_key, hq_store.identity().public_key());
+}
