@@ -137,3 +137,71 @@ pub fn fmps_ever<'a>(changes: impl IntoIterator<Item = &'a [u8]>) -> Vec<String>
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_pin_is_kept_and_another_hq_refused_with_nothing_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::init(&tmp.path().join("s"), "phone").unwrap();
+        assert_eq!(store.pinned_authority().unwrap(), None);
+        assert_eq!(
+            store.authority().unwrap().device_id,
+            store.identity().device_id
+        );
+        let hq = Authority {
+            device_id: Uuid::now_v7(),
+            public_key: vec![7; 32],
+        };
+        store.pin_authority(&hq).unwrap();
+        store.pin_authority(&hq).unwrap();
+        let other = Authority {
+            device_id: Uuid::now_v7(),
+            public_key: vec![8; 32],
+        };
+        let err = store.pin_authority(&other).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("pinned to HQ device {}", hq.device_id)),
+            "{err}"
+        );
+        // The same device with another key is another HQ too.
+        let forged = Authority {
+            public_key: vec![9; 32],
+            ..hq.clone()
+        };
+        assert!(store.pin_authority(&forged).is_err());
+        let reopened = Store::open(&tmp.path().join("s")).unwrap();
+        assert_eq!(reopened.authority().unwrap(), hq);
+    }
+
+    #[test]
+    fn fmps_ever_lists_the_record_s_fmp_and_every_move() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::init(&tmp.path().join("s"), "hub").unwrap();
+        let id = store.record(crate::example_submission()).unwrap();
+        store
+            .edit(id, &serde_json::json!({"notes": "bus"}))
+            .unwrap();
+        let changes = store.read(|c| doc_changes(c, &id.to_string())).unwrap();
+        assert_eq!(changes.len(), 2);
+        let bytes = |cs: &[DocChange]| cs.iter().map(|c| c.bytes.clone()).collect::<Vec<_>>();
+        let b = bytes(&changes);
+        assert_eq!(fmps_ever(b.iter().map(|x| x.as_slice())), vec!["ML-HER"]);
+        assert!(
+            fmps_ever([b[1].as_slice()]).is_empty(),
+            "an edit of notes moves nothing"
+        );
+        store
+            .edit(id, &serde_json::json!({"fmp": "ML-GOG"}))
+            .unwrap();
+        let changes = store.read(|c| doc_changes(c, &id.to_string())).unwrap();
+        let b = bytes(&changes);
+        assert_eq!(
+            fmps_ever(b.iter().map(|x| x.as_slice())),
+            vec!["ML-HER", "ML-GOG"]
+        );
+    }
+}
