@@ -29,7 +29,10 @@ use uuid::Uuid;
 use crate::auth::Signed;
 use crate::db::{self, Upstream};
 use crate::error::HubError;
-use crate::server::{ErrorBody, H_PARTIAL, JOIN_PATH, JoinRequest, JoinResponse, SYNC_PATH};
+use crate::server::{
+    ErrorBody, H_PARTIAL, HUB_PATH, HqIdentity, HubInfo, JOIN_PATH, JoinRequest, JoinResponse,
+    SYNC_PATH,
+};
 use crate::tls::{self, Pinned};
 
 /// What [`join`] learned.
@@ -358,6 +361,23 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
             "the certificate the hub issued does not match this device or the hub's key".into(),
         ));
     }
+    // HQ's key is the only authority for the registry and forms: pinned
+    // here from the chain (a hub that names none is pinned at a later sync).
+    if let Some(h) = &resp.hq {
+        let hq = authority_of(h, resp.hub, &hub_key)?;
+        // Before anything is written: a store pinned to another HQ refuses it.
+        if let Some(old) = store.pinned_authority()?
+            && old != hq
+        {
+            return Err(HubError::from(
+                fmp_core::store::StoreError::OtherAuthority {
+                    pinned: old.device_id,
+                    offered: hq.device_id,
+                },
+            ));
+        }
+        store.pin_authority(&hq)?;
+    }
     let up = Upstream {
         hub: resp.hub,
         url: url.clone(),
@@ -381,6 +401,57 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
         fmps: resp.fmps,
         may_enroll: resp.may_enroll,
     })
+}
+
+/// HQ's identity as a hub names it; a hub naming itself must use its own key.
+fn authority_of(
+    h: &HqIdentity,
+    hub: Uuid,
+    hub_key: &[u8],
+) -> Result<fmp_core::store::Authority, HubError> {
+    let hq = fmp_core::store::Authority {
+        device_id: h.device,
+        public_key: hex::decode(&h.public_key)
+            .map_err(|e| HubError::Protocol(format!("HQ's key: {e}")))?,
+    };
+    if hq.device_id == hub && hq.public_key != hub_key {
+        return Err(HubError::Protocol(
+            "the hub names itself as HQ with another key than its own".into(),
+        ));
+    }
+    Ok(hq)
+}
+
+/// A store that joined before HQ's identity was passed at join pins it from
+/// its hub's `GET /v1/hub`, over the same pinned link. Best effort: a hub
+/// that names no HQ yet (or cannot be read) is asked again next sync.
+fn pin_hq_late(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    url: &str,
+    store: &Store,
+    up: &Upstream,
+) {
+    let got = rt.block_on(async {
+        let resp = http.get(format!("{url}{HUB_PATH}")).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let bytes = resp.bytes().await.ok()?;
+        serde_json::from_slice::<HubInfo>(&bytes).ok()
+    });
+    let Some(info) = got else { return };
+    if info.hub != up.hub {
+        return;
+    }
+    if let Some(Ok(hq)) = info
+        .hq
+        .as_ref()
+        .map(|h| authority_of(h, up.hub, &up.public_key))
+    {
+        // A failed write is retried at the next sync.
+        let _ = store.pin_authority(&hq);
+    }
 }
 
 /// Issues (once) a certificate for the hub this store joined, with no FMP
@@ -542,6 +613,9 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
     let stall = opts.stall_timeout;
     let (http, _) = http(&url, up.tls_cert.clone(), opts.timeout, stall)?;
     let rt = runtime()?;
+    if store.pinned_authority()?.is_none() {
+        pin_hq_late(&rt, &http, &url, store, &up);
+    }
     // Released from quarantine (edited back into scope): pushed again.
     let released = store.read(db::released)?;
     let mut total = Summary::default();

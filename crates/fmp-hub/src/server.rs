@@ -474,15 +474,48 @@ pub struct HubInfo {
     pub name: String,
     /// Its Ed25519 public key (hex).
     pub public_key: String,
+    /// HQ as this hub knows it (see [`JoinResponse::hq`]): a store that
+    /// joined before HQ's identity was passed at join pins it from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hq: Option<HqIdentity>,
 }
 
-async fn hub_info(State(hub): State<AppState>) -> axum::Json<HubInfo> {
+/// HQ as this hub knows it: the identity it pinned, or its own if it joined
+/// no hub (it is HQ); `None` if it joined a hub but pinned no HQ yet (it
+/// joined before pins existed, and has not synced with its upstream since).
+fn hq_of(
+    conn: &rusqlite::Connection,
+    me: &fmp_core::store::Identity,
+) -> rusqlite::Result<Option<HqIdentity>> {
+    if let Some(a) = fmp_core::store::authority::pinned(conn)? {
+        return Ok(Some(HqIdentity {
+            device: a.device_id,
+            public_key: hex::encode(a.public_key),
+        }));
+    }
+    if db::upstream(conn)?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(HqIdentity {
+        device: me.device_id,
+        public_key: hex::encode(me.public_key()),
+    }))
+}
+
+async fn hub_info(State(hub): State<AppState>) -> Result<axum::Json<HubInfo>, ApiError> {
+    let h = hub.clone();
+    let hq = blocking(&hub, move || {
+        let me = h.store.identity();
+        h.store.read(|c| hq_of(c, me)).map_err(ApiError::internal)
+    })
+    .await?;
     let id = hub.store.identity();
-    axum::Json(HubInfo {
+    Ok(axum::Json(HubInfo {
         hub: id.device_id,
         name: id.name.clone(),
         public_key: hex::encode(id.public_key()),
-    })
+        hq,
+    }))
 }
 
 async fn read_body(hub: &Hub, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
@@ -573,6 +606,22 @@ pub struct JoinResponse {
     pub may_enroll: bool,
     /// The device's certificate, issued by the hub.
     pub certificate: Certificate,
+    /// HQ, the only authority for the registry and forms, as this hub
+    /// pinned it (itself if it joined no hub: it is HQ). The joining store
+    /// pins it. Absent from older hubs, and from a hub that joined its own
+    /// before pins existed and has not synced since (the store then pins HQ
+    /// at a later sync, from `GET /v1/hub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hq: Option<HqIdentity>,
+}
+
+/// HQ's identity, passed down the chain of hubs at join.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HqIdentity {
+    /// HQ's device id.
+    pub device: Uuid,
+    /// HQ's Ed25519 public key (hex).
+    pub public_key: String,
 }
 
 async fn join(
@@ -702,6 +751,7 @@ async fn join(
                 remember_nonce(tx, &signed)?;
                 let cert = Certificate::issue(store.identity(), device, &pk, fmps);
                 let me = store.identity();
+                let hq = hq_of(tx, me)?;
                 Ok(JoinResponse {
                     hub: me.device_id,
                     hub_name: me.name.clone(),
@@ -709,6 +759,7 @@ async fn join(
                     fmps: code.fmps,
                     may_enroll: code.may_enroll,
                     certificate: cert,
+                    hq,
                 })
             })
             .map_err(JoinFail::into_api)

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use automerge::{AutoCommit, Change, ChangeHash};
 use fmp_core::doc;
 use fmp_core::model::StoredSubmission;
+use fmp_core::store::Authority;
 use fmp_core::store::materialize;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
@@ -21,6 +22,8 @@ use crate::wire::{Batch, DocRef, Hash, HashRef, Refusal};
 /// Resolves authors' keys and scopes: the caller's trust, then certificates.
 pub(crate) struct Authors<'a> {
     trust: &'a dyn Trust,
+    /// The only author of registry and form changes accepted here (HQ).
+    authority: Authority,
     offered: HashMap<Uuid, Vec<Certificate>>,
     resolved: HashMap<Uuid, Option<AuthorInfo>>,
     /// Why an author could not be resolved (for its refusals).
@@ -29,13 +32,18 @@ pub(crate) struct Authors<'a> {
 }
 
 impl<'a> Authors<'a> {
-    pub(crate) fn new(trust: &'a dyn Trust, certs: Vec<Certificate>) -> Authors<'a> {
+    pub(crate) fn new(
+        trust: &'a dyn Trust,
+        certs: Vec<Certificate>,
+        authority: Authority,
+    ) -> Authors<'a> {
         let mut offered: HashMap<Uuid, Vec<Certificate>> = HashMap::new();
         for c in certs {
             offered.entry(c.device).or_default().push(c);
         }
         Authors {
             trust,
+            authority,
             offered,
             resolved: HashMap::new(),
             unresolved_why: HashMap::new(),
@@ -478,8 +486,8 @@ enum Fate {
 /// Applies the changes available for one document (`items`: the batch's and
 /// those waiting in `pending`), in dependency order, each checked on its own
 /// for what does not depend on scope (automerge accepts it, the submission
-/// stays valid and keeps its id; non-submission documents only from
-/// unrestricted authors). Scope is judged on the document's state after all
+/// stays valid and keeps its id; non-submission documents only from HQ's
+/// key, the store's authority). Scope is judged on the document's state after all
 /// of them: every author of an applied change must be allowed the FMP the
 /// receiver held before (a submission that exists here is never moved out of
 /// or into another author's FMP) and the FMP after. The changes of an author
@@ -575,7 +583,8 @@ fn apply_doc(
         let mut held_any = false;
         if let (DocRef::Submission(_), Some(after)) = (docref, &state) {
             let after_fmp = after.submission.fmp.clone();
-            for fmp in [before_fmp.clone(), Some(after_fmp)].into_iter().flatten() {
+            let passes = [(before_fmp.clone(), false), (Some(after_fmp), true)];
+            for (fmp, last) in passes.into_iter().filter_map(|(f, l)| Some((f?, l))) {
                 let mut judged: HashMap<Uuid, Option<String>> = HashMap::new();
                 for (i, it) in items.iter().enumerate() {
                     if fate[i] != Fate::Applied {
@@ -586,6 +595,15 @@ fn apply_doc(
                         let bad = authors
                             .resolve(conn, author)?
                             .filter(|info| !info.may_write(&fmp))
+                            // As it ends, the record may be in an FMP its
+                            // author may not write because another author
+                            // moved it (a supervisor's correction): each of
+                            // its changes is then judged on the record as
+                            // that change found it and left it.
+                            .filter(|info| {
+                                !(last
+                                    && causally_within(&mut doc, &items, &fate, author, info))
+                            })
                             .map(|info| {
                                 format!(
                                     "device {author} may not write submissions of {fmp} (its FMPs: {})",
@@ -727,10 +745,13 @@ fn check_one(
         // `verify` resolves these to their submission.
         DocRef::InChange | DocRef::Dep => Ok(Err("the change's document is not resolved".into())),
         DocRef::Other { id, .. } => {
-            if info.fmps.is_some() {
+            // HQ's authority is its key, not a position in the chain: a hub
+            // (even one with no FMP restriction) may not write these.
+            let hq = &authors.authority;
+            if it.c.author != hq.device_id || info.public_key != hq.public_key {
                 return Ok(Err(format!(
-                    "device {} may not write {kind} documents (only HQ, with no FMP restriction, may)",
-                    it.c.author
+                    "device {} may not write {kind} documents (only HQ, device {}, may)",
+                    it.c.author, hq.device_id
                 )));
             }
             if let Err(e) = fmp_core::refdoc::check(kind, id, &trial) {
@@ -739,6 +760,40 @@ fn check_one(
             Ok(Ok((trial, None)))
         }
     }
+}
+
+/// True if every applied change of `author` found the record (at its
+/// dependencies) and left it (with its dependencies) in FMPs the author may
+/// write: judged on the change's own causal history, the same on every
+/// replica whatever the order changes arrive in.
+fn causally_within(
+    doc: &mut AutoCommit,
+    items: &[Item],
+    fate: &[Fate],
+    author: Uuid,
+    info: &AuthorInfo,
+) -> bool {
+    let fmp_at = |doc: &mut AutoCommit, heads: &[ChangeHash]| -> Option<String> {
+        let at = doc.fork_at(heads).ok()?;
+        doc::read_submission(&at).ok().map(|s| s.submission.fmp)
+    };
+    for (i, it) in items.iter().enumerate() {
+        if fate[i] != Fate::Applied || it.c.author != author {
+            continue;
+        }
+        let deps = it.c.change.deps().to_vec();
+        if !deps.is_empty() {
+            match fmp_at(doc, &deps) {
+                Some(f) if info.may_write(&f) => {}
+                _ => return false,
+            }
+        }
+        match fmp_at(doc, &[ChangeHash(it.c.hash)]) {
+            Some(f) if info.may_write(&f) => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn refuse(out: &mut Applied, hash: Hash, reason: String) {

@@ -116,18 +116,31 @@ pub(crate) fn to_hash(b: &[u8]) -> Option<Hash> {
 }
 
 /// Seals this device's changes not covered by a bundle yet into bundles of
-/// at most [`MAX_BUNDLE`] hashes; returns how many bundles were made.
+/// at most [`MAX_BUNDLE`] hashes, one FMP's submissions per bundle (and the
+/// reference documents apart), so that a bundle served to a peer of one FMP
+/// names no change of another; returns how many bundles were made.
 pub fn seal(conn: &Connection, identity: &Identity) -> Result<usize, SyncError> {
-    let rows: Vec<(i64, Vec<u8>)> = conn
+    let rows: Vec<(i64, Vec<u8>, String)> = conn
         .prepare_cached(
-            "SELECT seq, hash FROM changes WHERE bundle IS NULL AND author = ?1 ORDER BY seq",
+            "SELECT c.seq, c.hash, coalesce(s.fmp, '') FROM changes c
+             LEFT JOIN submissions s ON s.id = c.doc_id
+             WHERE c.bundle IS NULL AND c.author = ?1 ORDER BY c.seq",
         )?
         .query_map([identity.device_id.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    // (FMP or '' for reference documents, its (seq, hash) rows in log order)
+    type Group = (String, Vec<(i64, Vec<u8>)>);
+    let mut groups: Vec<Group> = Vec::new();
+    for (seq, hash, fmp) in rows {
+        match groups.iter_mut().find(|(f, _)| *f == fmp) {
+            Some((_, g)) => g.push((seq, hash)),
+            None => groups.push((fmp, vec![(seq, hash)])),
+        }
+    }
     let mut made = 0;
-    for chunk in rows.chunks(MAX_BUNDLE) {
+    for chunk in groups.iter().flat_map(|(_, g)| g.chunks(MAX_BUNDLE)) {
         let hashes = chunk
             .iter()
             .map(|(_, h)| to_hash(h))

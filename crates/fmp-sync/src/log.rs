@@ -68,6 +68,22 @@ fn to_row((seq, hash, doc_id, kind, bytes, bundle, op): RawRow) -> Result<Row, S
     })
 }
 
+/// SQL condition: change `c` of document `d` may be read by a peer whose
+/// FMPs are the JSON list in parameter `?n` (NULL: everything): documents
+/// that are not submissions, and submissions of those FMPs as materialized
+/// here now.
+fn in_scope(n: usize) -> String {
+    format!(
+        "(?{n} IS NULL OR d.kind <> 'submission' OR EXISTS (SELECT 1 FROM submissions s
+           WHERE s.id = c.doc_id AND s.fmp IN (SELECT value FROM json_each(?{n}))))"
+    )
+}
+
+/// A scope as the JSON parameter of [`in_scope`].
+pub(crate) fn scope_param(fmps: Option<&[String]>) -> Option<String> {
+    fmps.map(|f| serde_json::Value::from(f.to_vec()).to_string())
+}
+
 /// The last `seq` of the log (0 if empty).
 pub(crate) fn log_end(conn: &Connection) -> Result<i64, SyncError> {
     Ok(
@@ -79,7 +95,10 @@ pub(crate) fn log_end(conn: &Connection) -> Result<i64, SyncError> {
 
 /// Changes after `after`, not received from `peer`, in log order, until
 /// their raw size reaches `raw_budget`. Returns the rows and whether the
-/// log was exhausted. With `fmps`, submissions of other FMPs are skipped.
+/// log was exhausted. With `fmps`, submissions of other FMPs are skipped,
+/// and a submission that came into those FMPs after the cursor (an edit
+/// moved it) comes with its changes before the cursor too, which the peer
+/// was not served then and needs to apply the later ones.
 pub(crate) fn after_cursor(
     conn: &Connection,
     after: i64,
@@ -89,11 +108,12 @@ pub(crate) fn after_cursor(
 ) -> Result<(Vec<Row>, bool), SyncError> {
     let mut stmt = conn.prepare_cached(&format!(
         "{SELECT} WHERE c.seq > ?1 AND (c.origin IS NULL OR c.origin <> ?2)
-           AND (?3 IS NULL OR NOT EXISTS (SELECT 1 FROM submissions s WHERE s.id = c.doc_id
-                AND s.fmp NOT IN (SELECT value FROM json_each(?3))))
-         ORDER BY c.seq"
+           AND {}
+         ORDER BY c.seq",
+        in_scope(3)
     ))?;
-    let scope = fmps.map(|f| serde_json::Value::from(f.to_vec()).to_string());
+    let scope = scope_param(fmps);
+    let mut histories: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut rows = stmt.query(params![after, peer.to_string(), scope])?;
     let mut out: Vec<Row> = Vec::new();
     let mut seen: std::collections::HashSet<Hash> = std::collections::HashSet::new();
@@ -106,6 +126,16 @@ pub(crate) fn after_cursor(
             return Ok((out, false));
         }
         let mut r = to_row(row(r)?)?;
+        if let (Some(scope), DocRef::Submission(id)) = (fmps, &r.doc)
+            && !r.first
+            && histories.insert(id.to_string())
+        {
+            for h in moved_in_history(conn, &id.to_string(), after, &peer_s, scope, &seen)? {
+                seen.insert(h.hash);
+                size += h.bytes.len() + 40;
+                out.push(h);
+            }
+        }
         if matches!(r.doc, DocRef::Submission(_)) && !r.first {
             let dep = automerge::Change::try_from(r.bytes.as_slice())
                 .ok()
@@ -132,12 +162,69 @@ pub(crate) fn after_cursor(
     Ok((out, true))
 }
 
-/// The changes with these hashes that this store has, in log order.
-pub(crate) fn by_hashes(conn: &Connection, hashes: &[Hash]) -> Result<Vec<Row>, SyncError> {
-    let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE c.hash = ?1"))?;
+/// The changes of submission `doc_id` up to `after` that `peer` neither
+/// made nor sent here, if the submission ever had an FMP outside `scope`
+/// and was moved after `after` (then the peer may not have been served
+/// them); in log order, each named
+/// by its dependency when it follows one in `seen` or in the list.
+fn moved_in_history(
+    conn: &Connection,
+    doc_id: &str,
+    after: i64,
+    peer: &str,
+    scope: &[String],
+    seen: &std::collections::HashSet<Hash>,
+) -> Result<Vec<Row>, SyncError> {
+    let all = fmp_core::store::authority::doc_changes(conn, doc_id)?;
+    let missing: Vec<Hash> = all
+        .iter()
+        .filter(|c| c.seq <= after && c.author != peer && c.origin.as_deref() != Some(peer))
+        .filter_map(|c| to_hash(&c.hash))
+        .filter(|h| !seen.contains(h))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Only a submission that had an FMP outside the scope, and was moved
+    // (its FMP written) after the cursor, may have been skipped before it:
+    // a peer lacking one of its changes behind the cursor was not served it
+    // while it was elsewhere, and it came into the scope by a later move.
+    let ever = fmp_core::store::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
+    let moved_since = all
+        .iter()
+        .filter(|c| c.seq > after)
+        .any(|c| !fmp_core::store::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
+    if !moved_since || ever.iter().all(|f| scope.contains(f)) {
+        return Ok(Vec::new());
+    }
+    let mut rows = by_hashes(conn, &missing, None)?;
+    let mut known: std::collections::HashSet<Hash> = seen.clone();
+    for r in &mut rows {
+        if !r.first {
+            r.dep_known = automerge::Change::try_from(r.bytes.as_slice())
+                .ok()
+                .and_then(|c| c.deps().first().map(|d| d.0))
+                .is_some_and(|d| known.contains(&d));
+        }
+        known.insert(r.hash);
+    }
+    Ok(rows)
+}
+
+/// The changes with these hashes that this store has, in log order; with
+/// `fmps`, only those a peer of these FMPs may read (the others are
+/// answered as if this store did not have them).
+pub(crate) fn by_hashes(
+    conn: &Connection,
+    hashes: &[Hash],
+    fmps: Option<&[String]>,
+) -> Result<Vec<Row>, SyncError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("{SELECT} WHERE c.hash = ?1 AND {}", in_scope(2)))?;
+    let scope = scope_param(fmps);
     let mut out = Vec::new();
     for h in hashes {
-        if let Some(r) = stmt.query_row([h.to_vec()], row).optional()? {
+        if let Some(r) = stmt.query_row(params![h.to_vec(), scope], row).optional()? {
             out.push(to_row(r)?);
         }
     }

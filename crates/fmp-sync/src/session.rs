@@ -173,7 +173,7 @@ impl<'a> Client<'a> {
     /// two replicas that never synced, or lost their progress record.
     pub fn reconcile(mut self) -> Result<Client<'a>, SyncError> {
         let (keys, my_end) = self.store.read(|c| {
-            let keys = all_keys(c)?;
+            let keys = all_keys(c, None)?;
             let end: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
                 r.get(0)
             })?;
@@ -240,7 +240,7 @@ impl<'a> Client<'a> {
                     want: want.clone(),
                     ..base
                 };
-                let rows = self.store.read(|c| Ok(log::by_hashes(c, have)))??;
+                let rows = self.store.read(|c| Ok(log::by_hashes(c, have, None)))??;
                 let mut cache = HashMap::new();
                 let (bytes, n) = self.store.read(|c| {
                     Ok(log::fit(&rows, max, |rs| {
@@ -289,7 +289,11 @@ impl<'a> Client<'a> {
         let trust = self.trust;
         let cursor_phase = matches!(self.phase, Phase::Cursor);
         let applied = {
-            let mut authors = Authors::new(trust, resp.pull.certs.clone());
+            let mut authors = Authors::new(
+                trust,
+                resp.pull.certs.clone(),
+                authority(self.store, trust)?,
+            );
             let pull = resp.pull.clone();
             self.store.write(|tx| -> Result<_, SyncError> {
                 let verified = apply::verify(tx, &mut authors, pull)?;
@@ -412,9 +416,25 @@ impl<'a> Client<'a> {
     }
 }
 
-fn all_keys(conn: &Connection) -> rusqlite::Result<Vec<Key>> {
-    let mut stmt = conn.prepare("SELECT time, hash FROM changes ORDER BY time, hash")?;
-    let rows = stmt.query_map([], |r| {
+/// Who may write the registry and forms for `store`: the trust's HQ, else
+/// the HQ the store pinned at join, else the store itself.
+fn authority(store: &Store, trust: &dyn Trust) -> Result<fmp_core::store::Authority, SyncError> {
+    match trust.authority() {
+        Some(a) => Ok(a),
+        None => Ok(store.authority()?),
+    }
+}
+
+/// This store's change keys, or with `fmps` those a peer of these FMPs may
+/// read (see `log::by_hashes`).
+fn all_keys(conn: &Connection, fmps: Option<&[String]>) -> rusqlite::Result<Vec<Key>> {
+    let mut stmt = conn.prepare(
+        "SELECT c.time, c.hash FROM changes c JOIN documents d ON d.id = c.doc_id
+         WHERE (?1 IS NULL OR d.kind <> 'submission' OR EXISTS (SELECT 1 FROM submissions s
+           WHERE s.id = c.doc_id AND s.fmp IN (SELECT value FROM json_each(?1))))
+         ORDER BY c.time, c.hash",
+    )?;
+    let rows = stmt.query_map([log::scope_param(fmps)], |r| {
         let t: i64 = r.get(0)?;
         let h: Vec<u8> = r.get(1)?;
         Ok((t, h))
@@ -441,7 +461,7 @@ fn cursor_push(
 ) -> Result<(Vec<u8>, InFlight), SyncError> {
     let end = log::log_end(conn)?;
     // Changes sent again go first; the cursor covers only the rows after them.
-    let mut rows = log::by_hashes(conn, resend)?;
+    let mut rows = log::by_hashes(conn, resend, None)?;
     rows.retain(|r| r.seq <= cur.acked);
     let again = rows.len();
     // Not in the log, or not behind the cursor: nothing to send again.
@@ -546,7 +566,7 @@ fn respond_inner(
         });
     }
     let from = req.from;
-    let mut authors = Authors::new(trust, req.push.certs.clone());
+    let mut authors = Authors::new(trust, req.push.certs.clone(), authority(store, trust)?);
     let push = req.push.clone();
     let applied = store.write(|tx| -> Result<_, SyncError> {
         seal(tx, me)?;
@@ -587,12 +607,16 @@ fn build_response(
     let end = log::log_end(conn)?;
     let reconcile = match &req.reconcile {
         Some(ranges) => {
-            let keys = all_keys(conn)?;
+            // Over the requester's scope only: an out-of-scope change is
+            // in no fingerprint, count or hash list.
+            let keys = all_keys(conn, pull_fmps)?;
             Some(reconcile::answer(&keys, ranges, None, max * 3 / 4))
         }
         None => None,
     };
-    let mut rows: Vec<Row> = log::by_hashes(conn, &req.want)?;
+    // A wanted change outside the requester's scope is answered as if this
+    // store did not have it.
+    let mut rows: Vec<Row> = log::by_hashes(conn, &req.want, pull_fmps)?;
     let wanted = rows.len();
     let mut exhausted = true;
     if let Some(after) = req.pull_after {
@@ -615,10 +639,13 @@ fn build_response(
         if complete {
             return end.max(after);
         }
+        // A moved-in submission's earlier changes, sent again, lie behind
+        // the cursor: the cursor follows the others.
         rs.iter()
             .skip(wanted)
-            .last()
             .map(|r| r.seq)
+            .filter(|s| *s > after)
+            .max()
             .unwrap_or(after)
     };
     let mut cache = HashMap::new();

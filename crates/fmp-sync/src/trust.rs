@@ -14,10 +14,15 @@
 //!
 //! Without a key the author's bundles are refused, alone: the rest of the
 //! message is judged as usual (see `apply::verify`).
+//!
+//! Registry and form documents are accepted only from one key: HQ's, as
+//! [`Trust::authority`] names it, else as the store pinned it at join, else
+//! the store's own (it is HQ, or standalone). A hub with no FMP restriction
+//! is still not HQ.
 
 use std::collections::HashMap;
 
-use fmp_core::store::{Identity, Store};
+use fmp_core::store::{Authority, Identity, Store};
 
 use crate::error::SyncError;
 use serde::{Deserialize, Serialize};
@@ -57,6 +62,12 @@ pub trait Trust {
     fn why_unknown(&self, _device: Uuid) -> Option<String> {
         None
     }
+    /// The only device whose registry and form changes are accepted (HQ),
+    /// with its key; `None`: the receiving store's own rule (the HQ it
+    /// pinned at join, or itself if it has none).
+    fn authority(&self) -> Option<Authority> {
+        None
+    }
 }
 
 /// A fixed table of devices: tests, the CLI, a hub's enrollment list loaded in memory.
@@ -65,6 +76,7 @@ pub struct StaticTrust {
     authors: HashMap<Uuid, AuthorInfo>,
     refused: HashMap<Uuid, String>,
     require_known: bool,
+    authority: Option<Authority>,
 }
 
 impl StaticTrust {
@@ -74,7 +86,17 @@ impl StaticTrust {
             authors: HashMap::new(),
             refused: HashMap::new(),
             require_known,
+            authority: None,
         }
+    }
+
+    /// Names HQ (see [`Trust::authority`]), builder style.
+    pub fn with_authority(mut self, device: Uuid, public_key: &[u8]) -> StaticTrust {
+        self.authority = Some(Authority {
+            device_id: device,
+            public_key: public_key.to_vec(),
+        });
+        self
     }
 
     /// Adds or replaces a device.
@@ -106,6 +128,10 @@ impl Trust for StaticTrust {
 
     fn why_unknown(&self, device: Uuid) -> Option<String> {
         self.refused.get(&device).cloned()
+    }
+
+    fn authority(&self) -> Option<Authority> {
+        self.authority.clone()
     }
 }
 

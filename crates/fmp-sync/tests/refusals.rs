@@ -480,7 +480,8 @@ fn registry_changes_only_from_unrestricted_authors() {
         .with(id(&hq), info(&hq, None))
         .with(id(&hub), info(&hub, None))
         .with(id(&phone), info(&phone, Some(&["ML-HER"])))
-        .with(id(&other), info(&other, Some(&["ML-GOG"])));
+        .with(id(&other), info(&other, Some(&["ML-GOG"])))
+        .with_authority(id(&hq), hq.store.identity().public_key());
     // A phone's registry change (its store is not enrolled, so it could
     // write one locally) is refused by the hub, and by another phone.
     assert!(phone.store.set_registry(&with_kayes()).expect("set"));
@@ -510,4 +511,86 @@ fn registry_changes_only_from_unrestricted_authors() {
     // Reopened, the store reads it from its documents.
     let reopened = fmp_core::store::Store::open(other.dir.path()).expect("open");
     assert_eq!(reopened.registry().fmps.len(), 10);
+}
+
+#[test]
+fn registry_changes_only_from_hqs_key_not_from_an_unrestricted_hub() {
+    let hq = replica("hq");
+    let hub = replica("hub");
+    let phone = replica("phone");
+    // The hub is known with no FMP restriction and may enroll: a position
+    // in the chain, not HQ's key.
+    let trust = StaticTrust::new(true)
+        .with(id(&hq), info(&hq, None))
+        .with(id(&hub), info(&hub, None))
+        .with(id(&phone), info(&phone, Some(&["ML-GOG"])))
+        .with_authority(id(&hq), hq.store.identity().public_key());
+    assert!(hub.store.set_registry(&with_kayes()).expect("set"));
+    let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert_eq!(r.refused_here.len(), 1, "{r:?}");
+    assert!(
+        r.refused_here[0].reason.contains(&format!(
+            "may not write registry documents (only HQ, device {}",
+            id(&hq)
+        )),
+        "{r:?}"
+    );
+    assert!(phone.store.registry().get("ML-KAY").is_none());
+    // A trust naming HQ with another key refuses HQ's own change too.
+    let forged = StaticTrust::new(true)
+        .with(id(&hq), info(&hq, None))
+        .with_authority(id(&hq), hub.store.identity().public_key());
+    assert!(hq.store.set_registry(&with_kayes()).expect("set"));
+    let other = replica("other");
+    let r = sync_in_memory(&other.store, &forged, &hq.store, &trust, 65536).expect("sync");
+    assert_eq!(r.refused_here.len(), 1, "{r:?}");
+    assert!(other.store.registry().get("ML-KAY").is_none());
+    // With HQ's real key it applies.
+    let r = sync_in_memory(&phone.store, &trust, &hq.store, &trust, 65536).expect("sync");
+    assert!(r.refused_here.is_empty(), "{r:?}");
+    assert!(phone.store.registry().get("ML-KAY").is_some());
+}
+
+#[test]
+fn a_record_moved_by_its_supervisor_arrives_whole_but_a_phone_cannot_move_its_own() {
+    let phone = replica("heremakono-phone");
+    let hub = replica("hub");
+    let trust = StaticTrust::new(true)
+        .with(id(&phone), info(&phone, Some(&["ML-HER"])))
+        .with(id(&hub), info(&hub, None));
+    // The phone (its local guard lifted) records at Heremakono and moves the
+    // record to Gogui itself: a fresh receiver gets both in one message and
+    // holds the record back, judged on the change that moved it.
+    let own = phone.store.record(submission("ML-HER", 1)).expect("record");
+    phone
+        .store
+        .edit(own, &serde_json::json!({"fmp": "ML-GOG"}))
+        .expect("edit");
+    let fresh = replica("fresh-hub");
+    let r = sync_in_memory(&phone.store, &trust, &fresh.store, &trust, 65536).expect("sync");
+    assert!(!r.refused_by_peer.is_empty(), "{r:?}");
+    assert!(
+        r.refused_by_peer
+            .iter()
+            .all(|x| x.reason.contains("may not write submissions of ML-GOG")),
+        "{r:?}"
+    );
+    assert!(fresh.store.get(own).is_err(), "not stored");
+    // A record the supervisor moved (the phone's record, its edit, the
+    // supervisor's move) reaches a replica that never saw it, whole.
+    let moved = phone.store.record(submission("ML-HER", 2)).expect("record");
+    phone
+        .store
+        .edit(moved, &serde_json::json!({"notes": "two buses"}))
+        .expect("edit");
+    sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    hub.store
+        .edit(moved, &serde_json::json!({"fmp": "ML-GOG"}))
+        .expect("edit");
+    let other = replica("hq");
+    let r = sync_in_memory(&other.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    assert!(r.refused_here.is_empty(), "{r:?}");
+    let got = other.store.get(moved).expect("arrived");
+    assert_eq!(got.submission.fmp, "ML-GOG");
+    assert_eq!(got.submission.notes, "two buses");
 }

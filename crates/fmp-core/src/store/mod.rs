@@ -7,11 +7,13 @@
 //! - `identity.rs`: device id and Ed25519 key.
 //! - `nonces.rs`: the hub's replay cache (request nonces within the window).
 //! - `enrollment.rs`: a hub's enrollment facts (upstream grant, device names).
+//! - `authority.rs`: HQ's identity pinned at join; a document's changes for scoped reads.
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
 //! rewrites the materialized row.
 
+pub mod authority;
 pub mod enrollment;
 pub mod identity;
 pub mod materialize;
@@ -35,6 +37,7 @@ use crate::model::{ParseError, Review, ReviewStatus, StoredSubmission, Submissio
 use crate::refdoc;
 use crate::reference::Registry;
 use crate::validate::{ValidationError, validate};
+pub use authority::Authority;
 pub use identity::Identity;
 
 /// File name of the database inside a store directory.
@@ -125,6 +128,16 @@ pub enum StoreError {
         fmp: String,
         /// The FMPs of the device's enrollment.
         allowed: Vec<String>,
+    },
+    /// The store is pinned to another HQ than the one offered.
+    #[error(
+        "this store is pinned to HQ device {pinned}, and the hub offers HQ device {offered}; a store joins hubs of one HQ only; nothing was changed"
+    )]
+    OtherAuthority {
+        /// The HQ pinned here.
+        pinned: Uuid,
+        /// The HQ offered.
+        offered: Uuid,
     },
 }
 
