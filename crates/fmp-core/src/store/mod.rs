@@ -12,6 +12,7 @@
 
 pub mod identity;
 pub mod materialize;
+pub mod restore;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -367,7 +368,14 @@ impl Store {
             Some(data) => AutoCommit::load(&data).map_err(DocError::from)?,
             None => AutoCommit::new(),
         };
-        Ok(d.with_actor(doc::actor_for(self.identity.device_id)))
+        Ok(d.with_actor(self.actor(tx)?))
+    }
+
+    /// The automerge actor this store writes under now: the device id at
+    /// the store's actor epoch (a fresh one after a detected restore).
+    fn actor(&self, conn: &Connection) -> Result<automerge::ActorId, StoreError> {
+        let epoch = restore::epoch(conn).map_err(|e| sql_err(&self.dir, e))?;
+        Ok(doc::actor_for_epoch(self.identity.device_id, epoch))
     }
 
     /// Commits, saves and logs a reference document's change; false if none.
@@ -510,7 +518,7 @@ impl Store {
         let id = sub.id.unwrap_or_else(Uuid::now_v7);
         sub.id = Some(id);
         let (mut d, change) = doc::new_submission_committed(
-            doc::actor_for(self.identity.device_id),
+            self.actor(tx)?,
             id,
             &sub,
             Op::Record,
@@ -667,7 +675,7 @@ impl Store {
 
     fn load_doc(&self, tx: &Transaction<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
         let d = load_doc_conn(tx, &self.dir, id)?;
-        Ok(d.with_actor(doc::actor_for(self.identity.device_id)))
+        Ok(d.with_actor(self.actor(tx)?))
     }
 
     /// Commits the document's pending ops, saves it, logs the change, rematerializes.

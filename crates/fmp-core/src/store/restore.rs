@@ -1,0 +1,169 @@
+//! A store restored from an older copy of itself: its actor epoch, what it
+//! knows of the restore, and the cursor resets that heal it.
+//!
+//! The automerge actor of this store's changes is the device id for epoch
+//! 0 (every store before the first restore) and the device id followed by
+//! the epoch (u32, big-endian) after (see [`crate::doc::actor_for_epoch`]).
+//! A store that learns it was restored (a peer holds more of its log than
+//! it does, or its peer's cursors are past its own log) moves to a fresh
+//! epoch, so no automerge sequence number it used before is used again.
+//! The facts live in the `meta` table (no schema change):
+//! - `actor_epoch`: the epoch this store writes under (absent: 0);
+//! - `restored_at`: when the restore was first detected (RFC 3339);
+//! - `restore_mark`: how far into this store's log a peer held at detection
+//!   (a later detection at or below it is the same restore);
+//! - `healed_at`: when a sync completed after the detection;
+//! - `reoffer:PEER`: this store's log is pushed to that restored peer
+//!   again whole (what it received from the peer too) up to this `seq`.
+
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+/// What a store knows of its own restore, for `fmp status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreState {
+    /// When the restore was detected (RFC 3339); `None`: never restored.
+    pub detected_at: Option<String>,
+    /// When a sync completed after it (RFC 3339); `None`: not healed yet.
+    pub healed_at: Option<String>,
+    /// This store's own changes received back from peers (changes of its
+    /// log authored here that arrived by sync).
+    pub taken_back: i64,
+    /// The actor epoch this store writes under.
+    pub epoch: u32,
+}
+
+fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()
+}
+
+fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+        .execute(params![key, value])?;
+    Ok(())
+}
+
+/// The actor epoch this store writes under (0 if never restored).
+pub fn epoch(conn: &Connection) -> rusqlite::Result<u32> {
+    Ok(meta(conn, "actor_epoch")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The highest actor epoch among the changes of `device` in this store's
+/// log (what it wrote here and what it took back from peers).
+pub fn max_logged_epoch(conn: &Connection, device: Uuid) -> rusqlite::Result<u32> {
+    let mut stmt = conn.prepare("SELECT bytes FROM changes WHERE author = ?1")?;
+    let rows = stmt.query_map([device.to_string()], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut max = 0u32;
+    for bytes in rows {
+        let bytes = bytes?;
+        if let Ok(c) = automerge::Change::try_from(bytes.as_slice()) {
+            let (_, e) = crate::doc::actor_parts(c.actor_id().to_bytes());
+            max = max.max(e.unwrap_or(0));
+        }
+    }
+    Ok(max)
+}
+
+/// Records that this store was restored from an older copy: a peer holds
+/// its log up to `mark` (past this store's own end), or, with no mark, the
+/// peer's cursors run past this store's log. A new detection (not while a
+/// detected restore is still healing, and, with a mark, above the last
+/// one) moves the store to an epoch above every epoch of its changes here,
+/// so it never reuses a sequence number. Returns true if it was new.
+pub fn mark_restored(conn: &Connection, device: Uuid, mark: Option<i64>) -> rusqlite::Result<bool> {
+    if needs_heal(conn)? {
+        return Ok(false);
+    }
+    let last: Option<i64> = meta(conn, "restore_mark")?.and_then(|v| v.parse().ok());
+    if let (Some(l), Some(m)) = (last, mark)
+        && l >= m
+    {
+        return Ok(false);
+    }
+    let next = epoch(conn)?
+        .max(max_logged_epoch(conn, device)?)
+        .saturating_add(1);
+    set_meta(conn, "actor_epoch", &next.to_string())?;
+    if let Some(m) = mark {
+        set_meta(conn, "restore_mark", &m.to_string())?;
+    }
+    set_meta(conn, "restored_at", &Utc::now().to_rfc3339())?;
+    conn.prepare_cached("DELETE FROM meta WHERE key = 'healed_at'")?
+        .execute([])?;
+    Ok(true)
+}
+
+/// True if a restore was detected and no sync completed since.
+pub fn needs_heal(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(meta(conn, "restored_at")?.is_some() && meta(conn, "healed_at")?.is_none())
+}
+
+/// Offers this store's log to `peer` again whole (what it received from
+/// the peer too) up to `upto`: the peer was restored and may lack it.
+pub fn set_reoffer(conn: &Connection, peer: Uuid, upto: i64) -> rusqlite::Result<()> {
+    set_meta(conn, &format!("reoffer:{peer}"), &upto.to_string())
+}
+
+/// Up to where this store's log is offered again whole to `peer` (0: not).
+pub fn reoffer_until(conn: &Connection, peer: Uuid) -> rusqlite::Result<i64> {
+    Ok(meta(conn, &format!("reoffer:{peer}"))?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Records that a sync completed after a detected restore (no-op if the
+/// store was never restored or is healed already). Moves the store to a
+/// fresh epoch again if a change taken back carries its current one.
+pub fn mark_healed(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
+    if !needs_heal(conn)? {
+        return Ok(());
+    }
+    let now = epoch(conn)?;
+    let seen = max_logged_epoch(conn, device)?;
+    if seen >= now {
+        set_meta(conn, "actor_epoch", &(seen + 1).to_string())?;
+    }
+    set_meta(conn, "healed_at", &Utc::now().to_rfc3339())
+}
+
+/// What this store knows of its restore.
+pub fn state(conn: &Connection, device: Uuid) -> rusqlite::Result<RestoreState> {
+    let detected_at = meta(conn, "restored_at")?;
+    let taken_back = if detected_at.is_some() {
+        conn.query_row(
+            "SELECT count(*) FROM changes WHERE author = ?1 AND origin IS NOT NULL",
+            [device.to_string()],
+            |r| r.get(0),
+        )?
+    } else {
+        0
+    };
+    Ok(RestoreState {
+        detected_at,
+        healed_at: meta(conn, "healed_at")?,
+        taken_back,
+        epoch: epoch(conn)?,
+    })
+}
+
+/// Sets the progress recorded with `peer` to exactly these values (lower
+/// ones included), keeping its last sync time: after a restore, the
+/// cursors that ran past the restored log are moved back.
+pub fn reset_peer_cursor(
+    conn: &Connection,
+    peer: Uuid,
+    pulled: i64,
+    acked: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO peers (peer, pulled, acked) VALUES (?1, ?2, ?3)
+         ON CONFLICT(peer) DO UPDATE SET pulled = ?2, acked = ?3",
+    )?
+    .execute(params![peer.to_string(), pulled, acked])?;
+    Ok(())
+}
