@@ -12,7 +12,7 @@ use crate::bundle::seal;
 use crate::error::SyncError;
 use crate::log::{self, Row};
 use crate::reconcile::{self, Found, Key, Range};
-use crate::trust::Trust;
+use crate::trust::{AuthorInfo, Trust};
 use crate::wire::{Batch, DEFAULT_MAX_BYTES, Hash, MIN_MAX_BYTES, Refusal, Request, Response};
 
 /// Raw bytes of changes loaded per message attempt, as a multiple of the limit.
@@ -298,8 +298,9 @@ impl<'a> Client<'a> {
         let trust = self.trust;
         let cursor_phase = matches!(self.phase, Phase::Cursor);
         let me = self.store.identity().device_id;
+        let own = WithSelf::new(self.store, trust)?;
         let applied = {
-            let mut authors = Authors::new(trust, resp.pull.certs.clone());
+            let mut authors = Authors::new(&own, resp.pull.certs.clone());
             let pull = resp.pull.clone();
             self.store.write(|tx| -> Result<_, SyncError> {
                 let verified = apply::verify(tx, &mut authors, pull)?;
@@ -604,7 +605,8 @@ fn respond_inner(
         });
     }
     let from = req.from;
-    let mut authors = Authors::new(trust, req.push.certs.clone());
+    let own = WithSelf::new(store, trust)?;
+    let mut authors = Authors::new(&own, req.push.certs.clone());
     let push = req.push.clone();
     let (applied, mine) = store.write(|tx| -> Result<_, SyncError> {
         seal(tx, me)?;
@@ -661,6 +663,45 @@ fn respond_inner(
             mine,
         ))
     })?
+}
+
+/// The caller's trust with this store itself known, with its own key and
+/// enrolled FMPs, where the caller does not know it: a restored store gets
+/// its own changes back from its peers, and may hold no certificate of its
+/// own (HQ, a store that never joined).
+struct WithSelf<'a> {
+    inner: &'a dyn Trust,
+    me: Uuid,
+    info: AuthorInfo,
+}
+
+impl<'a> WithSelf<'a> {
+    fn new(store: &Store, inner: &'a dyn Trust) -> Result<WithSelf<'a>, SyncError> {
+        let id = store.identity();
+        let fmps = store.enrolled_fmps()?;
+        Ok(WithSelf {
+            inner,
+            me: id.device_id,
+            info: AuthorInfo {
+                public_key: id.public_key().to_vec(),
+                fmps,
+                may_enroll: true,
+            },
+        })
+    }
+}
+
+impl Trust for WithSelf<'_> {
+    fn author(&self, device: Uuid) -> Option<AuthorInfo> {
+        match self.inner.author(device) {
+            None if device == self.me => Some(self.info.clone()),
+            found => found,
+        }
+    }
+
+    fn require_known(&self) -> bool {
+        self.inner.require_known()
+    }
 }
 
 /// What the responder holds of the requester, for its answer.

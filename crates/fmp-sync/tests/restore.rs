@@ -356,3 +356,45 @@ fn the_actor_check_accepts_the_authors_epoch_actor_and_refuses_another_devices()
         (Some(me), Some(3))
     );
 }
+
+#[test]
+fn a_restored_hq_takes_back_its_own_changes_from_a_hub_that_knows_no_certificate_of_it() {
+    let mut hq = Disk::new("hq");
+    let hub = replica("gao-hub");
+    // Each knows only the other (HQ holds no certificate of itself).
+    let for_hq = trust(&[&hub.store]);
+    let for_hub = trust(&[hq.s()]);
+    for n in 0..3 {
+        hq.s().record(submission("ML-GOG", n)).expect("record");
+        hub.store
+            .record(submission("ML-GOG", 50 + n))
+            .expect("record");
+    }
+    let sync = |hq: &Store| {
+        let r = fmp_sync::Client::new(&hub.store, &for_hub, hq.identity().device_id)
+            .with_max_bytes(MAX)
+            .run(|req| respond(hq, &for_hq, &req))
+            .expect("sync");
+        assert!(
+            r.refused_by_peer.is_empty() && r.refused_here.is_empty(),
+            "{r:?}"
+        );
+    };
+    sync(hq.s());
+    let backup = hq.backup();
+    for n in 3..6 {
+        hq.s().record(submission("ML-GOG", n)).expect("record");
+        hub.store
+            .record(submission("ML-GOG", 50 + n))
+            .expect("record");
+    }
+    sync(hq.s());
+    assert_eq!(count(hq.s()), 12);
+
+    hq.restore(backup.path());
+    assert_eq!(count(hq.s()), 6);
+    sync(hq.s());
+    assert_eq!(count(hq.s()), 12, "HQ's own 3 and the hub's 3 came back");
+    assert_eq!(dump(hq.s()), dump(&hub.store));
+    assert!(state(hq.s()).detected_at.is_some());
+}

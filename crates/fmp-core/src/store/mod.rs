@@ -5,6 +5,7 @@
 //! - `schema.rs`: the tables, `VERSION`, migrations on open.
 //! - `materialize.rs`: current state of a submission → query columns.
 //! - `identity.rs`: device id and Ed25519 key.
+//! - `restore.rs`: actor epoch and restore facts; cursor resets after a restore.
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
