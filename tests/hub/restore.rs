@@ -20,9 +20,15 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Replaces the store directory `dir` by the copy in `backup`.
+/// Puts the copy in `backup` in the place of the store directory `dir`
+/// (the replaced one is moved aside, as a restore tool keeps it).
 fn restore(dir: &Path, backup: &Path) {
-    std::fs::remove_dir_all(dir).unwrap();
+    let aside = dir.with_file_name(format!(
+        "{}-replaced",
+        dir.file_name().unwrap().to_string_lossy()
+    ));
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::rename(dir, &aside).unwrap();
     copy_dir(backup, dir);
 }
 
@@ -86,9 +92,15 @@ fn a_phone_restored_from_a_backup_takes_back_what_it_sent_since_and_edits_on() {
 
     restore(&phone, &backup);
     assert_eq!(ids(&phone).len(), 15);
+    // Its database file is another than the one it ran from: it knows it
+    // was put back from a copy before any sync.
     let before = fmp(&["status", "--store", s(&phone)]);
-    assert!(!before.contains("restored"), "{before}");
-    assert!(status_json(&phone)["restored"].is_null());
+    assert!(
+        before.contains("restored from an older copy: detected ")
+            && before.contains("not healed yet"),
+        "{before}"
+    );
+    assert!(status_json(&phone)["restored"]["healed_at"].is_null());
 
     fmp(&["sync", "--store", s(&phone)]);
     assert_eq!(ids(&phone).len(), 20, "the restored phone took back its 5");

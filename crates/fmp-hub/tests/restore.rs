@@ -107,7 +107,7 @@ fn a_phone_claiming_a_restore_gets_back_its_own_changes_and_nothing_beyond_its_f
     let before = fmp_sync::cursor(hub.store(), me).unwrap();
     assert!(before.pulled > 0);
 
-    // "My log is empty, send me everything after 0."
+    // "I was restored and my log is empty: send me everything after 0."
     let req = fmp_sync::Request {
         from: me,
         to: hub.store().identity().device_id,
@@ -119,6 +119,7 @@ fn a_phone_claiming_a_restore_gets_back_its_own_changes_and_nothing_beyond_its_f
         reconcile: None,
         push_after: 0,
         log_end: 0,
+        restored: true,
     };
     let (status, body) = call(&hub, signed(&phone, SYNC_PATH, req.encode().unwrap()));
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
@@ -183,6 +184,7 @@ fn a_change_whose_actor_names_another_device_is_refused_whole_at_any_epoch() {
             reconcile: None,
             push_after: 0,
             log_end: 1,
+            restored: false,
         };
         call(&hub, signed(&phone, SYNC_PATH, req.encode().unwrap()))
     };

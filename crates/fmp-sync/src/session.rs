@@ -215,6 +215,7 @@ impl<'a> Client<'a> {
             reconcile: None,
             push_after: 0,
             log_end: self.store.read(|c| Ok(log::log_end(c)))??,
+            restored: self.store.read(restore::wants_own_back)?,
         };
         let log_end = base.log_end;
         let (bytes, flight) = match &mut self.phase {
@@ -365,9 +366,9 @@ impl<'a> Client<'a> {
                 if resp.more || !flight.push_complete || !self.resend.is_empty() || reset {
                     Phase::Cursor
                 } else {
-                    if self.store.read(restore::needs_heal)? {
+                    if self.store.read(restore::wants_own_back)? {
                         self.store.write(|tx| -> Result<(), SyncError> {
-                            restore::mark_healed(tx, me)?;
+                            restore::mark_taken_back(tx, me)?;
                             Ok(())
                         })?;
                     }
@@ -644,7 +645,7 @@ fn respond_inner(
             mine.acked = acked.map_or(stored.acked, |a| a.max(stored.acked));
             // The requester's log ends before what this store holds of it:
             // it was restored, and gets its own changes back too.
-            mine.send_own = req.log_end < stored.pulled;
+            mine.send_own = req.restored || req.log_end < stored.pulled;
         }
         Ok((applied, mine))
     })?;

@@ -150,6 +150,10 @@ pub struct Request {
     /// already consumed of it, the requester was restored from an older
     /// copy, and the responder sends it its own changes back too.
     pub log_end: i64,
+    /// The requester knows it was restored from an older copy (its
+    /// database file was put back, or a peer told it) and has not completed
+    /// a sync since: send it its own changes after `pull_after` too.
+    pub restored: bool,
 }
 
 /// A change refused on its own, with the reason.

@@ -21,18 +21,24 @@ const MAX: u32 = 65536;
 
 /// A store in its own directory, which can be closed, copied and replaced.
 struct Disk {
-    dir: tempfile::TempDir,
+    root: tempfile::TempDir,
     store: Option<Store>,
+    restores: usize,
 }
 
 impl Disk {
     fn new(name: &str) -> Disk {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::init(dir.path(), name).expect("init");
+        let root = tempfile::tempdir().expect("tempdir");
+        let store = Store::init(&root.path().join("store"), name).expect("init");
         Disk {
-            dir,
+            root,
             store: Some(store),
+            restores: 0,
         }
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        self.root.path().join("store")
     }
 
     fn s(&self) -> &Store {
@@ -43,19 +49,35 @@ impl Disk {
     fn backup(&mut self) -> tempfile::TempDir {
         self.store = None;
         let copy = tempfile::tempdir().expect("tempdir");
-        copy_files(self.dir.path(), copy.path());
-        self.store = Some(Store::open(self.dir.path()).expect("reopen"));
+        copy_files(&self.dir(), copy.path());
+        self.store = Some(Store::open(&self.dir()).expect("reopen"));
         copy
     }
 
-    /// Replaces the store's directory by the backup and opens it.
+    /// Puts the backup in the store directory's place and opens it (the
+    /// replaced directory is moved aside, as a restore tool keeps it).
     fn restore(&mut self, backup: &Path) {
         self.store = None;
-        for e in std::fs::read_dir(self.dir.path()).expect("read dir") {
-            std::fs::remove_file(e.expect("entry").path()).expect("remove");
+        self.restores += 1;
+        let aside = self.root.path().join(format!("replaced-{}", self.restores));
+        std::fs::rename(self.dir(), aside).expect("move aside");
+        std::fs::create_dir(self.dir()).expect("mkdir");
+        copy_files(backup, &self.dir());
+        self.store = Some(Store::open(&self.dir()).expect("open the restored copy"));
+    }
+
+    /// Writes the backup over the store's files in place (same files on
+    /// disk, as some restore tools do): the store cannot tell at open.
+    fn restore_in_place(&mut self, backup: &Path) {
+        self.store = None;
+        for e in std::fs::read_dir(self.dir()).expect("read dir") {
+            let e = e.expect("entry");
+            if !backup.join(e.file_name()).exists() {
+                std::fs::remove_file(e.path()).expect("remove");
+            }
         }
-        copy_files(backup, self.dir.path());
-        self.store = Some(Store::open(self.dir.path()).expect("open the restored copy"));
+        copy_files(backup, &self.dir());
+        self.store = Some(Store::open(&self.dir()).expect("open the restored copy"));
     }
 }
 
@@ -110,6 +132,15 @@ fn last_actor_of(store: &Store, author: Uuid) -> Vec<u8> {
 
 #[test]
 fn a_restored_phone_takes_back_its_own_changes_and_writes_under_a_fresh_actor() {
+    restored_phone(false);
+}
+
+#[test]
+fn a_phone_restored_in_place_learns_it_from_its_hub_and_heals_the_same() {
+    restored_phone(true);
+}
+
+fn restored_phone(in_place: bool) {
     let mut phone = Disk::new("gogui-phone-1");
     let hub = replica("gao-hub");
     let t = trust(&[phone.s(), &hub.store]);
@@ -129,9 +160,20 @@ fn a_restored_phone_takes_back_its_own_changes_and_writes_under_a_fresh_actor() 
     sync_in_memory(phone.s(), &t, &hub.store, &t, MAX).expect("second sync");
     assert_eq!(count(&hub.store), 20);
 
-    phone.restore(backup.path());
+    if in_place {
+        phone.restore_in_place(backup.path());
+        // The same files on disk: only its hub can tell it.
+        let st = state(phone.s());
+        assert!(st.detected_at.is_none(), "{st:?}");
+        assert_eq!(st.epoch, 0);
+    } else {
+        phone.restore(backup.path());
+        // Opened from a copy put in its directory's place: it knows, before any sync.
+        let st = state(phone.s());
+        assert!(st.detected_at.is_some() && st.healed_at.is_none(), "{st:?}");
+        assert_eq!(st.epoch, 1);
+    }
     assert_eq!(count(phone.s()), 15, "the backup holds 15");
-    assert_eq!(state(phone.s()).detected_at, None);
     let r = sync_in_memory(phone.s(), &t, &hub.store, &t, MAX).expect("sync after restore");
     assert_eq!(count(phone.s()), 20, "{r:?}");
     assert_eq!(
@@ -304,6 +346,7 @@ fn crafted_push(signer: &Store, to: Uuid, actor: automerge::ActorId) -> Vec<u8> 
         reconcile: None,
         push_after: 0,
         log_end: 1,
+        restored: false,
     }
     .encode()
     .expect("encode")
@@ -397,4 +440,49 @@ fn a_restored_hq_takes_back_its_own_changes_from_a_hub_that_knows_no_certificate
     assert_eq!(count(hq.s()), 12, "HQ's own 3 and the hub's 3 came back");
     assert_eq!(dump(hq.s()), dump(&hub.store));
     assert!(state(hq.s()).detected_at.is_some());
+}
+
+#[test]
+fn a_phone_restored_and_edited_before_its_first_sync_reuses_no_sequence_number() {
+    let mut phone = Disk::new("gogui-phone-1");
+    let hub = replica("gao-hub");
+    let t = trust(&[phone.s(), &hub.store]);
+    let me = phone.s().identity().device_id;
+    let id = phone.s().record(submission("ML-GOG", 1)).expect("record");
+    sync_in_memory(phone.s(), &t, &hub.store, &t, MAX).expect("first sync");
+    let backup = phone.backup();
+    phone
+        .s()
+        .edit(id, &serde_json::json!({"notes": "edited by the original"}))
+        .expect("edit");
+    sync_in_memory(phone.s(), &t, &hub.store, &t, MAX).expect("second sync");
+
+    // Put back from the copy: the store sees another database file and
+    // takes a fresh actor before its first write, though no sync told it.
+    phone.restore(backup.path());
+    assert_eq!(state(phone.s()).epoch, 1);
+    phone
+        .s()
+        .edit(
+            id,
+            &serde_json::json!({"notes": "edited again after the restore"}),
+        )
+        .expect("edit before syncing");
+    assert_eq!(
+        last_actor_of(phone.s(), me),
+        actor_for_epoch(me, 1).to_bytes()
+    );
+    let r = sync_in_memory(phone.s(), &t, &hub.store, &t, MAX).expect("sync");
+    assert!(
+        r.refused_by_peer.is_empty() && r.refused_here.is_empty(),
+        "{r:?}"
+    );
+    assert_eq!(r.pulled, 1, "the original's edit taken back: {r:?}");
+    assert_eq!(dump(phone.s()), dump(&hub.store));
+    let st = state(phone.s());
+    assert!(st.detected_at.is_some() && st.healed_at.is_some(), "{st:?}");
+    assert_eq!(
+        st.epoch, 1,
+        "still fresh: nothing was written under it before"
+    );
 }

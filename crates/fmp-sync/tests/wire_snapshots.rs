@@ -83,6 +83,7 @@ fn request_encoding() {
         ]),
         push_after: 40,
         log_end: 45,
+        restored: true,
     };
     insta::assert_snapshot!(snapshot(&req));
     let bytes = req.encode().expect("encode");
@@ -129,6 +130,7 @@ fn noop_request_is_tiny() {
         reconcile: None,
         push_after: 10_000,
         log_end: 10_000,
+        restored: false,
     };
     insta::assert_snapshot!(snapshot(&req));
     assert!(req.encode().expect("encode").len() < 100);

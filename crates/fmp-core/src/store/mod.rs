@@ -219,6 +219,9 @@ impl Store {
             )
             .map_err(|e| sql_err(dir, e))?;
         }
+        if let Some(file) = restore::file_id(&db) {
+            restore::take_file(&tx, identity.device_id, &file).map_err(|e| sql_err(dir, e))?;
+        }
         tx.commit().map_err(|e| sql_err(dir, e))?;
         let store = Store::from_parts(dir, conn, identity);
         store.reload_reference()?;
@@ -244,6 +247,17 @@ impl Store {
         let device_id = Uuid::parse_str(&meta("device_id")?)
             .map_err(|e| StoreError::Crypto(format!("bad device id in store: {e}")))?;
         let identity = Identity::load(dir, device_id, meta("name")?)?;
+        // A database file other than the one last recorded: the store was
+        // put back from a copy (a restore). It takes a fresh actor epoch
+        // before any write. Best effort: a store that cannot be written
+        // (read-only) is opened as it is, and sync detects the restore.
+        if let Some(file) = restore::file_id(&db)
+            && restore::file_changed(&conn, &file).unwrap_or(false)
+            && let Ok(tx) = conn.transaction_with_behavior(TransactionBehavior::Immediate)
+            && restore::take_file(&tx, device_id, &file).is_ok()
+        {
+            let _ = tx.commit();
+        }
         let store = Store::from_parts(dir, conn, identity);
         store.reload_reference()?;
         Ok(store)

@@ -13,8 +13,16 @@
 //! - `restore_mark`: how far into this store's log a peer held at detection
 //!   (a later detection at or below it is the same restore);
 //! - `healed_at`: when a sync completed after the detection;
+//! - `take_back`: present while the store, restored, has not completed a
+//!   sync as a client since: its requests ask for its own changes back;
+//! - `db_file`: the inode of the database file the store last ran from:
+//!   opened from another (a copy put back by a restore), the store takes a
+//!   fresh epoch before its first write, so even an edit made before the
+//!   first sync reuses no sequence number;
 //! - `reoffer:PEER`: this store's log is pushed to that restored peer
 //!   again whole (what it received from the peer too) up to this `seq`.
+
+use std::path::Path;
 
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -54,10 +62,19 @@ pub fn epoch(conn: &Connection) -> rusqlite::Result<u32> {
 }
 
 /// The highest actor epoch among the changes of `device` in this store's
-/// log (what it wrote here and what it took back from peers).
-pub fn max_logged_epoch(conn: &Connection, device: Uuid) -> rusqlite::Result<u32> {
-    let mut stmt = conn.prepare("SELECT bytes FROM changes WHERE author = ?1")?;
-    let rows = stmt.query_map([device.to_string()], |r| r.get::<_, Vec<u8>>(0))?;
+/// log: what it wrote here and what it took back from peers, or, with
+/// `received_only`, only what came back from peers.
+pub fn max_logged_epoch(
+    conn: &Connection,
+    device: Uuid,
+    received_only: bool,
+) -> rusqlite::Result<u32> {
+    let mut stmt = conn.prepare(
+        "SELECT bytes FROM changes WHERE author = ?1 AND (?2 = 0 OR origin IS NOT NULL)",
+    )?;
+    let rows = stmt.query_map(params![device.to_string(), received_only], |r| {
+        r.get::<_, Vec<u8>>(0)
+    })?;
     let mut max = 0u32;
     for bytes in rows {
         let bytes = bytes?;
@@ -76,26 +93,80 @@ pub fn max_logged_epoch(conn: &Connection, device: Uuid) -> rusqlite::Result<u32
 /// one) moves the store to an epoch above every epoch of its changes here,
 /// so it never reuses a sequence number. Returns true if it was new.
 pub fn mark_restored(conn: &Connection, device: Uuid, mark: Option<i64>) -> rusqlite::Result<bool> {
-    if needs_heal(conn)? {
-        return Ok(false);
-    }
     let last: Option<i64> = meta(conn, "restore_mark")?.and_then(|v| v.parse().ok());
     if let (Some(l), Some(m)) = (last, mark)
         && l >= m
     {
         return Ok(false);
     }
-    let next = epoch(conn)?
-        .max(max_logged_epoch(conn, device)?)
-        .saturating_add(1);
-    set_meta(conn, "actor_epoch", &next.to_string())?;
     if let Some(m) = mark {
         set_meta(conn, "restore_mark", &m.to_string())?;
     }
+    set_meta(conn, "take_back", "1")?;
+    if needs_heal(conn)? {
+        return Ok(false);
+    }
+    begin(conn, device)?;
+    Ok(true)
+}
+
+/// A restore begins: a fresh epoch, the time, not healed.
+fn begin(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
+    fresh_epoch(conn, device)?;
     set_meta(conn, "restored_at", &Utc::now().to_rfc3339())?;
     conn.prepare_cached("DELETE FROM meta WHERE key = 'healed_at'")?
         .execute([])?;
-    Ok(true)
+    Ok(())
+}
+
+/// True if this store knows it was restored and has not yet completed a
+/// sync, as a client, since: its requests ask for its own changes back.
+pub fn wants_own_back(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(meta(conn, "take_back")?.is_some())
+}
+
+/// A sync this store ran as a client completed while it wanted its own
+/// changes back: it has them; the restore is healed (see [`mark_healed`]).
+pub fn mark_taken_back(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM meta WHERE key = 'take_back'")?
+        .execute([])?;
+    mark_healed(conn, device)
+}
+
+/// Moves the store to an epoch above its own and above every epoch of its
+/// logged changes: a restore begins a new writer.
+fn fresh_epoch(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
+    let next = epoch(conn)?
+        .max(max_logged_epoch(conn, device, false)?)
+        .saturating_add(1);
+    set_meta(conn, "actor_epoch", &next.to_string())
+}
+
+/// The identity on disk of the database file (its inode): a copy put in
+/// its place, as a restore from a backup does, has another.
+pub fn file_id(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino().to_string())
+}
+
+/// True if the database file is not the one this store last recorded
+/// (`file` from [`file_id`]).
+pub fn file_changed(conn: &Connection, file: &str) -> rusqlite::Result<bool> {
+    Ok(meta(conn, "db_file")?.as_deref() != Some(file))
+}
+
+/// Records the database file this store runs from. If it had recorded
+/// another (the store was put back from a copy, or copied), the store
+/// knows it was restored: it moves to a fresh epoch before any write (even
+/// a record edited before the first sync after the restore reuses no
+/// sequence number of its older self) and asks its peers for its own
+/// changes back at its next sync.
+pub fn take_file(conn: &Connection, device: Uuid, file: &str) -> rusqlite::Result<()> {
+    if meta(conn, "db_file")?.is_some() {
+        begin(conn, device)?;
+        set_meta(conn, "take_back", "1")?;
+    }
+    set_meta(conn, "db_file", file)
 }
 
 /// True if a restore was detected and no sync completed since.
@@ -123,10 +194,12 @@ pub fn mark_healed(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
     if !needs_heal(conn)? {
         return Ok(());
     }
+    // A change taken back under this store's epoch (its older self had
+    // moved to it too, after the copy): move on past it.
     let now = epoch(conn)?;
-    let seen = max_logged_epoch(conn, device)?;
-    if seen >= now {
-        set_meta(conn, "actor_epoch", &(seen + 1).to_string())?;
+    let back = max_logged_epoch(conn, device, true)?;
+    if back >= now {
+        set_meta(conn, "actor_epoch", &back.saturating_add(1).to_string())?;
     }
     set_meta(conn, "healed_at", &Utc::now().to_rfc3339())
 }
