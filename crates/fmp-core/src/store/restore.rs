@@ -4,8 +4,9 @@
 //! The automerge actor of this store's changes is the device id for epoch
 //! 0 (every store before the first restore) and the device id followed by
 //! the epoch (u32, big-endian) after (see [`crate::doc::actor_for_epoch`]).
-//! A store that learns it was restored (a peer holds more of its log than
-//! it does, or its peer's cursors are past its own log) moves to a fresh
+//! A store that learns it was restored (opened from a database file other
+//! than the one it last ran from, a peer holds more of its log than it
+//! does, or its peer's cursors are past its own log) moves to a fresh
 //! epoch, so no automerge sequence number it used before is used again.
 //! The facts live in the `meta` table (no schema change):
 //! - `actor_epoch`: the epoch this store writes under (absent: 0);
@@ -15,7 +16,8 @@
 //! - `healed_at`: when a sync completed after the detection;
 //! - `take_back`: present while the store, restored, has not completed a
 //!   sync as a client since: its requests ask for its own changes back;
-//! - `db_file`: the inode of the database file the store last ran from:
+//! - `db_file`: the identity (inode, birth time where the file system
+//!   tells it) of the database file the store last ran from:
 //!   opened from another (a copy put back by a restore), the store takes a
 //!   fresh epoch before its first write, so even an edit made before the
 //!   first sync reuses no sequence number;
@@ -142,11 +144,21 @@ fn fresh_epoch(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
     set_meta(conn, "actor_epoch", &next.to_string())
 }
 
-/// The identity on disk of the database file (its inode): a copy put in
-/// its place, as a restore from a backup does, has another.
+/// The identity on disk of the database file: its inode, with its birth
+/// time where the file system tells it (a freed inode is soon reused). A
+/// copy put in its place, as a restore from a backup does, has another.
 pub fn file_id(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| m.ino().to_string())
+    let m = std::fs::metadata(path).ok()?;
+    let born = m
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos());
+    Some(match born {
+        Some(b) => format!("{}@{b}", m.ino()),
+        None => m.ino().to_string(),
+    })
 }
 
 /// True if the database file is not the one this store last recorded
