@@ -252,3 +252,96 @@ pub fn reset_peer_cursor(
     .execute(params![peer.to_string(), pulled, acked])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read dir") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+
+    fn last_actor(s: &Store) -> Vec<u8> {
+        let bytes: Vec<u8> = s
+            .read(|c| {
+                c.query_row(
+                    "SELECT bytes FROM changes ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .expect("a change");
+        automerge::Change::try_from(bytes.as_slice())
+            .expect("change")
+            .actor_id()
+            .to_bytes()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_store_opened_from_a_copy_takes_a_fresh_actor_before_any_write() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("phone");
+        let id = {
+            let s = Store::init(&dir, "phone").expect("init");
+            s.record(crate::example_submission()).expect("record")
+        };
+        // Reopened where it is: nothing changes.
+        let s = Store::open(&dir).expect("open");
+        let me = s.identity().device_id;
+        let st = s.read(|c| state(c, me)).expect("state");
+        assert_eq!((st.detected_at.as_deref(), st.epoch), (None, 0));
+        assert!(!s.read(wants_own_back).expect("read"));
+        drop(s);
+
+        // A copy of the directory opened in another place (as a restore
+        // puts one back): restored, a fresh epoch, its own changes wanted.
+        let copy = tmp.path().join("restored");
+        copy_dir(&dir, &copy);
+        let s = Store::open(&copy).expect("open the copy");
+        let st = s.read(|c| state(c, me)).expect("state");
+        assert!(st.detected_at.is_some() && st.healed_at.is_none(), "{st:?}");
+        assert_eq!(st.epoch, 1);
+        assert!(s.read(wants_own_back).expect("read"));
+        s.edit(id, &serde_json::json!({"notes": "after the restore"}))
+            .expect("edit");
+        assert_eq!(
+            last_actor(&s),
+            crate::doc::actor_for_epoch(me, 1).to_bytes()
+        );
+        drop(s);
+        // Opened again: the same file, the same epoch.
+        let s = Store::open(&copy).expect("reopen");
+        assert_eq!(s.read(epoch).expect("epoch"), 1);
+        // The original, reopened, was not touched.
+        drop(s);
+        let s = Store::open(&dir).expect("open the original");
+        assert_eq!(s.read(epoch).expect("epoch"), 0);
+    }
+
+    #[test]
+    fn actor_parts_read_only_the_authors_two_forms() {
+        let me = Uuid::now_v7();
+        assert_eq!(
+            crate::doc::actor_parts(crate::doc::actor_for_epoch(me, 0).to_bytes()),
+            (Some(me), Some(0))
+        );
+        assert_eq!(
+            crate::doc::actor_parts(crate::doc::actor_for_epoch(me, 9).to_bytes()),
+            (Some(me), Some(9))
+        );
+        let mut zero = me.as_bytes().to_vec();
+        zero.extend_from_slice(&[0; 4]);
+        assert_eq!(crate::doc::actor_parts(&zero), (None, None));
+        assert_eq!(crate::doc::actor_parts(&zero[..15]), (None, None));
+        assert_eq!(
+            crate::doc::actor_parts(&[zero.clone(), vec![1]].concat()),
+            (None, None)
+        );
+    }
+}
