@@ -427,6 +427,21 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                     w.total, w.held_for_scope, w.behind_waiting, w.missing_dependency
                 );
             }
+            if let Some(r) = &st.restored {
+                let when = r.detected_at.as_deref().unwrap_or("?");
+                match &r.healed_at {
+                    Some(_) => println!(
+                        "restored from an older copy: detected {when}, healed: {} change(s) \
+                         taken back, writing as actor epoch {}",
+                        r.taken_back, r.epoch
+                    ),
+                    None => println!(
+                        "restored from an older copy: detected {when}, not healed yet (sync \
+                         again): {} change(s) taken back so far, writing as actor epoch {}",
+                        r.taken_back, r.epoch
+                    ),
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -70,6 +70,40 @@ pub fn actor_for(device: Uuid) -> ActorId {
     ActorId::from(device.as_bytes().as_slice())
 }
 
+/// The automerge actor id of a device at an actor epoch: the bare UUID for
+/// epoch 0 (as [`actor_for`]), the UUID followed by the epoch (u32,
+/// big-endian) after a restore, so a restored store never reuses a
+/// sequence number of its older self.
+pub fn actor_for_epoch(device: Uuid, epoch: u32) -> ActorId {
+    if epoch == 0 {
+        return actor_for(device);
+    }
+    let mut bytes = device.as_bytes().to_vec();
+    bytes.extend_from_slice(&epoch.to_be_bytes());
+    ActorId::from(bytes.as_slice())
+}
+
+/// The device and epoch an actor id names: `(Some(device), Some(epoch))`
+/// for a 16-byte actor (epoch 0) or a 20-byte one with an epoch of at
+/// least 1; `(None, None)` for anything else.
+pub fn actor_parts(actor: &[u8]) -> (Option<Uuid>, Option<u32>) {
+    let Some(device) = actor.get(..16).and_then(|b| Uuid::from_slice(b).ok()) else {
+        return (None, None);
+    };
+    match actor.len() {
+        16 => (Some(device), Some(0)),
+        20 => {
+            let mut e = [0u8; 4];
+            e.copy_from_slice(&actor[16..20]);
+            match u32::from_be_bytes(e) {
+                0 => (None, None),
+                epoch => (Some(device), Some(epoch)),
+            }
+        }
+        _ => (None, None),
+    }
+}
+
 /// Commits pending operations with the op as message and `time_ms` as timestamp.
 pub fn commit(doc: &mut AutoCommit, op: Op, time_ms: i64) -> Option<automerge::ChangeHash> {
     doc.commit_with(

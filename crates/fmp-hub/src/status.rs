@@ -44,6 +44,10 @@ pub struct Status {
     /// Changes received but not applied here (held back for scope, or
     /// waiting for dependencies), and why.
     pub waiting: fmp_sync::Waiting,
+    /// This store was restored from an older copy of itself: when that was
+    /// detected, whether a sync healed it, its own changes taken back from
+    /// peers and the actor epoch it writes under (`None`: never restored).
+    pub restored: Option<fmp_core::store::restore::RestoreState>,
 }
 
 /// Quarantined changes of one author refused for one reason.
@@ -86,6 +90,7 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
     let waiting = fmp_sync::waiting(store)?;
     let s = store.read(|c| {
         let up = db::upstream(c)?;
+        let restored = fmp_core::store::restore::state(c, id.device_id)?;
         let mut stmt = c.prepare(
             "SELECT p.peer, coalesce(u.name, d.name), p.acked, p.synced_at,
                (SELECT count(*) FROM changes ch WHERE ch.seq > p.acked
@@ -134,6 +139,7 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
             held: group(&quarantined),
             quarantined,
             waiting,
+            restored: restored.detected_at.is_some().then_some(restored),
         })
     })?;
     Ok(s)

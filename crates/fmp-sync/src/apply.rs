@@ -258,7 +258,9 @@ pub(crate) fn verify(
             )));
         };
         let author = bundles[bi].author;
-        if change.actor_id().to_bytes() != author.as_bytes().as_slice() {
+        // The actor is the author's device id, bare (epoch 0) or followed
+        // by the actor epoch it took after a restore.
+        if doc::actor_parts(change.actor_id().to_bytes()).0 != Some(author) {
             return Err(SyncError::ForgedAuthor {
                 hash: hex::encode(hashes[i]),
                 actor: change.actor_id().to_hex_string(),

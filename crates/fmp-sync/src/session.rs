@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use fmp_core::store::Store;
+use fmp_core::store::{Store, restore};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
@@ -12,7 +12,7 @@ use crate::bundle::seal;
 use crate::error::SyncError;
 use crate::log::{self, Row};
 use crate::reconcile::{self, Found, Key, Range};
-use crate::trust::Trust;
+use crate::trust::{AuthorInfo, Trust};
 use crate::wire::{Batch, DEFAULT_MAX_BYTES, Hash, MIN_MAX_BYTES, Refusal, Request, Response};
 
 /// Raw bytes of changes loaded per message attempt, as a multiple of the limit.
@@ -38,19 +38,22 @@ pub fn cursor(store: &Store, peer: Uuid) -> Result<Cursor, SyncError> {
 }
 
 fn read_cursor(conn: &Connection, peer: Uuid) -> rusqlite::Result<Cursor> {
-    Ok(conn
-        .query_row(
-            "SELECT pulled, acked FROM peers WHERE peer = ?1",
-            [peer.to_string()],
-            |r| {
-                Ok(Cursor {
-                    pulled: r.get(0)?,
-                    acked: r.get(1)?,
-                })
-            },
-        )
-        .optional()?
-        .unwrap_or_default())
+    Ok(read_cursor_row(conn, peer)?.unwrap_or_default())
+}
+
+/// The progress recorded with `peer`, `None` if there is none.
+fn read_cursor_row(conn: &Connection, peer: Uuid) -> rusqlite::Result<Option<Cursor>> {
+    conn.query_row(
+        "SELECT pulled, acked FROM peers WHERE peer = ?1",
+        [peer.to_string()],
+        |r| {
+            Ok(Cursor {
+                pulled: r.get(0)?,
+                acked: r.get(1)?,
+            })
+        },
+    )
+    .optional()
 }
 
 fn advance(
@@ -118,6 +121,8 @@ enum Phase {
 
 struct InFlight {
     push_upto: Option<i64>,
+    /// The requester's log end sent with the request.
+    log_end: i64,
     push_complete: bool,
     pushed_hashes: Vec<Hash>,
     wanted: Vec<Hash>,
@@ -209,7 +214,11 @@ impl<'a> Client<'a> {
             max_bytes: self.max_bytes,
             want: Vec::new(),
             reconcile: None,
+            push_after: 0,
+            log_end: self.store.read(|c| Ok(log::log_end(c)))??,
+            restored: self.store.read(restore::wants_own_back)?,
         };
+        let log_end = base.log_end;
         let (bytes, flight) = match &mut self.phase {
             Phase::Done => return Ok(None),
             Phase::Cursor => {
@@ -228,6 +237,7 @@ impl<'a> Client<'a> {
                     req.encode()?,
                     InFlight {
                         push_upto: None,
+                        log_end,
                         push_complete: true,
                         pushed_hashes: Vec::new(),
                         wanted: Vec::new(),
@@ -257,6 +267,7 @@ impl<'a> Client<'a> {
                     bytes,
                     InFlight {
                         push_upto: None,
+                        log_end,
                         push_complete: n == rows.len(),
                         pushed_hashes,
                         wanted: want,
@@ -288,24 +299,56 @@ impl<'a> Client<'a> {
         let peer = self.peer;
         let trust = self.trust;
         let cursor_phase = matches!(self.phase, Phase::Cursor);
+        let me = self.store.identity().device_id;
+        let own = WithSelf::new(self.store, trust)?;
         let applied = {
-            let mut authors = Authors::new(
-                trust,
-                resp.pull.certs.clone(),
-                authority(self.store, trust)?,
-            );
+            let mut authors =
+                Authors::new(&own, resp.pull.certs.clone(), authority(self.store, trust)?);
             let pull = resp.pull.clone();
             self.store.write(|tx| -> Result<_, SyncError> {
                 let verified = apply::verify(tx, &mut authors, pull)?;
                 let hashes: Vec<Hash> = verified.changes.iter().map(|c| c.hash).collect();
                 let applied = apply::apply(tx, &mut authors, verified, peer)?;
+                let mut reset = false;
                 if cursor_phase {
-                    advance(tx, peer, Some(resp.next_cursor), flight.push_upto)?;
+                    // The peer holds more of this store's log than it has:
+                    // this store was restored from an older copy (the
+                    // peer sent its own changes back in this answer).
+                    if resp.pulled_yours > flight.log_end {
+                        restore::mark_restored(tx, me, Some(resp.pulled_yours))?;
+                    }
+                    let cur = read_cursor(tx, peer)?;
+                    // The peer's log ends before what this store pulled of
+                    // it, or it lacks what it acknowledged: the peer was
+                    // restored. Pull again from where it knew this store
+                    // was, push again from what it holds.
+                    let behind = resp.log_end < cur.pulled;
+                    let lacks = resp.pulled_yours < cur.acked;
+                    if behind || lacks {
+                        let pulled = if behind {
+                            cur.pulled.min(resp.acked_yours).min(resp.log_end).max(0)
+                        } else {
+                            resp.next_cursor
+                        };
+                        let acked = if lacks {
+                            resp.pulled_yours.max(0)
+                        } else {
+                            cur.acked.max(flight.push_upto.unwrap_or(cur.acked))
+                        };
+                        restore::reset_peer_cursor(tx, peer, pulled, acked)?;
+                        if lacks {
+                            restore::set_reoffer(tx, peer, log::log_end(tx)?)?;
+                        }
+                        advance(tx, peer, Some(pulled), None)?;
+                        reset = true;
+                    } else {
+                        advance(tx, peer, Some(resp.next_cursor), flight.push_upto)?;
+                    }
                 }
-                Ok((applied, hashes))
+                Ok((applied, hashes, reset))
             })?
         };
-        let (applied, hashes) = applied;
+        let (applied, hashes, reset) = applied;
         self.report.round_trips += 1;
         if applied.reference {
             self.store.reload_reference()?;
@@ -322,9 +365,15 @@ impl<'a> Client<'a> {
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
         self.phase = match phase {
             Phase::Cursor => {
-                if resp.more || !flight.push_complete || !self.resend.is_empty() {
+                if resp.more || !flight.push_complete || !self.resend.is_empty() || reset {
                     Phase::Cursor
                 } else {
+                    if self.store.read(restore::wants_own_back)? {
+                        self.store.write(|tx| -> Result<(), SyncError> {
+                            restore::mark_taken_back(tx, me)?;
+                            Ok(())
+                        })?;
+                    }
                     Phase::Done
                 }
             }
@@ -470,11 +519,19 @@ fn cursor_push(
         .filter(|h| !rows.iter().any(|r| r.hash == **h))
         .copied()
         .collect();
-    let (after, exhausted) = log::after_cursor(conn, cur.acked, peer, max * RAW_FACTOR, None)?;
+    // After the peer was restored, this store's log is offered again whole
+    // (the changes it received from the peer too) up to where it ended then.
+    let filter = if cur.acked < restore::reoffer_until(conn, peer)? {
+        Uuid::nil()
+    } else {
+        peer
+    };
+    let (after, exhausted) = log::after_cursor(conn, cur.acked, filter, max * RAW_FACTOR, None)?;
     rows.extend(after);
     let base = Request {
         push_upto: cur.acked,
         pull_after: Some(cur.pulled),
+        push_after: cur.acked,
         ..base
     };
     let upto_of = |rs: &[Row]| {
@@ -512,6 +569,7 @@ fn cursor_push(
         bytes,
         InFlight {
             push_upto: Some(upto),
+            log_end: end,
             push_complete: complete,
             pushed_hashes: done,
             wanted: Vec::new(),
@@ -566,19 +624,48 @@ fn respond_inner(
         });
     }
     let from = req.from;
-    let mut authors = Authors::new(trust, req.push.certs.clone(), authority(store, trust)?);
+    let own = WithSelf::new(store, trust)?;
+    let mut authors = Authors::new(&own, req.push.certs.clone(), authority(store, trust)?);
     let push = req.push.clone();
-    let applied = store.write(|tx| -> Result<_, SyncError> {
+    let (applied, mine) = store.write(|tx| -> Result<_, SyncError> {
         seal(tx, me)?;
+        let end_before = log::log_end(tx)?;
+        let row = read_cursor_row(tx, from)?;
+        let stored = row.unwrap_or_default();
         let verified = apply::verify(tx, &mut authors, push)?;
         let applied = apply::apply(tx, &mut authors, verified, from)?;
         if opts.all_or_nothing && !applied.refused.is_empty() {
             return Err(SyncError::Refused(applied.refused.clone()));
         }
+        let mut mine = Mine {
+            pulled: stored.pulled,
+            acked: stored.acked,
+            send_own: false,
+        };
         if req.reconcile.is_none() && req.want.is_empty() {
-            advance(tx, from, Some(req.push_upto), req.pull_after)?;
+            // The requester's push starts past what this store holds of its
+            // log, or it pulled past this store's log end: this store was
+            // restored from an older copy. Its cursors stay where they are
+            // (the requester pushes and pulls again from them).
+            // (With no record of the requester, its claim is believed,
+            // unless this store knows it was restored.)
+            let gap = req.push_after > stored.pulled && (row.is_some() || restore::needs_heal(tx)?);
+            let beyond = req.pull_after.is_some_and(|p| p > end_before);
+            if gap || beyond {
+                restore::mark_restored(tx, me.device_id, None)?;
+            } else {
+                restore::mark_healed(tx, me.device_id)?;
+            }
+            let pulled = (!gap).then(|| stored.pulled.max(req.push_upto));
+            let acked = if beyond { None } else { req.pull_after };
+            advance(tx, from, pulled, acked)?;
+            mine.pulled = pulled.unwrap_or(stored.pulled);
+            mine.acked = acked.map_or(stored.acked, |a| a.max(stored.acked));
+            // The requester's log ends before what this store holds of it:
+            // it was restored, and gets its own changes back too.
+            mine.send_own = req.restored || req.log_end < stored.pulled;
         }
-        Ok(applied)
+        Ok((applied, mine))
     })?;
     if applied.reference {
         store.reload_reference()?;
@@ -592,8 +679,67 @@ fn respond_inner(
             applied,
             max,
             opts.pull_fmps.as_deref(),
+            mine,
         ))
     })?
+}
+
+/// The caller's trust with this store itself known, with its own key and
+/// enrolled FMPs, where the caller does not know it: a restored store gets
+/// its own changes back from its peers, and may hold no certificate of its
+/// own (HQ, a store that never joined).
+struct WithSelf<'a> {
+    inner: &'a dyn Trust,
+    me: Uuid,
+    info: AuthorInfo,
+}
+
+impl<'a> WithSelf<'a> {
+    fn new(store: &Store, inner: &'a dyn Trust) -> Result<WithSelf<'a>, SyncError> {
+        let id = store.identity();
+        let fmps = store.enrolled_fmps()?;
+        Ok(WithSelf {
+            inner,
+            me: id.device_id,
+            info: AuthorInfo {
+                public_key: id.public_key().to_vec(),
+                fmps,
+                may_enroll: true,
+            },
+        })
+    }
+}
+
+impl Trust for WithSelf<'_> {
+    fn author(&self, device: Uuid) -> Option<AuthorInfo> {
+        match self.inner.author(device) {
+            None if device == self.me => Some(self.info.clone()),
+            found => found,
+        }
+    }
+
+    fn require_known(&self) -> bool {
+        self.inner.require_known()
+    }
+
+    fn why_unknown(&self, device: Uuid) -> Option<String> {
+        self.inner.why_unknown(device)
+    }
+
+    fn authority(&self) -> Option<fmp_core::store::Authority> {
+        self.inner.authority()
+    }
+}
+
+/// What the responder holds of the requester, for its answer.
+#[derive(Debug, Clone, Copy)]
+struct Mine {
+    /// Its cursor into the requester's log.
+    pulled: i64,
+    /// The requester's cursor into its log, as it recorded it.
+    acked: i64,
+    /// The requester was restored: send it its own changes too.
+    send_own: bool,
 }
 
 fn build_response(
@@ -603,6 +749,7 @@ fn build_response(
     applied: apply::Applied,
     max: usize,
     pull_fmps: Option<&[String]>,
+    mine: Mine,
 ) -> Result<Vec<u8>, SyncError> {
     let end = log::log_end(conn)?;
     let reconcile = match &req.reconcile {
@@ -620,7 +767,8 @@ fn build_response(
     let wanted = rows.len();
     let mut exhausted = true;
     if let Some(after) = req.pull_after {
-        let (more, ex) = log::after_cursor(conn, after, req.from, max * RAW_FACTOR, pull_fmps)?;
+        let not_from = if mine.send_own { Uuid::nil() } else { req.from };
+        let (more, ex) = log::after_cursor(conn, after, not_from, max * RAW_FACTOR, pull_fmps)?;
         rows.extend(more);
         exhausted = ex;
     }
@@ -633,6 +781,8 @@ fn build_response(
         more: false,
         log_end: end,
         reconcile,
+        pulled_yours: mine.pulled,
+        acked_yours: mine.acked,
     };
     let after = req.pull_after.unwrap_or(0);
     let cursor_of = |rs: &[Row], complete: bool| -> i64 {

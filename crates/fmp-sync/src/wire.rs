@@ -142,6 +142,18 @@ pub struct Request {
     pub want: Vec<Hash>,
     /// Set-reconciliation ranges, when the two have no shared cursor.
     pub reconcile: Option<Vec<Range>>,
+    /// The push starts after this `seq` of the requester's log (its
+    /// acknowledged cursor): a responder that holds less of that log sees
+    /// the gap (it was restored from an older copy) and keeps its cursor.
+    pub push_after: i64,
+    /// The last `seq` of the requester's log: below what the responder
+    /// already consumed of it, the requester was restored from an older
+    /// copy, and the responder sends it its own changes back too.
+    pub log_end: i64,
+    /// The requester knows it was restored from an older copy (its
+    /// database file was put back, or a peer told it) and has not completed
+    /// a sync since: send it its own changes after `pull_after` too.
+    pub restored: bool,
 }
 
 /// A change refused on its own, with the reason.
@@ -172,6 +184,15 @@ pub struct Response {
     pub log_end: i64,
     /// Set-reconciliation ranges in reply.
     pub reconcile: Option<Vec<Range>>,
+    /// How far into the requester's log the responder holds (its cursor
+    /// after this request): above the requester's log end, the requester
+    /// was restored; below its acknowledged cursor, the responder was, and
+    /// the requester pushes again from here.
+    pub pulled_yours: i64,
+    /// How far into the responder's log the requester had consumed, as the
+    /// responder recorded it: where a requester whose cursor ran past the
+    /// responder's `log_end` (a restored responder) pulls again from.
+    pub acked_yours: i64,
 }
 
 fn encode<T: Serialize>(kind: u8, msg: &T) -> Result<Vec<u8>, SyncError> {

@@ -81,6 +81,9 @@ fn request_encoding() {
                 },
             },
         ]),
+        push_after: 40,
+        log_end: 45,
+        restored: true,
     };
     insta::assert_snapshot!(snapshot(&req));
     let bytes = req.encode().expect("encode");
@@ -105,6 +108,8 @@ fn response_encoding() {
             upper: Bound::End,
             mode: Mode::Ids(vec![[0x22; 32]]),
         }]),
+        pulled_yours: 45,
+        acked_yours: 97,
     };
     insta::assert_snapshot!(snapshot(&resp));
     let bytes = resp.encode().expect("encode");
@@ -123,6 +128,9 @@ fn noop_request_is_tiny() {
         max_bytes: 65536,
         want: vec![],
         reconcile: None,
+        push_after: 10_000,
+        log_end: 10_000,
+        restored: false,
     };
     insta::assert_snapshot!(snapshot(&req));
     assert!(req.encode().expect("encode").len() < 100);

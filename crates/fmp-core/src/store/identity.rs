@@ -20,7 +20,8 @@ pub const KEY_FILE: &str = "device.key";
 /// This device: its id, name and signing key.
 #[derive(Debug)]
 pub struct Identity {
-    /// Device id (the automerge actor id of its changes).
+    /// Device id (the automerge actor id of its changes, followed by the
+    /// actor epoch after a restore: see [`super::restore`]).
     pub device_id: Uuid,
     /// Human name, e.g. `gogui-phone-1`.
     pub name: String,

@@ -8,6 +8,7 @@
 //! - `nonces.rs`: the hub's replay cache (request nonces within the window).
 //! - `enrollment.rs`: a hub's enrollment facts (upstream grant, device names).
 //! - `authority.rs`: HQ's identity pinned at join; a document's changes for scoped reads.
+//! - `restore.rs`: actor epoch and restore facts; cursor resets after a restore.
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
@@ -18,6 +19,7 @@ pub mod enrollment;
 pub mod identity;
 pub mod materialize;
 pub mod nonces;
+pub mod restore;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -239,6 +241,9 @@ impl Store {
             )
             .map_err(|e| sql_err(dir, e))?;
         }
+        if let Some(file) = restore::file_id(&db) {
+            restore::take_file(&tx, identity.device_id, &file).map_err(|e| sql_err(dir, e))?;
+        }
         tx.commit().map_err(|e| sql_err(dir, e))?;
         let store = Store::from_parts(dir, conn, identity);
         store.reload_reference()?;
@@ -264,6 +269,17 @@ impl Store {
         let device_id = Uuid::parse_str(&meta("device_id")?)
             .map_err(|e| StoreError::Crypto(format!("bad device id in store: {e}")))?;
         let identity = Identity::load(dir, device_id, meta("name")?)?;
+        // A database file other than the one last recorded: the store was
+        // put back from a copy (a restore). It takes a fresh actor epoch
+        // before any write. Best effort: a store that cannot be written
+        // (read-only) is opened as it is, and sync detects the restore.
+        if let Some(file) = restore::file_id(&db)
+            && restore::file_changed(&conn, &file).unwrap_or(false)
+            && let Ok(tx) = conn.transaction_with_behavior(TransactionBehavior::Immediate)
+            && restore::take_file(&tx, device_id, &file).is_ok()
+        {
+            let _ = tx.commit();
+        }
         let store = Store::from_parts(dir, conn, identity);
         store.reload_reference()?;
         Ok(store)
@@ -389,7 +405,14 @@ impl Store {
             Some(data) => AutoCommit::load(&data).map_err(DocError::from)?,
             None => AutoCommit::new(),
         };
-        Ok(d.with_actor(doc::actor_for(self.identity.device_id)))
+        Ok(d.with_actor(self.actor(tx)?))
+    }
+
+    /// The automerge actor this store writes under now: the device id at
+    /// the store's actor epoch (a fresh one after a detected restore).
+    fn actor(&self, conn: &Connection) -> Result<automerge::ActorId, StoreError> {
+        let epoch = restore::epoch(conn).map_err(|e| sql_err(&self.dir, e))?;
+        Ok(doc::actor_for_epoch(self.identity.device_id, epoch))
     }
 
     /// Commits, saves and logs a reference document's change; false if none.
@@ -532,7 +555,7 @@ impl Store {
         let id = sub.id.unwrap_or_else(Uuid::now_v7);
         sub.id = Some(id);
         let (mut d, change) = doc::new_submission_committed(
-            doc::actor_for(self.identity.device_id),
+            self.actor(tx)?,
             id,
             &sub,
             Op::Record,
@@ -702,7 +725,7 @@ impl Store {
 
     fn load_doc(&self, tx: &Transaction<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
         let d = load_doc_conn(tx, &self.dir, id)?;
-        Ok(d.with_actor(doc::actor_for(self.identity.device_id)))
+        Ok(d.with_actor(self.actor(tx)?))
     }
 
     /// Commits the document's pending ops, saves it, logs the change, rematerializes.

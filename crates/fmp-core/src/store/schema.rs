@@ -2,7 +2,8 @@
 //! forward migrations applied on open.
 //!
 //! Tables:
-//! - `meta`: key/value facts about this store (device id, name, created_at).
+//! - `meta`: key/value facts about this store (device id, name, created_at;
+//!   the actor epoch and restore facts of `restore.rs`).
 //! - `documents`: one automerge document per record (`kind` = `submission`,
 //!   later `registry` and `form`), saved whole after each write; the source
 //!   of truth from which everything else can be rebuilt.
