@@ -179,6 +179,9 @@ fn a_want_flood_is_refused_naming_the_limit_and_the_phone_still_syncs() {
         max_bytes: fmp_sync::DEFAULT_MAX_BYTES,
         want: vec![hash; 100_000],
         reconcile: None,
+        push_after: 0,
+        log_end: 0,
+        restored: false,
     };
     let body = req.encode().unwrap();
     assert!(body.len() < 1024 * 1024, "the flood fits the body limit");
@@ -222,6 +225,9 @@ fn too_many_changes_and_a_zstd_bomb_are_refused_before_any_work() {
         max_bytes: fmp_sync::DEFAULT_MAX_BYTES,
         want: Vec::new(),
         reconcile: None,
+        push_after: 0,
+        log_end: 0,
+        restored: false,
     };
     req.push.changes = vec![
         WireChange {

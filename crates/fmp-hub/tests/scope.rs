@@ -111,6 +111,9 @@ fn bare(from: &Store, to: &Store) -> Request {
         max_bytes: 4 << 20,
         want: Vec::new(),
         reconcile: None,
+        push_after: 0,
+        log_end: 0,
+        restored: false,
     }
 }
 
