@@ -107,6 +107,28 @@ pub fn validate(
     forms: &Forms,
     now: DateTime<Utc>,
 ) -> Result<(), ValidationError> {
+    check(sub, registry, forms, Some(now))
+}
+
+/// [`validate`] without the rule that depends on the local clock
+/// (`observed_at` at most a day after the device clock): the rules a
+/// replica applies to a submission it receives, whose author's clock it
+/// does not know. The form version it names and the registry as of its
+/// date are checked as on the phone.
+pub fn validate_received(
+    sub: &Submission,
+    registry: &Registry,
+    forms: &Forms,
+) -> Result<(), ValidationError> {
+    check(sub, registry, forms, None)
+}
+
+fn check(
+    sub: &Submission,
+    registry: &Registry,
+    forms: &Forms,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), ValidationError> {
     let mut errs = Errors::default();
 
     // The form the submission was filled with.
@@ -161,7 +183,9 @@ pub fn validate(
     }
 
     // The device clock.
-    if sub.observed_at > now + MAX_CLOCK_AHEAD {
+    if let Some(now) = now
+        && sub.observed_at > now + MAX_CLOCK_AHEAD
+    {
         errs.push(
             "observed_at",
             format!(
