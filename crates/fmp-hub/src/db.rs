@@ -317,7 +317,9 @@ pub fn upstream(conn: &Connection) -> rusqlite::Result<Option<Upstream>> {
 }
 
 /// The trust of this store: the devices enrolled here (not revoked) with
-/// their scopes, and the hub it joined (any FMP, may enroll).
+/// their scopes and roles (`may_enroll`: a supervisor's hub, else an
+/// enumerator's phone), and the hub it joined (any FMP, may enroll, a
+/// supervisor: it may be HQ, whose rights are the same).
 pub fn trust(conn: &Connection) -> rusqlite::Result<StaticTrust> {
     let mut t = StaticTrust::new(true);
     let mut stmt = conn.prepare(
@@ -340,6 +342,7 @@ pub fn trust(conn: &Connection) -> rusqlite::Result<StaticTrust> {
                     public_key: pk,
                     fmps: split_fmps(fmps),
                     may_enroll,
+                    role: fmp_sync::Role::from_may_enroll(may_enroll),
                 },
             );
         }
@@ -351,6 +354,7 @@ pub fn trust(conn: &Connection) -> rusqlite::Result<StaticTrust> {
                 public_key: up.public_key,
                 fmps: None,
                 may_enroll: true,
+                role: fmp_sync::Role::Supervisor,
             },
         );
     }

@@ -328,6 +328,11 @@ pub struct JoinResponse {
     pub may_enroll: bool,
     /// The device's certificate, issued by the hub.
     pub certificate: Certificate,
+    /// The role granted (also signed in the certificate): a supervisor's
+    /// hub for a code made with `--hub`, else an enumerator's phone.
+    /// Absent in the answers of hubs from before roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<fmp_sync::Role>,
 }
 
 async fn join(
@@ -407,7 +412,8 @@ async fn join(
                     db::use_code(tx, &hash, device)?;
                     db::upsert_device(tx, device, &req.name, &pk, &fmps, code.may_enroll)?;
                 }
-                let cert = Certificate::issue(store.identity(), device, &pk, fmps);
+                let role = fmp_sync::Role::from_may_enroll(code.may_enroll);
+                let cert = Certificate::issue(store.identity(), device, &pk, fmps, role);
                 let me = store.identity();
                 Ok(JoinResponse {
                     hub: me.device_id,
@@ -416,6 +422,7 @@ async fn join(
                     fmps: code.fmps,
                     may_enroll: code.may_enroll,
                     certificate: cert,
+                    role: Some(role),
                 })
             })
             .map_err(JoinFail::into_api)

@@ -42,6 +42,12 @@ pub struct Status {
     /// Changes received but not applied here (held back for scope, or
     /// waiting for dependencies), and why.
     pub waiting: fmp_sync::Waiting,
+    /// The role this device was enrolled with, if it joined a hub since roles exist.
+    pub role: Option<fmp_sync::Role>,
+    /// Submissions flagged for review: conflicting concurrent values, or
+    /// valid concurrent edits that merged into a record breaking a rule
+    /// (`fmp show` names the rule).
+    pub flagged: i64,
 }
 
 /// The sync state of a store.
@@ -49,6 +55,8 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
     db::ensure_tables(store)?;
     let id = store.identity();
     let waiting = fmp_sync::waiting(store)?;
+    let role = store.role()?;
+    let flagged = store.flagged()?;
     let s = store.read(|c| {
         let up = db::upstream(c)?;
         let mut stmt = c.prepare(
@@ -97,6 +105,8 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
             peers,
             quarantined: db::quarantined(c)?,
             waiting,
+            role,
+            flagged,
         })
     })?;
     Ok(s)

@@ -30,7 +30,7 @@ pub use error::SyncError;
 pub use session::{
     Client, Cursor, Report, RespondOptions, cursor, forget_peer, respond, respond_with,
 };
-pub use trust::{AuthorInfo, Certificate, StaticTrust, Trust};
+pub use trust::{AuthorInfo, Certificate, Role, StaticTrust, Trust};
 pub use wire::{DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Request, Response};
 
 use fmp_core::store::Store;
