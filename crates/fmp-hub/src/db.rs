@@ -374,7 +374,9 @@ pub struct Quarantined {
     pub reason: String,
     /// When (RFC 3339).
     pub at: String,
-    /// The record was edited back into this device's FMPs since.
+    /// Sent again at the next sync: the record was edited back into this
+    /// device's FMPs since (a scope refusal), or edited here since (a
+    /// record that broke a rule); never for a refusal of the role.
     pub released: bool,
 }
 
@@ -410,21 +412,31 @@ pub fn quarantine(
 pub fn quarantined(conn: &Connection) -> rusqlite::Result<Vec<Quarantined>> {
     let scope = upstream(conn)?.and_then(|u| u.fmps);
     let mut stmt = conn.prepare(
-        "SELECT q.hash, q.doc_id, s.fmp, q.reason, q.at FROM hub_quarantine q
+        "SELECT q.hash, q.doc_id, s.fmp, q.reason, q.at,
+           EXISTS (SELECT 1 FROM changes c2 WHERE c2.doc_id = q.doc_id
+             AND c2.origin IS NULL AND c2.seq > (SELECT seq FROM changes WHERE hash = q.hash))
+         FROM hub_quarantine q
          LEFT JOIN submissions s ON s.id = q.doc_id ORDER BY q.at, q.doc_id",
     )?;
     let rows = stmt.query_map([], |r| {
         let hash: Vec<u8> = r.get(0)?;
         let fmp: Option<String> = r.get(2)?;
+        let reason: String = r.get(3)?;
+        let in_scope = match (&scope, &fmp) {
+            (Some(s), Some(f)) => s.contains(f),
+            _ => false,
+        };
+        let edited_since: bool = r.get(5)?;
         Ok(Quarantined {
             hash: hex::encode(hash),
             record: r.get(1)?,
-            released: match (&scope, &fmp) {
-                (Some(s), Some(f)) => s.contains(f),
-                _ => false,
+            released: match fmp_sync::refusal_kind(&reason) {
+                fmp_sync::RefusalKind::Role => false,
+                fmp_sync::RefusalKind::Invalid => in_scope && edited_since,
+                fmp_sync::RefusalKind::Other => in_scope,
             },
             fmp,
-            reason: r.get(3)?,
+            reason,
             at: rfc3339(r.get(4)?),
         })
     })?;

@@ -699,10 +699,7 @@ fn invalid_by(
         return Ok(None);
     }
     let fields: Vec<String> = e.errors.iter().map(|f| f.to_string()).collect();
-    Ok(Some(format!(
-        "the submission it leaves is not valid: {}",
-        fields.join("; ")
-    )))
+    Ok(Some(format!("{INVALID_REASON}{}", fields.join("; "))))
 }
 
 /// What a change does to a submission's review: whether it touches it, the
@@ -852,6 +849,37 @@ fn check_one(
             }
             Ok(Ok((trial, None)))
         }
+    }
+}
+
+/// Why a change was refused alone, as far as its sender must know to
+/// decide whether to send it again (read from the reason's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Its author's role does not allow it: sending it again never helps.
+    Role,
+    /// It leaves a submission that breaks a rule: an edit of the record
+    /// making it valid lets both apply.
+    Invalid,
+    /// Scope, or anything else.
+    Other,
+}
+
+const INVALID_REASON: &str = "the submission it leaves is not valid: ";
+const ROLE_MARKS: [&str; 3] = [
+    "is an enumerator's phone:",
+    "a review's reviewer is the device that signs it",
+    "alters the review without naming its signer",
+];
+
+/// Classifies a refusal reason written by [`apply`].
+pub fn refusal_kind(reason: &str) -> RefusalKind {
+    if reason.starts_with(INVALID_REASON) {
+        RefusalKind::Invalid
+    } else if ROLE_MARKS.iter().any(|m| reason.contains(m)) {
+        RefusalKind::Role
+    } else {
+        RefusalKind::Other
     }
 }
 

@@ -25,7 +25,7 @@ pub mod session;
 pub mod trust;
 pub mod wire;
 
-pub use apply::Waiting;
+pub use apply::{RefusalKind, Waiting, refusal_kind};
 pub use error::SyncError;
 pub use session::{
     Client, Cursor, Report, RespondOptions, cursor, forget_peer, respond, respond_with,
