@@ -600,6 +600,19 @@ mod tests {
     }
 
     #[test]
+    fn a_received_submission_is_checked_by_every_rule_but_the_local_clock() {
+        let mut sub = crate::form::example_submission();
+        sub.observed_at = now() + Duration::days(400);
+        let (registry, forms) = (Registry::mali_default(), Forms::builtin());
+        assert!(validate(&sub, &registry, &forms, now()).is_err());
+        validate_received(&sub, &registry, &forms).unwrap();
+        sub.people.adult_male += 1;
+        sub.departure.country = "XXX".into();
+        let err = validate_received(&sub, &registry, &forms).unwrap_err();
+        assert_eq!(err.fields(), ["departure.country", "nationalities"]);
+    }
+
+    #[test]
     fn every_failing_field_is_reported_at_once() {
         let err = check(|s| {
             s.form_version = 9;

@@ -894,8 +894,9 @@ pub struct Waiting {
     pub total: i64,
     /// Of those, changes whose dependencies are all applied here: held
     /// back because their author may not write the record as it would be
-    /// (refused for scope and reported to the sender); an edit bringing the
-    /// record into the author's FMPs releases them.
+    /// (refused for scope and reported to the sender; an edit bringing the
+    /// record into the author's FMPs releases them), or because they leave
+    /// a submission that breaks a rule (an edit correcting it releases them).
     pub held_for_scope: i64,
     /// Of those, changes that depend on another waiting change (a held one
     /// or one still missing its dependencies).
