@@ -144,6 +144,7 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
             public_key: gao_id.public_key().to_vec(),
             fmps: Some(fmps.iter().map(|f| f.to_string()).collect()),
             may_enroll: true,
+            role: fmp_sync::Role::Supervisor,
         },
     );
     let report = fmp_sync::sync_in_memory(

@@ -284,8 +284,22 @@ pub fn review(
 /// `fmp show`.
 pub fn show(dir: &Path, id: &str) -> Result<ExitCode, CliError> {
     let id = parse_id(id)?;
-    let s = Store::open(dir)?.get(id)?;
-    print_json(&s)?;
+    let store = Store::open(dir)?;
+    let s = store.get(id)?;
+    // A merge of valid concurrent edits that breaks a rule: shown with the
+    // failing rules, one line each, under `invalid`.
+    match store.check_received(&s) {
+        Ok(()) => print_json(&s)?,
+        Err(e) => {
+            let mut v = serde_json::to_value(&s)
+                .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
+            if let serde_json::Value::Object(m) = &mut v {
+                let lines: Vec<String> = e.errors.iter().map(|f| f.to_string()).collect();
+                m.insert("invalid".into(), lines.into());
+            }
+            print_json(&v)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

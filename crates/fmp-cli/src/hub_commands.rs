@@ -418,6 +418,13 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                     );
                 }
             }
+            if st.flagged > 0 {
+                println!(
+                    "flagged for review: {} record(s) with conflicting values or merged edits \
+                     that break a rule (`fmp show` names it)",
+                    st.flagged
+                );
+            }
             let w = &st.waiting;
             if w.total > 0 {
                 println!(

@@ -255,10 +255,22 @@ pub fn set_deleted(doc: &mut AutoCommit) -> Result<(), DocError> {
 /// Settles every conflicting field on the value currently shown, so the
 /// other values stop being listed (used by edits and reviews).
 pub fn resolve_conflicts(doc: &mut AutoCommit) -> Result<(), DocError> {
+    settle(doc, true)
+}
+
+/// [`resolve_conflicts`] for the submission's data only: the review's
+/// conflicting values stay until a review settles them (an edit writes no
+/// review field: a review's fields are written by its reviewer only).
+pub fn resolve_data_conflicts(doc: &mut AutoCommit) -> Result<(), DocError> {
+    settle(doc, false)
+}
+
+fn settle(doc: &mut AutoCommit, review_too: bool) -> Result<(), DocError> {
     let state = read_submission(doc)?;
     let data = data_obj(doc)?;
     for c in state.conflicts {
         let (start, rel) = match c.field.strip_prefix("review.") {
+            Some(_) if !review_too => continue,
             Some(rest) => match doc.get(ROOT, "review")? {
                 Some((Value::Object(ObjType::Map), id)) => (id, rest.to_string()),
                 _ => continue,

@@ -8,6 +8,7 @@
 //! - `validate.rs`: the validation rules, reporting every failing field at once.
 //! - `doc.rs`: a submission as an automerge document, and back.
 //! - `refdoc.rs`: the registry and forms as automerge documents, synced like records.
+//! - `role.rs`: what a device is (enumerator, supervisor, HQ) and what it may do.
 //! - `store/`: the SQLite store (schema and migrations, identity, operations).
 
 pub mod doc;
@@ -15,6 +16,7 @@ pub mod form;
 pub mod model;
 pub mod refdoc;
 pub mod reference;
+pub mod role;
 pub mod shape;
 pub mod store;
 pub mod validate;
@@ -22,4 +24,5 @@ pub mod validate;
 pub use form::{FieldDef, FieldKind, Form, Forms, example_submission};
 pub use model::*;
 pub use reference::{Country, Fmp, FmpKind, Lang, Registry, countries, country};
+pub use role::Role;
 pub use validate::{FieldError, ValidationError, validate};

@@ -129,6 +129,28 @@ pub fn validate(
     forms: &Forms,
     now: DateTime<Utc>,
 ) -> Result<(), ValidationError> {
+    check(sub, registry, forms, Some(now))
+}
+
+/// [`validate`] without the rule that depends on the local clock
+/// (`observed_at` at most a day after the device clock): the rules a
+/// replica applies to a submission it receives, whose author's clock it
+/// does not know. The form version it names and the registry as of its
+/// date are checked as on the phone.
+pub fn validate_received(
+    sub: &Submission,
+    registry: &Registry,
+    forms: &Forms,
+) -> Result<(), ValidationError> {
+    check(sub, registry, forms, None)
+}
+
+fn check(
+    sub: &Submission,
+    registry: &Registry,
+    forms: &Forms,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), ValidationError> {
     let mut errs = Errors::default();
 
     // The form the submission was filled with.
@@ -183,7 +205,9 @@ pub fn validate(
     }
 
     // The device clock.
-    if sub.observed_at > now + MAX_CLOCK_AHEAD {
+    if let Some(now) = now
+        && sub.observed_at > now + MAX_CLOCK_AHEAD
+    {
         errs.push(
             "observed_at",
             format!(
@@ -645,6 +669,19 @@ mod tests {
             "2020-06-15T10:00:01Z is more than a day after the device clock \
              (2020-06-14T10:00:00Z); check the date and the phone's clock",
         );
+    }
+
+    #[test]
+    fn a_received_submission_is_checked_by_every_rule_but_the_local_clock() {
+        let mut sub = crate::form::example_submission();
+        sub.observed_at = now() + Duration::days(400);
+        let (registry, forms) = (Registry::mali_default(), Forms::builtin());
+        assert!(validate(&sub, &registry, &forms, now()).is_err());
+        validate_received(&sub, &registry, &forms).unwrap();
+        sub.people.adult_male += 1;
+        sub.departure.country = "XXX".into();
+        let err = validate_received(&sub, &registry, &forms).unwrap_err();
+        assert_eq!(err.fields(), ["departure.country", "nationalities"]);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct Joined {
     pub fmps: Vec<String>,
     /// Whether it may enroll devices of its own.
     pub may_enroll: bool,
+    /// The role the hub granted (kept in the store: an enumerator's phone
+    /// refuses to review, or to change a colleague's submission).
+    pub role: fmp_sync::Role,
 }
 
 /// The default [`SyncOptions::stall_timeout`]: 30 s.
@@ -392,14 +395,22 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
         fmp_core::store::enrollment::set_upstream_may_enroll(tx, resp.may_enroll)?;
         Ok(())
     })?;
+    // The signed role, else the answer's, else (a hub from before roles)
+    // the rights its answer gave.
+    let role = cert
+        .role
+        .or(resp.role)
+        .unwrap_or(fmp_sync::Role::from_may_enroll(resp.may_enroll));
     fmp_sync::trust::store_certificate(store, &cert)?;
     store.set_enrolled_fmps(Some(&resp.fmps))?;
+    store.set_role(Some(role))?;
     vouch_for_upstream(store, &up)?;
     Ok(Joined {
         hub: resp.hub,
         hub_name: resp.hub_name,
         fmps: resp.fmps,
         may_enroll: resp.may_enroll,
+        role,
     })
 }
 
@@ -461,10 +472,17 @@ fn pin_hq_late(
 /// registry and forms reach phones through their regional hub).
 fn vouch_for_upstream(store: &Store, up: &Upstream) -> Result<(), HubError> {
     let have = fmp_sync::trust::stored_certificate(store, up.hub)?;
-    if have.is_some_and(|c| c.issuer == store.identity().device_id) {
+    // One signed before roles is issued again, with the role.
+    if have.is_some_and(|c| c.issuer == store.identity().device_id && c.role.is_some()) {
         return Ok(());
     }
-    let cert = Certificate::issue(store.identity(), up.hub, &up.public_key, None);
+    let cert = Certificate::issue(
+        store.identity(),
+        up.hub,
+        &up.public_key,
+        None,
+        fmp_sync::Role::Supervisor,
+    );
     fmp_sync::trust::store_certificate(store, &cert)?;
     Ok(())
 }

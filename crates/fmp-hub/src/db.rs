@@ -392,8 +392,10 @@ pub fn upstream(conn: &Connection) -> rusqlite::Result<Option<Upstream>> {
 }
 
 /// The trust of this store: the devices enrolled here (not revoked) with
-/// their scopes, and the hub it joined (any FMP, may enroll). Revoked
-/// devices are refused whatever certificate comes for them.
+/// their scopes and roles (`may_enroll`: a supervisor's hub, else an
+/// enumerator's phone), and the hub it joined (any FMP, may enroll, a
+/// supervisor: it may be HQ, whose rights are the same). Revoked devices
+/// are refused whatever certificate comes for them.
 pub fn trust(conn: &Connection) -> rusqlite::Result<StaticTrust> {
     let mut t = StaticTrust::new(true);
     let mut stmt =
@@ -420,6 +422,7 @@ pub fn trust(conn: &Connection) -> rusqlite::Result<StaticTrust> {
                     public_key: pk,
                     fmps: split_fmps(fmps),
                     may_enroll,
+                    role: fmp_sync::Role::from_may_enroll(may_enroll),
                 },
             );
         }
@@ -431,6 +434,7 @@ pub fn trust(conn: &Connection) -> rusqlite::Result<StaticTrust> {
                 public_key: up.public_key,
                 fmps: None,
                 may_enroll: true,
+                role: fmp_sync::Role::Supervisor,
             },
         );
     }
@@ -452,7 +456,9 @@ pub struct Quarantined {
     pub reason: String,
     /// When (RFC 3339).
     pub at: String,
-    /// The record was edited back into this device's FMPs since.
+    /// Sent again at the next sync: the record was edited back into this
+    /// device's FMPs since (a scope refusal), or edited here since (a
+    /// record that broke a rule); never for a refusal of the role.
     pub released: bool,
 }
 
@@ -488,23 +494,33 @@ pub fn quarantine(
 pub fn quarantined(conn: &Connection) -> rusqlite::Result<Vec<Quarantined>> {
     let scope = upstream(conn)?.and_then(|u| u.fmps);
     let mut stmt = conn.prepare(
-        "SELECT q.hash, q.doc_id, s.fmp, q.reason, q.at, c.author FROM hub_quarantine q
+        "SELECT q.hash, q.doc_id, s.fmp, q.reason, q.at, c.author,
+           EXISTS (SELECT 1 FROM changes c2 WHERE c2.doc_id = q.doc_id
+             AND c2.origin IS NULL AND c2.seq > (SELECT seq FROM changes WHERE hash = q.hash))
+         FROM hub_quarantine q
          LEFT JOIN submissions s ON s.id = q.doc_id
          LEFT JOIN changes c ON c.hash = q.hash ORDER BY q.at, q.doc_id",
     )?;
     let rows = stmt.query_map([], |r| {
         let hash: Vec<u8> = r.get(0)?;
         let fmp: Option<String> = r.get(2)?;
+        let reason: String = r.get(3)?;
+        let in_scope = match (&scope, &fmp) {
+            (Some(s), Some(f)) => s.contains(f),
+            _ => false,
+        };
+        let edited_since: bool = r.get(6)?;
         Ok(Quarantined {
             hash: hex::encode(hash),
             record: r.get(1)?,
             author: r.get(5)?,
-            released: match (&scope, &fmp) {
-                (Some(s), Some(f)) => s.contains(f),
-                _ => false,
+            released: match fmp_sync::refusal_kind(&reason) {
+                fmp_sync::RefusalKind::Role => false,
+                fmp_sync::RefusalKind::Invalid => in_scope && edited_since,
+                fmp_sync::RefusalKind::Other => in_scope,
             },
             fmp,
-            reason: r.get(3)?,
+            reason,
             at: rfc3339(r.get(4)?),
         })
     })?;

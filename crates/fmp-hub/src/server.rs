@@ -613,6 +613,11 @@ pub struct JoinResponse {
     /// at a later sync, from `GET /v1/hub`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hq: Option<HqIdentity>,
+    /// The role granted (also signed in the certificate): a supervisor's
+    /// hub for a code made with `--hub`, else an enumerator's phone.
+    /// Absent in the answers of hubs from before roles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<fmp_sync::Role>,
 }
 
 /// HQ's identity, passed down the chain of hubs at join.
@@ -749,7 +754,8 @@ async fn join(
                     db::upsert_device(tx, device, &req.name, &pk, &fmps, code.may_enroll)?;
                 }
                 remember_nonce(tx, &signed)?;
-                let cert = Certificate::issue(store.identity(), device, &pk, fmps);
+                let role = fmp_sync::Role::from_may_enroll(code.may_enroll);
+                let cert = Certificate::issue(store.identity(), device, &pk, fmps, role);
                 let me = store.identity();
                 let hq = hq_of(tx, me)?;
                 Ok(JoinResponse {
@@ -760,6 +766,7 @@ async fn join(
                     may_enroll: code.may_enroll,
                     certificate: cert,
                     hq,
+                    role: Some(role),
                 })
             })
             .map_err(JoinFail::into_api)

@@ -48,6 +48,12 @@ pub struct Status {
     /// detected, whether a sync healed it, its own changes taken back from
     /// peers and the actor epoch it writes under (`None`: never restored).
     pub restored: Option<fmp_core::store::restore::RestoreState>,
+    /// The role this device was enrolled with, if it joined a hub since roles exist.
+    pub role: Option<fmp_sync::Role>,
+    /// Submissions flagged for review: conflicting concurrent values, or
+    /// valid concurrent edits that merged into a record breaking a rule
+    /// (`fmp show` names the rule).
+    pub flagged: i64,
 }
 
 /// Quarantined changes of one author refused for one reason.
@@ -88,6 +94,8 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
     db::ensure_tables(store)?;
     let id = store.identity();
     let waiting = fmp_sync::waiting(store)?;
+    let role = store.role()?;
+    let flagged = store.flagged()?;
     let s = store.read(|c| {
         let up = db::upstream(c)?;
         let restored = fmp_core::store::restore::state(c, id.device_id)?;
@@ -140,6 +148,8 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
             quarantined,
             waiting,
             restored: restored.detected_at.is_some().then_some(restored),
+            role,
+            flagged,
         })
     })?;
     Ok(s)

@@ -157,6 +157,7 @@ fn main() {
                 public_key: r.store.identity().public_key().to_vec(),
                 fmps: None,
                 may_enroll: true,
+                role: fmp_sync::Role::Hq,
             },
         );
     }

@@ -4,12 +4,15 @@
 //! the caller's transaction).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use automerge::{AutoCommit, Change, ChangeHash};
 use fmp_core::doc;
+use fmp_core::form::Forms;
 use fmp_core::model::StoredSubmission;
-use fmp_core::store::Authority;
-use fmp_core::store::materialize;
+use fmp_core::reference::Registry;
+use fmp_core::role::Role;
+use fmp_core::store::{Authority, materialize, roles};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
@@ -29,6 +32,9 @@ pub(crate) struct Authors<'a> {
     /// Why an author could not be resolved (for its refusals).
     unresolved_why: HashMap<Uuid, String>,
     learned: Vec<Certificate>,
+    /// The registry and forms received submissions are validated against
+    /// (loaded on first use; dropped when a reference document changes).
+    reference: Option<Arc<(Registry, Forms)>>,
 }
 
 impl<'a> Authors<'a> {
@@ -48,6 +54,7 @@ impl<'a> Authors<'a> {
             resolved: HashMap::new(),
             unresolved_why: HashMap::new(),
             learned: Vec::new(),
+            reference: None,
         }
     }
 
@@ -57,6 +64,16 @@ impl<'a> Authors<'a> {
             .get(&device)
             .cloned()
             .unwrap_or_else(|| "no valid certificate for it came with the message".into())
+    }
+
+    /// The registry and forms in force in `conn`.
+    fn reference(&mut self, conn: &Connection) -> Result<Arc<(Registry, Forms)>, SyncError> {
+        if let Some(r) = &self.reference {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(roles::reference_in(conn)?);
+        self.reference = Some(r.clone());
+        Ok(r)
     }
 
     pub(crate) fn resolve(
@@ -526,6 +543,11 @@ fn apply_doc(
         _ => None,
     };
     let before_fmp = before.as_ref().map(|s| s.submission.fmp.clone());
+    // Who recorded it: an enumerator may change only its own records.
+    let recorded_by = match (&existing, docref) {
+        (Some(_), DocRef::Submission(uuid)) => roles::record_author(conn, *uuid)?,
+        _ => None,
+    };
     let mut fate: Vec<Fate> = vec![Fate::Waiting; items.len()];
     let mut reasons: HashMap<usize, String> = HashMap::new();
     let mut order: Vec<usize> = Vec::new();
@@ -538,6 +560,7 @@ fn apply_doc(
         }
         let mut doc = base.clone();
         let mut state = before.clone();
+        let mut creator = recorded_by;
         loop {
             let mut progress = false;
             for (i, it) in items.iter().enumerate() {
@@ -559,9 +582,10 @@ fn apply_doc(
                     continue;
                 }
                 progress = true;
-                match check_one(conn, authors, docref, &kind, &doc, it)? {
+                match check_one(conn, authors, docref, &kind, &doc, it, creator)? {
                     Ok((trial, after)) => {
                         doc = trial;
+                        creator.get_or_insert(it.c.author);
                         if after.is_some() {
                             state = after;
                         }
@@ -625,6 +649,29 @@ fn apply_doc(
                 }
             }
         }
+        // Validity, on the same state: a change that leaves (as its author
+        // saw it) a submission the rules refuse is held like a scope
+        // refusal; two valid changes merging into an invalid state are not
+        // (the record is flagged for review instead).
+        if !held_any
+            && let (DocRef::Submission(_), Some(after)) = (docref, &state)
+            && {
+                let r = authors.reference(conn)?;
+                roles::check_state(after, &r.0, &r.1).is_err()
+            }
+        {
+            let reference = authors.reference(conn)?;
+            for (i, it) in items.iter().enumerate() {
+                if fate[i] != Fate::Applied {
+                    continue;
+                }
+                if let Some(reason) = invalid_by(&mut doc.clone(), &it.c.change, &reference)? {
+                    fate[i] = Fate::Held;
+                    reasons.insert(i, reason);
+                    held_any = true;
+                }
+            }
+        }
         if !held_any {
             break (doc, state);
         }
@@ -682,6 +729,7 @@ fn apply_doc(
     }
     if matches!(docref, DocRef::Other { .. }) {
         out.reference = true;
+        authors.reference = None;
     }
     conn.prepare_cached("INSERT OR REPLACE INTO documents (id, kind, data) VALUES (?1, ?2, ?3)")?
         .execute(params![id, kind, doc.save()])?;
@@ -707,9 +755,141 @@ fn apply_doc(
         }
     }
     if let (DocRef::Submission(_), Some(s)) = (docref, state) {
-        materialize::write_row(conn, &s, last)?;
+        let r = authors.reference(conn)?;
+        let invalid = roles::check_state(&s, &r.0, &r.1).is_err();
+        materialize::write_row_flagged(conn, &s, last, invalid)?;
     }
     Ok(())
+}
+
+/// If `change` (applied in `doc`) left the submission invalid as its author
+/// saw it (the document at the change itself), the reason naming the
+/// failing fields. A change made on a state that was already invalid (a
+/// flagged merge) is not to blame unless it changed the submission's data
+/// (a review or a delete of a flagged record passes).
+fn invalid_by(
+    doc: &mut AutoCommit,
+    change: &Change,
+    reference: &(Registry, Forms),
+) -> Result<Option<String>, SyncError> {
+    let at = |doc: &mut AutoCommit, heads: &[ChangeHash]| -> Option<StoredSubmission> {
+        let d = if doc.get_heads() == heads {
+            doc.clone()
+        } else {
+            doc.fork_at(heads).ok()?
+        };
+        doc::read_submission(&d).ok()
+    };
+    let Some(own) = at(doc, &[change.hash()]) else {
+        return Ok(Some("not a valid submission as its author left it".into()));
+    };
+    let Err(e) = roles::check_state(&own, &reference.0, &reference.1) else {
+        return Ok(None);
+    };
+    if !change.deps().is_empty()
+        && let Some(parent) = at(doc, change.deps())
+        && roles::check_state(&parent, &reference.0, &reference.1).is_err()
+        && parent.submission == own.submission
+    {
+        return Ok(None);
+    }
+    let fields: Vec<String> = e.errors.iter().map(|f| f.to_string()).collect();
+    Ok(Some(format!("{INVALID_REASON}{}", fields.join("; "))))
+}
+
+/// What a change does to a submission's review: whether it touches it, the
+/// reviewers (`review.by`) it writes, and the `by` each review map it
+/// writes into holds in `doc` (a map this change creates without `by`: `None`).
+fn review_ops(doc: &AutoCommit, change: &Change) -> (bool, Vec<String>, Vec<Option<String>>) {
+    use automerge::legacy::{Key, ObjectId, OpId, OpType};
+    use automerge::{ObjType, ROOT, ReadDoc, ScalarValue, Value};
+    let maps: Vec<(ObjectId, Option<String>)> = doc
+        .get_all(ROOT, "review")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(v, id)| match (v, &id) {
+            (Value::Object(ObjType::Map), automerge::ObjId::Id(ctr, actor, _)) => {
+                let by = match doc.get(&id, "by") {
+                    Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                        ScalarValue::Str(s) => Some(s.to_string()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Some((ObjectId::Id(OpId(*ctr, actor.clone())), by))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut touches = false;
+    let mut by = Vec::new();
+    let mut signed_by = Vec::new();
+    for op in change.decode().operations {
+        let key = match &op.key {
+            Key::Map(k) => Some(k.as_str()),
+            Key::Seq(_) => None,
+        };
+        if op.obj == ObjectId::Root && key == Some("review") {
+            touches = true;
+            signed_by.push(None);
+        } else if let Some((_, holds)) = maps.iter().find(|(m, _)| *m == op.obj) {
+            touches = true;
+            signed_by.push(holds.clone());
+            if key == Some("by") {
+                match &op.action {
+                    OpType::Put(ScalarValue::Str(s)) => by.push(s.to_string()),
+                    _ => by.push(String::new()),
+                }
+            }
+        }
+    }
+    (touches, by, signed_by)
+}
+
+/// The reason a change is refused for its author's role, if it is: an
+/// enumerator reviewing or changing a submission another device recorded,
+/// or any review whose reviewer is not the device that signed it.
+fn role_refusal(
+    author: Uuid,
+    info: &AuthorInfo,
+    recorded_by: Option<Uuid>,
+    submission: Uuid,
+    doc: &AutoCommit,
+    change: &Change,
+) -> Option<String> {
+    let (touches_review, by, signed_by) = review_ops(doc, change);
+    if info.role == Role::Enumerator {
+        if let Some(owner) = recorded_by
+            && owner != author
+        {
+            return Some(format!(
+                "device {author} is an enumerator's phone: it may change only the submissions \
+                 it recorded, and {submission} was recorded by device {owner}"
+            ));
+        }
+        if touches_review {
+            return Some(format!(
+                "device {author} is an enumerator's phone: only a supervisor's hub or HQ may \
+                 review submissions"
+            ));
+        }
+    }
+    let me = author.to_string();
+    if let Some(other) = by.iter().find(|b| **b != me) {
+        return Some(format!(
+            "the review names {other:?} as its reviewer but is signed by device {author}: \
+             a review's reviewer is the device that signs it"
+        ));
+    }
+    // automerge writes nothing for a put of the value already there: a
+    // reviewer changing its own review need not write `by` again.
+    if touches_review && by.is_empty() && !signed_by.iter().all(|b| b.as_deref() == Some(&me)) {
+        return Some(format!(
+            "the change by device {author} alters the review without naming its signer as \
+             the reviewer (review.by)"
+        ));
+    }
+    None
 }
 
 /// Checks one change whose dependencies are in `doc`, apart from scope:
@@ -723,6 +903,7 @@ fn check_one(
     kind: &str,
     doc: &AutoCommit,
     it: &Item,
+    recorded_by: Option<Uuid>,
 ) -> Result<Result<(AutoCommit, Option<StoredSubmission>), String>, SyncError> {
     let Some(info) = authors.resolve(conn, it.c.author)? else {
         return Ok(Err(format!("device {} is not known here", it.c.author)));
@@ -741,6 +922,11 @@ fn check_one(
                 return Ok(Err(format!(
                     "the change does not belong to submission {uuid}"
                 )));
+            }
+            if let Some(reason) =
+                role_refusal(it.c.author, &info, recorded_by, *uuid, &trial, &it.c.change)
+            {
+                return Ok(Err(reason));
             }
             Ok(Ok((trial, Some(after))))
         }
@@ -798,6 +984,37 @@ fn causally_within(
     true
 }
 
+/// Why a change was refused alone, as far as its sender must know to
+/// decide whether to send it again (read from the reason's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Its author's role does not allow it: sending it again never helps.
+    Role,
+    /// It leaves a submission that breaks a rule: an edit of the record
+    /// making it valid lets both apply.
+    Invalid,
+    /// Scope, or anything else.
+    Other,
+}
+
+const INVALID_REASON: &str = "the submission it leaves is not valid: ";
+const ROLE_MARKS: [&str; 3] = [
+    "is an enumerator's phone:",
+    "a review's reviewer is the device that signs it",
+    "alters the review without naming its signer",
+];
+
+/// Classifies a refusal reason written by [`apply`].
+pub fn refusal_kind(reason: &str) -> RefusalKind {
+    if reason.starts_with(INVALID_REASON) {
+        RefusalKind::Invalid
+    } else if ROLE_MARKS.iter().any(|m| reason.contains(m)) {
+        RefusalKind::Role
+    } else {
+        RefusalKind::Other
+    }
+}
+
 fn refuse(out: &mut Applied, hash: Hash, reason: String) {
     out.refused.push(Refusal { hash, reason });
 }
@@ -809,8 +1026,9 @@ pub struct Waiting {
     pub total: i64,
     /// Of those, changes whose dependencies are all applied here: held
     /// back because their author may not write the record as it would be
-    /// (refused for scope and reported to the sender); an edit bringing the
-    /// record into the author's FMPs releases them.
+    /// (refused for scope and reported to the sender; an edit bringing the
+    /// record into the author's FMPs releases them), or because they leave
+    /// a submission that breaks a rule (an edit correcting it releases them).
     pub held_for_scope: i64,
     /// Of those, changes that depend on another waiting change (a held one
     /// or one still missing its dependencies).

@@ -25,12 +25,14 @@ pub mod session;
 pub mod trust;
 pub mod wire;
 
-pub use apply::{MISSING_DEPENDENCY, UNVERIFIED, Waiting, may_pass_later};
+pub use apply::{
+    MISSING_DEPENDENCY, RefusalKind, UNVERIFIED, Waiting, may_pass_later, refusal_kind,
+};
 pub use error::SyncError;
 pub use session::{
     Client, Cursor, Report, RespondOptions, cursor, forget_peer, respond, respond_with,
 };
-pub use trust::{AuthorInfo, Certificate, StaticTrust, Trust};
+pub use trust::{AuthorInfo, Certificate, Role, StaticTrust, Trust};
 pub use wire::{DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Request, Response};
 
 use fmp_core::store::Store;

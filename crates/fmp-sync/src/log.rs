@@ -309,7 +309,7 @@ pub(crate) fn stored_certificate(
         .prepare_cached("SELECT cert FROM devices WHERE device = ?1")?
         .query_row([device.to_string()], |r| r.get(0))
         .optional()?;
-    Ok(blob.and_then(|b| postcard::from_bytes(&b).ok()))
+    Ok(blob.and_then(|b| Certificate::decode_stored(&b)))
 }
 
 /// Stores a verified certificate; an issued one replaces a self-signed one,
@@ -318,7 +318,14 @@ pub(crate) fn store_certificate(conn: &Connection, cert: &Certificate) -> Result
     let existing = stored_certificate(conn, cert.device)?;
     let replace = match &existing {
         None => true,
-        Some(old) => old != cert && old.is_self_signed() && !cert.is_self_signed(),
+        // A certificate signed with a role replaces the same issuer's from
+        // before roles (a hub vouching again for the hub it joined).
+        Some(old) => {
+            old != cert
+                && !cert.is_self_signed()
+                && (old.is_self_signed()
+                    || (old.role.is_none() && cert.role.is_some() && old.issuer == cert.issuer))
+        }
     };
     if replace {
         let blob = postcard::to_stdvec(cert).map_err(|e| SyncError::Encode(e.to_string()))?;

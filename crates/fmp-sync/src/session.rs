@@ -698,6 +698,9 @@ impl<'a> WithSelf<'a> {
     fn new(store: &Store, inner: &'a dyn Trust) -> Result<WithSelf<'a>, SyncError> {
         let id = store.identity();
         let fmps = store.enrolled_fmps()?;
+        // Its own changes had the rights it was enrolled with (none
+        // recorded: it joined no hub, or before roles: as HQ writes).
+        let role = store.role()?.unwrap_or(crate::trust::Role::Hq);
         Ok(WithSelf {
             inner,
             me: id.device_id,
@@ -705,6 +708,7 @@ impl<'a> WithSelf<'a> {
                 public_key: id.public_key().to_vec(),
                 fmps,
                 may_enroll: true,
+                role,
             },
         })
     }

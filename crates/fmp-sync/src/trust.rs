@@ -19,9 +19,20 @@
 //! [`Trust::authority`] names it, else as the store pinned it at join, else
 //! the store's own (it is HQ, or standalone). A hub with no FMP restriction
 //! is still not HQ.
+//!
+//! Roles. Beside its scope an author has a [`Role`] (enumerator's phone,
+//! supervisor's hub, HQ), signed into its certificate by the issuer, who
+//! cannot grant more than its own. Certificates issued before roles (signed
+//! without one, `role: None`) still verify and get the role today's rights
+//! gave them: a certificate with FMPs was a phone's (enumerator), one with
+//! none a hub vouching for the hub it joined (supervisor). A device in the
+//! receiver's own table gets the role of that table (`may_enroll`:
+//! supervisor, else enumerator); the hub a store joined is a supervisor
+//! with no FMP restriction (it may be HQ: the rights are the same).
 
 use std::collections::HashMap;
 
+pub use fmp_core::role::Role;
 use fmp_core::store::{Authority, Identity, Store};
 
 use crate::error::SyncError;
@@ -37,6 +48,8 @@ pub struct AuthorInfo {
     pub fmps: Option<Vec<String>>,
     /// May issue certificates for other devices (a supervisor's hub).
     pub may_enroll: bool,
+    /// What it is, and so what it may do to submissions (see [`Role`]).
+    pub role: Role,
 }
 
 impl AuthorInfo {
@@ -136,6 +149,7 @@ impl Trust for StaticTrust {
 }
 
 const CERT_DOMAIN: &[u8] = b"fmp-sync certificate v1\0";
+const CERT_DOMAIN_V2: &[u8] = b"fmp-sync certificate v2\0";
 
 /// A device's public key and scope, signed by an issuer (or by itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,25 +164,76 @@ pub struct Certificate {
     pub issuer: Uuid,
     /// Ed25519 signature by the issuer over [`Certificate::payload`].
     pub sig: Vec<u8>,
+    /// The role granted, signed with the rest; `None`: a certificate issued
+    /// before roles existed (see [`Certificate::role`]).
+    pub role: Option<Role>,
+}
+
+/// A certificate as stored before roles existed (postcard is not
+/// self-describing: stores of that format hold this shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyCertificate {
+    /// The certified device.
+    pub device: Uuid,
+    /// Its Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// The FMPs it may write (`None`: any).
+    pub fmps: Option<Vec<String>>,
+    /// The signing device.
+    pub issuer: Uuid,
+    /// Ed25519 signature over the payload of the time (no role).
+    pub sig: Vec<u8>,
+}
+
+impl From<LegacyCertificate> for Certificate {
+    fn from(c: LegacyCertificate) -> Certificate {
+        Certificate {
+            device: c.device,
+            public_key: c.public_key,
+            fmps: c.fmps,
+            issuer: c.issuer,
+            sig: c.sig,
+            role: None,
+        }
+    }
 }
 
 impl Certificate {
-    /// The signed bytes: a domain tag, then the fields in postcard.
+    /// The signed bytes: a domain tag, then the fields in postcard (the
+    /// role too, under a second tag; a certificate without one is checked
+    /// against the bytes signed before roles existed).
     pub fn payload(&self) -> Vec<u8> {
-        let fields = (&self.device, &self.public_key, &self.fmps, &self.issuer);
-        let mut out = CERT_DOMAIN.to_vec();
         // Encoding plain fields cannot fail; an empty body would only make
         // every signature check fail, never pass.
-        out.extend(postcard::to_stdvec(&fields).unwrap_or_default());
-        out
+        match self.role {
+            None => {
+                let fields = (&self.device, &self.public_key, &self.fmps, &self.issuer);
+                let mut out = CERT_DOMAIN.to_vec();
+                out.extend(postcard::to_stdvec(&fields).unwrap_or_default());
+                out
+            }
+            Some(role) => {
+                let fields = (
+                    &self.device,
+                    &self.public_key,
+                    &self.fmps,
+                    &self.issuer,
+                    role,
+                );
+                let mut out = CERT_DOMAIN_V2.to_vec();
+                out.extend(postcard::to_stdvec(&fields).unwrap_or_default());
+                out
+            }
+        }
     }
 
-    /// A certificate issued by `issuer` (a hub enrolling a phone).
+    /// A certificate issued by `issuer` (a hub enrolling a phone), granting `role`.
     pub fn issue(
         issuer: &Identity,
         device: Uuid,
         public_key: &[u8],
         fmps: Option<Vec<String>>,
+        role: Role,
     ) -> Certificate {
         let mut c = Certificate {
             device,
@@ -176,14 +241,43 @@ impl Certificate {
             fmps,
             issuer: issuer.device_id,
             sig: Vec::new(),
+            role: Some(role),
         };
         c.sig = issuer.sign(&c.payload());
         c
     }
 
-    /// A device's own certificate, with no scope claim.
+    /// A device's own certificate, with no scope claim (trusted on first
+    /// use only where enrolled devices are not required).
     pub fn self_signed(identity: &Identity) -> Certificate {
-        Certificate::issue(identity, identity.device_id, identity.public_key(), None)
+        Certificate::issue(
+            identity,
+            identity.device_id,
+            identity.public_key(),
+            None,
+            Role::Hq,
+        )
+    }
+
+    /// The role it grants: the signed one, or for a certificate issued
+    /// before roles the one today's rights gave it (FMPs: an enumerator's
+    /// phone; none: a supervisor's hub).
+    pub fn role(&self) -> Role {
+        match (self.role, &self.fmps) {
+            (Some(r), _) => r,
+            (None, Some(_)) => Role::Enumerator,
+            (None, None) => Role::Supervisor,
+        }
+    }
+
+    /// Decodes a certificate as stored: today's form, else the form
+    /// written before roles existed.
+    pub fn decode_stored(bytes: &[u8]) -> Option<Certificate> {
+        postcard::from_bytes::<Certificate>(bytes).ok().or_else(|| {
+            postcard::from_bytes::<LegacyCertificate>(bytes)
+                .ok()
+                .map(Certificate::from)
+        })
     }
 
     /// True if the issuer is the device itself.
@@ -207,6 +301,13 @@ impl Certificate {
             if !issuer.may_enroll {
                 return Err(format!("issuer {} may not enroll devices", self.issuer));
             }
+            if self.role() > issuer.role {
+                return Err(format!(
+                    "grants the role {}, beyond its issuer's ({})",
+                    self.role(),
+                    issuer.role
+                ));
+            }
             if !fmp_core::store::identity::verify(&issuer.public_key, &self.payload(), &self.sig) {
                 return Err(format!("bad signature by issuer {}", self.issuer));
             }
@@ -227,6 +328,7 @@ impl Certificate {
             public_key: self.public_key.clone(),
             fmps: self.fmps.clone(),
             may_enroll: false,
+            role: self.role(),
         })
     }
 }

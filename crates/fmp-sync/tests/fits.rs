@@ -61,6 +61,7 @@ fn a_record_at_every_limit_fits_the_smallest_message_across_two_hops() {
         id(&phone),
         phone.store.identity().public_key(),
         Some(vec!["ML-GOG".into()]),
+        fmp_sync::Role::Enumerator,
     );
     fmp_sync::trust::store_certificate(&phone.store, &cert).expect("keep cert");
     let hub_trust = StaticTrust::new(true)

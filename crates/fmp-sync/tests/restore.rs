@@ -97,6 +97,7 @@ fn trust(stores: &[&Store]) -> StaticTrust {
                 public_key: s.identity().public_key().to_vec(),
                 fmps: None,
                 may_enroll: true,
+                role: fmp_sync::Role::Hq,
             },
         );
     }

@@ -110,6 +110,7 @@ fn hq_verifies_a_phone_it_never_met_through_the_hub_certificate() {
         id(&phone),
         phone.store.identity().public_key(),
         Some(vec!["ML-GOG".into()]),
+        fmp_sync::Role::Enumerator,
     );
     fmp_sync::trust::store_certificate(&phone.store, &cert).expect("keep cert");
     let hub_trust = StaticTrust::new(true)

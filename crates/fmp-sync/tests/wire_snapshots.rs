@@ -20,6 +20,7 @@ fn batch() -> Batch {
             fmps: Some(vec!["ML-HER".into()]),
             issuer: u(2),
             sig: vec![0xbb; 64],
+            role: Some(fmp_sync::Role::Enumerator),
         }],
         bundles: vec![WireBundle {
             author: u(1),

@@ -293,6 +293,7 @@ fn hub_200_devices(rows: &mut Vec<Row>) {
                 public_key: s.identity().public_key().to_vec(),
                 fmps: None,
                 may_enroll: true,
+                role: fmp_sync::Role::Hq,
             },
         );
     }

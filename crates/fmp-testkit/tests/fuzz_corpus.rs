@@ -58,6 +58,7 @@ fn write_seeds() {
                 public_key: s.identity().public_key().to_vec(),
                 fmps: None,
                 may_enroll: true,
+                role: fmp_sync::Role::Hq,
             },
         );
     }

@@ -7,6 +7,19 @@ use crate::model::StoredSubmission;
 
 /// Replaces the materialized row of one submission with its current state.
 pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite::Result<()> {
+    write_row_flagged(conn, s, seq, false)
+}
+
+/// [`write_row`], with `invalid` true when the current state fails
+/// validation (two valid concurrent edits merged into an invalid record):
+/// the `conflicts` column then counts one more, so the record shows as
+/// needing review (see [`crate::store::Store::flagged`]).
+pub fn write_row_flagged(
+    conn: &Connection,
+    s: &StoredSubmission,
+    seq: i64,
+    invalid: bool,
+) -> rusqlite::Result<()> {
     let sub = &s.submission;
     let id = sub.id.map(|u| u.to_string()).unwrap_or_default();
     let observed = sub
@@ -60,7 +73,9 @@ pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite:
             s.review.as_ref().map(|r| r.by.as_str()),
             s.review.as_ref().map(|r| r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             s.deleted,
-            i64::try_from(s.conflicts.len()).unwrap_or(i64::MAX),
+            i64::try_from(s.conflicts.len())
+                .unwrap_or(i64::MAX)
+                .saturating_add(i64::from(invalid)),
         seq,
     ])?;
     let mut ins = conn.prepare_cached(

@@ -9,6 +9,7 @@
 //! - `enrollment.rs`: a hub's enrollment facts (upstream grant, device names).
 //! - `authority.rs`: HQ's identity pinned at join; a document's changes for scoped reads.
 //! - `restore.rs`: actor epoch and restore facts; cursor resets after a restore.
+//! - `roles.rs`: the store's role, a record's author, checks of received states.
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
@@ -20,6 +21,7 @@ pub mod identity;
 pub mod materialize;
 pub mod nonces;
 pub mod restore;
+pub mod roles;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,7 @@ use crate::form::{Form, Forms};
 use crate::model::{ParseError, Review, ReviewStatus, StoredSubmission, Submission};
 use crate::refdoc;
 use crate::reference::Registry;
+use crate::role::Role;
 use crate::validate::{ValidationError, validate};
 pub use authority::Authority;
 pub use identity::Identity;
@@ -123,6 +126,10 @@ pub enum StoreError {
     /// Key generation or loading failed.
     #[error("device key: {0}")]
     Crypto(String),
+    /// This device's role does not allow the operation (an enumerator's
+    /// phone reviewing, or changing a colleague's submission).
+    #[error("{0}; nothing was changed")]
+    NotAllowed(String),
     /// The device is enrolled for other FMPs than the submission's.
     #[error("this device is enrolled for {} only, not {fmp}; nothing was stored", allowed.join(", "))]
     OutOfScope {
@@ -509,6 +516,48 @@ impl Store {
         })
     }
 
+    /// The role this device was enrolled with (set when it joins a hub);
+    /// `None`: not set (never joined, or joined before roles existed), and
+    /// not restricted here: the hubs it syncs with judge its changes.
+    pub fn role(&self) -> Result<Option<Role>, StoreError> {
+        let conn = self.lock();
+        roles::role(&conn).map_err(|e| sql_err(&self.dir, e))
+    }
+
+    /// Sets the role this device was enrolled with (`None`: clears it).
+    pub fn set_role(&self, role: Option<Role>) -> Result<(), StoreError> {
+        self.write(|tx| roles::set_role(tx, role).map_err(|e| sql_err(&self.dir, e)))
+    }
+
+    /// Checks a submission's state by the rules a replica applies to what
+    /// it receives (no clock rule): `Err` names the failing fields of a
+    /// record that two valid concurrent edits merged into an invalid one.
+    pub fn check_received(&self, s: &StoredSubmission) -> Result<(), ValidationError> {
+        roles::check_state(s, &self.registry(), &self.forms())
+    }
+
+    /// Submissions (not deleted) flagged for review: conflicting
+    /// concurrent values, or a merged state that fails validation.
+    pub fn flagged(&self) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        roles::flagged(&conn).map_err(|e| sql_err(&self.dir, e))
+    }
+
+    /// Refuses `what` on a colleague's submission if this device is an enumerator's phone.
+    fn check_owner(&self, tx: &Transaction<'_>, id: Uuid, what: &str) -> Result<(), StoreError> {
+        let sql = |e| sql_err(&self.dir, e);
+        if roles::role(tx).map_err(sql)? != Some(Role::Enumerator) {
+            return Ok(());
+        }
+        match roles::record_author(tx, id).map_err(sql)? {
+            Some(a) if a != self.identity.device_id => Err(StoreError::NotAllowed(format!(
+                "this device is an enumerator's phone: it may {what} only the submissions it \
+                 recorded, and {id} was recorded by device {a}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn check_scope(&self, tx: &Transaction<'_>, fmp: &str) -> Result<(), StoreError> {
         match enrolled_fmps(tx).map_err(|e| sql_err(&self.dir, e))? {
             Some(allowed) if !allowed.iter().any(|f| f == fmp) => Err(StoreError::OutOfScope {
@@ -622,6 +671,7 @@ impl Store {
         }
         self.write(|tx| {
             let mut d = self.load_doc(tx, id)?;
+            self.check_owner(tx, id, "edit")?;
             let current = doc::read_submission(&d)?;
             if current.deleted {
                 return Err(StoreError::Deleted(id.to_string()));
@@ -632,7 +682,7 @@ impl Store {
             validate(&new, &self.registry(), &self.forms(), now)?;
             self.check_scope(tx, &new.fmp)?;
             doc::edit_submission(&mut d, &new)?;
-            doc::resolve_conflicts(&mut d)?;
+            doc::resolve_data_conflicts(&mut d)?;
             self.save_doc(tx, id, &mut d, Op::Edit, now)
         })
     }
@@ -642,6 +692,7 @@ impl Store {
         let now = Utc::now();
         self.write(|tx| {
             let mut d = self.load_doc(tx, id)?;
+            self.check_owner(tx, id, "delete")?;
             if doc::read_submission(&d)?.deleted {
                 return Err(StoreError::Deleted(id.to_string()));
             }
@@ -660,6 +711,13 @@ impl Store {
     ) -> Result<StoredSubmission, StoreError> {
         let now = Utc::now();
         self.write(|tx| {
+            if roles::role(tx).map_err(|e| sql_err(&self.dir, e))? == Some(Role::Enumerator) {
+                return Err(StoreError::NotAllowed(
+                    "this device is an enumerator's phone: only a supervisor's hub or HQ \
+                     may review submissions"
+                        .into(),
+                ));
+            }
             let mut d = self.load_doc(tx, id)?;
             let review = Review {
                 status,
@@ -752,7 +810,8 @@ impl Store {
             .log_change(tx, &id_str, &change, op, now)
             .map_err(sql)?;
         let state = doc::read_submission(d)?;
-        materialize::write_row(tx, &state, seq).map_err(sql)?;
+        let invalid = self.check_received(&state).is_err();
+        materialize::write_row_flagged(tx, &state, seq, invalid).map_err(sql)?;
         Ok(state)
     }
 

@@ -13,7 +13,8 @@
 //! - `submissions`: materialized current state of each submission document,
 //!   one column per field, for queries and the report's SQL aggregates.
 //!   `review_status` is NULL until reviewed; `deleted` = 1 is a tombstone
-//!   kept for sync; `conflicts` counts fields with concurrent values.
+//!   kept for sync; `conflicts` counts fields with concurrent values, plus
+//!   one if the merged state fails validation (a record needing review).
 //! - `submission_nationalities`: the `nationalities` map of each submission,
 //!   one row per (submission, country), for the report's aggregates.
 //!

@@ -54,11 +54,24 @@ pub fn id(r: &Replica) -> Uuid {
     r.store.identity().device_id
 }
 
+/// A device known with this scope, with a supervisor's rights (HQ's if
+/// unrestricted): no role refusal gets in the way of scope tests.
 pub fn info(r: &Replica, fmps: Option<&[&str]>) -> AuthorInfo {
+    let role = if fmps.is_none() {
+        fmp_sync::Role::Hq
+    } else {
+        fmp_sync::Role::Supervisor
+    };
+    info_as(r, fmps, role)
+}
+
+/// A device known with this scope and role.
+pub fn info_as(r: &Replica, fmps: Option<&[&str]>, role: fmp_sync::Role) -> AuthorInfo {
     AuthorInfo {
         public_key: r.store.identity().public_key().to_vec(),
         fmps: fmps.map(|l| l.iter().map(|s| s.to_string()).collect()),
         may_enroll: fmps.is_none(),
+        role,
     }
 }
 

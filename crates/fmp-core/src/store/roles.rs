@@ -1,0 +1,71 @@
+//! The store's role (from its join), who recorded a submission, and the
+//! checks a replica makes of what it receives: the statements `fmp-sync`
+//! and the store's own operations need about roles and validity.
+
+use rusqlite::{Connection, OptionalExtension};
+use uuid::Uuid;
+
+use crate::form::Forms;
+use crate::model::StoredSubmission;
+use crate::reference::Registry;
+use crate::role::Role;
+use crate::validate::{ValidationError, validate_received};
+
+/// The role this store was enrolled with (`meta.role`, set by a join);
+/// `None`: not set (never joined, or joined before roles existed).
+pub fn role(conn: &Connection) -> rusqlite::Result<Option<Role>> {
+    let v: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'role'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(v.as_deref().and_then(Role::parse))
+}
+
+/// Sets (or, with `None`, clears) the role this store was enrolled with.
+pub fn set_role(conn: &Connection, role: Option<Role>) -> rusqlite::Result<()> {
+    match role {
+        Some(r) => conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('role', ?1)",
+            [r.as_str()],
+        )?,
+        None => conn.execute("DELETE FROM meta WHERE key = 'role'", [])?,
+    };
+    Ok(())
+}
+
+/// The device whose change first brought submission `id` into this store
+/// (its record change): the owner an enumerator's rights are judged by.
+pub fn record_author(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<Uuid>> {
+    let a: Option<String> = conn
+        .prepare_cached("SELECT author FROM changes WHERE doc_id = ?1 ORDER BY seq LIMIT 1")?
+        .query_row([id.to_string()], |r| r.get(0))
+        .optional()?;
+    Ok(a.and_then(|a| Uuid::parse_str(&a).ok()))
+}
+
+/// The registry and forms in force in this database (its synced documents,
+/// else the built-in ones), as [`crate::store::Store::registry`] and
+/// [`crate::store::Store::forms`] hold them.
+pub fn reference_in(conn: &Connection) -> rusqlite::Result<(Registry, Forms)> {
+    super::load_reference(conn)
+}
+
+/// Checks a submission's current state by the rules every replica applies
+/// to what it receives ([`validate_received`]); a deleted one passes.
+pub fn check_state(
+    s: &StoredSubmission,
+    registry: &Registry,
+    forms: &Forms,
+) -> Result<(), ValidationError> {
+    if s.deleted {
+        return Ok(());
+    }
+    validate_received(&s.submission, registry, forms)
+}
+
+/// Number of submissions (not deleted) flagged for review: with
+/// conflicting concurrent values, or whose merged state fails validation.
+pub fn flagged(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT count(*) FROM submissions WHERE conflicts > 0 AND deleted = 0")?
+        .query_row([], |r| r.get(0))
+}
