@@ -5,12 +5,14 @@
 //! - `schema.rs`: the tables, `VERSION`, migrations on open.
 //! - `materialize.rs`: current state of a submission → query columns.
 //! - `identity.rs`: device id and Ed25519 key.
+//! - `link.rs`: the message size learnt per sync peer.
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
 //! rewrites the materialized row.
 
 pub mod identity;
+mod link;
 pub mod materialize;
 pub mod schema;
 
