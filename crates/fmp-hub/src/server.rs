@@ -7,9 +7,16 @@
 //! `{"error": code, "reason": words}`; nothing of a refused request is stored.
 //! Store work runs in `spawn_blocking`; the body is read whole first, so
 //! a slow phone holds no lock while its bytes trickle in.
+//!
+//! Load shedding: a sync request that arrives while [`Limits::max_queued`]
+//! sync requests already wait for or hold the store (its single writer)
+//! is answered at once, before its body is read, with `503` `Retry-After:
+//! SECONDS` and `{"error": "busy", …}`: the queue stays short enough that
+//! no client gives up on a request the hub would then apply anyway.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +58,17 @@ pub struct Limits {
     pub rate_burst: f64,
     /// Requests per second a device may sustain.
     pub rate_per_sec: f64,
+    /// Sync requests that may wait for or hold the store at once; one more
+    /// is shed (`503 busy` with `Retry-After`) before its body is read.
+    pub max_queued: usize,
+}
+
+/// The default [`Limits::max_queued`]: four per core, at least 8.
+pub fn default_max_queued() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 4)
+        .unwrap_or(8)
+        .max(8)
 }
 
 impl Default for Limits {
@@ -61,6 +79,7 @@ impl Default for Limits {
             handler_timeout: Duration::from_secs(60),
             rate_burst: 60.0,
             rate_per_sec: 20.0,
+            max_queued: default_max_queued(),
         }
     }
 }
@@ -72,6 +91,46 @@ pub struct Hub {
     nonces: Nonces,
     limits: Limits,
     buckets: Mutex<HashMap<Uuid, (f64, Instant)>>,
+    /// Sync requests waiting for or holding the store now.
+    queued: AtomicUsize,
+    /// Mean time a sync request spends waiting for and holding the store,
+    /// µs (moving average).
+    service_us: AtomicU64,
+    shed: AtomicU64,
+    applied_twice: AtomicU64,
+}
+
+/// What a hub's sync handler counted since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Sync requests shed (`503 busy`) before their body was read.
+    pub shed: u64,
+    /// Sync requests whose pushed changes were all here already (their
+    /// client gave up on an earlier answer and sent them again).
+    pub applied_twice: u64,
+    /// Sync requests waiting for or holding the store now.
+    pub queued: usize,
+}
+
+/// Holds one place in the hub's store queue; frees it on drop.
+struct InQueue<'a> {
+    hub: &'a Hub,
+    /// When the store work began, for the mean service time (`None`: not timed).
+    since: Option<Instant>,
+}
+
+impl Drop for InQueue<'_> {
+    fn drop(&mut self) {
+        self.hub.queued.fetch_sub(1, Ordering::SeqCst);
+        let Some(since) = self.since else {
+            return;
+        };
+        let took = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let old = self.hub.service_us.load(Ordering::Relaxed);
+        // Moving average over about eight requests.
+        let new = if old == 0 { took } else { (old * 7 + took) / 8 };
+        self.hub.service_us.store(new, Ordering::Relaxed);
+    }
 }
 
 /// The shared state of the router.
@@ -86,7 +145,48 @@ impl Hub {
             nonces: Nonces::default(),
             limits,
             buckets: Mutex::new(HashMap::new()),
+            queued: AtomicUsize::new(0),
+            service_us: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+            applied_twice: AtomicU64::new(0),
         }))
+    }
+
+    /// What the sync handler counted so far (sheds, requests applied twice).
+    pub fn load(&self) -> Load {
+        Load {
+            shed: self.shed.load(Ordering::SeqCst),
+            applied_twice: self.applied_twice.load(Ordering::SeqCst),
+            queued: self.queued.load(Ordering::SeqCst),
+        }
+    }
+
+    /// A place in the store queue, or the seconds to wait before asking
+    /// again when it is full (the queue's expected drain time, 1–30 s).
+    fn enter(&self) -> Result<InQueue<'_>, u64> {
+        let n = self.queued.fetch_add(1, Ordering::SeqCst);
+        if n >= self.limits.max_queued {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            self.shed.fetch_add(1, Ordering::SeqCst);
+            // A full queue drains in about the time a request spends in it
+            // (Little's law), which is what `service_us` measures.
+            let drain = self.service_us.load(Ordering::Relaxed).div_ceil(1_000_000);
+            return Err(drain.clamp(1, 30));
+        }
+        Ok(InQueue {
+            hub: self,
+            since: None,
+        })
+    }
+
+    /// A place in the store queue even when it is full; its time counts
+    /// in the mean service time.
+    fn enter_anyway(&self) -> InQueue<'_> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        InQueue {
+            hub: self,
+            since: Some(Instant::now()),
+        }
     }
 
     /// The store it serves.
@@ -131,6 +231,7 @@ pub fn app(state: AppState) -> Router {
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    retry_after: Option<u64>,
 }
 
 /// The JSON body of a refusal.
@@ -163,6 +264,7 @@ impl ApiError {
                 reason: reason.into(),
                 refused: Vec::new(),
             },
+            retry_after: None,
         }
     }
 
@@ -173,7 +275,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let mut r = (self.status, axum::Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }
 
@@ -457,6 +564,17 @@ impl From<fmp_core::store::StoreError> for JoinFail {
     }
 }
 
+/// `503 busy` with `Retry-After: secs`.
+fn busy(secs: u64) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        format!("the hub is busy with other devices; send the request again in {secs} s"),
+    );
+    e.retry_after = Some(secs);
+    e
+}
+
 fn rate_limited() -> ApiError {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -471,6 +589,8 @@ async fn sync(
     body: Body,
 ) -> Result<Response, ApiError> {
     let signed = signed(&headers)?;
+    // Shed at once, before reading the body, when the store's queue is full.
+    let place = hub.enter().map_err(busy)?;
     let known = {
         let h = hub.clone();
         let device = signed.device;
@@ -481,6 +601,8 @@ async fn sync(
         })
         .await?
     };
+    // The body arrives outside the queue: a slow phone holds no place.
+    drop(place);
     let Some(known) = known else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -520,6 +642,8 @@ async fn sync(
         ));
     }
     let partial = headers.get(H_PARTIAL).is_some_and(|v| v.as_bytes() == b"1");
+    // Admitted above: the body is in, so this request is served, not shed.
+    let _place = hub.enter_anyway();
     let h = hub.clone();
     let device = signed.device;
     let out = blocking(&hub, move || {
@@ -528,7 +652,11 @@ async fn sync(
             all_or_nothing: !partial,
             pull_fmps: known.fmps,
         };
-        let out = fmp_sync::respond_with(&h.store, &trust, &body, &opts).map_err(ApiError::from)?;
+        let (out, outcome) =
+            fmp_sync::respond_counted(&h.store, &trust, &body, &opts).map_err(ApiError::from)?;
+        if outcome.all_again() {
+            h.applied_twice.fetch_add(1, Ordering::SeqCst);
+        }
         h.store
             .write(|tx| -> Result<(), fmp_core::store::StoreError> {
                 db::touch(tx, device).map_err(|e| fmp_core::store::StoreError::Patch(e.to_string()))
