@@ -392,6 +392,86 @@ fn a_link_that_goes_silent_mid_sync_is_abandoned_and_resumed() {
     eprintln!("{ctx}");
 }
 
+/// `n` submissions through a link that cuts every connection after a
+/// random 1.5–6 KB (both directions counted), `fmp sync` with its default
+/// settings (`silent`: the cuts are silences, with a short stall timeout):
+/// the message size follows the link down to what gets through, and every
+/// submission arrives exactly once within three runs.
+fn through_a_link_cut_every_few_kb(n: usize, silent: bool, default_seed: u64) {
+    let seed = seed(default_seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let phone = init(tmp.path(), "gogui-1");
+    let srv = Hub::start(&hq);
+    let mut faults = Faults::seeded(seed).cut_after(1_500..=6_000, None);
+    if silent {
+        faults = faults.silent();
+    }
+    let proxy = FaultProxy::start(&srv.url, faults).unwrap();
+    // Joined directly (the join is not what is measured); syncs go
+    // through the cutting link.
+    join(&phone, &hq, &srv.url, &[], false);
+    let acknowledged = record(&phone, &gogui_june()[..n], &[]);
+    assert_eq!(acknowledged.len(), n);
+    let url = proxy.url();
+    let mut args = vec!["--hub", url.as_str()];
+    if silent {
+        args.extend(["--stall-timeout", "1"]);
+    }
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let out = sync_child(&phone, &args, &[]).wait_with_output().unwrap();
+        let ok = out.status.success();
+        runs.push(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ));
+        if ok {
+            break;
+        }
+    }
+    let ctx = format!("{}; runs: {runs:?}", proxy.describe());
+    assert!(runs.last().unwrap().starts_with("synced:"), "{ctx}");
+    let cuts = proxy
+        .stats
+        .byte_cuts
+        .load(std::sync::atomic::Ordering::SeqCst)
+        + proxy.silent_freezes();
+    assert!(cuts >= 3, "the link did cut: {ctx}");
+    check(&ctx, &hq, &acknowledged, &[&phone]);
+    // The size learnt is kept: the next sync starts from it (and has
+    // nothing to send).
+    let learnt: String = db(&phone)
+        .query_row(
+            "SELECT value FROM meta WHERE key LIKE 'link_max_bytes:%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let learnt: u32 = learnt.parse().unwrap();
+    assert!(learnt < 6_000, "learnt {learnt}: {ctx}");
+    let again = sync_ok(&phone, &args, &[]);
+    assert!(again.contains("sent 0,"), "{again}; {ctx}");
+    eprintln!("{ctx}");
+}
+
+#[test]
+fn four_hundred_submissions_through_a_link_cut_every_1_5_to_6_kb_with_default_settings() {
+    through_a_link_cut_every_few_kb(400, false, 0x400c);
+}
+
+/// The same with silent cuts, on 100 submissions: each silence costs the
+/// stall timeout (1 s) plus the request's time at 8 kbit/s, ~3 s a cut,
+/// and 400 took 20 minutes in a debug build on the shared machine.
+#[test]
+fn a_hundred_submissions_through_a_link_gone_silent_every_1_5_to_6_kb() {
+    through_a_link_cut_every_few_kb(100, true, 0x4005);
+}
+
 #[test]
 fn two_phones_and_a_hub_sigkilled_at_random_moments_during_sync() {
     let seed = seed(0x5161);

@@ -113,6 +113,55 @@ fn retries_ride_out_cut_connections() {
     assert_eq!(count(&hub), 20);
 }
 
+/// A push with one change outside the phone's FMPs among 100 is uploaded
+/// once: the hub stores the rest and answers the refusal in its 200 (the
+/// client always asks for partial application), so the bytes that crossed
+/// the link up are one request's, not the same request twice.
+#[test]
+fn a_refused_change_costs_no_second_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = init(tmp.path(), "hub");
+    let srv = Served::start(&hub, &[]);
+    let phone = init(tmp.path(), "phone");
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-HER", 1, "wrong")),
+    );
+    assert!(out.status.success());
+    let out = fmp_in(
+        &["record", "--store", s(&phone)],
+        Some(&submissions("ML-GOG", 100, "right")),
+    );
+    assert!(out.status.success());
+    enroll(&hub, &phone, &srv.url, &["ML-GOG"], &[]);
+    let proxy = FaultProxy::start(&srv.url, Faults::seeded(11)).unwrap();
+    let out = fmp(&["sync", "--store", s(&phone), "--hub", &proxy.url()]);
+    assert!(
+        out.contains("sent 100,") && out.contains("refused by the hub 1"),
+        "{out}"
+    );
+    assert!(out.contains("round trips 1"), "{out}");
+    let sent: u64 = out
+        .split("bytes ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let up = proxy
+        .stats
+        .bytes_up
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent > 2_000, "a body worth not sending twice: {out}");
+    // One request: its body plus one HTTP head (well under 1 KB).
+    assert!(
+        up < sent + 1_000,
+        "{up} bytes went up for a {sent}-byte request: {out}"
+    );
+    assert_eq!(count(&hub), 100);
+    let st = fmp(&["status", "--store", s(&phone)]);
+    assert!(st.contains("quarantined: 1"), "{st}");
+}
+
 /// How many times HQ's (or a hub's) store holds submission `id`, and its FMP.
 fn held(store: &std::path::Path, id: &str) -> (usize, Option<String>) {
     let out = fmp(&["list", "--store", s(store), "--format", "json"]);

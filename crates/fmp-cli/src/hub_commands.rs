@@ -113,7 +113,9 @@ pub enum HubCommand {
         /// First retry delay in milliseconds (doubled each time, with jitter).
         #[arg(long, default_value_t = 500)]
         retry_delay_ms: u64,
-        /// Largest message, bytes (both ways).
+        /// Largest message, bytes (both ways): the ceiling of the message
+        /// size, which follows the link (smaller after a cut, larger as
+        /// messages get through).
         #[arg(long, default_value_t = fmp_sync::DEFAULT_MAX_BYTES)]
         max_bytes: u32,
         /// Seconds without a byte from the hub before a request is given up
@@ -344,7 +346,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             }
             let t = r?;
             println!(
-                "synced: sent {}, received {}, bytes {} up / {} down, round trips {}{}{}",
+                "synced: sent {}, received {}, bytes {} up / {} down, round trips {}{}{}{}",
                 t.sent,
                 t.received,
                 t.bytes_sent,
@@ -352,6 +354,11 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 t.round_trips,
                 if t.retries > 0 {
                     format!(", retries {}", t.retries)
+                } else {
+                    String::new()
+                },
+                if t.shed > 0 {
+                    format!(", waited for a busy hub {} time(s)", t.shed)
                 } else {
                     String::new()
                 },

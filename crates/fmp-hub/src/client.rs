@@ -11,6 +11,18 @@
 //! stall timeout (plus the time the request takes to send at
 //! [`SLOWEST_UPLINK`]) and never pause longer than it.
 //!
+//! Message size follows the link (see [`Window`] and
+//! `docs/adr/0002-adaptive-message-size.md`): after a cut or a stall the
+//! next request, and the answer it asks for, are smaller, down to one
+//! change; they grow back as messages get through, up to
+//! [`SyncOptions::max_bytes`]. The size learnt is kept in the store per hub
+//! and the next sync starts from it.
+//!
+//! A hub too busy to start a request answers `503 busy` with `Retry-After`
+//! before reading the body: the client waits that long (with jitter) and
+//! sends the same request again; such a wait is counted in
+//! [`Summary::shed`], not as a failure toward [`SyncOptions::retries`].
+//!
 //! A sync can be stopped from another thread with a [`CancelToken`]
 //! ([`SyncOptions::cancel`]): the request in flight is abandoned at once, as
 //! is a backoff wait, and the sync fails with [`HubError::Cancelled`]; what
@@ -21,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fmp_core::store::Store;
-use fmp_sync::wire::Refusal;
+use fmp_sync::wire::{FLOOR_MAX_BYTES, Refusal};
 use fmp_sync::{Certificate, Client};
 use rand::Rng;
 use uuid::Uuid;
@@ -61,6 +73,109 @@ pub const JOIN_ATTEMPTS: u32 = 4;
 /// The slowest uplink a request is given time for before the stall timeout
 /// starts to count, in bytes per second (8 kbit/s, GPRS at its worst).
 pub const SLOWEST_UPLINK: u64 = 1_000;
+
+/// How many times one sync waits for a busy hub (`503 busy`) before giving
+/// up: generous, as each wait is the hub's own estimate of its queue.
+pub const MAX_SHEDS: u32 = 1_000;
+
+/// Longest wait a hub's `Retry-After` may impose on one shed request.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// After this many messages through, a [`Window`] tries sizes up to a
+/// quarter above the smallest one cut before.
+const PROBE_AFTER: u32 = 16;
+
+/// The adaptive message size of a sync (both ways: the request's
+/// `max_bytes` bounds the answer), up to the ceiling the user allows
+/// (`--max-bytes`), down to [`FLOOR_MAX_BYTES`] (one change a message).
+///
+/// A link that cuts (or freezes) a connection after some bytes shows it in
+/// two ways: the first exchange on a fresh connection is cut (the message
+/// is too big: the next is half of what was cut, and sizes from 90 % of
+/// it are not tried again until [`PROBE_AFTER`] messages got through), or
+/// an exchange is cut after others went through on the same connection
+/// (its budget ran out, not the message's fault: the size stays). Each
+/// message through grows the size: doubling until a first cut, then by a
+/// quarter. Figures in `docs/adr/0002-adaptive-message-size.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    limit: u32,
+    ceiling: u32,
+    /// The smallest exchange cut first on its connection (raised by a
+    /// quarter every [`PROBE_AFTER`] messages through).
+    too_big: Option<u32>,
+    /// Bytes through since the last cut (on the connection in use).
+    carried: u64,
+    since_probe: u32,
+    /// Never changes ([`SyncOptions::fixed_size`]).
+    fixed: bool,
+}
+
+impl Window {
+    /// A window up to `ceiling`, starting from `start` (what the last sync
+    /// with this hub learnt) or else from the ceiling.
+    pub fn new(start: Option<u32>, ceiling: u32) -> Window {
+        let ceiling = ceiling.max(FLOOR_MAX_BYTES);
+        let limit = start.unwrap_or(ceiling).clamp(FLOOR_MAX_BYTES, ceiling);
+        Window {
+            limit,
+            ceiling,
+            too_big: None,
+            carried: 0,
+            since_probe: 0,
+            fixed: false,
+        }
+    }
+
+    /// The limit of the next message.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// An exchange of `exchanged` bytes (request and answer) got through.
+    pub fn got_through(&mut self, exchanged: usize) {
+        if self.fixed {
+            return;
+        }
+        self.carried = self
+            .carried
+            .saturating_add(u64::try_from(exchanged).unwrap_or(u64::MAX));
+        if let Some(t) = self.too_big {
+            self.since_probe += 1;
+            if self.since_probe >= PROBE_AFTER {
+                self.too_big = Some(t.saturating_add(t / 4));
+                self.since_probe = 0;
+            }
+        }
+        let cap = match self.too_big {
+            Some(t) => (t / 10).saturating_mul(9).min(self.ceiling),
+            None => self.ceiling,
+        };
+        if self.limit < cap {
+            let next = match self.too_big {
+                None => self.limit.saturating_mul(2),
+                Some(_) => self.limit.saturating_add(self.limit / 4),
+            };
+            self.limit = next.min(cap).max(FLOOR_MAX_BYTES);
+        }
+    }
+
+    /// An exchange was cut (or went silent) after `exchanged` bytes of
+    /// request and answer.
+    pub fn cut(&mut self, exchanged: usize) {
+        if self.fixed {
+            return;
+        }
+        if self.carried == 0 {
+            // The first exchange on its connection: too big for the link.
+            let size = self.limit.min(u32::try_from(exchanged).unwrap_or(u32::MAX));
+            self.too_big = Some(self.too_big.map_or(size, |t| t.min(size)));
+            self.limit = (size / 2).clamp(FLOOR_MAX_BYTES, self.ceiling);
+            self.since_probe = 0;
+        }
+        self.carried = 0;
+    }
+}
 
 /// Stops a running [`sync`] from another thread: cheap to clone, every
 /// clone cancels the same sync. Once cancelled it stays cancelled.
@@ -189,6 +304,9 @@ enum SendError {
     /// Nothing came from the hub within the stall timeout.
     Stalled(Duration),
     Refused(u16, ErrorBody),
+    /// The hub was too busy to start the request (`503 busy`, its body
+    /// unread): send it again after this wait.
+    Busy(Duration, ErrorBody),
 }
 
 impl SendError {
@@ -207,6 +325,11 @@ impl SendError {
             },
             SendError::Refused(status, b) => HubError::Refused {
                 status,
+                error: b.error,
+                reason: b.reason,
+            },
+            SendError::Busy(_, b) => HubError::Refused {
+                status: 503,
                 error: b.error,
                 reason: b.reason,
             },
@@ -236,7 +359,9 @@ fn answer_within(stall: Duration, len: usize) -> Duration {
 }
 
 /// Sends one signed request; the answer's body. A silent link fails with
-/// [`SendError::Stalled`] after `stall` (see [`answer_within`]).
+/// [`SendError::Stalled`] after `stall` (see [`answer_within`]). `got`
+/// counts the answer's bytes as they come (what a cut let through).
+#[allow(clippy::too_many_arguments)]
 async fn post(
     http: &reqwest::Client,
     store: &Store,
@@ -245,7 +370,9 @@ async fn post(
     body: Vec<u8>,
     extra: Option<(&str, &str)>,
     stall: Duration,
+    got: &mut usize,
 ) -> Result<Vec<u8>, SendError> {
+    *got = 0;
     let mut time = chrono::Utc::now().timestamp();
     let mut resp;
     let mut corrected = false;
@@ -279,6 +406,7 @@ async fn post(
         corrected = true;
     }
     let status = resp.status();
+    let retry_after = retry_after(&resp);
     // The body as it comes: the stall timeout restarts with every piece,
     // so a slow answer that keeps coming is never abandoned.
     let mut bytes = Vec::new();
@@ -288,6 +416,7 @@ async fn post(
         .map_err(|e| SendError::Network(chain(&e)))?
     {
         bytes.extend_from_slice(&piece);
+        *got = bytes.len();
     }
     if status.is_success() {
         return Ok(bytes);
@@ -297,7 +426,21 @@ async fn post(
         reason: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
         refused: Vec::new(),
     });
+    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && body.error == "busy" {
+        let wait = retry_after.unwrap_or(Duration::from_secs(1));
+        return Err(SendError::Busy(wait.min(MAX_RETRY_AFTER), body));
+    }
     Err(SendError::Refused(status.as_u16(), body))
+}
+
+/// A `Retry-After` header in seconds (the only form a hub sends).
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    Some(Duration::from_secs(v.trim().parse().ok()?))
 }
 
 /// The hub's clock from a response's `Date` header, seconds since the epoch.
@@ -335,6 +478,7 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
                 body.clone(),
                 None,
                 DEFAULT_STALL_TIMEOUT,
+                &mut 0,
             ))
             .map_err(|e| e.into_hub(&url));
         match sent {
@@ -533,6 +677,12 @@ pub struct Summary {
     pub refused: Vec<Refusal>,
     /// Changes from the hub refused here.
     pub refused_here: Vec<Refusal>,
+    /// Requests the hub was too busy to start (`503 busy`) and sent again
+    /// after its `Retry-After`; not counted in `retries`.
+    pub shed: u32,
+    /// The message size this sync ended with (learnt from the link, kept
+    /// for the next sync with this hub).
+    pub max_bytes: u32,
 }
 
 /// A progress callback.
@@ -542,7 +692,8 @@ pub type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
 pub struct SyncOptions {
     /// Another address for the hub joined (default: the one of `join`).
     pub url: Option<String>,
-    /// Message size limit, both ways.
+    /// Largest message, both ways: the ceiling of the adaptive size (see
+    /// [`Window`]).
     pub max_bytes: u32,
     /// Retries after failures before giving up (progress resets the count).
     pub retries: u32,
@@ -561,6 +712,9 @@ pub struct SyncOptions {
     /// Stops the sync when cancelled (from another thread): it then fails
     /// with [`HubError::Cancelled`] at once, keeping what was stored.
     pub cancel: Option<CancelToken>,
+    /// Every message at `max_bytes`, never adapted to the link, and nothing
+    /// learnt kept (benchmarks comparing fixed sizes; default false).
+    pub fixed_size: bool,
 }
 
 impl Default for SyncOptions {
@@ -575,6 +729,7 @@ impl Default for SyncOptions {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             progress: None,
             cancel: None,
+            fixed_size: false,
         }
     }
 }
@@ -588,6 +743,7 @@ impl std::fmt::Debug for SyncOptions {
             .field("timeout", &self.timeout)
             .field("stall_timeout", &self.stall_timeout)
             .field("cancel", &self.cancel)
+            .field("fixed_size", &self.fixed_size)
             .finish()
     }
 }
@@ -595,7 +751,10 @@ impl std::fmt::Debug for SyncOptions {
 fn retryable(e: &HubError) -> bool {
     match e {
         HubError::Network { .. } => true,
-        HubError::Refused { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+        // `busy` here is a hub that stayed busy through `MAX_SHEDS` waits.
+        HubError::Refused { status, error, .. } => {
+            (*status >= 500 && error != "busy") || *status == 429 || *status == 408
+        }
         HubError::Sync(s) => matches!(
             **s,
             fmp_sync::SyncError::Corrupt(_) | fmp_sync::SyncError::Garbage { .. }
@@ -636,7 +795,64 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
     }
     // Released from quarantine (edited back into scope): pushed again.
     let released = store.read(db::released)?;
+    let learnt = if opts.fixed_size {
+        None
+    } else {
+        store.link_max_bytes(up.hub)?
+    };
+    let mut window = Window::new(learnt, opts.max_bytes);
+    if opts.fixed_size {
+        window.fixed = true;
+    }
     let mut total = Summary::default();
+    let result = sync_attempts(
+        store,
+        &mut opts,
+        &up,
+        &url,
+        &trust,
+        &http,
+        &rt,
+        &released,
+        &mut window,
+        &mut total,
+    );
+    // What the link taught is kept whatever the outcome (a sync that gave
+    // up on a bad link leaves the next one a smaller size to start from).
+    if !opts.fixed_size && learnt != Some(window.limit()) {
+        store.set_link_max_bytes(up.hub, window.limit())?;
+    }
+    result?;
+    total.max_bytes = window.limit();
+    let accepted: Vec<_> = released
+        .into_iter()
+        .filter(|h| !total.refused.iter().any(|r| r.hash == *h))
+        .collect();
+    if !accepted.is_empty() {
+        store.write(|tx| -> Result<(), HubError> {
+            db::unquarantine(tx, &accepted)?;
+            Ok(())
+        })?;
+    }
+    Ok(total)
+}
+
+/// The attempts of [`sync`]: each a [`Client`] from the stored cursors,
+/// retried after failures with backoff; `window` and `total` carry over.
+#[allow(clippy::too_many_arguments)]
+fn sync_attempts(
+    store: &Store,
+    opts: &mut SyncOptions,
+    up: &Upstream,
+    url: &str,
+    trust: &fmp_sync::StaticTrust,
+    http: &reqwest::Client,
+    rt: &tokio::runtime::Runtime,
+    released: &[fmp_sync::wire::Hash],
+    window: &mut Window,
+    total: &mut Summary,
+) -> Result<(), HubError> {
+    let stall = opts.stall_timeout;
     let mut attempt = 0u32;
     let cancel = opts.cancel.clone();
     let cancel = cancel.as_ref();
@@ -650,25 +866,61 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         }
     };
     loop {
-        let mut client = Client::new(store, &trust, up.hub)
-            .with_max_bytes(opts.max_bytes)
-            .with_resend(released.clone());
+        let mut client = Client::new(store, trust, up.hub)
+            .with_max_bytes(window.limit())
+            .with_resend(released.to_vec());
+        // Bytes of request and answer of an exchange cut or gone silent.
+        let mut cut: Option<usize> = None;
         let result: Result<(), HubError> = (|| {
             loop {
                 if cancelled() {
                     return Err(HubError::Cancelled);
                 }
+                client.set_max_bytes(window.limit());
                 let Some(req) = client.next_request()? else {
                     break;
                 };
-                let sent = unless_cancelled(
-                    &rt,
-                    cancel,
-                    post(&http, store, &url, SYNC_PATH, req.clone(), None, stall),
-                )
-                .ok_or(HubError::Cancelled)?;
+                // Always ask for partial application: the hub stores the
+                // in-scope part and answers refusals in its 200, so a
+                // refusal never costs a second upload.
+                let mut got = 0usize;
+                let sent = loop {
+                    let sent = unless_cancelled(
+                        rt,
+                        cancel,
+                        post(
+                            http,
+                            store,
+                            url,
+                            SYNC_PATH,
+                            req.clone(),
+                            Some((H_PARTIAL, "1")),
+                            stall,
+                            &mut got,
+                        ),
+                    )
+                    .ok_or(HubError::Cancelled)?;
+                    let Err(SendError::Busy(after, body)) = sent else {
+                        break sent;
+                    };
+                    // Shed before the hub read the body: nothing of the
+                    // request was applied; send it again once the hub's
+                    // queue has had time to drain.
+                    if total.shed >= MAX_SHEDS {
+                        return Err(SendError::Busy(after, body).into_hub(url));
+                    }
+                    total.shed += 1;
+                    let wait = after.mul_f64(1.0 + rand::rng().random_range(0.0..1.0));
+                    let pause = async move { tokio::time::sleep(wait).await };
+                    if unless_cancelled(rt, cancel, pause).is_none() {
+                        return Err(HubError::Cancelled);
+                    }
+                };
                 let bytes = match sent {
                     Ok(b) => b,
+                    // A hub that does not honour the partial header
+                    // refuses the whole request: set the refusals aside
+                    // and send it once more, as partial.
                     Err(SendError::Refused(403, body)) if body.error == "out_of_scope" => {
                         let refused = to_refusals(&body.refused);
                         store.write(|tx| -> Result<(), HubError> {
@@ -676,28 +928,34 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                             Ok(())
                         })?;
                         notify(
-                            &add(&total, client.report()),
+                            &add(total, client.report()),
                             Event::Quarantined(refused.len()),
                         );
                         unless_cancelled(
-                            &rt,
+                            rt,
                             cancel,
                             post(
-                                &http,
+                                http,
                                 store,
-                                &url,
+                                url,
                                 SYNC_PATH,
-                                req,
+                                req.clone(),
                                 Some((H_PARTIAL, "1")),
                                 stall,
+                                &mut got,
                             ),
                         )
                         .ok_or(HubError::Cancelled)?
-                        .map_err(|e| e.into_hub(&url))?
+                        .map_err(|e| e.into_hub(url))?
                     }
-                    Err(e) => return Err(e.into_hub(&url)),
+                    Err(e @ (SendError::Network(_) | SendError::Stalled(_))) => {
+                        cut = Some(req.len() + got);
+                        return Err(e.into_hub(url));
+                    }
+                    Err(e) => return Err(e.into_hub(url)),
                 };
                 client.handle_response(&bytes)?;
+                window.got_through(req.len() + bytes.len());
                 let refused = &client.report().refused_by_peer;
                 if !refused.is_empty() {
                     store.write(|tx| -> Result<(), HubError> {
@@ -705,17 +963,20 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                         Ok(())
                     })?;
                 }
-                notify(&add(&total, client.report()), Event::RoundTrip);
+                notify(&add(total, client.report()), Event::RoundTrip);
             }
             Ok(())
         })();
-        let done = add(&total, client.report());
+        if let Some(n) = cut {
+            window.cut(n);
+        }
+        let done = add(total, client.report());
         // A round trip answered and stored in this attempt (the report
         // counts no other) is the progress that resets the retry count.
         let progressed = client.report().round_trips > 0;
-        total = done;
+        *total = done;
         match result {
-            Ok(()) => break,
+            Ok(()) => return Ok(()),
             Err(e) if retryable(&e) => {
                 if progressed {
                     attempt = 0;
@@ -727,7 +988,7 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                 total.retries += 1;
                 let wait = backoff(opts.base_delay, opts.max_delay, attempt);
                 notify(
-                    &total,
+                    total,
                     Event::Retry {
                         attempt,
                         wait,
@@ -737,24 +998,13 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
                 // The wait ends early (and the sync with it) if cancelled.
                 // (The timer is made in the runtime, inside the future.)
                 let backoff = async move { tokio::time::sleep(wait).await };
-                if unless_cancelled(&rt, cancel, backoff).is_none() {
+                if unless_cancelled(rt, cancel, backoff).is_none() {
                     return Err(HubError::Cancelled);
                 }
             }
             Err(e) => return Err(e),
         }
     }
-    let accepted: Vec<_> = released
-        .into_iter()
-        .filter(|h| !total.refused.iter().any(|r| r.hash == *h))
-        .collect();
-    if !accepted.is_empty() {
-        store.write(|tx| -> Result<(), HubError> {
-            db::unquarantine(tx, &accepted)?;
-            Ok(())
-        })?;
-    }
-    Ok(total)
 }
 
 fn add(total: &Summary, r: &fmp_sync::Report) -> Summary {
@@ -772,6 +1022,47 @@ fn add(total: &Summary, r: &fmp_sync::Report) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_halves_when_a_first_exchange_is_cut_and_not_when_a_connection_runs_out() {
+        let mut w = Window::new(None, 65_536);
+        assert_eq!(w.limit(), 65_536, "a new hub starts at the ceiling");
+        // A 20 KB message under a 64 KiB limit is cut on a fresh connection.
+        w.cut(20_000);
+        assert_eq!(w.limit(), 10_000);
+        w.cut(10_000);
+        assert_eq!(w.limit(), 5_000);
+        // Through: it grows by a quarter, never to 90 % of what was cut.
+        w.got_through(5_000);
+        assert_eq!(w.limit(), 6_250);
+        w.got_through(6_000);
+        assert_eq!(w.limit(), 7_812);
+        w.got_through(7_000);
+        assert_eq!(w.limit(), 9_000, "capped at 90 % of the 10 kB cut");
+        // Cut after others went through on the connection: its budget ran
+        // out, the size stays.
+        w.cut(9_000);
+        assert_eq!(w.limit(), 9_000);
+        // Down to the floor, not below, whatever the cut.
+        for _ in 0..10 {
+            w.cut(100);
+        }
+        assert_eq!(w.limit(), FLOOR_MAX_BYTES);
+        // Every PROBE_AFTER messages through, sizes above the cut are tried.
+        for _ in 0..(PROBE_AFTER * 12) {
+            w.got_through(500);
+        }
+        assert!(w.limit() > 1_000, "{w:?}");
+        // A learnt size is the start, within floor and ceiling; fixed never moves.
+        assert_eq!(Window::new(Some(1_500), 65_536).limit(), 1_500);
+        assert_eq!(Window::new(Some(100_000), 4_096).limit(), 4_096);
+        assert_eq!(Window::new(Some(1), 4_096).limit(), FLOOR_MAX_BYTES);
+        let mut f = Window::new(None, 65_536);
+        f.fixed = true;
+        f.cut(1_000);
+        f.got_through(1_000);
+        assert_eq!(f.limit(), 65_536);
+    }
 
     #[test]
     fn the_answer_may_begin_a_stall_timeout_after_the_request_went_out_at_8_kbit() {

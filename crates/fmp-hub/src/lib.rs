@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use error::HubError;
-pub use server::{Limits, app};
+pub use server::{Limits, Load, app};
 
 /// How to run a hub.
 #[derive(Debug, Clone)]

@@ -14,8 +14,16 @@
 //! (past it a plain-HTTP client gets `503 busy` and the connection is
 //! closed), and one log line per request (see [`log_request`]).
 
+//!
+//! Load shedding: a sync request that arrives while [`Limits::max_queued`]
+//! sync requests already wait for or hold the store (its single writer)
+//! is answered at once, before its body is read, with `503` `Retry-After:
+//! SECONDS` and `{"error": "busy", …}`: the queue stays short enough that
+//! no client gives up on a request the hub would then apply anyway.
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +85,17 @@ pub struct Limits {
     /// Rate buckets kept at most per kind (devices, addresses): idle ones
     /// are dropped first, then the longest idle.
     pub max_buckets: usize,
+    /// Sync requests that may wait for or hold the store at once; one more
+    /// is shed (`503 busy` with `Retry-After`) before its body is read.
+    pub max_queued: usize,
+}
+
+/// The default [`Limits::max_queued`]: four per core, at least 8.
+pub fn default_max_queued() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 4)
+        .unwrap_or(8)
+        .max(8)
 }
 
 impl Limits {
@@ -118,6 +137,7 @@ impl Default for Limits {
             join_global_burst: 60.0,
             join_global_per_sec: 1.0,
             max_buckets: 10_000,
+            max_queued: default_max_queued(),
         }
     }
 }
@@ -131,6 +151,13 @@ pub struct Hub {
     buckets: Mutex<Buckets<Uuid>>,
     join_buckets: Mutex<Buckets<IpAddr>>,
     join_global: Mutex<(f64, Instant)>,
+    /// Sync requests waiting for or holding the store now.
+    queued: AtomicUsize,
+    /// Mean time a sync request spends waiting for and holding the store,
+    /// µs (moving average).
+    service_us: AtomicU64,
+    shed: AtomicU64,
+    applied_twice: AtomicU64,
 }
 
 /// Token buckets by key, at most `cap` of them (see [`Buckets::take`]).
@@ -201,6 +228,39 @@ fn take(bucket: &mut (f64, Instant), burst: f64, per_sec: f64, now: Instant) -> 
     }
 }
 
+/// What a hub's sync handler counted since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Sync requests shed (`503 busy`) before their body was read.
+    pub shed: u64,
+    /// Sync requests whose pushed changes were all here already (their
+    /// client gave up on an earlier answer and sent them again).
+    pub applied_twice: u64,
+    /// Sync requests waiting for or holding the store now.
+    pub queued: usize,
+}
+
+/// Holds one place in the hub's store queue; frees it on drop.
+struct InQueue<'a> {
+    hub: &'a Hub,
+    /// When the store work began, for the mean service time (`None`: not timed).
+    since: Option<Instant>,
+}
+
+impl Drop for InQueue<'_> {
+    fn drop(&mut self) {
+        self.hub.queued.fetch_sub(1, Ordering::SeqCst);
+        let Some(since) = self.since else {
+            return;
+        };
+        let took = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let old = self.hub.service_us.load(Ordering::Relaxed);
+        // Moving average over about eight requests.
+        let new = if old == 0 { took } else { (old * 7 + took) / 8 };
+        self.hub.service_us.store(new, Ordering::Relaxed);
+    }
+}
+
 /// The shared state of the router.
 pub type AppState = Arc<Hub>;
 
@@ -215,7 +275,48 @@ impl Hub {
             join_buckets: Mutex::new(Buckets::new(limits.max_buckets)),
             join_global: Mutex::new((limits.join_global_burst, Instant::now())),
             limits,
+            queued: AtomicUsize::new(0),
+            service_us: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+            applied_twice: AtomicU64::new(0),
         }))
+    }
+
+    /// What the sync handler counted so far (sheds, requests applied twice).
+    pub fn load(&self) -> Load {
+        Load {
+            shed: self.shed.load(Ordering::SeqCst),
+            applied_twice: self.applied_twice.load(Ordering::SeqCst),
+            queued: self.queued.load(Ordering::SeqCst),
+        }
+    }
+
+    /// A place in the store queue, or the seconds to wait before asking
+    /// again when it is full (the queue's expected drain time, 1–30 s).
+    fn enter(&self) -> Result<InQueue<'_>, u64> {
+        let n = self.queued.fetch_add(1, Ordering::SeqCst);
+        if n >= self.limits.max_queued {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            self.shed.fetch_add(1, Ordering::SeqCst);
+            // A full queue drains in about the time a request spends in it
+            // (Little's law), which is what `service_us` measures.
+            let drain = self.service_us.load(Ordering::Relaxed).div_ceil(1_000_000);
+            return Err(drain.clamp(1, 30));
+        }
+        Ok(InQueue {
+            hub: self,
+            since: None,
+        })
+    }
+
+    /// A place in the store queue even when it is full; its time counts
+    /// in the mean service time.
+    fn enter_anyway(&self) -> InQueue<'_> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        InQueue {
+            hub: self,
+            since: Some(Instant::now()),
+        }
     }
 
     /// The store it serves.
@@ -370,6 +471,7 @@ pub async fn log_request(req: axum::extract::Request, next: axum::middleware::Ne
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    retry_after: Option<u64>,
 }
 
 /// The JSON body of a refusal.
@@ -402,6 +504,7 @@ impl ApiError {
                 reason: reason.into(),
                 refused: Vec::new(),
             },
+            retry_after: None,
         }
     }
 
@@ -418,6 +521,10 @@ impl IntoResponse for ApiError {
         };
         let mut r = (self.status, axum::Json(self.body)).into_response();
         r.extensions_mut().insert(logged);
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         r
     }
 }
@@ -898,6 +1005,17 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     })
 }
 
+/// `503 busy` with `Retry-After: secs`.
+fn busy(secs: u64) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        format!("the hub is busy with other devices; send the request again in {secs} s"),
+    );
+    e.retry_after = Some(secs);
+    e
+}
+
 fn rate_limited() -> ApiError {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -912,6 +1030,8 @@ async fn sync(
     body: Body,
 ) -> Result<Response, ApiError> {
     let signed = signed(&headers)?;
+    // Shed at once, before reading the body, when the store's queue is full.
+    let place = hub.enter().map_err(busy)?;
     let known = {
         let h = hub.clone();
         let device = signed.device;
@@ -922,6 +1042,8 @@ async fn sync(
         })
         .await?
     };
+    // The body arrives outside the queue: a slow phone holds no place.
+    drop(place);
     let Some(known) = known else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -973,6 +1095,8 @@ async fn sync(
         ));
     }
     let partial = headers.get(H_PARTIAL).is_some_and(|v| v.as_bytes() == b"1");
+    // Admitted above: the body is in, so this request is served, not shed.
+    let _place = hub.enter_anyway();
     let h = hub.clone();
     let device = signed.device;
     let out = blocking(&hub, move || {
@@ -988,7 +1112,11 @@ async fn sync(
             all_or_nothing: !partial,
             pull_fmps: known.fmps,
         };
-        let out = fmp_sync::respond_with(&h.store, &trust, &body, &opts).map_err(ApiError::from)?;
+        let (out, outcome) =
+            fmp_sync::respond_counted(&h.store, &trust, &body, &opts).map_err(ApiError::from)?;
+        if outcome.all_again() {
+            h.applied_twice.fetch_add(1, Ordering::SeqCst);
+        }
         // The nonce goes in the transaction that already notes the sync:
         // no commit (fsync) of its own.
         h.store

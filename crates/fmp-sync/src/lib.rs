@@ -30,7 +30,8 @@ pub use apply::{
 };
 pub use error::SyncError;
 pub use session::{
-    Client, Cursor, Report, RespondOptions, cursor, forget_peer, respond, respond_with,
+    Client, Cursor, Outcome, Report, RespondOptions, cursor, forget_peer, respond, respond_counted,
+    respond_with,
 };
 pub use trust::{AuthorInfo, Certificate, Role, StaticTrust, Trust};
 pub use wire::{DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Request, Response};

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::bundle::{Bundle, to_hash};
 use crate::error::SyncError;
 use crate::trust::Certificate;
-use crate::wire::{Batch, DocRef, Hash, HashRef, WireBundle, WireChange};
+use crate::wire::{Batch, DocRef, Hash, HashRef, MIN_MAX_BYTES, WireBundle, WireChange};
 
 /// One change of the log, ready to send.
 #[derive(Debug, Clone)]
@@ -340,17 +340,21 @@ pub(crate) fn store_certificate(conn: &Connection, cert: &Certificate) -> Result
 /// Finds the longest prefix of `rows` whose message (built by `make`)
 /// fits in `max` bytes; returns the message and the count of rows in it.
 /// An empty prefix must fit; a single row that does not is an error.
+/// Under [`MIN_MAX_BYTES`] (a small limit a client asked for), the empty
+/// message and a message of one row may take up to [`MIN_MAX_BYTES`]: a
+/// message always carries at least one row.
 pub(crate) fn fit(
     rows: &[Row],
     max: usize,
     mut make: impl FnMut(&[Row]) -> Result<Vec<u8>, SyncError>,
 ) -> Result<(Vec<u8>, usize), SyncError> {
+    let hard = max.max(MIN_MAX_BYTES as usize);
     let all = make(rows)?;
     if all.len() <= max {
         return Ok((all, rows.len()));
     }
     let mut best = make(&[])?;
-    if best.len() > max {
+    if best.len() > hard {
         return Err(SyncError::TooLarge {
             size: best.len(),
             limit: max,
@@ -376,6 +380,9 @@ pub(crate) fn fit(
     }
     if lo == 0 && !rows.is_empty() {
         let one = make(&rows[..1])?;
+        if one.len() <= hard {
+            return Ok((one, 1));
+        }
         return Err(SyncError::TooLarge {
             size: one.len(),
             limit: max,

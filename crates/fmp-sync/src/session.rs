@@ -13,7 +13,9 @@ use crate::error::SyncError;
 use crate::log::{self, Row};
 use crate::reconcile::{self, Found, Key, Range};
 use crate::trust::{AuthorInfo, Trust};
-use crate::wire::{Batch, DEFAULT_MAX_BYTES, Hash, MIN_MAX_BYTES, Refusal, Request, Response};
+use crate::wire::{
+    Batch, DEFAULT_MAX_BYTES, FLOOR_MAX_BYTES, Hash, MIN_MAX_BYTES, Refusal, Request, Response,
+};
 
 /// Raw bytes of changes loaded per message attempt, as a multiple of the limit.
 const RAW_FACTOR: usize = 8;
@@ -168,10 +170,23 @@ impl<'a> Client<'a> {
         self
     }
 
-    /// Sets the message limit, both ways (after compression; at least 1 KiB).
+    /// Sets the message limit, both ways (after compression; at least
+    /// [`FLOOR_MAX_BYTES`]: a message still carries one change).
     pub fn with_max_bytes(mut self, max_bytes: u32) -> Client<'a> {
-        self.max_bytes = max_bytes.max(MIN_MAX_BYTES);
+        self.set_max_bytes(max_bytes);
         self
+    }
+
+    /// Changes the message limit from the next request on, both ways (the
+    /// request's `max_bytes` bounds the answer): a transport shrinks it
+    /// after a cut and grows it as messages get through.
+    pub fn set_max_bytes(&mut self, max_bytes: u32) {
+        self.max_bytes = max_bytes.max(FLOOR_MAX_BYTES);
+    }
+
+    /// The message limit the next request uses.
+    pub fn max_bytes(&self) -> u32 {
+        self.max_bytes
     }
 
     /// Starts with a set reconciliation instead of the stored cursors: for
@@ -391,7 +406,7 @@ impl<'a> Client<'a> {
                     &keys,
                     &incoming,
                     Some(&mut found),
-                    self.max_bytes as usize * 3 / 4,
+                    self.max_bytes.max(MIN_MAX_BYTES) as usize * 3 / 4,
                 );
                 if reconcile::is_done(&send) {
                     Phase::Transfer {
@@ -609,11 +624,55 @@ pub fn respond_with(
     respond_inner(store, trust, request, opts)
 }
 
+/// What [`respond_counted`] did with a request's push.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Changes pushed in the request.
+    pub pushed: u32,
+    /// Changes stored (new here).
+    pub stored: u32,
+    /// Changes already here (sent again).
+    pub duplicates: u32,
+    /// Changes held back, waiting (scope, a missing dependency).
+    pub pending: u32,
+}
+
+impl Outcome {
+    /// A request that pushed changes every one of which was already here:
+    /// work done twice (its sender gave up on an earlier answer).
+    pub fn all_again(&self) -> bool {
+        self.pushed > 0 && self.stored == 0 && self.pending == 0 && self.duplicates > 0
+    }
+}
+
+/// [`respond_with`], also telling what it did with the push (for a hub's
+/// counters).
+pub fn respond_counted(
+    store: &Store,
+    trust: &dyn Trust,
+    request: &[u8],
+    opts: &RespondOptions,
+) -> Result<(Vec<u8>, Outcome), SyncError> {
+    let mut outcome = Outcome::default();
+    let out = respond_inner_counted(store, trust, request, opts, &mut outcome)?;
+    Ok((out, outcome))
+}
+
 fn respond_inner(
     store: &Store,
     trust: &dyn Trust,
     request: &[u8],
     opts: &RespondOptions,
+) -> Result<Vec<u8>, SyncError> {
+    respond_inner_counted(store, trust, request, opts, &mut Outcome::default())
+}
+
+fn respond_inner_counted(
+    store: &Store,
+    trust: &dyn Trust,
+    request: &[u8],
+    opts: &RespondOptions,
+    outcome: &mut Outcome,
 ) -> Result<Vec<u8>, SyncError> {
     let req = Request::decode(request)?;
     let me = store.identity();
@@ -667,10 +726,16 @@ fn respond_inner(
         }
         Ok((applied, mine))
     })?;
+    *outcome = Outcome {
+        pushed: u32::try_from(req.push.changes.len()).unwrap_or(u32::MAX),
+        stored: applied.stored,
+        duplicates: applied.duplicates,
+        pending: applied.pending,
+    };
     if applied.reference {
         store.reload_reference()?;
     }
-    let max = (req.max_bytes.max(MIN_MAX_BYTES)) as usize;
+    let max = (req.max_bytes.max(FLOOR_MAX_BYTES)) as usize;
     store.read(|c| {
         Ok(build_response(
             c,
@@ -761,7 +826,8 @@ fn build_response(
             // Over the requester's scope only: an out-of-scope change is
             // in no fingerprint, count or hash list.
             let keys = all_keys(conn, pull_fmps)?;
-            Some(reconcile::answer(&keys, ranges, None, max * 3 / 4))
+            let budget = max.max(MIN_MAX_BYTES as usize) * 3 / 4;
+            Some(reconcile::answer(&keys, ranges, None, budget))
         }
         None => None,
     };

@@ -21,6 +21,10 @@ pub const PROTOCOL_VERSION: u8 = 1;
 pub const DEFAULT_MAX_BYTES: u32 = 64 * 1024;
 /// Smallest message limit (a message must hold a change and its bundle).
 pub const MIN_MAX_BYTES: u32 = 2048;
+/// Smallest limit a client may ask for (a link that cuts every 1.5 KB):
+/// below [`MIN_MAX_BYTES`] a message still carries at least one change,
+/// so it may reach [`MIN_MAX_BYTES`] when one change alone is larger.
+pub const FLOOR_MAX_BYTES: u32 = 512;
 /// Largest body a receiver decompresses (a defence against zstd bombs).
 pub const MAX_DECODED_BYTES: usize = 32 * 1024 * 1024;
 

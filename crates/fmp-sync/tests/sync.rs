@@ -225,3 +225,47 @@ fn counters_in_a_document_add_up_across_replicas() {
         assert_eq!(v.as_i64(), Some(7));
     }
 }
+
+#[test]
+fn a_limit_below_one_change_sends_one_change_a_message_both_ways_and_can_change_between_requests() {
+    let a = replica("phone");
+    let b = replica("hub");
+    let trust = trust_all(&[&a, &b]);
+    for n in 0..6 {
+        a.store.record(submission("ML-MNK", n)).expect("record");
+        b.store
+            .record(submission("ML-MNK", 100 + n))
+            .expect("record");
+    }
+    let floor = fmp_sync::wire::FLOOR_MAX_BYTES;
+    let mut c = Client::new(&a.store, &trust, id(&b)).with_max_bytes(1);
+    assert_eq!(c.max_bytes(), floor, "no limit below the floor");
+    let mut trips = 0;
+    while let Some(req) = c.next_request().expect("req") {
+        let resp = respond(&b.store, &trust, &req).expect("respond");
+        // Each way: within the floor, or one change alone (within MIN_MAX_BYTES).
+        let q = fmp_sync::Request::decode(&req).expect("decode");
+        let r = fmp_sync::Response::decode(&resp).expect("decode");
+        eprintln!(
+            "request {} B, {} change(s); answer {} B, {} change(s)",
+            req.len(),
+            q.push.changes.len(),
+            resp.len(),
+            r.pull.changes.len()
+        );
+        if trips < 4 {
+            assert!(req.len() <= floor as usize || q.push.changes.len() == 1);
+            assert!(resp.len() <= floor as usize || r.pull.changes.len() == 1);
+        }
+        assert!(req.len() <= 64 * 1024 && resp.len() <= 64 * 1024);
+        c.handle_response(&resp).expect("handle");
+        trips += 1;
+        // Grown back between requests: the rest goes in larger messages.
+        if trips == 4 {
+            c.set_max_bytes(64 * 1024);
+        }
+        assert!(trips < 20, "no progress");
+    }
+    assert!(trips >= 5, "{trips}");
+    assert_eq!(dump(&a.store), dump(&b.store));
+}

@@ -173,6 +173,131 @@ fn heremakono_over_32k(rows: &mut Vec<Row>) {
     ));
 }
 
+/// Longest link time one goodput run is given (a fixed size a link never
+/// lets through delivers nothing in it).
+const GOODPUT_BUDGET: Duration = Duration::from_secs(60);
+
+/// One goodput run: a fresh hub and phone (joined directly, first sync
+/// directly), `subs` recorded, then `fmp sync`s through `faults` until
+/// every submission is at the hub or the budget is spent. The canonical
+/// JSON bytes of the submissions the hub holds, the link time, the syncs
+/// it took, and whether all arrived.
+fn goodput_run(
+    subs: &[Submission],
+    faults: Faults,
+    max_bytes: u32,
+    fixed: bool,
+) -> (usize, f64, u32, bool) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub_dir = dir.path().join("hub");
+    Store::init(&hub_dir, "hub").expect("init");
+    let hub = fmp_hub::serve(&hub_dir, "127.0.0.1:0").expect("serve");
+    let phone = joined_phone(dir.path(), &hub_dir, &hub.url(), "heremakono-1", "ML-HER");
+    client::sync(&phone, SyncOptions::default()).expect("first sync");
+    phone
+        .record_many(subs.to_vec(), chrono::Utc::now())
+        .expect("record");
+    let proxy = FaultProxy::start(&hub.url(), faults).expect("proxy");
+    let cancel = client::CancelToken::new();
+    let c2 = cancel.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let timer = std::thread::spawn(move || {
+        if done_rx.recv_timeout(GOODPUT_BUDGET).is_err() {
+            c2.cancel();
+        }
+    });
+    let t = Instant::now();
+    let mut syncs = 0;
+    loop {
+        syncs += 1;
+        let r = client::sync(
+            &phone,
+            SyncOptions {
+                url: Some(proxy.url()),
+                max_bytes,
+                fixed_size: fixed,
+                cancel: Some(cancel.clone()),
+                ..SyncOptions::default()
+            },
+        );
+        if r.is_ok() || cancel.is_cancelled() {
+            break;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let _ = done_tx.send(());
+    let _ = timer.join();
+    let held = Store::open(&hub_dir)
+        .expect("open")
+        .list(&Default::default())
+        .expect("list");
+    let bytes = held
+        .iter()
+        .map(|s| s.submission.to_value().to_string().len())
+        .sum();
+    (bytes, secs, syncs, held.len() == subs.len())
+}
+
+/// Goodput (submission bytes delivered per second of link time) on links
+/// that cut every connection after 2, 8 and 32 KB (64 kbit/s, 100 ms one
+/// way) and on the clean 32 kbit/s, 600 ms link: the adaptive message size
+/// beside fixed 64 KiB and fixed 1.5 KB messages. Floor: both fixed sizes
+/// on the same link; ratio: the better of them over the adaptive one.
+fn goodput(rows: &mut Vec<Row>) {
+    let subs = month("ML-HER", 1.0);
+    let links: [(&str, Faults); 4] = [
+        (
+            "cut every 2 KB",
+            Faults::seeded(2)
+                .link(64, 100)
+                .cut_after(2_000..=2_000, None),
+        ),
+        (
+            "cut every 8 KB",
+            Faults::seeded(8)
+                .link(64, 100)
+                .cut_after(8_000..=8_000, None),
+        ),
+        (
+            "cut every 32 KB",
+            Faults::seeded(32)
+                .link(64, 100)
+                .cut_after(32_000..=32_000, None),
+        ),
+        ("32 kbit/s, 600 ms", Faults::seeded(1).link(32, 600)),
+    ];
+    for (name, faults) in links {
+        let mut figures = Vec::new();
+        for (label, max, fixed) in [
+            ("adaptive", fmp_sync::DEFAULT_MAX_BYTES, false),
+            ("fixed 64 KiB", fmp_sync::DEFAULT_MAX_BYTES, true),
+            ("fixed 1.5 KB", 1_500, true),
+        ] {
+            let (bytes, secs, syncs, all) = goodput_run(&subs, faults.clone(), max, fixed);
+            eprintln!(
+                "goodput {name}, {label}: {bytes} B in {secs:.1} s, {syncs} sync(s), all: {all}"
+            );
+            figures.push((label, bytes as f64 / secs, secs, all));
+        }
+        let best_fixed = figures[1].1.max(figures[2].1);
+        let shown = |f: &(&str, f64, f64, bool)| {
+            format!(
+                "{} {:.0} B/s ({:.1} s{})",
+                f.0,
+                f.1,
+                f.2,
+                if f.3 { "" } else { ", not all delivered" }
+            )
+        };
+        rows.push(Row {
+            what: format!("goodput, {} submissions, {name}", subs.len()),
+            value: shown(&figures[0]),
+            floor: format!("{}; {}", shown(&figures[1]), shown(&figures[2])),
+            ratio: format!("{:.2}×", best_fixed / figures[0].1.max(1e-9)),
+        });
+    }
+}
+
 /// A registry of `n` FMPs: Mali's nine, then copies of Gogui (a border
 /// post) under new codes, so 200 devices can be spread two per FMP as a
 /// post's enumerators are.
@@ -408,12 +533,13 @@ type Step = fn(&mut Vec<Row>);
 fn main() {
     // `FMP_FIELD_STEPS=hub,record` runs only those rows (names below).
     let only = std::env::var("FMP_FIELD_STEPS").ok();
-    let steps: [(&str, Step); 5] = [
+    let steps: [(&str, Step); 6] = [
         ("record", record_latency),
         ("sync", sync_rows),
         ("heremakono", heremakono_over_32k),
         ("report", report_row),
         ("hub", hub_200_devices),
+        ("goodput", goodput),
     ];
     println!("| measure | value | floor | ratio |");
     println!("|---|---|---|---|");

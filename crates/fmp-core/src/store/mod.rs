@@ -10,6 +10,7 @@
 //! - `authority.rs`: HQ's identity pinned at join; a document's changes for scoped reads.
 //! - `restore.rs`: actor epoch and restore facts; cursor resets after a restore.
 //! - `roles.rs`: the store's role, a record's author, checks of received states.
+//! - `link.rs`: the message size learnt per sync peer.
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
@@ -18,6 +19,7 @@
 pub mod authority;
 pub mod enrollment;
 pub mod identity;
+mod link;
 pub mod materialize;
 pub mod nonces;
 pub mod restore;

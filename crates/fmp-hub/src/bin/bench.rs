@@ -3,7 +3,9 @@
 //! `fmp-hub-bench [DEVICES] [SUBMISSIONS]` (default 200 × 50): enrolls that
 //! many simulated devices on a hub running in a child process, records the
 //! submissions on each device offline, then syncs all devices at once and
-//! prints throughput, p50/p99 sync latency and the hub's peak memory.
+//! prints throughput, p50/p99 sync latency, the hub's peak memory, the
+//! requests it shed (`503 busy`) and the requests it applied twice (every
+//! pushed change already there: a client gave up on an earlier answer).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use fmp_core::store::Store;
 use fmp_hub::client::{self, SyncOptions};
-use fmp_hub::{HubError, Limits, ServeOptions};
+use fmp_hub::{HubError, Limits};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -32,22 +34,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// The hub of the bench: serves until SIGTERM, then prints its counters
+/// (`load: shed N, applied twice M`).
 fn hub_only(dir: &str) -> Result<(), HubError> {
-    let opts = ServeOptions {
-        store: dir.into(),
-        listen: "127.0.0.1:0".into(),
-        tls: None,
-        limits: Limits {
-            rate_burst: 1e9,
-            rate_per_sec: 1e9,
-            join_burst: 1e9,
-            join_per_sec: 1e9,
-            join_global_burst: 1e9,
-            join_global_per_sec: 1e9,
-            ..Limits::default()
-        },
+    let limits = Limits {
+        rate_burst: 1e9,
+        rate_per_sec: 1e9,
+        join_burst: 1e9,
+        join_per_sec: 1e9,
+        join_global_burst: 1e9,
+        join_global_per_sec: 1e9,
+        ..Limits::default()
     };
-    fmp_hub::serve_until_signal(opts, |a| println!("listening on http://{a}"))
+    let state = fmp_hub::server::Hub::new(Store::open(Path::new(dir))?, limits)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(HubError::Runtime)?;
+    rt.block_on(fmp_hub::server::run(
+        state.clone(),
+        "127.0.0.1:0",
+        None,
+        |a| println!("listening on http://{a}"),
+        async {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                term.recv().await;
+            }
+        },
+    ))?;
+    let load = state.load();
+    println!(
+        "load: shed {}, applied twice {}",
+        load.shed, load.applied_twice
+    );
+    Ok(())
 }
 
 fn peak_kib(pid: u32) -> Option<u64> {
@@ -93,10 +114,9 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
         .spawn()
         .map_err(HubError::Runtime)?;
     let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(HubError::Runtime)?;
+    let mut hub_out = child.stdout.take().map(BufReader::new);
+    if let Some(out) = hub_out.as_mut() {
+        out.read_line(&mut line).map_err(HubError::Runtime)?;
     }
     let url = line.trim().trim_start_matches("listening on ").to_string();
     let t = Instant::now();
@@ -150,9 +170,22 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
+    let mut rest = String::new();
+    if let Some(mut out) = hub_out {
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    }
     let _ = child.wait();
+    let count = |what: &str| -> String {
+        rest.lines()
+            .find_map(|l| l.strip_prefix("load: "))
+            .and_then(|l| l.split(", ").find_map(|p| p.strip_prefix(what)))
+            .map(|n| n.trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let (shed_hub, twice) = (count("shed "), count("applied twice "));
     let mut lat = Vec::new();
     let (mut sent, mut bytes, mut rts, mut retries, mut failed) = (0u64, 0u64, 0u64, 0u64, 0usize);
+    let mut shed = 0u64;
     for r in results {
         match r {
             Ok((d, s)) => {
@@ -161,6 +194,7 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
                 bytes += s.bytes_sent + s.bytes_received;
                 rts += u64::from(s.round_trips);
                 retries += u64::from(s.retries);
+                shed += u64::from(s.shed);
             }
             Err(e) => {
                 failed += 1;
@@ -176,11 +210,11 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
     };
     let held = Store::open(&hub_dir)?.list(&Default::default())?.len();
     println!(
-        "| devices | submissions | wall (s) | submissions/s | p50 sync (ms) | p99 sync (ms) | round trips | bytes | retries | failed | hub peak RSS (MiB) |"
+        "| devices | submissions | wall (s) | submissions/s | p50 sync (ms) | p99 sync (ms) | round trips | bytes | retries | failed | hub peak RSS (MiB) | shed | applied twice |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {devices} | {sent} | {:.2} | {:.0} | {:.0} | {:.0} | {rts} | {bytes} | {retries} | {failed} | {} |",
+        "| {devices} | {sent} | {:.2} | {:.0} | {:.0} | {:.0} | {rts} | {bytes} | {retries} | {failed} | {} | {shed_hub} | {twice} |",
         wall.as_secs_f64(),
         sent as f64 / wall.as_secs_f64(),
         pct(0.5),
@@ -189,7 +223,7 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
             .unwrap_or_else(|| "?".into())
     );
     println!(
-        "hub holds {held} submissions; hub CPU {:.1} s",
+        "hub holds {held} submissions; hub CPU {:.1} s; the clients waited for a busy hub {shed} times",
         hub_cpu.unwrap_or(0.0)
     );
     let _ = std::fs::remove_dir_all(Path::new(&tmp));
