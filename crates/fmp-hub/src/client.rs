@@ -82,8 +82,8 @@ pub const MAX_SHEDS: u32 = 1_000;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// After this many messages through, a [`Window`] tries sizes up to a
-/// quarter above the smallest one cut before.
-const PROBE_AFTER: u32 = 16;
+/// quarter above the last one cut (at least [`FLOOR_MAX_BYTES`] / 2 more).
+const PROBE_AFTER: u32 = 8;
 
 /// The adaptive message size of a sync (both ways: the request's
 /// `max_bytes` bounds the answer), up to the ceiling the user allows
@@ -92,7 +92,9 @@ const PROBE_AFTER: u32 = 16;
 /// A link that cuts (or freezes) a connection after some bytes shows it in
 /// two ways: the first exchange on a fresh connection is cut (the message
 /// is too big: the next is half of what was cut, and sizes from 90 % of
-/// it are not tried again until [`PROBE_AFTER`] messages got through), or
+/// it are not tried again until [`PROBE_AFTER`] messages got through;
+/// only the latest such cut counts, so a link that drops by time rather
+/// than by size does not pin the size low), or
 /// an exchange is cut after others went through on the same connection
 /// (its budget ran out, not the message's fault: the size stays). Each
 /// message through grows the size: doubling until a first cut, then by a
@@ -107,6 +109,9 @@ pub struct Window {
     /// Bytes through since the last cut (on the connection in use).
     carried: u64,
     since_probe: u32,
+    /// First exchanges of their connections cut one after another since
+    /// the last message through.
+    cuts_in_row: u32,
     /// Never changes ([`SyncOptions::fixed_size`]).
     fixed: bool,
 }
@@ -123,6 +128,7 @@ impl Window {
             too_big: None,
             carried: 0,
             since_probe: 0,
+            cuts_in_row: 0,
             fixed: false,
         }
     }
@@ -137,13 +143,21 @@ impl Window {
         if self.fixed {
             return;
         }
+        // Several cuts in a row were a link down (a drop, an outage), not
+        // a message too big: what they taught of the size is forgotten,
+        // and the size doubles back. A link that cuts by size cuts once
+        // between messages through, and that single cut is kept.
+        if self.cuts_in_row >= 2 {
+            self.too_big = None;
+        }
+        self.cuts_in_row = 0;
         self.carried = self
             .carried
             .saturating_add(u64::try_from(exchanged).unwrap_or(u64::MAX));
         if let Some(t) = self.too_big {
             self.since_probe += 1;
             if self.since_probe >= PROBE_AFTER {
-                self.too_big = Some(t.saturating_add(t / 4));
+                self.too_big = Some(t.saturating_add((t / 4).max(FLOOR_MAX_BYTES / 2)));
                 self.since_probe = 0;
             }
         }
@@ -167,9 +181,13 @@ impl Window {
             return;
         }
         if self.carried == 0 {
+            self.cuts_in_row = self.cuts_in_row.saturating_add(1);
             // The first exchange on its connection: too big for the link.
+            // The latest evidence, not the smallest ever: a link that drops
+            // connections by time (not by size) cuts a first exchange of
+            // any size now and then, and must not pin the size to the floor.
             let size = self.limit.min(u32::try_from(exchanged).unwrap_or(u32::MAX));
-            self.too_big = Some(self.too_big.map_or(size, |t| t.min(size)));
+            self.too_big = Some(size);
             self.limit = (size / 2).clamp(FLOOR_MAX_BYTES, self.ceiling);
             self.since_probe = 0;
         }
@@ -1029,6 +1047,15 @@ mod tests {
         assert_eq!(w.limit(), 65_536, "a new hub starts at the ceiling");
         // A 20 KB message under a 64 KiB limit is cut on a fresh connection.
         w.cut(20_000);
+        assert_eq!(w.limit(), 10_000);
+        w.cut(10_000);
+        assert_eq!(w.limit(), 5_000);
+        // Two cuts in a row: a link down, not the size; the size doubles back.
+        w.got_through(5_000);
+        assert_eq!(w.limit(), 10_000);
+        // A connection that ran out after a message through says nothing;
+        // a single first-exchange cut after it is the size.
+        w.cut(10_000);
         assert_eq!(w.limit(), 10_000);
         w.cut(10_000);
         assert_eq!(w.limit(), 5_000);
