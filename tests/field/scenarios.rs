@@ -453,7 +453,11 @@ fn through_a_link_cut_every_few_kb(n: usize, silent: bool, default_seed: u64) {
         )
         .unwrap();
     let learnt: u32 = learnt.parse().unwrap();
-    assert!(learnt < 6_000, "learnt {learnt}: {ctx}");
+    // Reset cuts teach the size itself. Silent cuts of every connection in a
+    // row look like a link down rather than a size, so only less than the
+    // 64 KiB default is promised there (the size is probed again).
+    let bound = if silent { 64 * 1024 } else { 6_000 };
+    assert!(learnt < bound, "learnt {learnt}: {ctx}");
     let again = sync_ok(&phone, &args, &[]);
     assert!(again.contains("sent 0,"), "{again}; {ctx}");
     eprintln!("{ctx}");
