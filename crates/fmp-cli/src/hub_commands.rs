@@ -205,10 +205,23 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
         } => {
             let s = Store::open(&store)?;
             let ttl = fmp_hub::enroll::parse_duration(&expires)?;
+            if ttl < std::time::Duration::from_secs(60) {
+                return Err(HubError::Usage(format!(
+                    "--expires {expires} is too short: a code must stay valid at least 1m \
+                     for a phone to join with it (e.g. 30m, 24h, 7d)"
+                )));
+            }
             let code = fmp_hub::enroll::create_code(&s, &fmps, ttl, hub)?;
+            let until = chrono::Duration::from_std(ttl)
+                .ok()
+                .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                .map_or_else(
+                    || "far in the future".to_string(),
+                    |t| format!("until {} UTC", t.format("%Y-%m-%d %H:%M")),
+                );
             println!("{code}");
             eprintln!(
-                "one-time code for {}{}, valid {expires}",
+                "one-time code for {}{}, valid {expires} ({until})",
                 fmps.join(", "),
                 if hub {
                     " (a hub, may enroll phones)"

@@ -248,3 +248,92 @@ fn a_closed_standard_output_ends_record_cleanly_saying_what_was_stored() {
         "exactly what it said"
     );
 }
+
+#[test]
+fn an_enrollment_code_shorter_than_a_minute_is_refused_and_a_good_one_says_until_when() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("hq");
+    let store = store.to_str().expect("utf8");
+    let out = fmp(&["init", "--store", store, "--name", "hq"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for short in ["0m", "30s", "59s"] {
+        let out = fmp(&[
+            "enroll-code",
+            "--store",
+            store,
+            "--fmp",
+            "ML-GOG",
+            "--expires",
+            short,
+        ]);
+        assert!(!out.status.success(), "--expires {short} was accepted");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("--expires {short}")) && err.contains("at least 1m"),
+            "{err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "no code printed: {}",
+            text(&out.stdout)
+        );
+    }
+    let out = fmp(&[
+        "enroll-code",
+        "--store",
+        store,
+        "--fmp",
+        "ML-GOG",
+        "--expires",
+        "1m",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim().len(), 11, "XXXXX-XXXXX");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ML-GOG") && err.contains("valid 1m (until ") && err.contains(" UTC)"),
+        "{err}"
+    );
+}
+
+/// The README's hub examples grant a hub only FMPs of its own region (a
+/// "Gao hub" granted Kayes and Sikasso FMPs misled a supervisor once).
+#[test]
+fn the_readme_hub_examples_grant_fmps_of_the_hub_s_region() {
+    let registry = fmp_core::Registry::mali_default();
+    let mut checked = 0;
+    for file in ["README.md", "crates/fmp-hub/README.md"] {
+        let body = std::fs::read_to_string(repo().join(file)).expect("readme");
+        for line in body
+            .lines()
+            .filter(|l| l.trim_start().starts_with("fmp enroll-code"))
+        {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let fmps: Vec<&str> = words
+                .windows(2)
+                .filter(|w| w[0] == "--fmp")
+                .map(|w| w[1])
+                .collect();
+            assert!(!fmps.is_empty(), "{file}: {line}");
+            for code in &fmps {
+                assert!(
+                    registry.get(code).is_some(),
+                    "{file}: unknown {code} in {line}"
+                );
+            }
+            let Some(region) = line.split("# for the ").nth(1) else {
+                continue;
+            };
+            let region = region.split(" hub").next().expect("region");
+            for code in &fmps {
+                let fmp = registry.get(code).expect("known");
+                assert_eq!(
+                    fmp.admin1, region,
+                    "{file}: {code} is not in {region}: {line}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the READMEs name the hub each code is for");
+}
