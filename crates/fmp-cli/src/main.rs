@@ -7,6 +7,7 @@
 //! - `demo.rs`: `fmp demo`.
 //! - `reference_commands.rs`: `fmp registry` and `fmp form` (HQ's reference data).
 
+mod addresses;
 mod commands;
 mod demo;
 mod hub_commands;
