@@ -233,3 +233,32 @@ fn revoke_by_a_shared_name_lists_the_candidates_and_devices_escapes_names() {
     assert!(out.contains(&a_id), "{out}");
     fmp(&["sync", "--store", s(&a)]);
 }
+
+#[test]
+fn a_revoked_phone_s_status_says_it_was_revoked_until_it_is_reinstated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = init(tmp.path(), "hub");
+    let srv = Served::start(&hub, &[]);
+    let phone = init(tmp.path(), "gogui-phone");
+    enroll(&hub, &phone, &srv.url, &["ML-GOG"], &[]);
+    record(&phone, "ML-GOG", 2, "before");
+    fmp(&["sync", "--store", s(&phone)]);
+    assert!(status_json(&phone)["refused_by_hub"].is_null());
+    let id = device_id(&phone);
+    fmp(&["revoke", "--store", s(&hub), &id]);
+    record(&phone, "ML-GOG", 1, "after");
+    let err = refused(&["sync", "--store", s(&phone), "--retries", "0"]);
+    assert!(err.contains("revoked"), "{err}");
+    let st = status_json(&phone);
+    let reason = st["refused_by_hub"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("revoked"), "{st}");
+    assert!(st["refused_by_hub"]["at"].as_str().is_some(), "{st}");
+    let text = fmp(&["status", "--store", s(&phone)]);
+    assert!(text.contains("refused by the hub since "), "{text}");
+    assert_eq!(st["pending"], 1, "the record made after is kept: {st}");
+    fmp(&["devices", "--store", s(&hub), "--reinstate", &id]);
+    fmp(&["sync", "--store", s(&phone)]);
+    let st = status_json(&phone);
+    assert!(st["refused_by_hub"].is_null(), "{st}");
+    assert_eq!(count(&hub), 3, "the record made while revoked arrives");
+}

@@ -405,6 +405,13 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 ),
                 _ => println!("not joined to a hub"),
             }
+            if let Some(r) = &st.refused_by_hub {
+                println!(
+                    "refused by the hub since {}: {}",
+                    r.at,
+                    fmp_hub::db::printable(&r.reason)
+                );
+            }
             println!("pending changes: {}", st.pending);
             for p in &st.peers {
                 println!(

@@ -840,6 +840,7 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
     if !opts.fixed_size && learnt != Some(window.limit()) {
         store.set_link_max_bytes(up.hub, window.limit())?;
     }
+    remember_refusal(store, up.hub, &result)?;
     result?;
     total.max_bytes = window.limit();
     let accepted: Vec<_> = released
@@ -853,6 +854,26 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         })?;
     }
     Ok(total)
+}
+
+/// Keeps (for `fmp status`) a refusal of this device itself by its hub
+/// (revoked, or no longer known), and forgets it once a sync gets through.
+fn remember_refusal(
+    store: &Store,
+    hub: uuid::Uuid,
+    result: &Result<(), HubError>,
+) -> Result<(), HubError> {
+    match result {
+        Err(HubError::Refused { error, reason, .. })
+            if matches!(error.as_str(), "revoked_device" | "unknown_device") =>
+        {
+            let now = chrono::Utc::now().timestamp_millis();
+            store.set_refused_by(hub, Some((now, reason)))?;
+        }
+        Ok(()) if store.refused_by(hub)?.is_some() => store.set_refused_by(hub, None)?,
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The attempts of [`sync`]: each a [`Client`] from the stored cursors,

@@ -1063,7 +1063,7 @@ async fn sync(
             StatusCode::FORBIDDEN,
             "revoked_device",
             format!(
-                "device {} was revoked on this hub; ask the supervisor to enroll it again",
+                "device {0} was revoked on this hub; what it records stays on it; ask the supervisor to reinstate it (`fmp devices --store HUB --reinstate {0}`)",
                 signed.device
             ),
         ));

@@ -54,6 +54,18 @@ pub struct Status {
     /// valid concurrent edits that merged into a record breaking a rule
     /// (`fmp show` names the rule).
     pub flagged: i64,
+    /// The hub joined refused this device itself at the last sync (revoked
+    /// by the supervisor, or no longer known), and when; `None` otherwise.
+    pub refused_by_hub: Option<HubRefusal>,
+}
+
+/// The hub's refusal of this device itself.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HubRefusal {
+    /// When the sync was refused (RFC 3339, UTC).
+    pub at: String,
+    /// The hub's reason, in words.
+    pub reason: String,
 }
 
 /// Quarantined changes of one author refused for one reason.
@@ -96,6 +108,15 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
     let waiting = fmp_sync::waiting(store)?;
     let role = store.role()?;
     let flagged = store.flagged()?;
+    let refused_by_hub = match store.read(db::upstream)? {
+        Some(up) => store.refused_by(up.hub)?.map(|(ms, reason)| HubRefusal {
+            at: chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            reason,
+        }),
+        None => None,
+    };
     let s = store.read(|c| {
         let up = db::upstream(c)?;
         let restored = fmp_core::store::restore::state(c, id.device_id)?;
@@ -150,6 +171,7 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
             restored: restored.detected_at.is_some().then_some(restored),
             role,
             flagged,
+            refused_by_hub,
         })
     })?;
     Ok(s)

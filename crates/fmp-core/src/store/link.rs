@@ -1,5 +1,6 @@
 //! What the sync client learnt about the link to each peer, kept in `meta`
-//! so the next sync starts from it: the message size that gets through.
+//! so the next sync starts from it: the message size that gets through, and
+//! whether the peer refused this device outright (revoked) at its last sync.
 
 use rusqlite::OptionalExtension;
 use uuid::Uuid;
@@ -8,6 +9,10 @@ use super::{Store, StoreError, sql_err};
 
 fn key(peer: Uuid) -> String {
     format!("link_max_bytes:{peer}")
+}
+
+fn refused_key(peer: Uuid) -> String {
+    format!("refused_by:{peer}")
 }
 
 impl Store {
@@ -21,6 +26,43 @@ impl Store {
             .optional()
         })?;
         Ok(v.and_then(|s| s.parse().ok()))
+    }
+
+    /// Why `peer` last refused this device outright (revoked, unknown), and
+    /// when (ms since the epoch); `None` once a sync with it got through.
+    pub fn refused_by(&self, peer: Uuid) -> Result<Option<(i64, String)>, StoreError> {
+        let v: Option<String> = self.read(|c| {
+            c.query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [refused_key(peer)],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        Ok(v.and_then(|s| {
+            let (at, why) = s.split_once('\t')?;
+            Some((at.parse().ok()?, why.to_string()))
+        }))
+    }
+
+    /// Records (or, with `None`, clears) `peer`'s outright refusal of this
+    /// device: at (ms) and the peer's reason in words.
+    pub fn set_refused_by(
+        &self,
+        peer: Uuid,
+        refusal: Option<(i64, &str)>,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            match refusal {
+                Some((at, why)) => tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                    [refused_key(peer), format!("{at}\t{why}")],
+                ),
+                None => tx.execute("DELETE FROM meta WHERE key = ?1", [refused_key(peer)]),
+            }
+            .map_err(|e| sql_err(&self.dir, e))?;
+            Ok(())
+        })
     }
 
     /// Records the message size that gets through to `peer`.
