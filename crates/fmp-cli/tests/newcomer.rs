@@ -21,13 +21,20 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A fresh store `name` under `dir`, as `fmp init` makes it; its path.
+fn new_store(dir: &tempfile::TempDir, name: &str) -> String {
+    let store = dir.path().join(name);
+    let store = store.to_str().expect("utf8").to_string();
+    let out = fmp(&["init", "--store", &store, "--name", name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    store
+}
+
 #[test]
 fn the_example_files_are_recorded_as_they_are() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("phone");
-    let store = store.to_str().expect("utf8");
-    let out = fmp(&["init", "--store", store, "--name", "newcomer"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let store = new_store(&dir, "phone");
+    let store = store.as_str();
     let mut ids = Vec::new();
     for file in ["examples/submission.json", "examples/gogui-week.jsonl"] {
         let path = repo().join(file);
@@ -136,9 +143,8 @@ fn no_file_points_outside_the_repository() {
 #[test]
 fn a_refused_line_names_every_structural_problem_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("phone");
-    let store = store.to_str().expect("utf8");
-    assert!(fmp(&["init", "--store", store]).status.success());
+    let store = new_store(&dir, "phone");
+    let store = store.as_str();
     let example =
         std::fs::read_to_string(repo().join("examples/submission.json")).expect("example");
     let mut v: serde_json::Value = serde_json::from_str(&example).expect("json");
@@ -173,9 +179,8 @@ fn a_refused_line_names_every_structural_problem_at_once() {
 #[test]
 fn report_filters_that_match_nothing_say_so() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("hq");
-    let store = store.to_str().expect("utf8");
-    assert!(fmp(&["init", "--store", store]).status.success());
+    let store = new_store(&dir, "hq");
+    let store = store.as_str();
     let example = repo().join("examples/submission.json");
     assert!(
         fmp(&["record", "--store", store, example.to_str().expect("utf8")])
@@ -220,9 +225,8 @@ fn report_filters_that_match_nothing_say_so() {
 #[test]
 fn a_closed_standard_output_ends_record_cleanly_saying_what_was_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("phone");
-    let store = store.to_str().expect("utf8");
-    assert!(fmp(&["init", "--store", store]).status.success());
+    let store = new_store(&dir, "phone");
+    let store = store.as_str();
     let week = repo().join("examples/gogui-week.jsonl");
     // The reader is gone before the first id is written (`| head -0`).
     let mut child = Command::new(env!("CARGO_BIN_EXE_fmp"))
@@ -252,20 +256,20 @@ fn a_closed_standard_output_ends_record_cleanly_saying_what_was_stored() {
 #[test]
 fn an_enrollment_code_shorter_than_a_minute_is_refused_and_a_good_one_says_until_when() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("hq");
-    let store = store.to_str().expect("utf8");
-    let out = fmp(&["init", "--store", store, "--name", "hq"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    for short in ["0m", "30s", "59s"] {
-        let out = fmp(&[
+    let store = new_store(&dir, "hq");
+    let code = |expires: &str| {
+        fmp(&[
             "enroll-code",
             "--store",
-            store,
+            &store,
             "--fmp",
             "ML-GOG",
             "--expires",
-            short,
-        ]);
+            expires,
+        ])
+    };
+    for short in ["0m", "30s", "59s"] {
+        let out = code(short);
         assert!(!out.status.success(), "--expires {short} was accepted");
         let err = text(&out.stderr);
         assert!(
@@ -278,15 +282,7 @@ fn an_enrollment_code_shorter_than_a_minute_is_refused_and_a_good_one_says_until
             text(&out.stdout)
         );
     }
-    let out = fmp(&[
-        "enroll-code",
-        "--store",
-        store,
-        "--fmp",
-        "ML-GOG",
-        "--expires",
-        "1m",
-    ]);
+    let out = code("1m");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim().len(), 11, "XXXXX-XXXXX");
     let err = text(&out.stderr);
