@@ -644,7 +644,13 @@ impl Sim {
     fn reinstate(&mut self, p: usize) {
         let phone = &self.phones[p];
         let hub = &self.hubs[phone.hub];
-        fmp(&["devices", "--store", s(&hub.store), "--reinstate", &phone.name]);
+        fmp(&[
+            "devices",
+            "--store",
+            s(&hub.store),
+            "--reinstate",
+            &phone.name,
+        ]);
         self.note(format!("{}: reinstated {}", hub.name, phone.name));
         self.phones[p].revoked = false;
     }
@@ -821,10 +827,7 @@ impl Sim {
             }
         ));
         if !ok && matches!(fault, Fault::None) {
-            self.fail(format!(
-                "{who}: a clean sync failed: {}",
-                text(&out.stderr)
-            ));
+            self.fail(format!("{who}: a clean sync failed: {}", text(&out.stderr)));
         }
         ok
     }
@@ -951,7 +954,9 @@ impl Sim {
             .filter(|id| !ack.contains(id) || self.lost_by_restore.contains(*id))
             .collect();
         if !stray.is_empty() {
-            return Err(format!("HQ holds submissions nobody holds acknowledged: {stray:?}"));
+            return Err(format!(
+                "HQ holds submissions nobody holds acknowledged: {stray:?}"
+            ));
         }
         let scoped = |fmps: &[&str]| -> BTreeMap<String, serde_json::Value> {
             at_hq
