@@ -51,7 +51,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::*;
 
-const DEFAULT_SEED: u64 = 0x51_3d_2026;
+const DEFAULT_SEED: u64 = 0x513d_2026;
 const DEFAULT_SEEDS: u64 = 3;
 
 /// FMPs the hubs cover (entry/exit points of the embedded Mali registry).
