@@ -8,6 +8,9 @@
 #
 #   FMP_SIM_START=1000 FMP_SIM_COUNT=200 scripts/simulate.sh
 #
+# FMP_SIM_OVERLAP=1 and FMP_SIM_RESTORE_BUG=1 pass through to the test
+# (faults kept out of the default set: known product bugs, see the test).
+#
 # Exits non-zero if any seed failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
