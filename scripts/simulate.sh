@@ -20,6 +20,9 @@ out="${CARGO_TARGET_DIR:-target}/simulate"
 mkdir -p "$out"
 cargo test -q -p fmp-cli --test simulation --no-run || exit 2
 failing=()
+flags=""
+[ -n "${FMP_SIM_OVERLAP:-}" ] && flags+="FMP_SIM_OVERLAP=$FMP_SIM_OVERLAP "
+[ -n "${FMP_SIM_RESTORE_BUG:-}" ] && flags+="FMP_SIM_RESTORE_BUG=$FMP_SIM_RESTORE_BUG "
 for ((seed = start; seed < start + count; seed++)); do
   log="$out/seed-$seed.log"
   if FMP_SIM_SEED="$seed" FMP_SIM_SEEDS=1 \
@@ -38,6 +41,6 @@ if [ ${#failing[@]} -eq 0 ]; then
 fi
 echo "failing seeds (${#failing[@]} of $count): ${failing[*]}"
 for seed in "${failing[@]}"; do
-  echo "  FMP_SIM_SEED=$seed cargo test -p fmp-cli --test simulation"
+  echo "  ${flags}FMP_SIM_SEED=$seed cargo test -p fmp-cli --test simulation"
 done
 exit 1

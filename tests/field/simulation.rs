@@ -1089,9 +1089,16 @@ fn seeded_simulation_of_the_whole_chain_under_faults() {
                     .unwrap_or_else(|| "panic".into());
                 let log = log.lock().unwrap_or_else(|p| p.into_inner()).join("\n  ");
                 eprintln!("FAILING SEED {seed}");
+                let mut flags = String::new();
+                if overlap() {
+                    flags.push_str("FMP_SIM_OVERLAP=1 ");
+                }
+                if write_before_heal() {
+                    flags.push_str("FMP_SIM_RESTORE_BUG=1 ");
+                }
                 failures.push(format!(
-                    "seed {seed} failed: {msg}\nrerun: FMP_SIM_SEED={seed} cargo test -p fmp-cli \
-                     --test simulation\noperation log:\n  {log}"
+                    "seed {seed} failed: {msg}\nrerun: {flags}FMP_SIM_SEED={seed} cargo test -p \
+                     fmp-cli --test simulation\noperation log:\n  {log}"
                 ));
             }
         }
