@@ -8,7 +8,7 @@
 #
 #   FMP_SIM_START=1000 FMP_SIM_COUNT=200 scripts/simulate.sh
 #
-# FMP_SIM_OVERLAP=1 and FMP_SIM_RESTORE_BUG=1 pass through to the test
+# FMP_SIM_OVERLAP=1 and FMP_SIM_WRITE_BEFORE_HEAL=0 pass through to the test
 # (faults kept out of the default set: known product bugs, see the test).
 #
 # Exits non-zero if any seed failed.
@@ -22,7 +22,7 @@ cargo test -q -p fmp-cli --test simulation --no-run || exit 2
 failing=()
 flags=""
 [ -n "${FMP_SIM_OVERLAP:-}" ] && flags+="FMP_SIM_OVERLAP=$FMP_SIM_OVERLAP "
-[ -n "${FMP_SIM_RESTORE_BUG:-}" ] && flags+="FMP_SIM_RESTORE_BUG=$FMP_SIM_RESTORE_BUG "
+[ -n "${FMP_SIM_WRITE_BEFORE_HEAL:-}" ] && flags+="FMP_SIM_WRITE_BEFORE_HEAL=$FMP_SIM_WRITE_BEFORE_HEAL "
 for ((seed = start; seed < start + count; seed++)); do
   log="$out/seed-$seed.log"
   if FMP_SIM_SEED="$seed" FMP_SIM_SEEDS=1 \

@@ -30,12 +30,12 @@
 //! and faults is a pure function of the seed; what a SIGKILL interrupts
 //! depends on timing, so a replay is close but not byte-identical.
 //!
-//! Kept out of the default set, as they expose product bugs (described
-//! where they are generated, with the seed that found them):
-//! `FMP_SIM_OVERLAP=1` lets two regional hubs share an FMP, and
-//! `FMP_SIM_RESTORE_BUG=1` lets a restored phone write before the sync that
-//! heals it. By default the hubs' FMPs are disjoint and a restored phone
-//! syncs first (and must be healed within three syncs).
+//! Kept out of the default set, as it exposes a product bug (described
+//! where it is generated, with the seed that found it): `FMP_SIM_OVERLAP=1`
+//! lets two regional hubs share an FMP; by default the hubs' FMPs are
+//! disjoint. A restored phone may write before the sync that heals it (the
+//! bug that found is fixed; `FMP_SIM_WRITE_BEFORE_HEAL=0` makes it sync
+//! first), and must be healed within three syncs.
 //!
 //! Not generated: a hub joined below another hub. Certificates do not chain
 //! through two levels of hubs (a known, unfixed limitation), and
@@ -706,22 +706,14 @@ impl Sim {
         if write_before_heal() {
             return;
         }
-        // Product bug kept out of the default set, found by seed 1362960422
-        // (replay: `FMP_SIM_RESTORE_BUG=1 FMP_SIM_OVERLAP=1
-        // FMP_SIM_SEED=1362960422`, the schedule that found it): a phone
-        // restored from a copy that held changes not yet synced when it was
-        // taken, and that writes (a record, an edit) before its first sync
-        // after the restore, sends a message the hub accepts and then serves
-        // with two bundles claiming the same change. Every pull of that FMP
-        // from the hub is refused from then on ("malformed message: change 0
-        // claimed twice; nothing of it was stored"), for the restored phone
-        // and for every other device of the FMP, a fresh one too, and no
-        // number of syncs heals it. Reproduced by hand: a phone records 4
-        // (not synced), its store is copied, it syncs, the copy is put back,
-        // it records 1 and syncs. (Without the write before the sync, it
-        // heals.) So by default a restored phone syncs (heals) before
-        // anything else touches it; `FMP_SIM_RESTORE_BUG=1` lets the schedule
-        // write first.
+        // Found by seed 1362960422 (with FMP_SIM_OVERLAP=1), now fixed: a
+        // phone restored from a copy that held changes not yet synced when
+        // it was taken, writing before its first sync after the restore,
+        // sealed those changes again; the hub then served two bundles
+        // claiming one change and every pull of the FMP was refused
+        // ("change 0 claimed twice"). `tests/hub/restore.rs`
+        // `a_restored_phone_recording_before_its_first_sync_does_not_block_its_fmp`
+        // is the minimal case.
         for attempt in 1..=3 {
             self.sync_phone(p, Fault::None);
             let st = status_json(&self.phones[p].store);
@@ -1051,10 +1043,11 @@ fn overlap() -> bool {
     std::env::var_os("FMP_SIM_OVERLAP").is_some_and(|v| v != "0")
 }
 
-/// `FMP_SIM_RESTORE_BUG=1`: a restored phone may write before it syncs
-/// (the product bug described in `Sim::restore`).
+/// A restored phone may write before it syncs (the default; the bug this
+/// found is described in `Sim::restore`); `FMP_SIM_WRITE_BEFORE_HEAL=0`
+/// makes it sync first.
 fn write_before_heal() -> bool {
-    std::env::var_os("FMP_SIM_RESTORE_BUG").is_some_and(|v| v != "0")
+    std::env::var_os("FMP_SIM_WRITE_BEFORE_HEAL").is_none_or(|v| v != "0")
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -1093,8 +1086,8 @@ fn seeded_simulation_of_the_whole_chain_under_faults() {
                 if overlap() {
                     flags.push_str("FMP_SIM_OVERLAP=1 ");
                 }
-                if write_before_heal() {
-                    flags.push_str("FMP_SIM_RESTORE_BUG=1 ");
+                if !write_before_heal() {
+                    flags.push_str("FMP_SIM_WRITE_BEFORE_HEAL=0 ");
                 }
                 failures.push(format!(
                     "seed {seed} failed: {msg}\nrerun: {flags}FMP_SIM_SEED={seed} cargo test -p \

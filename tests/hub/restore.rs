@@ -198,3 +198,46 @@ fn a_hub_restored_from_an_older_copy_gets_back_what_its_phones_and_hq_hold() {
     assert!(srv.stop());
     assert!(hq_srv.stop());
 }
+
+/// A phone copied while changes were still unsent, restored after they
+/// went, records before its next sync: it seals those old changes into
+/// bundles again, so the hub holds two bundles listing one change. The
+/// hub, its other phones and a phone enrolled later still sync, and every
+/// record is there once.
+#[test]
+fn a_restored_phone_recording_before_its_first_sync_does_not_block_its_fmp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = init(tmp.path(), "kayes-hub");
+    let srv = Served::start(&hub, &[]);
+    let phone = init(tmp.path(), "gogui-phone-1");
+    let colleague = init(tmp.path(), "gogui-phone-2");
+    enroll(&hub, &phone, &srv.url, &["ML-GOG"], &[]);
+    enroll(&hub, &colleague, &srv.url, &["ML-GOG"], &[]);
+    let mut all = record(&phone, 4, "unsent");
+    let backup = tmp.path().join("backup");
+    copy_dir(&phone, &backup);
+    fmp(&["sync", "--store", s(&phone)]);
+    restore(&phone, &backup);
+    all.extend(record(&phone, 1, "after-restore"));
+    fmp(&["sync", "--store", s(&phone)]);
+    all.extend(record(&colleague, 2, "colleague"));
+    for store in [&colleague, &phone, &colleague] {
+        let out = fmp_in(&["sync", "--store", s(store)], None);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            store.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let late = init(tmp.path(), "gogui-phone-3");
+    enroll(&hub, &late, &srv.url, &["ML-GOG"], &[]);
+    fmp(&["sync", "--store", s(&late)]);
+    let want: HashSet<String> = all.iter().cloned().collect();
+    assert_eq!(want.len(), 7);
+    for store in [&hub, &phone, &colleague, &late] {
+        let got = ids(store);
+        assert_eq!(got.len(), 7, "{}: {got:?}", store.display());
+        assert_eq!(got.into_iter().collect::<HashSet<_>>(), want);
+    }
+}

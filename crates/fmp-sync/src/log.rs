@@ -1,6 +1,6 @@
 //! Reading this store's change log into batches that fit a message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use fmp_core::store::Identity;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -253,6 +253,11 @@ pub(crate) fn batch(
     }
     let mut out = Batch::default();
     let mut authors: Vec<Uuid> = Vec::new();
+    // A change may be listed by two bundles of its author (a phone restored
+    // from a copy taken before it sent them seals them again): the first
+    // bundle here claims it, the others name it by hash, so every change of
+    // the message is claimed exactly once.
+    let mut claimed: HashSet<u32> = HashSet::new();
     for id in order {
         if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(id) {
             let b = Bundle::load(conn, &id)?.ok_or_else(|| {
@@ -270,8 +275,8 @@ pub(crate) fn batch(
                 .hashes
                 .iter()
                 .map(|h| match index.get(h) {
-                    Some(i) => HashRef::Here(*i),
-                    None => HashRef::Hash(*h),
+                    Some(i) if claimed.insert(*i) => HashRef::Here(*i),
+                    _ => HashRef::Hash(*h),
                 })
                 .collect(),
             sig: b.sig.clone(),
