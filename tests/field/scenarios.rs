@@ -20,9 +20,9 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fmp_testkit::netns::ShapedLink;
@@ -73,22 +73,6 @@ fn record(store: &Path, lines: &[String], env: &[(&str, String)]) -> Vec<String>
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
         .collect()
-}
-
-fn run_with_input(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// `fmp sync` as a child process.
@@ -554,21 +538,6 @@ fn two_phones_and_a_hub_sigkilled_at_random_moments_during_sync() {
     }
     let ctx = format!("seed {seed}, kills {kills:?}");
     check(&ctx, &hq, &acknowledged, &[&hub, &phones[0], &phones[1]]);
-}
-
-fn faketime(offset: &str) -> Option<Vec<(&'static str, String)>> {
-    let lib = [
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())?;
-    Some(vec![
-        ("LD_PRELOAD", lib.to_string()),
-        ("FAKETIME", offset.to_string()),
-        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
-        ("FAKETIME_DONT_RESET", "1".to_string()),
-    ])
 }
 
 /// A submission observed at `at` (as a phone's form fills it from its clock).

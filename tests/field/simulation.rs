@@ -48,7 +48,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -67,22 +67,6 @@ const FMPS: [&str; 4] = ["ML-GOG", "ML-HER", "ML-BEN", "ML-MNK"];
 type Env = Vec<(&'static str, String)>;
 
 // ---------------------------------------------------------------- processes
-
-fn run_with_input(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 /// `fmp ARGS` with an environment (a fake clock), not checked.
 fn fmp_env(args: &[&str], env: &Env) -> Output {
@@ -156,41 +140,6 @@ fn kill(child: &mut Child) {
         .args(["-KILL", &child.id().to_string()])
         .status();
     let _ = child.wait();
-}
-
-fn faketime(offset: &str) -> Option<Env> {
-    let lib = [
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())?;
-    Some(vec![
-        ("LD_PRELOAD", lib.to_string()),
-        ("FAKETIME", offset.to_string()),
-        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
-        ("FAKETIME_DONT_RESET", "1".to_string()),
-    ])
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
-/// Puts the copy in `backup` in the place of the store directory `dir`.
-fn restore(dir: &Path, backup: &Path) {
-    let aside = dir.with_file_name(format!(
-        "{}-replaced",
-        dir.file_name().unwrap().to_string_lossy()
-    ));
-    let _ = std::fs::remove_dir_all(&aside);
-    std::fs::rename(dir, &aside).unwrap();
-    copy_dir(backup, dir);
 }
 
 // ---------------------------------------------------------------- state

@@ -12,26 +12,6 @@ use std::path::Path;
 
 use support::*;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
-/// Puts the copy in `backup` in the place of the store directory `dir`
-/// (the replaced one is moved aside, as a restore tool keeps it).
-fn restore(dir: &Path, backup: &Path) {
-    let aside = dir.with_file_name(format!(
-        "{}-replaced",
-        dir.file_name().unwrap().to_string_lossy()
-    ));
-    let _ = std::fs::remove_dir_all(&aside);
-    std::fs::rename(dir, &aside).unwrap();
-    copy_dir(backup, dir);
-}
-
 fn jsonl(store: &Path) -> Vec<serde_json::Value> {
     fmp(&["list", "--store", s(store), "--format", "jsonl"])
         .lines()

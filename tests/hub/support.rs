@@ -142,3 +142,61 @@ pub fn submissions(fmp: &str, n: usize, tag: &str) -> String {
 /// stalls, cuts, link drops; seeded): see `fmp_testkit::proxy`.
 #[allow(unused_imports)]
 pub use fmp_testkit::proxy::{FaultProxy, Faults};
+
+/// `cmd` run with `input` on its standard input; its output, not checked.
+pub fn run_with_input(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// The environment that runs a process `offset` off the real clock under
+/// libfaketime (e.g. `-730d`), if the library is installed.
+pub fn faketime(offset: &str) -> Option<Vec<(&'static str, String)>> {
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())?;
+    Some(vec![
+        ("LD_PRELOAD", lib.to_string()),
+        ("FAKETIME", offset.to_string()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+        ("FAKETIME_DONT_RESET", "1".to_string()),
+    ])
+}
+
+/// Copies the store directory `from` (flat) to `to`, replacing it.
+pub fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).expect("create the copy");
+    for e in std::fs::read_dir(from).expect("read the store") {
+        let e = e.expect("a store file");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy a store file");
+    }
+}
+
+/// Puts the copy in `backup` in the place of the store directory `dir`
+/// (the replaced one is moved aside, as a restore tool keeps it).
+pub fn restore(dir: &Path, backup: &Path) {
+    let aside = dir.with_file_name(format!(
+        "{}-replaced",
+        dir.file_name()
+            .expect("a store directory")
+            .to_string_lossy()
+    ));
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::rename(dir, &aside).expect("move the store aside");
+    copy_dir(backup, dir);
+}

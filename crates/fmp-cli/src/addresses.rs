@@ -32,10 +32,16 @@ fn parse_fib_trie(text: &str) -> Vec<Ipv4Addr> {
 
 /// What `fmp serve` says of where phones can reach it, when it listens on
 /// an unspecified address (`0.0.0.0`); `None` for a specific address.
-pub fn reach_line(scheme: &str, listening: SocketAddr, own: &[Ipv4Addr]) -> Option<String> {
+/// `own` is only called then.
+pub fn reach_line(
+    scheme: &str,
+    listening: SocketAddr,
+    own: impl FnOnce() -> Vec<Ipv4Addr>,
+) -> Option<String> {
     if !listening.ip().is_unspecified() {
         return None;
     }
+    let own = own();
     let port = listening.port();
     Some(if own.is_empty() {
         "listening on every interface, but this machine has no network address \
@@ -91,15 +97,15 @@ Local:
         let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         let own = parse_fib_trie(TRIE);
         assert_eq!(
-            reach_line("http", any, &own).unwrap(),
+            reach_line("http", any, || own.clone()).unwrap(),
             "phones can reach this hub at http://10.0.0.2:8080 or http://192.168.1.7:8080"
         );
         assert!(
-            reach_line("https", any, &[])
+            reach_line("https", any, Vec::new)
                 .unwrap()
                 .contains("no network address")
         );
         let loopback: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert_eq!(reach_line("http", loopback, &own), None);
+        assert_eq!(reach_line("http", loopback, || unreachable!()), None);
     }
 }

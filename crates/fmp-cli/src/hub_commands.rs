@@ -193,8 +193,8 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             fmp_hub::serve_until_signal(opts, |addr| {
                 println!("listening on {scheme}://{addr}");
                 let _ = std::io::stdout().flush();
-                let own = crate::addresses::local_ipv4();
-                if let Some(line) = crate::addresses::reach_line(scheme, addr, &own) {
+                let own = crate::addresses::local_ipv4;
+                if let Some(line) = crate::addresses::reach_line(scheme, addr, own) {
                     eprintln!("{line}");
                 }
             })?;

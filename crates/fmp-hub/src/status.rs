@@ -108,7 +108,8 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
     let waiting = fmp_sync::waiting(store)?;
     let role = store.role()?;
     let flagged = store.flagged()?;
-    let refused_by_hub = match store.read(db::upstream)? {
+    let up = store.read(db::upstream)?;
+    let refused_by_hub = match &up {
         Some(up) => store.refused_by(up.hub)?.map(|(ms, reason)| HubRefusal {
             at: chrono::DateTime::from_timestamp_millis(ms)
                 .unwrap_or_default()
@@ -118,7 +119,6 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
         None => None,
     };
     let s = store.read(|c| {
-        let up = db::upstream(c)?;
         let restored = fmp_core::store::restore::state(c, id.device_id)?;
         let mut stmt = c.prepare(
             "SELECT p.peer, coalesce(u.name, d.name), p.acked, p.synced_at,
