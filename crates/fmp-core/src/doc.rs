@@ -229,12 +229,11 @@ pub fn edit_submission(doc: &mut AutoCommit, new: &Submission) -> Result<(), Doc
     write_diff(doc, &data, &old, &json)
 }
 
-/// Sets the review of a submission.
+/// Sets the review of a submission: a new map each time, so two concurrent
+/// reviews merge to one whole review (its status with its own reviewer),
+/// never to one reviewer's status under the other's name.
 pub fn set_review(doc: &mut AutoCommit, review: &Review) -> Result<(), DocError> {
-    let obj = match doc.get(ROOT, "review")? {
-        Some((Value::Object(ObjType::Map), id)) => id,
-        _ => doc.put_object(ROOT, "review", ObjType::Map)?,
-    };
+    let obj = doc.put_object(ROOT, "review", ObjType::Map)?;
     doc.put(&obj, "status", review.status.as_str())?;
     doc.put(&obj, "comment", review.comment.as_str())?;
     doc.put(&obj, "by", review.by.as_str())?;

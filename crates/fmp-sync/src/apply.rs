@@ -923,8 +923,19 @@ fn check_one(
                     "the change does not belong to submission {uuid}"
                 )));
             }
+            // Judged on the document as the change's author left it, not
+            // on this replica's merge: a concurrent review that arrived
+            // first must not decide whether this one is accepted.
+            let own = if trial.get_heads() == [ChangeHash(it.c.hash)] {
+                trial.clone()
+            } else {
+                match trial.fork_at(&[ChangeHash(it.c.hash)]) {
+                    Ok(d) => d,
+                    Err(e) => return Ok(Err(format!("automerge cannot read the change: {e}"))),
+                }
+            };
             if let Some(reason) =
-                role_refusal(it.c.author, &info, recorded_by, *uuid, &trial, &it.c.change)
+                role_refusal(it.c.author, &info, recorded_by, *uuid, &own, &it.c.change)
             {
                 return Ok(Err(reason));
             }

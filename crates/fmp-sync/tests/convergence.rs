@@ -163,3 +163,43 @@ proptest! {
         check(ops, count);
     }
 }
+
+/// Found by CI: two replicas review a record concurrently after both saw
+/// a first review; the one that heard the other's review first refused it
+/// ("alters the review without naming its signer"), judged on its merge.
+#[test]
+fn concurrent_reviews_after_a_shared_one_converge() {
+    for _ in 0..3 {
+        check(
+            vec![
+                Op::Record { r: 1, fmp: 0, n: 0 },
+                Op::Sync {
+                    a: 2,
+                    b: 1,
+                    cut: None,
+                },
+                Op::Review {
+                    r: 1,
+                    doc: 0,
+                    status: 0,
+                },
+                Op::Sync {
+                    a: 5,
+                    b: 1,
+                    cut: None,
+                },
+                Op::Review {
+                    r: 2,
+                    doc: 30,
+                    status: 2,
+                },
+                Op::Review {
+                    r: 1,
+                    doc: 40,
+                    status: 2,
+                },
+            ],
+            3,
+        );
+    }
+}

@@ -571,3 +571,172 @@ fn a_certificate_cannot_grant_more_than_its_issuers_role() {
     forged.role = None;
     assert!(forged.verify(&hq_trust).is_err(), "nor does dropping it");
 }
+
+/// Two supervisors of one FMP and two HQ replicas that hear them in
+/// opposite orders: the trust of `known` for each, the phone an enumerator.
+fn two_supervisors() -> (Replica, Replica, Replica, Replica, Replica, StaticTrust) {
+    let phone = replica("gogui-phone");
+    let kayes = replica("kayes-hub");
+    let bamako = replica("bamako-hub");
+    let hq_a = replica("hq-a");
+    let hq_b = replica("hq-b");
+    let mut trust = StaticTrust::new(true).with(
+        id(&phone),
+        info_as(&phone, Some(&["ML-GOG"]), Role::Enumerator),
+    );
+    for s in [&kayes, &bamako] {
+        trust = trust.with(id(s), known(s, Some(&["ML-GOG"]), Role::Supervisor, true));
+    }
+    for h in [&hq_a, &hq_b] {
+        trust = trust.with(id(h), known(h, None, Role::Hq, true));
+    }
+    (phone, kayes, bamako, hq_a, hq_b, trust)
+}
+
+#[test]
+fn concurrent_reviews_by_two_supervisors_merge_to_one_whole_review_in_either_order() {
+    let (phone, kayes, bamako, hq_a, hq_b, trust) = two_supervisors();
+    let rec = phone.store.record(submission("ML-GOG", 1)).expect("record");
+    sync_in_memory(&phone.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    // Kayes approves first, and Bamako hears of it.
+    kayes
+        .store
+        .review(rec, ReviewStatus::Approved, "ok")
+        .expect("review");
+    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    sync_in_memory(&bamako.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    sync_in_memory(&hq_b.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    // Then, offline from each other, Kayes rejects (same comment) and
+    // Bamako approves: each writes only what differs from the last review
+    // if reviews share one map, and the merge then shows Kayes' status
+    // under Bamako's name.
+    kayes
+        .store
+        .review(rec, ReviewStatus::Rejected, "ok")
+        .expect("review");
+    bamako
+        .store
+        .review(rec, ReviewStatus::Approved, "ok")
+        .expect("review");
+    for (first, second, hq) in [(&kayes, &bamako, &hq_a), (&bamako, &kayes, &hq_b)] {
+        for s in [first, second] {
+            let r = sync_in_memory(&s.store, &trust, &hq.store, &trust, 65536).expect("sync");
+            assert!(r.refused_by_peer.is_empty(), "{r:?}");
+        }
+    }
+    let a = hq_a.store.get(rec).expect("get").review.expect("reviewed");
+    let b = hq_b.store.get(rec).expect("get").review.expect("reviewed");
+    assert_eq!(
+        (a.status, &a.by),
+        (b.status, &b.by),
+        "both HQs show one review"
+    );
+    let whole = [
+        (ReviewStatus::Rejected, id(&kayes).to_string()),
+        (ReviewStatus::Approved, id(&bamako).to_string()),
+    ];
+    assert!(
+        whole.contains(&(a.status, a.by.clone())),
+        "the status shown is its reviewer's own: {a:?}"
+    );
+    assert_eq!(dump(&hq_a.store), dump(&hq_b.store));
+}
+
+#[test]
+fn a_change_writing_into_another_reviewer_s_review_without_its_name_is_refused_in_either_order() {
+    let (phone, kayes, bamako, hq_a, hq_b, trust) = two_supervisors();
+    let rec = phone.store.record(submission("ML-GOG", 1)).expect("record");
+    sync_in_memory(&phone.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    kayes
+        .store
+        .review(rec, ReviewStatus::Approved, "ok")
+        .expect("review");
+    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    sync_in_memory(&bamako.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    sync_in_memory(&hq_b.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    // Bamako's modified app flips the status of Kayes' review, leaving
+    // Kayes' name on it; Kayes meanwhile edits its own review honestly.
+    forge_change(&bamako.store, rec, Op::Review, |d| {
+        use automerge::{ObjType, ROOT, ReadDoc, Value, transaction::Transactable};
+        let Some((Value::Object(ObjType::Map), map)) = d.get(ROOT, "review").expect("get") else {
+            panic!("a review map");
+        };
+        d.put(&map, "status", "rejected").expect("put");
+    });
+    kayes
+        .store
+        .review(rec, ReviewStatus::HasIssues, "ok")
+        .expect("review");
+    for (first, second, hq) in [(&kayes, &bamako, &hq_a), (&bamako, &kayes, &hq_b)] {
+        let mut refused = Vec::new();
+        for s in [first, second] {
+            let r = sync_in_memory(&s.store, &trust, &hq.store, &trust, 65536).expect("sync");
+            refused.extend(r.refused_by_peer);
+        }
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].reason.contains("without naming its signer")
+                && refused[0].reason.contains(&id(&bamako).to_string()),
+            "{}",
+            refused[0].reason
+        );
+        let got = hq.store.get(rec).expect("get").review.expect("reviewed");
+        assert_eq!(
+            (got.status, got.by),
+            (ReviewStatus::HasIssues, id(&kayes).to_string())
+        );
+    }
+    assert_eq!(dump(&hq_a.store), dump(&hq_b.store));
+}
+
+#[test]
+fn a_review_written_into_the_last_review_s_map_is_judged_as_its_author_left_it_not_by_arrival_order()
+ {
+    // Stores of the previous format wrote a review into the map of the one
+    // before, only the fields that differ: Kayes changes the status of its
+    // own review, Bamako concurrently puts its name on the same map.
+    let (phone, kayes, bamako, hq_a, hq_b, trust) = two_supervisors();
+    let rec = phone.store.record(submission("ML-GOG", 1)).expect("record");
+    sync_in_memory(&phone.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    kayes
+        .store
+        .review(rec, ReviewStatus::Approved, "ok")
+        .expect("review");
+    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    sync_in_memory(&bamako.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    sync_in_memory(&hq_b.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    let into_last = |store: &Store, fields: Vec<(&'static str, String)>| {
+        forge_change(store, rec, Op::Review, |d| {
+            use automerge::{ObjType, ROOT, ReadDoc, Value, transaction::Transactable};
+            let Some((Value::Object(ObjType::Map), map)) = d.get(ROOT, "review").expect("get")
+            else {
+                panic!("a review map");
+            };
+            for (k, v) in fields {
+                d.put(&map, k, v).expect("put");
+            }
+        })
+    };
+    into_last(&kayes.store, vec![("status", "rejected".into())]);
+    into_last(
+        &bamako.store,
+        vec![
+            ("by", id(&bamako).to_string()),
+            ("at", "2020-06-30T12:00:00Z".into()),
+        ],
+    );
+    for (first, second, hq) in [(&kayes, &bamako, &hq_a), (&bamako, &kayes, &hq_b)] {
+        for s in [first, second] {
+            let r = sync_in_memory(&s.store, &trust, &hq.store, &trust, 65536).expect("sync");
+            assert!(r.refused_by_peer.is_empty(), "{r:?}");
+        }
+    }
+    assert_eq!(
+        dump(&hq_a.store),
+        dump(&hq_b.store),
+        "one state in both orders"
+    );
+}
