@@ -8,8 +8,8 @@
 #
 #   FMP_SIM_START=1000 FMP_SIM_COUNT=200 scripts/simulate.sh
 #
-# FMP_SIM_OVERLAP=1 and FMP_SIM_WRITE_BEFORE_HEAL=0 pass through to the test
-# (faults kept out of the default set: known product bugs, see the test).
+# FMP_SIM_OVERLAP=0 and FMP_SIM_WRITE_BEFORE_HEAL=0 pass through to the test
+# (narrower worlds than the default, to tell a failure apart).
 #
 # Exits non-zero if any seed failed.
 set -uo pipefail

@@ -221,3 +221,48 @@ fn a_restored_phone_recording_before_its_first_sync_does_not_block_its_fmp() {
         assert_eq!(got.into_iter().collect::<HashSet<_>>(), want);
     }
 }
+
+#[test]
+fn a_hub_restored_from_a_copy_older_than_a_phone_s_enrollment_takes_the_phone_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let hq_srv = Served::start(&hq, &[]);
+    let hub = init(tmp.path(), "gao-hub");
+    enroll(&hq, &hub, &hq_srv.url, &["ML-GOG"], &["--hub"]);
+    // The copy is taken before the phone joins.
+    let backup = tmp.path().join("hub-backup");
+    copy_dir(&hub, &backup);
+    let srv = Served::start(&hub, &[]);
+    let phone = init(tmp.path(), "gogui-1");
+    enroll(&hub, &phone, &srv.url, &["ML-GOG"], &[]);
+    let first = record(&phone, 3, "before");
+    fmp(&["sync", "--store", s(&phone)]);
+    assert!(srv.stop());
+    restore(&hub, &backup);
+    let devices = fmp(&["devices", "--store", s(&hub)]);
+    assert!(
+        !devices.contains("gogui-1"),
+        "the copy predates it: {devices}"
+    );
+    let srv = Served::start(&hub, &[]);
+    let later = record(&phone, 2, "after");
+    // The phone's next sync is taken: the hub re-enrolls it from the
+    // certificate it issued, and gets back what it lost.
+    let out = fmp(&["sync", "--store", s(&phone), "--hub", &srv.url]);
+    assert!(out.starts_with("synced:"), "{out}");
+    fmp(&["sync", "--store", s(&phone), "--hub", &srv.url]);
+    let devices = fmp(&["devices", "--store", s(&hub)]);
+    assert!(devices.contains("gogui-1"), "{devices}");
+    fmp(&["sync", "--store", s(&hub)]);
+    let mut want: Vec<String> = first.into_iter().chain(later).collect();
+    want.sort();
+    for store in [&hub, &hq] {
+        let mut got = ids(store);
+        got.sort();
+        assert_eq!(got, want, "{}", store.display());
+    }
+    let st = status_json(&phone);
+    assert!(st["refused_by_hub"].is_null(), "{st}");
+    assert!(srv.stop());
+    assert!(hq_srv.stop());
+}

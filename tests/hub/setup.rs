@@ -80,16 +80,17 @@ fn a_hub_may_enroll_only_what_its_upstream_granted_and_hq_enrolls_anything() {
         err.contains("ML-BEN") && err.contains("only for ML-GOG"),
         "{err}"
     );
-    // A hub code from a hub would make a chain HQ cannot verify.
+    // A hub code from a hub (a hub below it) is bound by the same scope.
     let err = refused(&[
         "enroll-code",
         "--store",
         s(&kayes),
         "--fmp",
-        "ML-GOG",
+        "ML-BEN",
         "--hub",
     ]);
-    assert!(err.contains("only HQ"), "{err}");
+    assert!(err.contains("only for ML-GOG"), "{err}");
+    assert_eq!(code(&kayes, &["ML-GOG"], &["--hub"]).len(), 11);
     // Within its FMPs it enrolls; HQ (no upstream) enrolls any FMP.
     assert_eq!(code(&kayes, &["ML-GOG"], &[]).len(), 11);
     assert_eq!(code(&hq, &["ML-BEN", "ML-HER"], &[]).len(), 11);
@@ -261,4 +262,109 @@ fn a_revoked_phone_s_status_says_it_was_revoked_until_it_is_reinstated() {
     let st = status_json(&phone);
     assert!(st["refused_by_hub"].is_null(), "{st}");
     assert_eq!(count(&hub), 3, "the record made while revoked arrives");
+}
+
+/// The FMPs' records at `store`, as (fmp, notes) pairs.
+fn notes(store: &Path) -> Vec<(String, String)> {
+    let out = fmp(&["list", "--store", s(store), "--format", "json"]);
+    let mut v: Vec<(String, String)> = serde_json::from_str::<Vec<serde_json::Value>>(&out)
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["fmp"].as_str().unwrap_or_default().to_string(),
+                r["notes"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn two_regional_hubs_sharing_an_fmp_each_get_the_records_of_the_other_s_phones() {
+    // Found by the simulation (FMP_SIM_OVERLAP=1, seed 1362960422): Bamako
+    // could not verify a phone Kayes enrolled, so Gogui's records never
+    // reached it.
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let hq_srv = Served::start(&hq, &[]);
+    let kayes = init(tmp.path(), "kayes-hub");
+    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG"], &["--hub"]);
+    let bamako = init(tmp.path(), "bamako-hub");
+    enroll(&hq, &bamako, &hq_srv.url, &["ML-GOG", "ML-HER"], &["--hub"]);
+    let kayes_srv = Served::start(&kayes, &[]);
+    let bamako_srv = Served::start(&bamako, &[]);
+    let gogui = init(tmp.path(), "gogui-phone");
+    enroll(&kayes, &gogui, &kayes_srv.url, &["ML-GOG"], &[]);
+    let gogui2 = init(tmp.path(), "gogui-phone-2");
+    enroll(&bamako, &gogui2, &bamako_srv.url, &["ML-GOG"], &[]);
+    record(&gogui, "ML-GOG", 4, "kayes");
+    record(&gogui2, "ML-GOG", 2, "bamako");
+    for p in [&gogui, &gogui2] {
+        fmp(&["sync", "--store", s(p)]);
+    }
+    for _ in 0..2 {
+        for h in [&kayes, &bamako] {
+            fmp(&["sync", "--store", s(h)]);
+        }
+    }
+    for p in [&gogui, &gogui2] {
+        fmp(&["sync", "--store", s(p)]);
+    }
+    let all = notes(&hq);
+    assert_eq!(all.len(), 6, "{all:?}");
+    for store in [&kayes, &bamako, &gogui, &gogui2] {
+        assert_eq!(notes(store), all, "{}", store.display());
+        let st = status_json(store);
+        assert_eq!(st["quarantined"], serde_json::json!([]), "{st}");
+    }
+}
+
+#[test]
+fn a_hub_below_a_regional_hub_reaches_hq_and_hears_from_the_rest_of_its_region() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let hq_srv = Served::start(&hq, &[]);
+    let kayes = init(tmp.path(), "kayes-hub");
+    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG", "ML-HER"], &["--hub"]);
+    let kayes_srv = Served::start(&kayes, &[]);
+    // A district hub below Kayes, for Gogui only, and its phone.
+    let nioro = init(tmp.path(), "nioro-hub");
+    enroll(&kayes, &nioro, &kayes_srv.url, &["ML-GOG"], &["--hub"]);
+    let nioro_srv = Served::start(&nioro, &[]);
+    let gogui = init(tmp.path(), "gogui-phone");
+    enroll(&nioro, &gogui, &nioro_srv.url, &["ML-GOG"], &[]);
+    // A phone of Kayes itself for Gogui, and HQ's own record for it.
+    let gogui2 = init(tmp.path(), "gogui-phone-2");
+    enroll(&kayes, &gogui2, &kayes_srv.url, &["ML-GOG"], &[]);
+    record(&gogui, "ML-GOG", 3, "nioro");
+    record(&gogui2, "ML-GOG", 2, "kayes");
+    // The district hub cannot enroll beyond what Kayes granted it.
+    let err = refused(&["enroll-code", "--store", s(&nioro), "--fmp", "ML-HER"]);
+    assert!(err.contains("only for ML-GOG"), "{err}");
+    for _ in 0..2 {
+        for store in [&gogui, &gogui2, &nioro, &kayes] {
+            fmp(&["sync", "--store", s(store)]);
+        }
+    }
+    let all = notes(&hq);
+    assert_eq!(all.len(), 5, "every record reached HQ: {all:?}");
+    for store in [&kayes, &nioro, &gogui, &gogui2] {
+        assert_eq!(notes(store), all, "{}", store.display());
+        let st = status_json(store);
+        assert_eq!(st["quarantined"], serde_json::json!([]), "{st}");
+    }
+    // A review by HQ reaches the district hub's phone.
+    let id = fmp(&["list", "--store", s(&hq), "--format", "json"]);
+    let id = serde_json::from_str::<Vec<serde_json::Value>>(&id).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fmp(&["review", "--store", s(&hq), &id, "--status", "approved"]);
+    for store in [&kayes, &nioro, &gogui] {
+        fmp(&["sync", "--store", s(store)]);
+    }
+    let shown = fmp(&["show", "--store", s(&gogui), &id]);
+    assert!(shown.contains("approved"), "{shown}");
 }

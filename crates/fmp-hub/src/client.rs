@@ -42,8 +42,8 @@ use crate::auth::Signed;
 use crate::db::{self, Upstream};
 use crate::error::HubError;
 use crate::server::{
-    ErrorBody, H_PARTIAL, HUB_PATH, HqIdentity, HubInfo, JOIN_PATH, JoinRequest, JoinResponse,
-    SYNC_PATH,
+    ErrorBody, H_CERTIFICATE, H_NAME, H_PARTIAL, HUB_PATH, HqIdentity, HubInfo, JOIN_PATH,
+    JoinRequest, JoinResponse, SYNC_PATH,
 };
 use crate::tls::{self, Pinned};
 
@@ -386,7 +386,7 @@ async fn post(
     url: &str,
     path: &str,
     body: Vec<u8>,
-    extra: Option<(&str, &str)>,
+    extra: &[(&str, &str)],
     stall: Duration,
     got: &mut usize,
 ) -> Result<Vec<u8>, SendError> {
@@ -400,8 +400,8 @@ async fn post(
         for (k, v) in signed.headers() {
             rb = rb.header(k, v);
         }
-        if let Some((k, v)) = extra {
-            rb = rb.header(k, v);
+        for (k, v) in extra {
+            rb = rb.header(*k, *v);
         }
         resp = tokio::time::timeout(answer_within(stall, body.len()), rb.send())
             .await
@@ -494,7 +494,7 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
                 &url,
                 JOIN_PATH,
                 body.clone(),
-                None,
+                &[],
                 DEFAULT_STALL_TIMEOUT,
                 &mut 0,
             ))
@@ -904,6 +904,9 @@ fn sync_attempts(
             });
         }
     };
+    // Answered `unknown_device`: the certificate this device's hub issued
+    // it, sent once so a hub restored from an older copy takes it back.
+    let mut rejoin: Option<(String, String)> = None;
     loop {
         let mut client = Client::new(store, trust, up.hub)
             .with_max_bytes(window.limit())
@@ -924,6 +927,11 @@ fn sync_attempts(
                 // refusal never costs a second upload.
                 let mut got = 0usize;
                 let sent = loop {
+                    let mut headers = vec![(H_PARTIAL, "1")];
+                    if let Some((cert, name)) = &rejoin {
+                        headers.push((H_CERTIFICATE, cert.as_str()));
+                        headers.push((H_NAME, name.as_str()));
+                    }
                     let sent = unless_cancelled(
                         rt,
                         cancel,
@@ -933,12 +941,25 @@ fn sync_attempts(
                             url,
                             SYNC_PATH,
                             req.clone(),
-                            Some((H_PARTIAL, "1")),
+                            &headers,
                             stall,
                             &mut got,
                         ),
                     )
                     .ok_or(HubError::Cancelled)?;
+                    if let Err(SendError::Refused(403, body)) = &sent
+                        && body.error == "unknown_device"
+                        && rejoin.is_none()
+                        && let Some(cert) =
+                            fmp_sync::trust::stored_certificate(store, store.identity().device_id)?
+                        && cert.issuer == up.hub
+                    {
+                        rejoin = Some((
+                            hex::encode(cert.encode()),
+                            hex::encode(store.identity().name.as_bytes()),
+                        ));
+                        continue;
+                    }
                     let Err(SendError::Busy(after, body)) = sent else {
                         break sent;
                     };
@@ -979,7 +1000,7 @@ fn sync_attempts(
                                 url,
                                 SYNC_PATH,
                                 req.clone(),
-                                Some((H_PARTIAL, "1")),
+                                &[(H_PARTIAL, "1")],
                                 stall,
                                 &mut got,
                             ),

@@ -47,11 +47,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, HubError> {
 
 /// Refuses an enrollment this store could not vouch for upstream: on a
 /// store that joined a hub (a supervisor's hub), codes only for FMPs within
-/// the scope it was granted, only if it was granted enrollment (joined with
-/// a code made with `--hub`), and never for another hub (certificates do not
-/// chain: HQ verifies a phone only through the hub that enrolled it). A
-/// store that joined no hub (HQ) enrolls anything.
-pub fn check_may_enroll(store: &Store, fmps: &[String], may_enroll: bool) -> Result<(), HubError> {
+/// the scope it was granted, and only if it was granted enrollment (joined
+/// with a code made with `--hub`). A hub code from a hub makes a hub below
+/// it: HQ verifies that hub's phones through the chain of certificates
+/// their bundles carry. A store that joined no hub (HQ) enrolls anything.
+pub fn check_may_enroll(store: &Store, fmps: &[String]) -> Result<(), HubError> {
     let (up, granted) = store.read(|c| {
         Ok((
             db::upstream(c)?,
@@ -66,13 +66,6 @@ pub fn check_may_enroll(store: &Store, fmps: &[String], may_enroll: bool) -> Res
             "this store joined {} with a device code, so it may not enroll devices: \
              what it enrolls would be refused upstream. Ask {} for a code made with \
              `fmp enroll-code --hub`, and `fmp join` again with it",
-            up.name, up.name
-        )));
-    }
-    if may_enroll {
-        return Err(HubError::Usage(format!(
-            "only HQ (a store that joined no hub) makes hub codes (--hub): {} would not \
-             accept the devices a hub enrolled by this one enrolls. Ask {} for the new hub's code",
             up.name, up.name
         )));
     }
@@ -114,7 +107,7 @@ pub fn create_code(
         }
     }
     db::ensure_tables(store)?;
-    check_may_enroll(store, fmps, may_enroll)?;
+    check_may_enroll(store, fmps)?;
     let rng = SystemRandom::new();
     // Rejection sampling: bytes of 240 and up (256 is not a multiple of 30)
     // are drawn again, so every character is equally likely.

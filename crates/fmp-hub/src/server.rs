@@ -53,6 +53,16 @@ pub const HUB_PATH: &str = "/v1/hub";
 /// of a push and answers the refusals in its response.
 pub const H_PARTIAL: &str = "x-fmp-partial";
 
+/// Request header: the device's certificate (hex of its postcard bytes),
+/// sent by a device this hub answered `unknown_device`. A certificate this
+/// hub issued re-enrolls the device as it certifies it: a hub restored
+/// from a copy older than the device's enrollment takes it back.
+pub const H_CERTIFICATE: &str = "x-fmp-certificate";
+
+/// Request header with [`H_CERTIFICATE`]: the device's name (hex of its
+/// UTF-8), for the hub's device list.
+pub const H_NAME: &str = "x-fmp-name";
+
 /// The hub's limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -995,6 +1005,54 @@ pub fn valid_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The certificate in [`H_CERTIFICATE`], if one came, this hub issued it to
+/// `device`, and the name in [`H_NAME`] (checked like a join's). A
+/// certificate that came and is not this hub's is refused, naming why.
+fn issued_here(
+    me: &fmp_core::store::Identity,
+    headers: &HeaderMap,
+    device: Uuid,
+) -> Result<Option<(Certificate, String)>, ApiError> {
+    let Some(v) = headers.get(H_CERTIFICATE) else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "unknown_device",
+            format!(
+                "device {device} is not enrolled on this hub and its certificate does not re-enroll it: {why}; join it with an enrollment code"
+            ),
+        )
+    };
+    let cert = hex::decode(v.as_bytes())
+        .ok()
+        .and_then(|b| Certificate::decode_stored(&b))
+        .ok_or_else(|| refuse("the certificate header is not a certificate"))?;
+    if cert.device != device {
+        return Err(refuse("the certificate is another device's"));
+    }
+    if cert.issuer != me.device_id || cert.is_self_signed() {
+        return Err(refuse("this hub did not issue it"));
+    }
+    if !fmp_core::store::identity::verify(me.public_key(), &cert.payload(), &cert.sig) {
+        return Err(refuse("its signature is not this hub's"));
+    }
+    // Hex of the UTF-8 name (a header carries only ASCII).
+    let name = match headers.get(H_NAME) {
+        Some(v) => {
+            let n = hex::decode(v.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| refuse("the name header is not hex of UTF-8"))?;
+            check_name(&n)?;
+            n
+        }
+        None => format!("device-{}", &device.to_string()[..8]),
+    };
+    Ok(Some((cert, name)))
+}
+
 fn check_name(name: &str) -> Result<(), ApiError> {
     valid_name(name).map_err(|why| {
         ApiError::new(
@@ -1044,20 +1102,67 @@ async fn sync(
     };
     // The body arrives outside the queue: a slow phone holds no place.
     drop(place);
-    let Some(known) = known else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "unknown_device",
-            format!(
-                "device {} is not enrolled on this hub; join it with an enrollment code first",
-                signed.device
+    let (known, rejoin) = match known {
+        Some(k) => (k, None),
+        None => match issued_here(hub.store.identity(), &headers, signed.device)? {
+            Some((cert, name)) => (
+                db::Known {
+                    public_key: cert.public_key.clone(),
+                    revoked_at: None,
+                    fmps: cert.fmps.clone(),
+                },
+                Some((cert, name)),
             ),
-        ));
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "unknown_device",
+                    format!(
+                        "device {} is not enrolled on this hub; join it with an enrollment code first",
+                        signed.device
+                    ),
+                ));
+            }
+        },
     };
     let body = read_body(&hub, &headers, body).await?;
     auth::verify(&signed, &known.public_key, "POST", SYNC_PATH, &body)?;
     hub.nonces
         .check(signed.device, &signed.nonce, signed.time)?;
+    if let Some((cert, name)) = rejoin {
+        // Signed with the certified key: the device holds it. Enrolled
+        // again as the certificate says, unless a row came meanwhile (a
+        // revoked device stays revoked).
+        let h = hub.clone();
+        blocking(&hub, move || {
+            let added = h
+                .store
+                .write(|tx| -> Result<bool, crate::HubError> {
+                    if db::known(tx, cert.device)?.is_some() {
+                        return Ok(false);
+                    }
+                    db::upsert_device(
+                        tx,
+                        cert.device,
+                        &name,
+                        &cert.public_key,
+                        &cert.fmps,
+                        cert.role().may_enroll(),
+                    )?;
+                    Ok(true)
+                })
+                .map_err(ApiError::internal)?;
+            if added {
+                fmp_sync::trust::store_certificate(&h.store, &cert).map_err(ApiError::from)?;
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::warn!(
+            device = %signed.device,
+            "re-enrolled from the certificate this hub issued it (this store was restored from a copy older than its enrollment?)"
+        );
+    }
     if known.revoked_at.is_some() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

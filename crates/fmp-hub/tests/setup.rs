@@ -444,3 +444,123 @@ fn a_strangers_bundle_in_a_push_is_refused_alone_but_a_forged_known_one_refuses_
     assert_eq!((resp.accepted, resp.refused.len()), (3, 2), "{resp:?}");
     assert_eq!(submissions_on(hub.store()), 3);
 }
+
+/// A sync request from `key`'s store claiming device `as_device`, with a
+/// certificate (and name) in the re-enrollment headers.
+fn sync_with_certificate(
+    hub: &std::sync::Arc<Hub>,
+    key: &Store,
+    as_device: Uuid,
+    cert: &fmp_sync::Certificate,
+    name: Option<&str>,
+) -> (StatusCode, ErrorBody) {
+    let trust = key.read(db::trust).unwrap();
+    let body = fmp_sync::Client::new(key, &trust, hub.store().identity().device_id)
+        .next_request()
+        .unwrap()
+        .unwrap();
+    let mut s = Signed::new(key.identity(), "POST", SYNC_PATH, &body);
+    s.device = as_device;
+    let mut b = Request::post(SYNC_PATH);
+    for (k, v) in s.headers() {
+        b = b.header(k, v);
+    }
+    b = b.header(fmp_hub::server::H_CERTIFICATE, hex::encode(cert.encode()));
+    if let Some(n) = name {
+        b = b.header(fmp_hub::server::H_NAME, hex::encode(n.as_bytes()));
+    }
+    call(hub, b.body(Body::from(body)).unwrap())
+}
+
+fn issued_by(issuer: &Identity, device: &Store, fmp: &str) -> fmp_sync::Certificate {
+    fmp_sync::Certificate::issue(
+        issuer,
+        device.identity().device_id,
+        device.identity().public_key(),
+        Some(vec![fmp.to_string()]),
+        fmp_sync::Role::Enumerator,
+    )
+}
+
+#[test]
+fn a_device_the_hub_forgot_comes_back_with_the_certificate_the_hub_issued_it() {
+    // The hub's store is older than the phone's enrollment (restored from a
+    // copy): it has no row for the phone, but its own key signed the
+    // phone's certificate.
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = hub_with(tmp.path(), Limits::default());
+    let phone = store(tmp.path(), "gogui-phone-1");
+    assert_eq!(sync_status(&hub, &phone), StatusCode::FORBIDDEN);
+    let cert = issued_by(hub.store().identity(), &phone, "ML-GOG");
+    let me = phone.identity().device_id;
+    let (s, e) = sync_with_certificate(&hub, &phone, me, &cert, Some("Gogui 1 — Ménaka"));
+    assert_eq!(s, StatusCode::OK, "{e:?}");
+    let d = fmp_hub::status::devices(hub.store()).unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].device, me);
+    assert_eq!(d[0].name, "Gogui 1 — Ménaka");
+    assert_eq!(d[0].fmps, Some(vec!["ML-GOG".to_string()]));
+    // From then on it syncs as any enrolled phone, without the header.
+    assert_eq!(sync_status(&hub, &phone), StatusCode::OK);
+}
+
+#[test]
+fn certificates_the_hub_did_not_issue_or_another_device_s_re_enroll_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = hub_with(tmp.path(), Limits::default());
+    let other_hub = store(tmp.path(), "bamako-hub");
+    let phone = store(tmp.path(), "gogui-phone-1");
+    let mallory = store(tmp.path(), "mallory");
+    let before = enrollment(&hub);
+    let me = phone.identity().device_id;
+    let refused = |(s, e): (StatusCode, ErrorBody), why: &str| {
+        assert_eq!(s, StatusCode::FORBIDDEN, "{e:?}");
+        assert_eq!(e.error, "unknown_device");
+        assert!(e.reason.contains(why), "{}", e.reason);
+    };
+    // Issued by another hub.
+    let cert = issued_by(other_hub.identity(), &phone, "ML-GOG");
+    refused(
+        sync_with_certificate(&hub, &phone, me, &cert, None),
+        "did not issue",
+    );
+    // Naming this hub as issuer, signed by another key.
+    let mut forged = issued_by(other_hub.identity(), &phone, "ML-GOG");
+    forged.issuer = hub.store().identity().device_id;
+    refused(
+        sync_with_certificate(&hub, &phone, me, &forged, None),
+        "signature",
+    );
+    // A genuine certificate of the phone, sent by Mallory as the phone:
+    // the request is not signed with the certified key.
+    let genuine = issued_by(hub.store().identity(), &phone, "ML-GOG");
+    let (s, _) = sync_with_certificate(&hub, &mallory, me, &genuine, None);
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The phone's certificate sent by Mallory as Mallory.
+    refused(
+        sync_with_certificate(&hub, &mallory, mallory.identity().device_id, &genuine, None),
+        "another device's",
+    );
+    assert_eq!(enrollment(&hub), before, "nothing enrolled");
+}
+
+#[test]
+fn a_revoked_device_s_certificate_does_not_reinstate_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = hub_with(tmp.path(), Limits::default());
+    let phone = store(tmp.path(), "gogui-phone-1");
+    assert_eq!(
+        call(&hub, honest_join(&phone, &code(&hub, "ML-GOG"))).0,
+        StatusCode::OK
+    );
+    let me = phone.identity().device_id;
+    assert_eq!(db::revoke(hub.store(), &me.to_string()).unwrap(), 1);
+    let before = enrollment(&hub);
+    let cert = issued_by(hub.store().identity(), &phone, "ML-GOG");
+    let (s, e) = sync_with_certificate(&hub, &phone, me, &cert, None);
+    assert_eq!(
+        (s, e.error.as_str()),
+        (StatusCode::FORBIDDEN, "revoked_device")
+    );
+    assert_eq!(enrollment(&hub), before, "still revoked, nothing changed");
+}

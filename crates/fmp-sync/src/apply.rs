@@ -32,6 +32,8 @@ pub(crate) struct Authors<'a> {
     /// Why an author could not be resolved (for its refusals).
     unresolved_why: HashMap<Uuid, String>,
     learned: Vec<Certificate>,
+    /// Issuers resolved through certificate chains in this message.
+    chain_memo: std::cell::RefCell<ChainMemo>,
     /// The registry and forms received submissions are validated against
     /// (loaded on first use; dropped when a reference document changes).
     reference: Option<Arc<(Registry, Forms)>>,
@@ -54,6 +56,7 @@ impl<'a> Authors<'a> {
             resolved: HashMap::new(),
             unresolved_why: HashMap::new(),
             learned: Vec::new(),
+            chain_memo: std::cell::RefCell::new(HashMap::new()),
             reference: None,
         }
     }
@@ -117,15 +120,26 @@ impl<'a> Authors<'a> {
                 }
             }
             let mut why: Option<String> = None;
+            let chain = Chain {
+                trust: self.trust,
+                conn,
+                offered: &self.offered,
+                depth: MAX_CHAIN,
+                memo: &self.chain_memo,
+                used: std::cell::RefCell::new(Vec::new()),
+            };
             for (c, new) in candidates {
                 if c.device != device {
                     continue;
                 }
-                match c.verify(self.trust) {
+                match c.verify(&chain) {
                     Ok(info) => {
                         if new {
                             self.learned.push(c);
                         }
+                        // The issuers' certificates it was verified through
+                        // travel on with it.
+                        self.learned.extend(chain.used.take());
                         found = Some(info);
                         break;
                     }
@@ -145,6 +159,103 @@ impl<'a> Authors<'a> {
         }
         self.resolved.insert(device, found.clone());
         Ok(found)
+    }
+}
+
+/// How many issuers above the one this replica knows a certificate may be
+/// verified through (a phone of a sub-hub of a regional hub: two).
+const MAX_CHAIN: usize = 3;
+
+/// How many offered certificates of one issuer are tried (a message
+/// carrying hundreds for one device buys no more signature checks).
+const MAX_OFFERED_PER_ISSUER: usize = 4;
+
+/// What a chain resolved an issuer to at a depth: its info and the
+/// certificates it went through.
+type ChainMemo = HashMap<(Uuid, usize), Option<(AuthorInfo, Vec<Certificate>)>>;
+
+/// This replica's trust, extended through the issuers' certificates that
+/// came with the message or are stored here: a phone enrolled by a hub this
+/// replica never met (a sibling region's hub, a hub below a regional hub)
+/// is verified through that hub's certificate, itself verified up to an
+/// issuer known here. A device refused here (revoked) is never an issuer.
+/// Each issuer is resolved once per depth, so a message cannot buy more
+/// signature checks than it carries certificates (times the depth).
+struct Chain<'a> {
+    trust: &'a dyn Trust,
+    conn: &'a Connection,
+    offered: &'a HashMap<Uuid, Vec<Certificate>>,
+    depth: usize,
+    memo: &'a std::cell::RefCell<ChainMemo>,
+    /// The issuers' certificates the last verification went through.
+    used: std::cell::RefCell<Vec<Certificate>>,
+}
+
+impl Chain<'_> {
+    fn resolve_issuer(&self, device: Uuid) -> Option<(AuthorInfo, Vec<Certificate>)> {
+        if let Some(hit) = self.memo.borrow().get(&(device, self.depth)) {
+            return hit.clone();
+        }
+        let above = Chain {
+            trust: self.trust,
+            conn: self.conn,
+            offered: self.offered,
+            depth: self.depth - 1,
+            memo: self.memo,
+            used: std::cell::RefCell::new(Vec::new()),
+        };
+        let stored = stored_certificate(self.conn, device).ok().flatten();
+        let offered = self
+            .offered
+            .get(&device)
+            .into_iter()
+            .flatten()
+            .filter(|c| !c.is_self_signed())
+            .take(MAX_OFFERED_PER_ISSUER)
+            .cloned();
+        let mut found = None;
+        for c in offered.chain(stored) {
+            if c.device != device || c.is_self_signed() {
+                continue;
+            }
+            if let Ok(mut info) = c.verify(&above) {
+                info.may_enroll = info.role.may_enroll();
+                let mut path = above.used.take();
+                path.push(c);
+                found = Some((info, path));
+                break;
+            }
+        }
+        self.memo
+            .borrow_mut()
+            .insert((device, self.depth), found.clone());
+        found
+    }
+}
+
+impl Trust for Chain<'_> {
+    fn author(&self, device: Uuid) -> Option<AuthorInfo> {
+        if let Some(info) = self.trust.author(device) {
+            return Some(info);
+        }
+        if self.depth == 0 || self.trust.why_unknown(device).is_some() {
+            return None;
+        }
+        let (info, path) = self.resolve_issuer(device)?;
+        self.used.borrow_mut().extend(path);
+        Some(info)
+    }
+
+    fn require_known(&self) -> bool {
+        self.trust.require_known()
+    }
+
+    fn why_unknown(&self, device: Uuid) -> Option<String> {
+        self.trust.why_unknown(device)
+    }
+
+    fn authority(&self) -> Option<fmp_core::store::Authority> {
+        self.trust.authority()
     }
 }
 

@@ -284,7 +284,23 @@ pub(crate) fn batch(
     }
     for a in authors {
         if let Some(c) = stored_certificate(conn, a)? {
+            // The issuers' certificates up the chain, so a receiver that
+            // never met the issuer (a sibling region's hub, a hub below a
+            // regional hub) can verify it through one it knows.
+            let mut issuer = c.issuer;
             out.certs.push(c);
+            for _ in 0..CHAIN_SENT {
+                if issuer == me.device_id || out.certs.iter().any(|c| c.device == issuer) {
+                    break;
+                }
+                match stored_certificate(conn, issuer)? {
+                    Some(up) if !up.is_self_signed() => {
+                        issuer = up.issuer;
+                        out.certs.push(up);
+                    }
+                    _ => break,
+                }
+            }
         } else if a == me.device_id {
             out.certs.push(Certificate::self_signed(me));
         }
@@ -304,6 +320,10 @@ pub(crate) fn batch(
         .collect();
     Ok(out)
 }
+
+/// How many issuers' certificates above an author's are sent with its
+/// bundles (the receiver verifies through at most as many).
+const CHAIN_SENT: usize = 3;
 
 /// The certificate stored for a device, if any.
 pub(crate) fn stored_certificate(

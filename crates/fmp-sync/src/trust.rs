@@ -270,6 +270,12 @@ impl Certificate {
         }
     }
 
+    /// The stored (and sent) form: postcard of the fields.
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain fields: encoding cannot fail; empty bytes decode to nothing.
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
     /// Decodes a certificate as stored: today's form, else the form
     /// written before roles existed.
     pub fn decode_stored(bytes: &[u8]) -> Option<Certificate> {
