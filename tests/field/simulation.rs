@@ -997,8 +997,8 @@ impl Sim {
                 self.count("enroll");
             }
             85..=88 => self.backup(p),
-            89..=91 => self.backup_hub(h),
-            92..=93 => self.restore_hub(h),
+            89..=94 if self.hubs[h].backup.is_none() => self.backup_hub(h),
+            89..=94 => self.restore_hub(h),
             _ => self.restore(p),
         }
     }

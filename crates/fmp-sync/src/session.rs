@@ -45,14 +45,22 @@ fn read_cursor(conn: &Connection, peer: Uuid) -> rusqlite::Result<Cursor> {
 
 /// The progress recorded with `peer`, `None` if there is none.
 fn read_cursor_row(conn: &Connection, peer: Uuid) -> rusqlite::Result<Option<Cursor>> {
+    Ok(read_cursor_row_at(conn, peer)?.map(|(c, _)| c))
+}
+
+/// The progress recorded with `peer` and when it was last written (ms).
+fn read_cursor_row_at(conn: &Connection, peer: Uuid) -> rusqlite::Result<Option<(Cursor, i64)>> {
     conn.query_row(
-        "SELECT pulled, acked FROM peers WHERE peer = ?1",
+        "SELECT pulled, acked, synced_at FROM peers WHERE peer = ?1",
         [peer.to_string()],
         |r| {
-            Ok(Cursor {
-                pulled: r.get(0)?,
-                acked: r.get(1)?,
-            })
+            Ok((
+                Cursor {
+                    pulled: r.get(0)?,
+                    acked: r.get(1)?,
+                },
+                r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+            ))
         },
     )
     .optional()
@@ -337,7 +345,9 @@ impl<'a> Client<'a> {
                     // it, or it lacks what it acknowledged: the peer was
                     // restored. Pull again from where it knew this store
                     // was, push again from what it holds.
-                    let behind = resp.log_end < cur.pulled;
+                    // (`acked_yours` below what this store pulled: the peer
+                    // did not take its cursor, from before its restore.)
+                    let behind = resp.log_end < cur.pulled || resp.acked_yours < cur.pulled;
                     let lacks = resp.pulled_yours < cur.acked;
                     if behind || lacks {
                         let pulled = if behind {
@@ -689,8 +699,12 @@ fn respond_inner_counted(
     let (applied, mine) = store.write(|tx| -> Result<_, SyncError> {
         seal(tx, me)?;
         let end_before = log::log_end(tx)?;
-        let row = read_cursor_row(tx, from)?;
+        let row_at = read_cursor_row_at(tx, from)?;
+        let row = row_at.map(|(c, _)| c);
         let stored = row.unwrap_or_default();
+        // Read before this request's changes are applied (they are from it).
+        let nothing_from_it =
+            row.is_none() && req.push_after > 0 && !restore::holds_from(tx, from)?;
         let verified = apply::verify(tx, &mut authors, push)?;
         let applied = apply::apply(tx, &mut authors, verified, from)?;
         if opts.all_or_nothing && !applied.refused.is_empty() {
@@ -706,17 +720,33 @@ fn respond_inner_counted(
             // log, or it pulled past this store's log end: this store was
             // restored from an older copy. Its cursors stay where they are
             // (the requester pushes and pulls again from them).
-            // (With no record of the requester, its claim is believed,
-            // unless this store knows it was restored.)
-            let gap = req.push_after > stored.pulled && (row.is_some() || restore::needs_heal(tx)?);
+            // With no record of the requester, its claim is believed (it
+            // lost its cursor here, or reconciled) unless this store knows
+            // it was restored or holds nothing from it (a copy taken before
+            // the requester's first sync).
+            let gap = req.push_after > stored.pulled
+                && (row.is_some() || restore::needs_heal(tx)? || nothing_from_it);
             let beyond = req.pull_after.is_some_and(|p| p > end_before);
+            let since = row_at.map(|(_, at)| at);
             if gap || beyond {
+                // (Seen again by a peer that has not synced since: a fresh
+                // epoch costs nothing, a reused actor sequence would.)
                 restore::mark_restored(tx, me.device_id, None)?;
             } else {
                 restore::mark_healed(tx, me.device_id)?;
             }
+            // A pull cursor from before this store's restore may point past
+            // positions given to other changes since: not taken; the
+            // answer's `acked_yours` (where this store knew the peer was)
+            // below it makes the peer pull again from there.
+            let stale =
+                req.pull_after.is_some_and(|p| p > 0) && restore::before_restore(tx, since)?;
             let pulled = (!gap).then(|| stored.pulled.max(req.push_upto));
-            let acked = if beyond { None } else { req.pull_after };
+            let acked = if beyond || stale {
+                None
+            } else {
+                req.pull_after
+            };
             advance(tx, from, pulled, acked)?;
             mine.pulled = pulled.unwrap_or(stored.pulled);
             mine.acked = acked.map_or(stored.acked, |a| a.max(stored.acked));

@@ -487,3 +487,68 @@ fn a_phone_restored_and_edited_before_its_first_sync_reuses_no_sequence_number()
         "still fresh: nothing was written under it before"
     );
 }
+
+/// Found by the simulation (seed 107): a hub restored from a copy taken
+/// before a phone's first sync has no cursor row for it; the phone's push
+/// from past 0 was believed, and what it had sent was never sent again.
+#[test]
+fn a_hub_restored_from_a_copy_older_than_a_phone_s_first_sync_gets_its_records_back() {
+    let phone = replica("gogui-phone-1");
+    let mut hub = Disk::new("gao-hub");
+    let t = trust(&[&phone.store, hub.s()]);
+    let backup = hub.backup();
+    for n in 0..4 {
+        phone.store.record(submission("ML-GOG", n)).expect("record");
+    }
+    let r = sync_in_memory(&phone.store, &t, hub.s(), &t, MAX).expect("sync");
+    assert_eq!(r.pushed, 4);
+    // In place: the store cannot tell at open (a moved directory it can).
+    hub.restore_in_place(backup.path());
+    assert_eq!(count(hub.s()), 0, "the copy predates the phone's records");
+    phone.store.record(submission("ML-GOG", 4)).expect("record");
+    for _ in 0..2 {
+        sync_in_memory(&phone.store, &t, hub.s(), &t, MAX).expect("sync");
+    }
+    assert_eq!(count(hub.s()), 5, "every record back at the hub");
+    assert_eq!(dump(hub.s()), dump(&phone.store));
+}
+
+/// Found by the simulation (seed 120): after a hub's restore, another
+/// phone's sync made the hub's log grow past a third phone's pull cursor
+/// from before the restore; that phone pulled on from its old cursor and
+/// never got what the hub had put at the positions it skipped.
+#[test]
+fn a_pull_cursor_from_before_a_hub_s_restore_is_not_taken_once_the_log_grew_past_it() {
+    let p1 = replica("gogui-phone-1");
+    let p2 = replica("gogui-phone-2");
+    let mut hub = Disk::new("gao-hub");
+    let t = trust(&[&p1.store, &p2.store, hub.s()]);
+    let backup = hub.backup();
+    for n in 0..4 {
+        p1.store.record(submission("ML-GOG", n)).expect("record");
+    }
+    sync_in_memory(&p1.store, &t, hub.s(), &t, MAX).expect("sync");
+    let r = sync_in_memory(&p2.store, &t, hub.s(), &t, MAX).expect("sync");
+    assert_eq!(r.pulled, 4);
+    hub.restore_in_place(backup.path());
+    // Phone 1 heals the hub and writes more: the hub's log passes 4.
+    let first = p1.store.list(&Filter::default()).expect("list")[0]
+        .submission
+        .id
+        .expect("id");
+    p1.store
+        .edit(first, &serde_json::json!({"notes": "counted again"}))
+        .expect("edit");
+    for n in 4..6 {
+        p1.store.record(submission("ML-GOG", n)).expect("record");
+    }
+    for _ in 0..2 {
+        sync_in_memory(&p1.store, &t, hub.s(), &t, MAX).expect("sync");
+    }
+    for _ in 0..2 {
+        sync_in_memory(&p2.store, &t, hub.s(), &t, MAX).expect("sync");
+    }
+    assert_eq!(count(&p2.store), 6);
+    assert_eq!(dump(&p2.store), dump(hub.s()));
+    assert_eq!(dump(&p1.store), dump(hub.s()));
+}

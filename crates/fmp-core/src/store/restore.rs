@@ -112,10 +112,16 @@ pub fn mark_restored(conn: &Connection, device: Uuid, mark: Option<i64>) -> rusq
     Ok(true)
 }
 
-/// A restore begins: a fresh epoch, the time, not healed.
+/// A restore begins: a fresh epoch, the time (see [`before_restore`]), not
+/// healed.
 fn begin(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
     fresh_epoch(conn, device)?;
     set_meta(conn, "restored_at", &Utc::now().to_rfc3339())?;
+    set_meta(
+        conn,
+        "restored_at_ms",
+        &Utc::now().timestamp_millis().to_string(),
+    )?;
     conn.prepare_cached("DELETE FROM meta WHERE key = 'healed_at'")?
         .execute([])?;
     Ok(())
@@ -181,9 +187,33 @@ pub fn take_file(conn: &Connection, device: Uuid, file: &str) -> rusqlite::Resul
     set_meta(conn, "db_file", file)
 }
 
+/// True if this store was restored after a peer's cursor row was last
+/// written (`synced_at`, ms; `None`: no row): the peer has not synced with
+/// this store since its last restore. Its pull cursor is about the store
+/// before the restore and may point past positions the store has given to
+/// other changes since.
+pub fn before_restore(conn: &Connection, synced_at: Option<i64>) -> rusqlite::Result<bool> {
+    let Some(at) = meta(conn, "restored_at_ms")?.and_then(|v| v.parse::<i64>().ok()) else {
+        return Ok(false);
+    };
+    Ok(synced_at.is_none_or(|t| t < at))
+}
+
 /// True if a restore was detected and no sync completed since.
 pub fn needs_heal(conn: &Connection) -> rusqlite::Result<bool> {
     Ok(meta(conn, "restored_at")?.is_some() && meta(conn, "healed_at")?.is_none())
+}
+
+/// True if this store's log holds a change received from `peer`: a peer
+/// with no cursor row that pushes from past 0 either lost its cursor (this
+/// store holds what it sent) or met a copy of this store taken before its
+/// first sync (this store holds nothing from it).
+pub fn holds_from(conn: &Connection, peer: Uuid) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM changes WHERE origin = ?1)",
+        [peer.to_string()],
+        |r| r.get(0),
+    )
 }
 
 /// Offers this store's log to `peer` again whole (what it received from
