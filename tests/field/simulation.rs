@@ -279,6 +279,8 @@ struct Sim {
     lost_by_restore: BTreeSet<String>,
     /// Acknowledged, then deleted by the phone that recorded it.
     deleted: BTreeSet<String>,
+    /// A copy of HQ's store.
+    hq_backup: Option<PathBuf>,
     faults_seen: BTreeMap<&'static str, u32>,
     started: Instant,
 }
@@ -315,6 +317,7 @@ impl Sim {
             acknowledged: Vec::new(),
             lost_by_restore: BTreeSet::new(),
             deleted: BTreeSet::new(),
+            hq_backup: None,
             faults_seen: BTreeMap::new(),
             started: Instant::now(),
             tmp,
@@ -597,9 +600,51 @@ impl Sim {
         self.count("delete");
     }
 
+    /// A copy of HQ's store, its server stopped and restarted around it.
+    fn backup_hq(&mut self) {
+        self.hq_srv.kill();
+        let dir = self.tmp.path().join("hq-backup");
+        copy_dir(&self.hq, &dir);
+        self.hq_srv = Hub::start(&self.hq);
+        self.note(format!(
+            "HQ: store copied aside ({} records)",
+            ids(&self.hq).len()
+        ));
+        self.hq_backup = Some(dir);
+    }
+
+    /// HQ put back from its copy: what only it held since is gone; its
+    /// hubs heal it (and come back with the certificates it issued them).
+    fn restore_hq(&mut self) {
+        let Some(dir) = self.hq_backup.clone() else {
+            return;
+        };
+        self.hq_srv.kill();
+        let mut elsewhere = self.held_elsewhere(&self.hq);
+        elsewhere.extend(ids(&dir));
+        let lost: Vec<String> = self
+            .acknowledged
+            .iter()
+            .filter(|id| !elsewhere.contains(*id) && !self.deleted.contains(*id))
+            .cloned()
+            .collect();
+        restore(&self.hq, &dir);
+        self.hq_srv = Hub::start(&self.hq);
+        self.note(format!(
+            "HQ: restored from its older copy; lost {} record(s) only it held: {lost:?}",
+            lost.len()
+        ));
+        self.lost_by_restore.extend(lost);
+        self.count("hq restore");
+    }
+
     /// The ids every store but `except` lists.
     fn held_elsewhere(&self, except: &Path) -> BTreeSet<String> {
-        let mut out = ids(&self.hq);
+        let mut out = if self.hq.as_path() == except {
+            BTreeSet::new()
+        } else {
+            ids(&self.hq)
+        };
         let stores = self.hubs.iter().map(|h| &h.store);
         for store in stores.chain(self.phones.iter().map(|p| &p.store)) {
             if store != except {
@@ -895,13 +940,19 @@ impl Sim {
             Fault::KillHub(ms) => {
                 let h = hub.unwrap();
                 std::thread::sleep(Duration::from_millis(ms));
-                self.hubs[h].srv.kill();
-                if let Err(e) = integrity(&self.hubs[h].store) {
-                    self.fail(format!("{} after SIGKILL: {e}", self.hubs[h].name));
+                let (srv, store, name) = if h == HQ {
+                    (&mut self.hq_srv, self.hq.clone(), "HQ".to_string())
+                } else {
+                    let hub = &mut self.hubs[h];
+                    (&mut hub.srv, hub.store.clone(), hub.name.clone())
+                };
+                srv.kill();
+                if let Err(e) = integrity(&store) {
+                    self.fail(format!("{name} after SIGKILL: {e}"));
                 }
-                self.hubs[h].srv = Hub::start(&self.hubs[h].store);
+                *srv = Hub::start(&store);
                 if let Some(p) = &proxy {
-                    p.set_upstream(&self.hubs[h].srv.url);
+                    p.set_upstream(&srv.url);
                 }
                 disturbed = " (its hub's server SIGKILLed and restarted)";
                 self.count("sigkill hub");
@@ -952,11 +1003,11 @@ impl Sim {
 
     fn sync_hub(&mut self, h: usize, fault: Fault) -> bool {
         let (who, store) = (self.hubs[h].name.clone(), self.hubs[h].store.clone());
-        let url = match self.hubs[h].upstream {
-            Some(up) => self.hubs[up].srv.url.clone(),
-            None => self.hq_srv.url.clone(),
+        let (url, server) = match self.hubs[h].upstream {
+            Some(up) => (self.hubs[up].srv.url.clone(), up),
+            None => (self.hq_srv.url.clone(), HQ),
         };
-        self.sync(who, store, url, Vec::new(), None, fault)
+        self.sync(who, store, url, Vec::new(), Some(server), fault)
     }
 
     fn step(&mut self) {
@@ -989,7 +1040,7 @@ impl Sim {
                 self.sync_phone(p, fault);
             }
             67..=82 => {
-                let fault = self.pick_fault(false);
+                let fault = self.pick_fault(true);
                 self.sync_hub(h, fault);
             }
             83..=84 => {
@@ -997,8 +1048,10 @@ impl Sim {
                 self.count("enroll");
             }
             85..=88 => self.backup(p),
-            89..=94 if self.hubs[h].backup.is_none() => self.backup_hub(h),
-            89..=94 => self.restore_hub(h),
+            89..=92 if self.hubs[h].backup.is_none() => self.backup_hub(h),
+            89..=92 => self.restore_hub(h),
+            93..=94 if self.hq_backup.is_none() => self.backup_hq(),
+            93..=94 => self.restore_hq(),
             _ => self.restore(p),
         }
     }
@@ -1170,6 +1223,9 @@ fn overlap() -> bool {
 fn write_before_heal() -> bool {
     std::env::var_os("FMP_SIM_WRITE_BEFORE_HEAL").is_none_or(|v| v != "0")
 }
+
+/// The server index of HQ in a [`Fault::KillHub`] (regional hubs: theirs).
+const HQ: usize = usize::MAX;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
