@@ -452,18 +452,10 @@ fn four_hundred_submissions_through_a_link_cut_every_1_5_to_6_kb_with_default_se
     through_a_link_cut_every_few_kb(400, false, 0x400c);
 }
 
-/// The same with silent cuts, on 100 submissions: each silence costs the
-/// stall timeout (1 s) plus the request's time at 8 kbit/s, ~3 s a cut,
-/// and 400 took 20 minutes in a debug build on the shared machine (that
-/// run is the next test, run by `scripts/field-long.sh`).
+/// The same with silent cuts: each silence costs the stall timeout (1 s)
+/// plus the request's time at 8 kbit/s; 400 took 207 s in a debug build
+/// (30 silences, 19 round trips, one `fmp sync` run).
 #[test]
-fn a_hundred_submissions_through_a_link_gone_silent_every_1_5_to_6_kb() {
-    through_a_link_cut_every_few_kb(100, true, 0x4005);
-}
-
-/// The whole promise over silent cuts: 400 submissions, as over reset cuts.
-#[test]
-#[ignore = "about 20 minutes of link time: scripts/field-long.sh runs it"]
 fn four_hundred_submissions_through_a_link_gone_silent_every_1_5_to_6_kb() {
     through_a_link_cut_every_few_kb(400, true, 0x4005);
 }

@@ -3,15 +3,16 @@
 //!
 //! From one u64 seed: a random topology (HQ, 1–2 regional hubs joined to HQ
 //! with `--hub` codes for 1–2 FMPs each, sometimes a district hub below one
-//! of them, 1–3 phones per hub, each for one
-//! FMP of its hub, some with a clock months off under libfaketime), then a
-//! random interleaving of operations (record, an enumerator editing its own
-//! record, reviews at a hub or at HQ, revoke and later reinstate a phone,
-//! syncs phone → hub and hub → HQ, backups of a phone's store) and faults
-//! (syncs through a `FaultProxy` cut at a random byte or gone silent, a
-//! sync child SIGKILLed at a random moment, a hub's server SIGKILLed while a
-//! phone syncs through it and restarted, a phone restored from an earlier
-//! copy of its store, wrong set-ups that must be refused). Then the faults
+//! of them, 1–3 phones per hub, each for one FMP of its hub, some with a
+//! clock months off under libfaketime), then a random interleaving of
+//! operations (record, an enumerator editing or deleting its own record,
+//! reviews at a hub or at HQ, a phone enrolled mid-run, revoke and later
+//! reinstate a phone, syncs phone → hub and hub → upstream, backups of a
+//! phone's, a hub's or HQ's store) and faults (syncs through a `FaultProxy`
+//! cut at a random byte or gone silent, a sync child SIGKILLed at a random
+//! moment, the server a sync goes to (a hub's or HQ's) SIGKILLed and
+//! restarted, a phone, a hub or HQ restored from an earlier copy of its
+//! store, wrong set-ups that must be refused). Then the faults
 //! stop, every replica syncs a bounded number of times, and the invariants
 //! are checked:
 //!
@@ -281,6 +282,8 @@ struct Sim {
     deleted: BTreeSet<String>,
     /// A copy of HQ's store.
     hq_backup: Option<PathBuf>,
+    /// What is still set aside after settling, with its reason.
+    still_held: Vec<String>,
     faults_seen: BTreeMap<&'static str, u32>,
     started: Instant,
 }
@@ -318,6 +321,7 @@ impl Sim {
             lost_by_restore: BTreeSet::new(),
             deleted: BTreeSet::new(),
             hq_backup: None,
+            still_held: Vec::new(),
             faults_seen: BTreeMap::new(),
             started: Instant::now(),
             tmp,
@@ -1096,6 +1100,11 @@ impl Sim {
                 held_at.insert(id, (hub.name.clone(), why));
             }
         }
+        // Everything still set aside, with its reason (in the summary).
+        self.still_held = held_at
+            .iter()
+            .map(|(id, (at, why))| format!("{id} at {at}: {why}"))
+            .collect();
         let mut missing = Vec::new();
         let mut holds = Vec::new();
         for id in &ack {
@@ -1200,13 +1209,14 @@ fn run(seed: u64, log: Arc<Mutex<Vec<String>>>) -> String {
     format!(
         "seed {}: {} hub(s) ({district} below a regional hub, {shared} FMP(s) shared by two), \
          {} phone(s) ({clocks} with a clock off), {steps} steps, \
-         {} acknowledged ({} lost with a restore), faults {:?}, {:.1} s",
+         {} acknowledged ({} lost with a restore), faults {:?}, still held {:?}, {:.1} s",
         sim.seed,
         sim.hubs.len(),
         sim.phones.len(),
         sim.acknowledged.len(),
         sim.lost_by_restore.len(),
         sim.faults_seen,
+        sim.still_held,
         sim.started.elapsed().as_secs_f64()
     )
 }
