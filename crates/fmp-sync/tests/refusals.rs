@@ -594,3 +594,20 @@ fn a_record_moved_by_its_supervisor_arrives_whole_but_a_phone_cannot_move_its_ow
     assert_eq!(got.submission.fmp, "ML-GOG");
     assert_eq!(got.submission.notes, "two buses");
 }
+
+/// The encoder names a change listed by two bundles by hash in the second
+/// (a restored phone seals old changes again); a crafted message in which
+/// two bundles both claim one change is still refused whole.
+#[test]
+fn a_change_claimed_by_two_bundles_is_refused_whole() {
+    let (phone, hub, trust) = setup();
+    let bytes = request(&phone, &hub, &trust, "ML-HER", 2);
+    let mut req = Request::decode(&bytes).expect("decode");
+    assert_eq!(req.push.bundles.len(), 1, "one bundle of the phone");
+    let mut second = req.push.bundles[0].clone();
+    second.hashes.truncate(1);
+    assert!(matches!(second.hashes[0], HashRef::Here(_)));
+    req.push.bundles.push(second);
+    let err = refused(&hub, &trust, &req.encode().expect("encode"));
+    assert!(err.to_string().contains("claimed twice"), "{err}");
+}
