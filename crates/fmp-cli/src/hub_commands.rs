@@ -258,7 +258,6 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
         } => {
             let s = Store::open(&store)?;
             if let Some(who) = reinstate {
-                fmp_hub::db::ensure_tables(&s)?;
                 let id = fmp_hub::db::reinstate(&s, &who)?;
                 println!("reinstated device {id}");
                 return Ok(ExitCode::SUCCESS);
@@ -293,7 +292,6 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
         }
         HubCommand::Revoke { store, device } => {
             let s = Store::open(&store)?;
-            fmp_hub::db::ensure_tables(&s)?;
             let shown = fmp_hub::db::printable(&device);
             match fmp_hub::db::revoke(&s, &device)? {
                 0 => Err(HubError::Usage(format!(

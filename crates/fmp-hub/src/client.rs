@@ -472,7 +472,6 @@ fn hub_clock(resp: &reqwest::Response) -> Option<i64> {
 /// address, key, TLS certificate (pinned) and the granted FMPs.
 pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
     let url = base(url)?;
-    db::ensure_tables(store)?;
     let me = store.identity();
     let req = JoinRequest {
         code: code.to_string(),
@@ -800,7 +799,6 @@ fn to_refusals(list: &[crate::server::RefusedChange]) -> Vec<Refusal> {
 /// [`SyncOptions::cancel`] is cancelled: before a request, during one
 /// (abandoned at once) or during a backoff wait.
 pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
-    db::ensure_tables(store)?;
     let up = store.read(db::upstream)?.ok_or(HubError::NotJoined)?;
     vouch_for_upstream(store, &up)?;
     let url = base(opts.url.as_deref().unwrap_or(&up.url))?;

@@ -1,4 +1,5 @@
-//! The hub's own tables, beside the store's (created on open if missing):
+//! The hub's own tables (part of the store's schema since version 4,
+//! `fmp_core::store::schema`):
 //!
 //! - `hub_codes`: enrollment codes, by SHA-256 of the code (the code itself
 //!   is never stored), with the FMPs they grant, expiry and use.
@@ -17,52 +18,6 @@ use fmp_core::store::enrollment::{self, DeviceMatch};
 use fmp_sync::{AuthorInfo, StaticTrust};
 
 use crate::error::HubError;
-
-const TABLES: &str = r#"
-CREATE TABLE IF NOT EXISTS hub_codes (
-    hash        BLOB PRIMARY KEY,
-    fmps        TEXT NOT NULL,
-    may_enroll  INTEGER NOT NULL DEFAULT 0,
-    created_at  INTEGER NOT NULL,
-    expires_at  INTEGER NOT NULL,
-    used_by     TEXT,
-    used_at     INTEGER
-);
-CREATE TABLE IF NOT EXISTS hub_devices (
-    device       TEXT PRIMARY KEY,
-    name         TEXT NOT NULL,
-    public_key   BLOB NOT NULL,
-    fmps         TEXT,
-    may_enroll   INTEGER NOT NULL DEFAULT 0,
-    enrolled_at  INTEGER NOT NULL,
-    revoked_at   INTEGER,
-    last_sync    INTEGER
-);
-CREATE TABLE IF NOT EXISTS hub_upstream (
-    hub          TEXT PRIMARY KEY,
-    url          TEXT NOT NULL,
-    name         TEXT NOT NULL,
-    public_key   BLOB NOT NULL,
-    fmps         TEXT,
-    tls_cert     BLOB,
-    joined_at    INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS hub_quarantine (
-    hash    BLOB PRIMARY KEY,
-    doc_id  TEXT NOT NULL,
-    peer    TEXT NOT NULL,
-    reason  TEXT NOT NULL,
-    at      INTEGER NOT NULL
-);
-"#;
-
-/// Creates the hub tables in a store if they are missing.
-pub fn ensure_tables(store: &Store) -> Result<(), HubError> {
-    store.write(|tx| -> Result<(), HubError> {
-        tx.execute_batch(TABLES)?;
-        Ok(())
-    })
-}
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

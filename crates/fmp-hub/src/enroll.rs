@@ -106,7 +106,6 @@ pub fn create_code(
             return Err(HubError::Usage(format!("{f} is not a known FMP code")));
         }
     }
-    db::ensure_tables(store)?;
     check_may_enroll(store, fmps)?;
     let rng = SystemRandom::new();
     // Rejection sampling: bytes of 240 and up (256 is not a multiple of 30)

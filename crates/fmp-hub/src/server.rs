@@ -277,7 +277,6 @@ pub type AppState = Arc<Hub>;
 impl Hub {
     /// A hub over an open store (its hub tables created if missing).
     pub fn new(store: Store, limits: Limits) -> Result<AppState, crate::HubError> {
-        db::ensure_tables(&store)?;
         Ok(Arc::new(Hub {
             store: Arc::new(store),
             nonces: Nonces::default(),

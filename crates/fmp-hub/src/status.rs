@@ -103,7 +103,6 @@ pub fn group(list: &[Quarantined]) -> Vec<HeldGroup> {
 
 /// The sync state of a store.
 pub fn status(store: &Store) -> Result<Status, HubError> {
-    db::ensure_tables(store)?;
     let id = store.identity();
     let waiting = fmp_sync::waiting(store)?;
     let role = store.role()?;
@@ -179,6 +178,5 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
 
 /// The devices enrolled on a hub.
 pub fn devices(store: &Store) -> Result<Vec<DeviceRow>, HubError> {
-    db::ensure_tables(store)?;
     Ok(store.read(db::devices)?)
 }

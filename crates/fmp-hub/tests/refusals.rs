@@ -25,7 +25,6 @@ fn unjoined() -> (tempfile::TempDir, std::sync::Arc<Hub>, Store, String) {
     let tmp = tempfile::tempdir().unwrap();
     let hub_store = Store::init(&tmp.path().join("hub"), "hub").unwrap();
     let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
-    db::ensure_tables(&phone).unwrap();
     let hub = Hub::new(hub_store, Limits::default()).unwrap();
     let code = gogui_code(&hub);
     (tmp, hub, phone, code)
@@ -392,7 +391,6 @@ fn rate_limited_device() {
     )
     .unwrap();
     let phone = Store::init(&tmp.path().join("p"), "p").unwrap();
-    db::ensure_tables(&phone).unwrap();
     join_ok(&hub, &phone, &gogui_code(&hub));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let trust = phone.read(db::trust).unwrap();

@@ -42,7 +42,6 @@ fn call(hub: &std::sync::Arc<Hub>, req: Request<Body>) -> (StatusCode, Vec<u8>) 
 }
 
 fn join(hub: &std::sync::Arc<Hub>, phone: &Store, fmp: &str) {
-    db::ensure_tables(phone).unwrap();
     let code =
         enroll::create_code(hub.store(), &[fmp.into()], Duration::from_secs(60), false).unwrap();
     let id = phone.identity();

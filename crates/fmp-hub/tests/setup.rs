@@ -26,9 +26,7 @@ fn code(hub: &Hub, fmp: &str) -> String {
 }
 
 fn store(tmp: &Path, name: &str) -> Store {
-    let s = Store::init(&tmp.join(name), name).unwrap();
-    db::ensure_tables(&s).unwrap();
-    s
+    Store::init(&tmp.join(name), name).unwrap()
 }
 
 /// A join request signed by `key` with `key`'s public key in the body,

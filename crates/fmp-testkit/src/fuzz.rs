@@ -16,7 +16,7 @@ use fmp_core::Submission;
 use fmp_core::store::Store;
 use fmp_hub::auth::Signed;
 use fmp_hub::server::{HUB_PATH, Hub, JOIN_PATH, JoinRequest, SYNC_PATH};
-use fmp_hub::{Limits, app, db, enroll};
+use fmp_hub::{Limits, app, enroll};
 use fmp_sync::{Request as SyncRequest, Response as SyncResponse};
 use tower::ServiceExt;
 
@@ -83,7 +83,6 @@ fn hub_fixture() -> Option<&'static HubFixture> {
         let dir = tempfile::tempdir().ok()?;
         let hub_store = Store::init(&dir.path().join("hub"), "fuzz-hub").ok()?;
         let phone = Store::init(&dir.path().join("phone"), "fuzz-phone").ok()?;
-        db::ensure_tables(&phone).ok()?;
         let limits = Limits {
             rate_burst: 1e12,
             rate_per_sec: 1e12,

@@ -36,9 +36,20 @@
 //! - `request_nonces`: (device, nonce, signed time) of each signed request a
 //!   hub accepted within its time window, so a captured request is refused
 //!   as a replay even after the hub restarts; expired rows are pruned.
+//!
+//! Version 4 takes in the hub's own tables (`fmp-hub` created them on open
+//! before, outside the version; a store that has them keeps every row):
+//! - `hub_codes`: enrollment codes, by SHA-256 of the code (the code itself
+//!   is never stored), with the FMPs they grant, expiry and use.
+//! - `hub_devices`: devices enrolled here: key, FMPs (`NULL`: any), whether
+//!   they may enroll others (a supervisor's hub), revocation, last sync.
+//! - `hub_upstream`: the hub this store joined (a phone's hub, a hub's HQ):
+//!   address, device id and key, pinned TLS certificate, granted FMPs.
+//! - `hub_quarantine`: this store's changes a hub refused, with its reason;
+//!   set aside so they never block the rest.
 
 /// Schema version this build writes (`PRAGMA user_version`).
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The sync tables of version 2, shared by `SCHEMA` and the 1 → 2 upgrade.
 macro_rules! sync_tables {
@@ -88,6 +99,50 @@ CREATE TABLE request_nonces (
     PRIMARY KEY (device, nonce)
 ) WITHOUT ROWID;
 CREATE INDEX request_nonces_time ON request_nonces(time);
+"#
+    };
+}
+
+/// The hub's tables of version 4 (`IF NOT EXISTS`: stores of earlier
+/// versions may have them already).
+macro_rules! hub_tables {
+    () => {
+        r#"
+CREATE TABLE IF NOT EXISTS hub_codes (
+    hash        BLOB PRIMARY KEY,
+    fmps        TEXT NOT NULL,
+    may_enroll  INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_by     TEXT,
+    used_at     INTEGER
+);
+CREATE TABLE IF NOT EXISTS hub_devices (
+    device       TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    public_key   BLOB NOT NULL,
+    fmps         TEXT,
+    may_enroll   INTEGER NOT NULL DEFAULT 0,
+    enrolled_at  INTEGER NOT NULL,
+    revoked_at   INTEGER,
+    last_sync    INTEGER
+);
+CREATE TABLE IF NOT EXISTS hub_upstream (
+    hub          TEXT PRIMARY KEY,
+    url          TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    public_key   BLOB NOT NULL,
+    fmps         TEXT,
+    tls_cert     BLOB,
+    joined_at    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hub_quarantine (
+    hash    BLOB PRIMARY KEY,
+    doc_id  TEXT NOT NULL,
+    peer    TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    at      INTEGER NOT NULL
+);
 "#
     };
 }
@@ -162,7 +217,8 @@ CREATE TABLE submission_nationalities (
 ) WITHOUT ROWID;
 "#,
     sync_tables!(),
-    nonce_tables!()
+    nonce_tables!(),
+    hub_tables!()
 );
 
 /// The tables and indexes version 2 added for sync (part of `SCHEMA` too).
@@ -170,6 +226,9 @@ pub const SYNC_TABLES: &str = sync_tables!();
 
 /// The table version 3 added for the hub's replay cache (part of `SCHEMA` too).
 pub const NONCE_TABLES: &str = nonce_tables!();
+
+/// The hub's tables, taken into the schema in version 4 (part of `SCHEMA` too).
+pub const HUB_TABLES: &str = hub_tables!();
 
 use std::path::Path;
 
@@ -219,6 +278,7 @@ fn upgrade(tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
             tx.execute_batch(SYNC_TABLES)
         }
         2 => tx.execute_batch(NONCE_TABLES),
+        3 => tx.execute_batch(HUB_TABLES),
         _ => Ok(()),
     }
 }
@@ -377,12 +437,31 @@ mod tests {
         assert_eq!(count(&old, "request_nonces"), 0);
         let mut fresh = Connection::open(dir.path().join("new.sqlite3")).expect("open");
         migrate(&mut fresh, dir.path()).expect("fresh");
-        let core = |c: &Connection| -> Vec<String> {
-            shape(c)
-                .into_iter()
-                .filter(|s| !s.contains(" hub_") && !s.contains("sqlite_autoindex_hub_"))
-                .collect()
-        };
-        assert_eq!(core(&old), core(&fresh));
+        assert_eq!(shape(&old), shape(&fresh), "hub tables too");
+    }
+
+    #[test]
+    fn a_store_without_hub_tables_gets_them_empty_and_matches_a_fresh_database() {
+        // A phone's store of an earlier version (no hub tables: fmp-hub
+        // created them on first use).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut old = Connection::open(dir.path().join("old.sqlite3")).expect("open");
+        old.execute_batch(include_str!("fixtures/store_v2.sql"))
+            .expect("v2 store");
+        old.execute_batch(
+            "DROP TABLE hub_codes; DROP TABLE hub_devices; DROP TABLE hub_upstream;
+             DROP TABLE hub_quarantine;",
+        )
+        .expect("drop");
+        old.pragma_update(None, "user_version", 2).expect("version");
+        let changes = count(&old, "changes");
+        migrate(&mut old, dir.path()).expect("upgrade");
+        for t in ["hub_codes", "hub_devices", "hub_upstream", "hub_quarantine"] {
+            assert_eq!(count(&old, t), 0, "{t}");
+        }
+        assert_eq!(count(&old, "changes"), changes);
+        let mut fresh = Connection::open(dir.path().join("new.sqlite3")).expect("open");
+        migrate(&mut fresh, dir.path()).expect("fresh");
+        assert_eq!(shape(&old), shape(&fresh));
     }
 }
