@@ -547,8 +547,8 @@ impl Sim {
         self.phones[p].own.extend(got);
     }
 
-    /// The enumerator edits one of its own records the phone holds.
-    fn edit(&mut self, p: usize) {
+    /// One of the records phone `p` recorded and still holds, at random.
+    fn pick_own(&mut self, p: usize) -> Option<String> {
         let held = ids(&self.phones[p].store);
         let mine: Vec<String> = self.phones[p]
             .own
@@ -557,9 +557,16 @@ impl Sim {
             .cloned()
             .collect();
         if mine.is_empty() {
-            return;
+            return None;
         }
-        let id = mine[self.rng.random_range(0..mine.len())].clone();
+        Some(mine[self.rng.random_range(0..mine.len())].clone())
+    }
+
+    /// The enumerator edits one of its own records the phone holds.
+    fn edit(&mut self, p: usize) {
+        let Some(id) = self.pick_own(p) else {
+            return;
+        };
         let n = self.rng.random_range(0..1000);
         let phone = &self.phones[p];
         let patch = format!(r#"{{"notes":"edited {n} on {}"}}"#, phone.name);
@@ -579,17 +586,9 @@ impl Sim {
 
     /// The enumerator deletes one of its own records the phone holds.
     fn delete(&mut self, p: usize) {
-        let held = ids(&self.phones[p].store);
-        let mine: Vec<String> = self.phones[p]
-            .own
-            .iter()
-            .filter(|id| held.contains(*id))
-            .cloned()
-            .collect();
-        if mine.is_empty() {
+        let Some(id) = self.pick_own(p) else {
             return;
-        }
-        let id = mine[self.rng.random_range(0..mine.len())].clone();
+        };
         let phone = &self.phones[p];
         let out = fmp_env(&["delete", "--store", s(&phone.store), &id], &phone.env);
         if !out.status.success() {

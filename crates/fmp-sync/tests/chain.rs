@@ -40,13 +40,13 @@ fn hq_trust(kayes: &Replica, hq: &Replica) -> StaticTrust {
         .with(id(hq), info(hq, None))
 }
 
-/// A store's own trust for the sender side (nothing is refused there).
-fn open_trust(rs: &[&Replica]) -> StaticTrust {
-    let mut t = StaticTrust::new(false);
-    for r in rs {
-        t.insert(id(r), info(r, None));
+/// Pushes `from`'s store to HQ, judged by `trust` (the sender trusts all).
+fn to_hq(from: &Replica, hq: &Replica, trust: &StaticTrust) -> fmp_sync::Report {
+    let mut open = StaticTrust::new(false);
+    for r in [from, hq] {
+        open.insert(id(r), info(r, None));
     }
-    t
+    sync_in_memory(&from.store, &open, &hq.store, trust, 65536).expect("sync")
 }
 
 #[test]
@@ -66,14 +66,7 @@ fn a_phone_two_hubs_below_hq_is_verified_through_the_hub_chain() {
     for k in 0..3 {
         phone.store.record(submission("ML-GOG", k)).expect("record");
     }
-    let r = sync_in_memory(
-        &phone.store,
-        &open_trust(&[&phone, &nioro, &kayes, &hq]),
-        &hq.store,
-        &hq_trust(&kayes, &hq),
-        65536,
-    )
-    .expect("sync");
+    let r = to_hq(&phone, &hq, &hq_trust(&kayes, &hq));
     assert!(r.refused_by_peer.is_empty(), "{r:?}");
     assert_eq!(r.pushed, 3);
 }
@@ -92,14 +85,7 @@ fn certificates_issued_by_an_enumerator_s_phone_are_refused() {
     certify(&phone, &fake, gog(), Role::Supervisor);
     store_certificate(&fake.store, &p).expect("keep the issuer's cert");
     fake.store.record(submission("ML-GOG", 1)).expect("record");
-    let r = sync_in_memory(
-        &fake.store,
-        &open_trust(&[&fake, &phone, &kayes, &hq]),
-        &hq.store,
-        &hq_trust(&kayes, &hq),
-        65536,
-    )
-    .expect("sync");
+    let r = to_hq(&fake, &hq, &hq_trust(&kayes, &hq));
     assert_eq!(r.pushed, 0, "{r:?}");
     assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
     let why = &r.refused_by_peer[0].reason;
@@ -130,14 +116,7 @@ fn a_hub_granting_fmps_beyond_its_own_makes_a_chain_that_is_refused() {
     );
     store_certificate(&phone.store, &n).expect("keep the issuer's cert");
     phone.store.record(submission("ML-HER", 1)).expect("record");
-    let r = sync_in_memory(
-        &phone.store,
-        &open_trust(&[&phone, &nioro, &kayes, &hq]),
-        &hq.store,
-        &hq_trust(&kayes, &hq),
-        65536,
-    )
-    .expect("sync");
+    let r = to_hq(&phone, &hq, &hq_trust(&kayes, &hq));
     assert_eq!(r.pushed, 0, "{r:?}");
     assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
     assert!(hq.store.list(&Default::default()).expect("list").is_empty());
@@ -157,14 +136,7 @@ fn a_revoked_hub_is_no_issuer_whatever_certificate_comes_for_it() {
     phone.store.record(submission("ML-GOG", 1)).expect("record");
     let mut trust = hq_trust(&kayes, &hq);
     trust.refuse(id(&nioro), "it was revoked on this hub");
-    let r = sync_in_memory(
-        &phone.store,
-        &open_trust(&[&phone, &nioro, &kayes, &hq]),
-        &hq.store,
-        &trust,
-        65536,
-    )
-    .expect("sync");
+    let r = to_hq(&phone, &hq, &trust);
     assert_eq!(r.pushed, 0, "{r:?}");
     assert_eq!(r.refused_by_peer.len(), 1, "{r:?}");
 }
@@ -189,14 +161,7 @@ fn a_chain_deeper_than_the_bound_is_refused_and_one_within_it_taken() {
             store_certificate(&phone.store, c).expect("keep cert");
         }
         phone.store.record(submission("ML-GOG", 1)).expect("record");
-        sync_in_memory(
-            &phone.store,
-            &open_trust(&[&phone, &kayes, &hq]),
-            &hq.store,
-            &hq_trust(&kayes, &hq),
-            65536,
-        )
-        .expect("sync")
+        to_hq(&phone, &hq, &hq_trust(&kayes, &hq))
     };
     let r = send(3);
     assert_eq!(r.pushed, 1, "{r:?}");

@@ -593,20 +593,25 @@ fn two_supervisors() -> (Replica, Replica, Replica, Replica, Replica, StaticTrus
     (phone, kayes, bamako, hq_a, hq_b, trust)
 }
 
-#[test]
-fn concurrent_reviews_by_two_supervisors_merge_to_one_whole_review_in_either_order() {
+/// A Gogui record, approved by Kayes, heard of by Bamako and both HQs.
+fn approved_by_kayes() -> (Replica, Replica, Replica, Replica, StaticTrust, Uuid) {
     let (phone, kayes, bamako, hq_a, hq_b, trust) = two_supervisors();
     let rec = phone.store.record(submission("ML-GOG", 1)).expect("record");
     sync_in_memory(&phone.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
     sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    // Kayes approves first, and Bamako hears of it.
     kayes
         .store
         .review(rec, ReviewStatus::Approved, "ok")
         .expect("review");
-    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    sync_in_memory(&bamako.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    sync_in_memory(&hq_b.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    for s in [&kayes, &bamako, &hq_b] {
+        sync_in_memory(&s.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    }
+    (kayes, bamako, hq_a, hq_b, trust, rec)
+}
+
+#[test]
+fn concurrent_reviews_by_two_supervisors_merge_to_one_whole_review_in_either_order() {
+    let (kayes, bamako, hq_a, hq_b, trust, rec) = approved_by_kayes();
     // Then, offline from each other, Kayes rejects (same comment) and
     // Bamako approves: each writes only what differs from the last review
     // if reviews share one map, and the merge then shows Kayes' status
@@ -645,17 +650,7 @@ fn concurrent_reviews_by_two_supervisors_merge_to_one_whole_review_in_either_ord
 
 #[test]
 fn a_change_writing_into_another_reviewer_s_review_without_its_name_is_refused_in_either_order() {
-    let (phone, kayes, bamako, hq_a, hq_b, trust) = two_supervisors();
-    let rec = phone.store.record(submission("ML-GOG", 1)).expect("record");
-    sync_in_memory(&phone.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    kayes
-        .store
-        .review(rec, ReviewStatus::Approved, "ok")
-        .expect("review");
-    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    sync_in_memory(&bamako.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    sync_in_memory(&hq_b.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    let (kayes, bamako, hq_a, hq_b, trust, rec) = approved_by_kayes();
     // Bamako's modified app flips the status of Kayes' review, leaving
     // Kayes' name on it; Kayes meanwhile edits its own review honestly.
     forge_change(&bamako.store, rec, Op::Review, |d| {
@@ -697,17 +692,7 @@ fn a_review_written_into_the_last_review_s_map_is_judged_as_its_author_left_it_n
     // Stores of the previous format wrote a review into the map of the one
     // before, only the fields that differ: Kayes changes the status of its
     // own review, Bamako concurrently puts its name on the same map.
-    let (phone, kayes, bamako, hq_a, hq_b, trust) = two_supervisors();
-    let rec = phone.store.record(submission("ML-GOG", 1)).expect("record");
-    sync_in_memory(&phone.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    kayes
-        .store
-        .review(rec, ReviewStatus::Approved, "ok")
-        .expect("review");
-    sync_in_memory(&kayes.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    sync_in_memory(&bamako.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
-    sync_in_memory(&hq_b.store, &trust, &hq_a.store, &trust, 65536).expect("sync");
+    let (kayes, bamako, hq_a, hq_b, trust, rec) = approved_by_kayes();
     let into_last = |store: &Store, fields: Vec<(&'static str, String)>| {
         forge_change(store, rec, Op::Review, |d| {
             use automerge::{ObjType, ROOT, ReadDoc, Value, transaction::Transactable};
