@@ -368,3 +368,38 @@ fn a_hub_below_a_regional_hub_reaches_hq_and_hears_from_the_rest_of_its_region()
     let shown = fmp(&["show", "--store", s(&gogui), &id]);
     assert!(shown.contains("approved"), "{shown}");
 }
+
+#[test]
+fn a_hub_s_status_counts_for_each_peer_only_what_it_may_receive_and_what_is_still_to_go_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let hq_srv = Served::start(&hq, &[]);
+    let kayes = init(tmp.path(), "kayes-hub");
+    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG", "ML-HER"], &["--hub"]);
+    let kayes_srv = Served::start(&kayes, &[]);
+    let gogui = init(tmp.path(), "gogui-phone");
+    enroll(&kayes, &gogui, &kayes_srv.url, &["ML-GOG"], &[]);
+    let heremakono = init(tmp.path(), "heremakono-phone");
+    enroll(&kayes, &heremakono, &kayes_srv.url, &["ML-HER"], &[]);
+    record(&gogui, "ML-GOG", 5, "gog");
+    fmp(&["sync", "--store", s(&gogui)]);
+    fmp(&["sync", "--store", s(&heremakono)]);
+    let st = status_json(&kayes);
+    let pending_of = |name: &str| -> i64 {
+        st["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {st}"))["pending"]
+            .as_i64()
+            .unwrap()
+    };
+    // Gogui's own records are not for it, and none is Heremakono's.
+    assert_eq!(pending_of("gogui-phone"), 0, "{st}");
+    assert_eq!(pending_of("heremakono-phone"), 0, "{st}");
+    // Nothing has gone up to HQ yet: the 5 records are still to go.
+    assert_eq!(st["pending"], 5, "{st}");
+    fmp(&["sync", "--store", s(&kayes)]);
+    assert_eq!(status_json(&kayes)["pending"], 0);
+}

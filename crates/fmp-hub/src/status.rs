@@ -117,44 +117,31 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
         }),
         None => None,
     };
+    let peers: Vec<PeerStatus> = store
+        .peer_progress()?
+        .into_iter()
+        .map(|p| PeerStatus {
+            peer: p.peer,
+            name: p.name,
+            pending: p.pending,
+            last_sync: p.last_sync_ms.map(|ms| {
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            }),
+        })
+        .collect();
+    // Before its first sync with the hub it joined, everything it holds but
+    // what came from that hub is still to go up.
+    let pending = match &up {
+        Some(u) => match peers.iter().find(|p| p.peer == u.hub.to_string()) {
+            Some(p) => p.pending,
+            None => store.never_sent_to(Some(u.hub))?,
+        },
+        None => store.never_sent_to(None)?,
+    };
     let s = store.read(|c| {
         let restored = fmp_core::store::restore::state(c, id.device_id)?;
-        let mut stmt = c.prepare(
-            "SELECT p.peer, coalesce(u.name, d.name), p.acked, p.synced_at,
-               (SELECT count(*) FROM changes ch WHERE ch.seq > p.acked
-                  AND (ch.origin IS NULL OR ch.origin != p.peer))
-             FROM peers p LEFT JOIN hub_upstream u ON u.hub = p.peer
-             LEFT JOIN hub_devices d ON d.device = p.peer ORDER BY p.synced_at DESC",
-        )?;
-        let peers: Vec<PeerStatus> = stmt
-            .query_map([], |r| {
-                Ok(PeerStatus {
-                    peer: r.get(0)?,
-                    name: r.get(1)?,
-                    pending: r.get(4)?,
-                    last_sync: r.get::<_, Option<i64>>(3)?.map(|ms| {
-                        chrono::DateTime::from_timestamp_millis(ms)
-                            .unwrap_or_default()
-                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    }),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let pending = match &up {
-            Some(u) => peers
-                .iter()
-                .find(|p| p.peer == u.hub.to_string())
-                .map(|p| p.pending),
-            None => None,
-        };
-        let pending = match pending {
-            Some(p) => p,
-            None => c.query_row(
-                "SELECT count(*) FROM changes WHERE origin IS NULL",
-                [],
-                |r| r.get(0),
-            )?,
-        };
         let quarantined = db::quarantined(c)?;
         Ok(Status {
             device: id.device_id.to_string(),

@@ -22,6 +22,7 @@ pub mod identity;
 mod link;
 pub mod materialize;
 pub mod nonces;
+pub mod peers;
 pub mod restore;
 pub mod roles;
 pub mod schema;
