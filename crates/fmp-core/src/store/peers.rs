@@ -37,7 +37,7 @@ impl Store {
              FROM peers p LEFT JOIN hub_upstream u ON u.hub = p.peer
              LEFT JOIN hub_devices d ON d.device = p.peer ORDER BY p.synced_at DESC"
         );
-        Ok(self.read(|c| {
+        self.read(|c| {
             c.prepare(&sql)?
                 .query_map([], |r| {
                     Ok(PeerProgress {
@@ -48,7 +48,7 @@ impl Store {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()
-        })?)
+        })
     }
 
     /// How many of this store's changes a first sync with `peer` would
@@ -56,7 +56,7 @@ impl Store {
     /// first forward to the hub it joined); with no peer, the changes made
     /// here (a store that joined no hub yet).
     pub fn never_sent_to(&self, peer: Option<Uuid>) -> Result<i64, StoreError> {
-        Ok(self.read(|c| match peer {
+        self.read(|c| match peer {
             Some(p) => c.query_row(
                 "SELECT count(*) FROM changes WHERE origin IS NULL OR origin != ?1",
                 params![p.to_string()],
@@ -67,6 +67,6 @@ impl Store {
                 [],
                 |r| r.get(0),
             ),
-        })?)
+        })
     }
 }
