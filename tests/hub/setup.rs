@@ -403,3 +403,43 @@ fn a_hub_s_status_counts_for_each_peer_only_what_it_may_receive_and_what_is_stil
     fmp(&["sync", "--store", s(&kayes)]);
     assert_eq!(status_json(&kayes)["pending"], 0);
 }
+
+#[test]
+fn history_names_the_devices_a_store_knows_and_keeps_their_ids_in_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let hq_srv = Served::start(&hq, &[]);
+    let kayes = init(tmp.path(), "kayes-hub");
+    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG"], &["--hub"]);
+    let kayes_srv = Served::start(&kayes, &[]);
+    let gogui = init(tmp.path(), "gogui-phone");
+    enroll(&kayes, &gogui, &kayes_srv.url, &["ML-GOG"], &[]);
+    record(&gogui, "ML-GOG", 1, "named");
+    fmp(&["sync", "--store", s(&gogui)]);
+    let list = fmp(&["list", "--store", s(&kayes), "--format", "json"]);
+    let id = serde_json::from_str::<Vec<serde_json::Value>>(&list).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fmp(&["review", "--store", s(&kayes), &id, "--status", "approved"]);
+    fmp(&["sync", "--store", s(&gogui)]);
+    let phone_id = device_id(&gogui);
+    let hub_id = device_id(&kayes);
+    // The hub knows the phone it enrolled; the phone knows itself and its hub.
+    for store in [&kayes, &gogui] {
+        let text = fmp(&["history", "--store", s(store), &id]);
+        assert!(
+            text.contains(&format!("gogui-phone ({})", &phone_id[..8])),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("kayes-hub ({})", &hub_id[..8])),
+            "{text}"
+        );
+        let json: Vec<serde_json::Value> =
+            serde_json::from_str(&fmp(&["history", "--store", s(store), &id, "--json"])).unwrap();
+        assert_eq!(json[0]["author"], phone_id.as_str());
+        assert_eq!(json[0]["author_name"], "gogui-phone");
+        assert_eq!(json[1]["author"], hub_id.as_str());
+    }
+}

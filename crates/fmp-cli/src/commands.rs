@@ -418,12 +418,22 @@ pub fn history(dir: &Path, id: &str, json: bool) -> Result<ExitCode, CliError> {
             "seq", "time", "op", "author"
         );
         for e in h {
+            // A name this store knows, with the id's first 8 characters;
+            // else the id (`--json` has both).
+            let author = match &e.author_name {
+                Some(n) => format!(
+                    "{} ({})",
+                    fmp_hub::db::printable(n),
+                    e.author.get(..8).unwrap_or(&e.author)
+                ),
+                None => e.author.clone(),
+            };
             println!(
                 "{:>6}  {:<24}  {:<7}  {:<36}  {}",
                 e.seq,
                 e.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
                 e.op,
-                e.author,
+                author,
                 e.hash.get(..16).unwrap_or(&e.hash)
             );
         }

@@ -188,6 +188,9 @@ pub struct HistoryEntry {
     pub hash: String,
     /// Device that made it.
     pub author: String,
+    /// Its name, where this store knows it (itself, the hub it joined, a
+    /// device enrolled here).
+    pub author_name: Option<String>,
     /// When, by the author's clock.
     pub time: DateTime<Utc>,
     /// What it did: record, edit, delete or review.
@@ -761,21 +764,33 @@ impl Store {
         let conn = self.lock();
         let mut stmt = conn
             .prepare(
-                "SELECT seq, hash, author, time, op FROM changes WHERE doc_id = ?1 ORDER BY seq",
+                "SELECT c.seq, c.hash, c.author, c.time, c.op,
+                   CASE WHEN c.author = ?2 THEN ?3 ELSE coalesce(u.name, d.name) END
+                 FROM changes c LEFT JOIN hub_upstream u ON u.hub = c.author
+                 LEFT JOIN hub_devices d ON d.device = c.author
+                 WHERE c.doc_id = ?1 ORDER BY c.seq",
             )
             .map_err(|e| sql_err(&self.dir, e))?;
         let rows = stmt
-            .query_map([id.to_string()], |r| {
-                let hash: Vec<u8> = r.get(1)?;
-                let ms: i64 = r.get(3)?;
-                Ok(HistoryEntry {
-                    seq: r.get(0)?,
-                    hash: hex::encode(hash),
-                    author: r.get(2)?,
-                    time: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
-                    op: r.get(4)?,
-                })
-            })
+            .query_map(
+                rusqlite::params![
+                    id.to_string(),
+                    self.identity.device_id.to_string(),
+                    self.identity.name
+                ],
+                |r| {
+                    let hash: Vec<u8> = r.get(1)?;
+                    let ms: i64 = r.get(3)?;
+                    Ok(HistoryEntry {
+                        seq: r.get(0)?,
+                        hash: hex::encode(hash),
+                        author: r.get(2)?,
+                        author_name: r.get(5)?,
+                        time: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+                        op: r.get(4)?,
+                    })
+                },
+            )
             .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| sql_err(&self.dir, e))?;
         if rows.is_empty() {
