@@ -364,3 +364,28 @@ fn a_duplicate_inside_one_batch_stores_none_of_it() {
     assert!(matches!(err, StoreError::Duplicate(_)), "{err}");
     assert_eq!(contents(&store), before);
 }
+
+/// What a report or an export reads through `with_conn` is one snapshot:
+/// a record another connection (another process's `fmp serve`) commits
+/// between two of its statements is not seen by the second.
+#[test]
+fn a_reader_through_with_conn_sees_one_snapshot_while_another_connection_writes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("s");
+    let reader = Store::init(&dir, "hq").expect("init");
+    reader.record(example_submission()).expect("record");
+    let writer = Store::open(&dir).expect("a second connection");
+    let count = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM submissions", [], |r| r.get(0))
+            .expect("count")
+    };
+    let (first, second) = reader.with_conn(|c| {
+        let first = count(c);
+        let mut s = example_submission();
+        s.notes = "committed meanwhile".into();
+        writer.record(s).expect("record meanwhile");
+        (first, count(c))
+    });
+    assert_eq!((first, second), (1, 1), "one snapshot");
+    assert_eq!(reader.with_conn(count), 2, "the next read sees it");
+}

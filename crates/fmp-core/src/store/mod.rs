@@ -480,10 +480,19 @@ impl Store {
         f(&conn).map_err(|e| sql_err(&self.dir, e))
     }
 
-    /// Runs `f` with the database connection (read-only use: reports, exports).
+    /// Runs `f` with the database connection on one consistent snapshot
+    /// (read-only use: reports, exports): inside a read transaction, so what
+    /// another connection commits meanwhile (`fmp serve` applying a sync in
+    /// another process) is not seen half-way through `f`'s statements.
     pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
         let conn = self.lock();
-        f(&conn)
+        let began = conn.execute_batch("BEGIN DEFERRED").is_ok();
+        let out = f(&conn);
+        if began {
+            // Nothing was written: ending the read cannot lose anything.
+            let _ = conn.execute_batch("COMMIT");
+        }
+        out
     }
 
     /// Runs `f` in one immediate transaction, committed (durably) only if it returns `Ok`.
