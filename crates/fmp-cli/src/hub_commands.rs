@@ -423,15 +423,8 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             if st.quarantined.is_empty() {
                 println!("quarantined: none");
             } else {
-                println!("quarantined: {}", st.quarantined.len());
-                for q in &st.quarantined {
-                    println!(
-                        "  {} ({}){}: {}",
-                        q.record,
-                        q.fmp.as_deref().unwrap_or("?"),
-                        if q.released { " released" } else { "" },
-                        q.reason
-                    );
+                for line in quarantine_lines(&st.quarantined) {
+                    println!("{line}");
                 }
                 for g in &st.held {
                     println!(
@@ -480,5 +473,78 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `fmp status`'s quarantine lines: a head with the counts, then one line
+/// per record and reason (not one per change), with how many changes.
+fn quarantine_lines(list: &[fmp_hub::db::Quarantined]) -> Vec<String> {
+    let mut groups: Vec<(&fmp_hub::db::Quarantined, usize)> = Vec::new();
+    for q in list {
+        match groups
+            .iter_mut()
+            .find(|(l, _)| l.record == q.record && l.reason == q.reason && l.released == q.released)
+        {
+            Some((_, n)) => *n += 1,
+            None => groups.push((q, 1)),
+        }
+    }
+    let records: std::collections::HashSet<&String> = list.iter().map(|q| &q.record).collect();
+    let mut out = vec![format!(
+        "quarantined: {} change(s) of {} record(s)",
+        list.len(),
+        records.len()
+    )];
+    for (q, n) in groups {
+        out.push(format!(
+            "  {} ({}){}{}: {}",
+            q.record,
+            q.fmp.as_deref().unwrap_or("?"),
+            if q.released { " released" } else { "" },
+            if n > 1 {
+                format!(", {n} changes")
+            } else {
+                String::new()
+            },
+            fmp_hub::db::printable(&q.reason)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod quarantine_tests {
+    use super::quarantine_lines;
+    use fmp_hub::db::Quarantined;
+
+    fn q(hash: &str, record: &str, reason: &str) -> Quarantined {
+        Quarantined {
+            hash: hash.into(),
+            record: record.into(),
+            author: None,
+            fmp: Some("ML-BEN".into()),
+            reason: reason.into(),
+            at: "2020-06-30T00:00:00Z".into(),
+            released: false,
+        }
+    }
+
+    #[test]
+    fn a_record_with_several_refused_changes_is_one_line_with_their_count() {
+        let lines = quarantine_lines(&[
+            q("a1", "rec-1", "outside its FMPs"),
+            q("a2", "rec-1", "outside its FMPs"),
+            q("b1", "rec-2", "outside its FMPs"),
+            q("a3", "rec-1", "cannot verify its author"),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "quarantined: 4 change(s) of 2 record(s)",
+                "  rec-1 (ML-BEN), 2 changes: outside its FMPs",
+                "  rec-2 (ML-BEN): outside its FMPs",
+                "  rec-1 (ML-BEN): cannot verify its author",
+            ]
+        );
     }
 }
