@@ -43,10 +43,67 @@ pub struct Report {
     pub approved_only: bool,
     /// What the reader must know to read the figures (e.g. transit FMPs left out).
     pub notes: Vec<String>,
+    /// The month's records at the report's FMPs: counted and left out.
+    #[serde(default)]
+    pub records: RecordCounts,
     /// National figures (entry/exit FMPs only, except `active_fmps`).
     pub national: National,
     /// One part per FMP, in registry order.
     pub fmps: Vec<FmpReport>,
+}
+
+/// What a report counted of the month's records at its FMPs, and what it
+/// left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordCounts {
+    /// Records counted in the figures.
+    pub counted: u64,
+    /// Of those, how many are marked has_issues (counted all the same).
+    pub counted_has_issues: u64,
+    /// Left out as rejected.
+    pub left_out_rejected: u64,
+    /// Left out as not approved (with `approved_only`).
+    pub left_out_not_approved: u64,
+}
+
+impl RecordCounts {
+    fn of(c: fmp_core::store::counts::MonthCounts, approved_only: bool) -> RecordCounts {
+        if approved_only {
+            RecordCounts {
+                counted: c.approved,
+                counted_has_issues: 0,
+                left_out_rejected: c.rejected,
+                left_out_not_approved: c.total - c.approved - c.rejected,
+            }
+        } else {
+            RecordCounts {
+                counted: c.total - c.rejected,
+                counted_has_issues: c.has_issues,
+                left_out_rejected: c.rejected,
+                left_out_not_approved: 0,
+            }
+        }
+    }
+
+    /// The report's line about it.
+    fn line(&self) -> String {
+        let mut s = format!("{} record(s) counted", self.counted);
+        if self.counted_has_issues > 0 {
+            s.push_str(&format!(
+                " ({} of them marked has_issues)",
+                self.counted_has_issues
+            ));
+        }
+        s.push_str(&format!(
+            "; {} left out as rejected",
+            self.left_out_rejected
+        ));
+        if self.left_out_not_approved > 0 {
+            s.push_str(&format!(", {} as not approved", self.left_out_not_approved));
+        }
+        s.push('.');
+        s
+    }
 }
 
 /// National part of the report: entry/exit FMPs only, to avoid double counting.
@@ -548,6 +605,10 @@ pub fn monthly_report(
     } else {
         "All submissions are counted except rejected ones.".to_string()
     });
+    let codes: Vec<&str> = selected.iter().map(|f| f.code.as_str()).collect();
+    let counts = fmp_core::store::counts::month_counts(conn, month, |f| codes.contains(&f))?;
+    let records = RecordCounts::of(counts, opts.approved_only);
+    notes.push(records.line());
     notes.push(
         "Averages per day are over the days with data: at an FMP, the days it recorded a group; \
          nationally, the days any entry/exit FMP did."
@@ -610,6 +671,7 @@ pub fn monthly_report(
         country: opts.country.clone(),
         approved_only: opts.approved_only,
         notes,
+        records,
         national,
         fmps,
     })

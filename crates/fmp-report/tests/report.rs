@@ -469,3 +469,81 @@ fn one_footnote_mark_for_one_footnote_and_the_daily_average_explained() {
         assert!(text.contains("Averages per day are over the days with data"));
     }
 }
+
+#[test]
+fn the_report_says_how_many_records_it_counted_and_left_out() {
+    let subs: Vec<Submission> = fixture::may_june_2020(5)
+        .into_iter()
+        .filter(|s| s.fmp == "ML-HER" && month_of(s) == "2020-06")
+        .collect();
+    let mut stored = fixture::stored(subs);
+    let review = |status| {
+        Some(fmp_core::Review {
+            status,
+            comment: String::new(),
+            by: "sup".into(),
+            at: chrono::Utc::now(),
+        })
+    };
+    let (mut rejected, mut approved, mut issues, mut deleted) = (0u64, 0u64, 0u64, 0u64);
+    for (i, s) in stored.iter_mut().enumerate() {
+        match i % 5 {
+            0 => {
+                s.review = review(ReviewStatus::Rejected);
+                rejected += 1;
+            }
+            1 => {
+                s.review = review(ReviewStatus::Approved);
+                approved += 1;
+            }
+            2 => {
+                s.review = review(ReviewStatus::HasIssues);
+                issues += 1;
+            }
+            3 => {
+                s.deleted = true;
+                deleted += 1;
+            }
+            _ => {}
+        }
+    }
+    let live = stored.len() as u64 - deleted;
+    let mut conn = fixture::memory_store().expect("store");
+    fixture::insert(&mut conn, &stored).expect("insert");
+    let reg = fixture::mali_registry();
+    let all = monthly_report(
+        &conn,
+        &reg,
+        &BuiltinCountries,
+        "2020-06",
+        &ReportOptions::default(),
+    )
+    .expect("report");
+    assert_eq!(all.records.counted, live - rejected);
+    assert_eq!(all.records.counted_has_issues, issues);
+    assert_eq!(all.records.left_out_rejected, rejected);
+    assert_eq!(all.records.left_out_not_approved, 0);
+    let line = format!(
+        "{} record(s) counted ({issues} of them marked has_issues); {rejected} left out as rejected.",
+        live - rejected
+    );
+    assert!(all.notes.contains(&line), "{:?}", all.notes);
+    let only = ReportOptions {
+        approved_only: true,
+        country: None,
+    };
+    let appr = monthly_report(&conn, &reg, &BuiltinCountries, "2020-06", &only).expect("report");
+    assert_eq!(appr.records.counted, approved);
+    assert_eq!(appr.records.left_out_rejected, rejected);
+    assert_eq!(
+        appr.records.left_out_not_approved,
+        live - approved - rejected
+    );
+    // Another country's report counts none of Heremakono's.
+    let sen = ReportOptions {
+        approved_only: false,
+        country: Some("SEN".into()),
+    };
+    let none = monthly_report(&conn, &reg, &BuiltinCountries, "2020-06", &sen).expect("report");
+    assert_eq!(none.records, Default::default());
+}

@@ -1,0 +1,54 @@
+//! How a month's records stand for the report: how many there are at each
+//! FMP, by review status, so the report can say what it counted and what
+//! it left out.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+/// A month's live (not deleted) records at some FMPs, by review status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MonthCounts {
+    /// Every live record.
+    pub total: u64,
+    /// Reviewed approved.
+    pub approved: u64,
+    /// Reviewed rejected.
+    pub rejected: u64,
+    /// Reviewed has_issues.
+    pub has_issues: u64,
+}
+
+/// The counts of `month` (`YYYY-MM`) at the FMPs `keep` accepts.
+pub fn month_counts(
+    conn: &Connection,
+    month: &str,
+    keep: impl Fn(&str) -> bool,
+) -> rusqlite::Result<MonthCounts> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fmp, coalesce(review_status, ''), count(*) FROM submissions
+         WHERE deleted = 0 AND month = ?1 GROUP BY fmp, review_status",
+    )?;
+    let rows = stmt.query_map([month], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut by: BTreeMap<String, u64> = BTreeMap::new();
+    let mut out = MonthCounts::default();
+    for row in rows {
+        let (fmp, status, n) = row?;
+        if !keep(&fmp) {
+            continue;
+        }
+        let n = u64::try_from(n).unwrap_or(0);
+        out.total += n;
+        *by.entry(status).or_default() += n;
+    }
+    out.approved = by.get("approved").copied().unwrap_or(0);
+    out.rejected = by.get("rejected").copied().unwrap_or(0);
+    out.has_issues = by.get("has_issues").copied().unwrap_or(0);
+    Ok(out)
+}
