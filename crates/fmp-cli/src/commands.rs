@@ -414,8 +414,8 @@ pub fn history(dir: &Path, id: &str, json: bool) -> Result<ExitCode, CliError> {
         print_json(&h)?;
     } else {
         println!(
-            "{:>6}  {:<24}  {:<7}  {:<36}  hash",
-            "seq", "time", "op", "author"
+            "{:>6}  {:<24}  {:<7}  {:<36}  {:<16}  fields",
+            "seq", "time", "op", "author", "hash"
         );
         for e in h {
             // A name this store knows, with the id's first 8 characters;
@@ -429,12 +429,13 @@ pub fn history(dir: &Path, id: &str, json: bool) -> Result<ExitCode, CliError> {
                 None => e.author.clone(),
             };
             println!(
-                "{:>6}  {:<24}  {:<7}  {:<36}  {}",
+                "{:>6}  {:<24}  {:<7}  {:<36}  {:<16}  {}",
                 e.seq,
                 e.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
                 e.op,
                 author,
-                e.hash.get(..16).unwrap_or(&e.hash)
+                e.hash.get(..16).unwrap_or(&e.hash),
+                e.fields.join(", ")
             );
         }
     }

@@ -389,3 +389,42 @@ fn a_reader_through_with_conn_sees_one_snapshot_while_another_connection_writes(
     assert_eq!((first, second), (1, 1), "one snapshot");
     assert_eq!(reader.with_conn(count), 2, "the next read sees it");
 }
+
+#[test]
+fn history_says_which_fields_each_change_wrote() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = Store::init(&tmp.path().join("s"), "menaka-1").expect("init");
+    let id = store.record(example_submission()).expect("record");
+    let before = store.get(id).expect("get").submission;
+    store
+        .edit(
+            id,
+            &serde_json::json!({
+                "notes": "recounted",
+                "people": {"adult_male": before.people.adult_male + 1},
+                "nationalities": {"MLI": before.nationalities.get("MLI").copied().unwrap_or(0) + 1}
+            }),
+        )
+        .expect("edit");
+    store
+        .review(id, ReviewStatus::HasIssues, "check the count")
+        .expect("review");
+    store.delete(id).expect("delete");
+    let h = store.history(id).expect("history");
+    let fields: Vec<(&str, Vec<&str>)> = h
+        .iter()
+        .map(|e| (e.op.as_str(), e.fields.iter().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("record", vec![]),
+            (
+                "edit",
+                vec!["nationalities.MLI", "notes", "people.adult_male"]
+            ),
+            ("review", vec!["review"]),
+            ("delete", vec!["deleted"]),
+        ]
+    );
+}

@@ -196,6 +196,9 @@ pub struct HistoryEntry {
     pub time: DateTime<Utc>,
     /// What it did: record, edit, delete or review.
     pub op: String,
+    /// The fields it wrote (`people.adult_male`, `review`…); empty for the
+    /// record itself, which writes them all.
+    pub fields: Vec<String>,
 }
 
 /// A store: a device's full local replica.
@@ -775,7 +778,7 @@ impl Store {
         let mut stmt = conn
             .prepare(
                 "SELECT c.seq, c.hash, c.author, c.time, c.op,
-                   CASE WHEN c.author = ?2 THEN ?3 ELSE coalesce(u.name, d.name) END
+                   CASE WHEN c.author = ?2 THEN ?3 ELSE coalesce(u.name, d.name) END, c.bytes
                  FROM changes c LEFT JOIN hub_upstream u ON u.hub = c.author
                  LEFT JOIN hub_devices d ON d.device = c.author
                  WHERE c.doc_id = ?1 ORDER BY c.seq",
@@ -791,14 +794,18 @@ impl Store {
                 |r| {
                     let hash: Vec<u8> = r.get(1)?;
                     let ms: i64 = r.get(3)?;
-                    Ok(HistoryEntry {
-                        seq: r.get(0)?,
-                        hash: hex::encode(hash),
-                        author: r.get(2)?,
-                        author_name: r.get(5)?,
-                        time: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
-                        op: r.get(4)?,
-                    })
+                    Ok((
+                        HistoryEntry {
+                            seq: r.get(0)?,
+                            hash: hex::encode(hash),
+                            author: r.get(2)?,
+                            author_name: r.get(5)?,
+                            fields: Vec::new(),
+                            time: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+                            op: r.get(4)?,
+                        },
+                        r.get::<_, Vec<u8>>(6)?,
+                    ))
                 },
             )
             .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
@@ -806,7 +813,19 @@ impl Store {
         if rows.is_empty() {
             return Err(StoreError::NotFound(id.to_string()));
         }
-        Ok(rows)
+        // The fields each change wrote, read against the document.
+        let d = load_doc_conn(&conn, &self.dir, id).ok();
+        Ok(rows
+            .into_iter()
+            .map(|(mut e, bytes)| {
+                if e.op != Op::Record.as_str()
+                    && let Some(d) = &d
+                {
+                    e.fields = doc::fields_touched(d, &bytes);
+                }
+                e
+            })
+            .collect())
     }
 
     fn load_doc(&self, tx: &Transaction<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
