@@ -443,3 +443,72 @@ fn history_names_the_devices_a_store_knows_and_keeps_their_ids_in_json() {
         assert_eq!(json[1]["author"], hub_id.as_str());
     }
 }
+
+#[test]
+fn a_phone_s_status_lists_its_records_a_review_sent_back_with_the_comment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let hq_srv = Served::start(&hq, &[]);
+    let kayes = init(tmp.path(), "kayes-hub");
+    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG"], &["--hub"]);
+    let kayes_srv = Served::start(&kayes, &[]);
+    let gogui = init(tmp.path(), "gogui-phone");
+    enroll(&kayes, &gogui, &kayes_srv.url, &["ML-GOG"], &[]);
+    let colleague = init(tmp.path(), "gogui-phone-2");
+    enroll(&kayes, &colleague, &kayes_srv.url, &["ML-GOG"], &[]);
+    record(&gogui, "ML-GOG", 2, "mine");
+    record(&colleague, "ML-GOG", 1, "theirs");
+    for p in [&gogui, &colleague] {
+        fmp(&["sync", "--store", s(p)]);
+    }
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&fmp(&["list", "--store", s(&kayes), "--format", "json"])).unwrap();
+    let of = |tag: &str| -> Vec<String> {
+        list.iter()
+            .filter(|r| r["notes"].as_str().unwrap_or_default().contains(tag))
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (mine, theirs) = (of("mine"), of("theirs"));
+    let review = |id: &str, status: &str, comment: &str| {
+        fmp(&[
+            "review",
+            "--store",
+            s(&kayes),
+            id,
+            "--status",
+            status,
+            "--comment",
+            comment,
+        ]);
+    };
+    review(&mine[0], "has_issues", "recount the adults");
+    review(&mine[1], "approved", "");
+    review(&theirs[0], "rejected", "duplicate");
+    for p in [&gogui, &colleague, &gogui] {
+        fmp(&["sync", "--store", s(p)]);
+    }
+    let st = status_json(&gogui);
+    let back = st["to_correct"].as_array().unwrap();
+    assert_eq!(back.len(), 1, "only its own, only the one sent back: {st}");
+    assert_eq!(back[0]["id"], mine[0].as_str());
+    assert_eq!(back[0]["status"], "has_issues");
+    assert_eq!(back[0]["comment"], "recount the adults");
+    assert_eq!(back[0]["edited_since"], false);
+    let text = fmp(&["status", "--store", s(&gogui)]);
+    assert!(
+        text.contains("to correct: 1") && text.contains("recount the adults"),
+        "{text}"
+    );
+    // The enumerator corrects it: still listed until reviewed again, as edited.
+    fmp(&[
+        "edit",
+        "--store",
+        s(&gogui),
+        &mine[0],
+        r#"{"notes":"adults recounted"}"#,
+    ]);
+    assert_eq!(status_json(&gogui)["to_correct"][0]["edited_since"], true);
+    let st = status_json(&colleague);
+    assert_eq!(st["to_correct"][0]["comment"], "duplicate", "{st}");
+}

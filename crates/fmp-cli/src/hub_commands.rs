@@ -440,6 +440,30 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                     );
                 }
             }
+            if !st.to_correct.is_empty() {
+                println!(
+                    "to correct: {} of this device's record(s) sent back by a review",
+                    st.to_correct.len()
+                );
+                for t in &st.to_correct {
+                    println!(
+                        "  {} ({}) {}{}: {}",
+                        t.id,
+                        t.fmp,
+                        t.status,
+                        if t.edited_since {
+                            ", edited since (waiting for the reviewer)"
+                        } else {
+                            ""
+                        },
+                        fmp_hub::db::printable(if t.comment.is_empty() {
+                            "(no comment)"
+                        } else {
+                            &t.comment
+                        })
+                    );
+                }
+            }
             if st.flagged > 0 {
                 println!(
                     "flagged for review: {} record(s) with conflicting values or merged edits \

@@ -57,6 +57,9 @@ pub struct Status {
     /// The hub joined refused this device itself at the last sync (revoked
     /// by the supervisor, or no longer known), and when; `None` otherwise.
     pub refused_by_hub: Option<HubRefusal>,
+    /// Records this device recorded that a review marked has_issues or
+    /// rejected, with the comment: what the enumerator must correct.
+    pub to_correct: Vec<fmp_core::store::corrections::ToCorrect>,
 }
 
 /// The hub's refusal of this device itself.
@@ -140,6 +143,7 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
         },
         None => store.never_sent_to(None)?,
     };
+    let to_correct = store.to_correct()?;
     let s = store.read(|c| {
         let restored = fmp_core::store::restore::state(c, id.device_id)?;
         let quarantined = db::quarantined(c)?;
@@ -158,6 +162,7 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
             role,
             flagged,
             refused_by_hub,
+            to_correct,
         })
     })?;
     Ok(s)

@@ -17,6 +17,7 @@
 //! rewrites the materialized row.
 
 pub mod authority;
+pub mod corrections;
 pub mod counts;
 pub mod enrollment;
 pub mod identity;

@@ -1,0 +1,66 @@
+//! What an enumerator must correct: the records this device recorded that
+//! a supervisor marked has_issues or rejected, with the reviewer's comment,
+//! and whether the record was edited since the review.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Store, StoreError, roles};
+
+/// One record a review sent back to this device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToCorrect {
+    /// The record.
+    pub id: String,
+    /// Its FMP.
+    pub fmp: String,
+    /// `has_issues` or `rejected`.
+    pub status: String,
+    /// The reviewer's comment.
+    pub comment: String,
+    /// The reviewer (device id).
+    pub by: String,
+    /// Edited since the review (the reviewer has not looked again yet).
+    pub edited_since: bool,
+}
+
+impl Store {
+    /// The records this device recorded whose review is has_issues or
+    /// rejected, oldest first.
+    pub fn to_correct(&self) -> Result<Vec<ToCorrect>, StoreError> {
+        let me = self.identity.device_id;
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT s.id, s.fmp, s.review_status, coalesce(s.review_comment, ''),
+                   coalesce(s.review_by, ''),
+                   coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'edit'), 0)
+                     > coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'review'), 0)
+                 FROM submissions s
+                 WHERE s.deleted = 0 AND s.review_status IN ('has_issues', 'rejected')
+                 ORDER BY s.observed_at",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(ToCorrect {
+                        id: r.get(0)?,
+                        fmp: r.get(1)?,
+                        status: r.get(2)?,
+                        comment: r.get(3)?,
+                        by: r.get(4)?,
+                        edited_since: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut out = Vec::new();
+            for t in rows {
+                let Ok(id) = Uuid::parse_str(&t.id) else {
+                    continue;
+                };
+                if roles::record_author(c, id)? == Some(me) {
+                    out.push(t);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
