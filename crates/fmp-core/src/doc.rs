@@ -468,6 +468,55 @@ fn write_diff(doc: &mut AutoCommit, obj: &ObjId, old: &Json, new: &Json) -> Resu
     Ok(())
 }
 
+/// The fields a change (`bytes`, as logged) wrote in `doc` (a document
+/// holding it), as a person reads them: `people.adult_male`, `notes`,
+/// `review`, `deleted`; sorted, each once. Ops on objects no longer in the
+/// document (a review replaced since) name the key alone.
+pub fn fields_touched(doc: &AutoCommit, bytes: &[u8]) -> Vec<String> {
+    let Ok(change) = automerge::Change::try_from(bytes) else {
+        return Vec::new();
+    };
+    // Every map object reachable from the root: its id in the change's
+    // terms, its id in the document's, its path.
+    let mut maps: Vec<(ObjectId, ObjId, String)> = vec![(ObjectId::Root, ROOT, String::new())];
+    let mut i = 0;
+    while i < maps.len() {
+        let (at, path) = (maps[i].1.clone(), maps[i].2.clone());
+        i += 1;
+        for key in doc.keys(&at) {
+            for (v, id) in doc.get_all(&at, key.as_str()).unwrap_or_default() {
+                if let (Value::Object(ObjType::Map), ObjId::Id(ctr, actor, _)) = (v, &id) {
+                    let child = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    maps.push((ObjectId::Id(OpId(*ctr, actor.clone())), id.clone(), child));
+                }
+            }
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for op in change.decode().operations {
+        let Key::Map(key) = &op.key else { continue };
+        let full = match maps.iter().find(|(o, _, _)| *o == op.obj) {
+            Some((_, _, p)) if !p.is_empty() => format!("{p}.{key}"),
+            _ => key.to_string(),
+        };
+        // Submission fields live under `data`; a review is one field.
+        let shown = match full.strip_prefix("data.") {
+            Some(f) => f.to_string(),
+            None if full.starts_with("review") => "review".to_string(),
+            None => full,
+        };
+        if !out.contains(&shown) {
+            out.push(shown);
+        }
+    }
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,53 +692,4 @@ mod tests {
         assert_eq!(back.nationalities.len(), 1);
         assert_eq!(back.nationalities.get("BFA"), Some(&33));
     }
-}
-
-/// The fields a change (`bytes`, as logged) wrote in `doc` (a document
-/// holding it), as a person reads them: `people.adult_male`, `notes`,
-/// `review`, `deleted`; sorted, each once. Ops on objects no longer in the
-/// document (a review replaced since) name the key alone.
-pub fn fields_touched(doc: &AutoCommit, bytes: &[u8]) -> Vec<String> {
-    let Ok(change) = automerge::Change::try_from(bytes) else {
-        return Vec::new();
-    };
-    // Every map object reachable from the root: its id in the change's
-    // terms, its id in the document's, its path.
-    let mut maps: Vec<(ObjectId, ObjId, String)> = vec![(ObjectId::Root, ROOT, String::new())];
-    let mut i = 0;
-    while i < maps.len() {
-        let (at, path) = (maps[i].1.clone(), maps[i].2.clone());
-        i += 1;
-        for key in doc.keys(&at) {
-            for (v, id) in doc.get_all(&at, key.as_str()).unwrap_or_default() {
-                if let (Value::Object(ObjType::Map), ObjId::Id(ctr, actor, _)) = (v, &id) {
-                    let child = if path.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{path}.{key}")
-                    };
-                    maps.push((ObjectId::Id(OpId(*ctr, actor.clone())), id.clone(), child));
-                }
-            }
-        }
-    }
-    let mut out: Vec<String> = Vec::new();
-    for op in change.decode().operations {
-        let Key::Map(key) = &op.key else { continue };
-        let full = match maps.iter().find(|(o, _, _)| *o == op.obj) {
-            Some((_, _, p)) if !p.is_empty() => format!("{p}.{key}"),
-            _ => key.to_string(),
-        };
-        // Submission fields live under `data`; a review is one field.
-        let shown = match full.strip_prefix("data.") {
-            Some(f) => f.to_string(),
-            None if full.starts_with("review") => "review".to_string(),
-            None => full,
-        };
-        if !out.contains(&shown) {
-            out.push(shown);
-        }
-    }
-    out.sort();
-    out
 }
