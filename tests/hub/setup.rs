@@ -369,18 +369,44 @@ fn a_hub_below_a_regional_hub_reaches_hq_and_hears_from_the_rest_of_its_region()
     assert!(shown.contains("approved"), "{shown}");
 }
 
-#[test]
-fn a_hub_s_status_counts_for_each_peer_only_what_it_may_receive_and_what_is_still_to_go_up() {
+/// HQ and the Kayes hub (joined with a hub code for `fmps`), both served.
+struct Region {
+    tmp: tempfile::TempDir,
+    _hq_srv: Served,
+    kayes: std::path::PathBuf,
+    kayes_srv: Served,
+}
+
+fn kayes_region(fmps: &[&str]) -> Region {
     let tmp = tempfile::tempdir().unwrap();
     let hq = init(tmp.path(), "hq");
     let hq_srv = Served::start(&hq, &[]);
     let kayes = init(tmp.path(), "kayes-hub");
-    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG", "ML-HER"], &["--hub"]);
+    enroll(&hq, &kayes, &hq_srv.url, fmps, &["--hub"]);
     let kayes_srv = Served::start(&kayes, &[]);
-    let gogui = init(tmp.path(), "gogui-phone");
-    enroll(&kayes, &gogui, &kayes_srv.url, &["ML-GOG"], &[]);
-    let heremakono = init(tmp.path(), "heremakono-phone");
-    enroll(&kayes, &heremakono, &kayes_srv.url, &["ML-HER"], &[]);
+    Region {
+        tmp,
+        _hq_srv: hq_srv,
+        kayes,
+        kayes_srv,
+    }
+}
+
+impl Region {
+    /// A phone named `name` joined to Kayes for `fmp`.
+    fn phone(&self, name: &str, fmp: &str) -> std::path::PathBuf {
+        let p = init(self.tmp.path(), name);
+        enroll(&self.kayes, &p, &self.kayes_srv.url, &[fmp], &[]);
+        p
+    }
+}
+
+#[test]
+fn a_hub_s_status_counts_for_each_peer_only_what_it_may_receive_and_what_is_still_to_go_up() {
+    let r = kayes_region(&["ML-GOG", "ML-HER"]);
+    let kayes = r.kayes.clone();
+    let gogui = r.phone("gogui-phone", "ML-GOG");
+    let heremakono = r.phone("heremakono-phone", "ML-HER");
     record(&gogui, "ML-GOG", 5, "gog");
     fmp(&["sync", "--store", s(&gogui)]);
     fmp(&["sync", "--store", s(&heremakono)]);
@@ -406,14 +432,9 @@ fn a_hub_s_status_counts_for_each_peer_only_what_it_may_receive_and_what_is_stil
 
 #[test]
 fn history_names_the_devices_a_store_knows_and_keeps_their_ids_in_json() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hq = init(tmp.path(), "hq");
-    let hq_srv = Served::start(&hq, &[]);
-    let kayes = init(tmp.path(), "kayes-hub");
-    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG"], &["--hub"]);
-    let kayes_srv = Served::start(&kayes, &[]);
-    let gogui = init(tmp.path(), "gogui-phone");
-    enroll(&kayes, &gogui, &kayes_srv.url, &["ML-GOG"], &[]);
+    let r = kayes_region(&["ML-GOG"]);
+    let kayes = r.kayes.clone();
+    let gogui = r.phone("gogui-phone", "ML-GOG");
     record(&gogui, "ML-GOG", 1, "named");
     fmp(&["sync", "--store", s(&gogui)]);
     let list = fmp(&["list", "--store", s(&kayes), "--format", "json"]);
@@ -446,16 +467,10 @@ fn history_names_the_devices_a_store_knows_and_keeps_their_ids_in_json() {
 
 #[test]
 fn a_phone_s_status_lists_its_records_a_review_sent_back_with_the_comment() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hq = init(tmp.path(), "hq");
-    let hq_srv = Served::start(&hq, &[]);
-    let kayes = init(tmp.path(), "kayes-hub");
-    enroll(&hq, &kayes, &hq_srv.url, &["ML-GOG"], &["--hub"]);
-    let kayes_srv = Served::start(&kayes, &[]);
-    let gogui = init(tmp.path(), "gogui-phone");
-    enroll(&kayes, &gogui, &kayes_srv.url, &["ML-GOG"], &[]);
-    let colleague = init(tmp.path(), "gogui-phone-2");
-    enroll(&kayes, &colleague, &kayes_srv.url, &["ML-GOG"], &[]);
+    let r = kayes_region(&["ML-GOG"]);
+    let kayes = r.kayes.clone();
+    let gogui = r.phone("gogui-phone", "ML-GOG");
+    let colleague = r.phone("gogui-phone-2", "ML-GOG");
     record(&gogui, "ML-GOG", 2, "mine");
     record(&colleague, "ML-GOG", 1, "theirs");
     for p in [&gogui, &colleague] {
