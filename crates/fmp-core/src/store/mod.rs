@@ -16,18 +16,23 @@
 //! writes the automerge document, appends its change to `changes` and
 //! rewrites the materialized row.
 
+mod access;
 pub mod authority;
 pub mod corrections;
 pub mod counts;
 pub mod enrollment;
+pub mod hub;
 pub mod identity;
 mod link;
+pub mod log;
 pub mod materialize;
 pub mod nonces;
 pub mod peers;
+pub mod report;
 pub mod restore;
 pub mod roles;
 pub mod schema;
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -47,6 +52,7 @@ use crate::refdoc;
 use crate::reference::Registry;
 use crate::role::Role;
 use crate::validate::{ValidationError, validate};
+pub use access::{Reader, Writer};
 pub use authority::Authority;
 pub use identity::Identity;
 
@@ -206,6 +212,8 @@ pub struct HistoryEntry {
 pub struct Store {
     dir: PathBuf,
     conn: Mutex<Connection>,
+    /// Idle reader connections (WAL readers beside the one writer).
+    readers: Mutex<Vec<Connection>>,
     identity: Identity,
     /// The registry in force: the synced `registry` document, else the built-in one.
     registry: RwLock<Arc<Registry>>,
@@ -307,6 +315,7 @@ impl Store {
         Store {
             dir: dir.to_path_buf(),
             conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
             identity,
             registry: RwLock::new(Arc::new(Registry::mali_default())),
             forms: RwLock::new(Arc::new(Forms::builtin())),
