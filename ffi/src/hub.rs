@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
+use fmp_hub::Refusal;
 use fmp_hub::client::{self, Event, Joined, Progress, Summary};
 use fmp_hub::status::Status;
-use fmp_sync::wire::Refusal;
 
 use crate::error::FmpError;
 use crate::records::to_system_time;

@@ -196,10 +196,6 @@ struct State {
     changes: BTreeSet<String>,
 }
 
-fn db(store: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(store.join("fmp.sqlite3")).unwrap()
-}
-
 fn state(store: &Path) -> State {
     let out = fmp(&["list", "--store", s(store), "--format", "json"]);
     let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
@@ -209,13 +205,12 @@ fn state(store: &Path) -> State {
         let dup = submissions.insert(id.clone(), v.to_string());
         assert!(dup.is_none(), "{} lists {id} twice", store.display());
     }
-    let c = db(store);
-    let mut stmt = c.prepare("SELECT hex(hash) FROM changes").unwrap();
-    let hashes: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
+    let hashes: Vec<String> =
+        fmp_core::store::testing::changes(&fmp_core::store::Store::open(store).unwrap())
+            .unwrap()
+            .iter()
+            .map(|c| c.hash.iter().map(|b| format!("{b:02X}")).collect())
+            .collect();
     let changes: BTreeSet<String> = hashes.iter().cloned().collect();
     assert_eq!(
         changes.len(),
@@ -230,9 +225,7 @@ fn state(store: &Path) -> State {
 }
 
 fn integrity(store: &Path) {
-    let ok: String = db(store)
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ok = fmp_core::store::testing::integrity_check(store).unwrap();
     assert_eq!(ok, "ok", "{} is corrupt", store.display());
 }
 
@@ -429,14 +422,15 @@ fn through_a_link_cut_every_few_kb(n: usize, silent: bool, default_seed: u64) {
     check(&ctx, &hq, &acknowledged, &[&phone]);
     // The size learnt is kept: the next sync starts from it (and has
     // nothing to send).
-    let learnt: String = db(&phone)
-        .query_row(
-            "SELECT value FROM meta WHERE key LIKE 'link_max_bytes:%'",
-            [],
-            |r| r.get(0),
-        )
+    let hq_id = fmp_core::store::Store::open(&hq)
+        .unwrap()
+        .identity()
+        .device_id;
+    let learnt: u32 = fmp_core::store::Store::open(&phone)
+        .unwrap()
+        .link_max_bytes(hq_id)
+        .unwrap()
         .unwrap();
-    let learnt: u32 = learnt.parse().unwrap();
     // Reset cuts teach the size itself. Silent cuts of every connection in a
     // row look like a link down rather than a size, so only less than the
     // 64 KiB default is promised there (the size is probed again).

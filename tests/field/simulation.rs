@@ -142,14 +142,8 @@ fn kill(child: &mut Child) {
 
 // ---------------------------------------------------------------- state
 
-fn db(store: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(store.join("fmp.sqlite3")).unwrap()
-}
-
 fn integrity(store: &Path) -> Result<(), String> {
-    let ok: String = db(store)
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ok = fmp_core::store::testing::integrity_check(store).unwrap();
     if ok == "ok" {
         Ok(())
     } else {
@@ -169,13 +163,14 @@ fn submissions(store: &Path) -> Result<BTreeMap<String, serde_json::Value>, Stri
             return Err(format!("{} lists {id} twice", store.display()));
         }
     }
-    let (n, distinct): (i64, i64) = db(store)
-        .query_row(
-            "SELECT count(*), count(DISTINCT hash) FROM changes",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let hashes: Vec<[u8; 32]> =
+        fmp_core::store::testing::changes(&fmp_core::store::Store::open(store).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|c| c.hash)
+            .collect();
+    let n = hashes.len();
+    let distinct = hashes.iter().collect::<BTreeSet<_>>().len();
     if n != distinct {
         return Err(format!(
             "{}: {} change(s) logged twice",

@@ -157,13 +157,11 @@ fn phones_to_regional_hub_to_hq_with_a_merged_edit() {
     .unwrap();
     assert!(report.refused_here.is_empty(), "{:?}", report.refused_here);
     assert_eq!(auditor.list(&Filter::default()).unwrap().len(), 15);
-    let authors: HashSet<String> = auditor
-        .read(|c| {
-            c.prepare("SELECT DISTINCT author FROM changes")?
-                .query_map([], |r| r.get(0))?
-                .collect()
-        })
-        .unwrap();
+    let authors: HashSet<String> = fmp_core::store::testing::changes(&auditor)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.author)
+        .collect();
     assert_eq!(
         authors.len(),
         4,

@@ -79,9 +79,9 @@ fn an_internal_error_is_logged_with_status_500_and_its_cause() {
         Some(&submissions("ML-GOG", 2, "logged")),
     );
     // Break the hub's store under it: its replay cache is gone.
-    let c = rusqlite::Connection::open(hub.join("fmp.sqlite3")).expect("open");
-    c.execute_batch("DROP TABLE request_nonces").expect("drop");
-    drop(c);
+    let store = fmp_core::store::Store::open(&hub).expect("open");
+    fmp_core::store::testing::drop_nonce_cache(&store).expect("drop");
+    drop(store);
     let out = fmp_in(
         &[
             "sync",

@@ -177,14 +177,12 @@ fn a_phone_hq_cannot_verify_is_held_at_its_hub_and_never_blocks_the_region() {
     );
     fmp(&["sync", "--store", s(&kayes)]);
     assert_eq!(count(&hq), 6, "exactly once");
-    let conn = rusqlite::Connection::open(hq.join("fmp.sqlite3")).unwrap();
-    let n: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM changes WHERE author = ?1",
-            [&stray_id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let hq_store = fmp_core::store::Store::open(&hq).unwrap();
+    let n = fmp_core::store::testing::changes(&hq_store)
+        .unwrap()
+        .iter()
+        .filter(|c| c.author == stray_id)
+        .count();
     assert_eq!(n, 2, "each held change stored once at HQ");
 }
 
@@ -199,9 +197,8 @@ fn revoke_by_a_shared_name_lists_the_candidates_and_devices_escapes_names() {
     enroll(&hub, &b, &srv.url, &["ML-GOG"], &[]);
     // An older store may hold a shared name and an escape sequence.
     {
-        let conn = rusqlite::Connection::open(hub.join("fmp.sqlite3")).unwrap();
-        conn.execute("UPDATE hub_devices SET name = 'gogui\u{1b}[2J\nphone'", [])
-            .unwrap();
+        let store = fmp_core::store::Store::open(&hub).unwrap();
+        fmp_core::store::testing::rename_enrolled_devices(&store, "gogui\u{1b}[2J\nphone").unwrap();
     }
     let listing = fmp(&["devices", "--store", s(&hub)]);
     assert!(!listing.contains('\u{1b}'), "{listing:?}");

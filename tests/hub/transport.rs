@@ -16,9 +16,8 @@ fn count(store: &std::path::Path) -> usize {
 }
 
 fn changes(store: &std::path::Path) -> i64 {
-    let c = rusqlite::Connection::open(store.join("fmp.sqlite3")).unwrap();
-    c.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
-        .unwrap()
+    let s = fmp_core::store::Store::open(store).unwrap();
+    fmp_core::store::testing::count_rows(&s, "changes").unwrap()
 }
 
 #[test]

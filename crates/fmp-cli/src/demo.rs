@@ -234,17 +234,14 @@ fn print_summary(store: &Store) -> Result<(), CliError> {
             i + o
         );
     }
-    let report = store
-        .with_conn(|conn| {
-            fmp_report::monthly_report(
-                conn,
-                &store.registry(),
-                &fmp_report::BuiltinCountries,
-                "2020-06",
-                &ReportOptions::default(),
-            )
-        })
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let report = fmp_report::monthly_report(
+        &store,
+        &store.registry(),
+        &fmp_report::BuiltinCountries,
+        "2020-06",
+        &ReportOptions::default(),
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?;
     let n = &report.national;
     println!();
     println!(

@@ -116,7 +116,7 @@ pub enum HubCommand {
         /// Largest message, bytes (both ways): the ceiling of the message
         /// size, which follows the link (smaller after a cut, larger as
         /// messages get through).
-        #[arg(long, default_value_t = fmp_sync::DEFAULT_MAX_BYTES)]
+        #[arg(long, default_value_t = fmp_hub::DEFAULT_MAX_BYTES)]
         max_bytes: u32,
         /// Seconds without a byte from the hub before a request is given up
         /// as a silent link and retried (the hub's answer must begin within

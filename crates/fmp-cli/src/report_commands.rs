@@ -47,9 +47,7 @@ pub fn render(
 }
 
 fn build(store: &Store, month: &str, opts: &ReportOptions) -> Result<Report, CliError> {
-    store
-        .with_conn(|conn| monthly_report(conn, &store.registry(), &BuiltinCountries, month, opts))
-        .map_err(report_err)
+    monthly_report(store, &store.registry(), &BuiltinCountries, month, opts).map_err(report_err)
 }
 
 fn render_report(report: &Report, format: ReportFormat) -> Result<String, CliError> {
@@ -180,13 +178,12 @@ pub fn export(dir: &Path, a: ExportArgs) -> Result<ExitCode, CliError> {
         )));
     }
     let mut buf = Vec::new();
-    let rows = store
-        .with_conn(|conn| match a.format {
-            ExportFormat::Csv => fmp_report::export_csv(conn, &filter, &mut buf),
-            ExportFormat::Xlsx => fmp_report::export_xlsx(conn, &filter, &mut buf),
-            ExportFormat::Jsonl => fmp_report::export_jsonl(conn, &filter, &mut buf),
-        })
-        .map_err(report_err)?;
+    let rows = match a.format {
+        ExportFormat::Csv => fmp_report::export_csv(&store, &filter, &mut buf),
+        ExportFormat::Xlsx => fmp_report::export_xlsx(&store, &filter, &mut buf),
+        ExportFormat::Jsonl => fmp_report::export_jsonl(&store, &filter, &mut buf),
+    }
+    .map_err(report_err)?;
     write_out(a.out.as_deref(), &buf)?;
     if let Some(p) = &a.out {
         eprintln!("exported {rows} submission(s) to {}", p.display());

@@ -110,9 +110,6 @@ fn sigkill_during_record_loses_nothing_that_was_acknowledged() {
         assert_eq!(v["people"]["adult_male"], *men, "content of {id}");
         assert_eq!(v["nationalities"]["MLI"], *men);
     }
-    let conn = rusqlite::Connection::open(store.join("fmp.sqlite3")).expect("open db");
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("check");
+    let check = fmp_core::store::testing::integrity_check(&store).expect("check");
     assert_eq!(check, "ok");
 }

@@ -30,9 +30,8 @@ fn demo_runs_the_whole_chain_and_hq_gets_the_seed_figures() {
     }
     // Every phone's submissions reached HQ exactly once: HQ's count equals the phones' sum.
     let count = |d: &std::path::Path| -> i64 {
-        let c = rusqlite::Connection::open(d.join("fmp.sqlite3")).expect("db");
-        c.query_row("SELECT count(*) FROM submissions", [], |r| r.get(0))
-            .expect("count")
+        let store = fmp_core::store::Store::open(d).expect("db");
+        fmp_core::store::testing::count_rows(&store, "submissions").expect("count")
     };
     let phones: i64 = std::fs::read_dir(dir.join("phones"))
         .expect("phones")

@@ -550,10 +550,10 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
         fmps: Some(resp.fmps.clone()),
         tls_cert: verifier.and_then(|v| v.seen()),
     };
-    store.write(|tx| -> Result<(), HubError> {
-        db::set_upstream(tx, &up)?;
+    store.transaction(|w| -> Result<(), HubError> {
+        w.set_upstream(&up)?;
         // Kept so `enroll-code` can refuse on a store that may not enroll.
-        fmp_core::store::enrollment::set_upstream_may_enroll(tx, resp.may_enroll)?;
+        w.set_upstream_may_enroll(resp.may_enroll)?;
         Ok(())
     })?;
     // The signed role, else the answer's, else (a hub from before roles)
@@ -799,10 +799,10 @@ fn to_refusals(list: &[crate::server::RefusedChange]) -> Vec<Refusal> {
 /// [`SyncOptions::cancel`] is cancelled: before a request, during one
 /// (abandoned at once) or during a backoff wait.
 pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
-    let up = store.read(db::upstream)?.ok_or(HubError::NotJoined)?;
+    let up = db::upstream(store)?.ok_or(HubError::NotJoined)?;
     vouch_for_upstream(store, &up)?;
     let url = base(opts.url.as_deref().unwrap_or(&up.url))?;
-    let trust = store.read(db::trust)?;
+    let trust = db::trust(store)?;
     let stall = opts.stall_timeout;
     let (http, _) = http(&url, up.tls_cert.clone(), opts.timeout, stall)?;
     let rt = runtime()?;
@@ -810,7 +810,7 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         pin_hq_late(&rt, &http, &url, store, &up);
     }
     // Released from quarantine (edited back into scope): pushed again.
-    let released = store.read(db::released)?;
+    let released = db::released(store)?;
     let learnt = if opts.fixed_size {
         None
     } else {
@@ -846,10 +846,7 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         .filter(|h| !total.refused.iter().any(|r| r.hash == *h))
         .collect();
     if !accepted.is_empty() {
-        store.write(|tx| -> Result<(), HubError> {
-            db::unquarantine(tx, &accepted)?;
-            Ok(())
-        })?;
+        db::unquarantine(store, &accepted)?;
     }
     Ok(total)
 }
@@ -981,10 +978,7 @@ fn sync_attempts(
                     // and send it once more, as partial.
                     Err(SendError::Refused(403, body)) if body.error == "out_of_scope" => {
                         let refused = to_refusals(&body.refused);
-                        store.write(|tx| -> Result<(), HubError> {
-                            db::quarantine(tx, up.hub, &refused)?;
-                            Ok(())
-                        })?;
+                        db::quarantine(store, up.hub, &refused)?;
                         notify(
                             &add(total, client.report()),
                             Event::Quarantined(refused.len()),
@@ -1016,10 +1010,7 @@ fn sync_attempts(
                 window.got_through(req.len() + bytes.len());
                 let refused = &client.report().refused_by_peer;
                 if !refused.is_empty() {
-                    store.write(|tx| -> Result<(), HubError> {
-                        db::quarantine(tx, up.hub, refused)?;
-                        Ok(())
-                    })?;
+                    db::quarantine(store, up.hub, refused)?;
                 }
                 notify(&add(total, client.report()), Event::RoundTrip);
             }

@@ -52,12 +52,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, HubError> {
 /// it: HQ verifies that hub's phones through the chain of certificates
 /// their bundles carry. A store that joined no hub (HQ) enrolls anything.
 pub fn check_may_enroll(store: &Store, fmps: &[String]) -> Result<(), HubError> {
-    let (up, granted) = store.read(|c| {
-        Ok((
-            db::upstream(c)?,
-            fmp_core::store::enrollment::upstream_may_enroll(c)?,
-        ))
-    })?;
+    let (up, granted) = store
+        .snapshot(|r| -> Result<_, HubError> { Ok((r.upstream()?, r.upstream_may_enroll()?)) })?;
     let Some(up) = up else {
         return Ok(());
     };

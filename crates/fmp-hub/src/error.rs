@@ -11,9 +11,6 @@ pub enum HubError {
     /// The sync protocol failed or refused a message.
     #[error(transparent)]
     Sync(Box<fmp_sync::SyncError>),
-    /// A query on the hub's tables failed.
-    #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
     /// A file (TLS certificate or key) could not be read.
     #[error("{}: {source}", path.display())]
     Io {

@@ -7,7 +7,7 @@
 //! - `client.rs`: [`client::join`] and [`client::sync`] (retries, resume, quarantine, progress, stall timeout).
 //! - `auth.rs`: signed requests (device key over method, path, time, nonce, body hash), replay cache.
 //! - `enroll.rs`: one-time enrollment codes (only their hash is stored).
-//! - `db.rs`: the hub's tables (codes, enrolled devices, upstream hub, quarantine) and the [`fmp_sync::Trust`] they make.
+//! - `db.rs`: the hub's tables through the store's API (codes, enrolled devices, upstream hub, quarantine) and the [`fmp_sync::Trust`] they make.
 //! - `tls.rs`: rustls server configuration, TLS listener, the client's pinned-certificate verifier.
 //! - `status.rs`: what `fmp status` and `fmp devices` show.
 //! - `logging.rs`: the request log (text or JSON lines, stderr or a file).
@@ -28,6 +28,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use error::HubError;
+/// The sync protocol's default message size, and a hub's refusal of one change.
+pub use fmp_sync::{DEFAULT_MAX_BYTES, wire::Refusal};
 pub use server::{Limits, Load, app};
 
 /// How to run a hub.

@@ -34,8 +34,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use fmp_core::store::Store;
-use fmp_sync::{Certificate, SyncError};
+use fmp_core::store::hub::TrustVersion;
+use fmp_core::store::{Reader, Store, StoreError, Writer};
+use fmp_sync::{Certificate, StaticTrust, SyncError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -168,6 +169,8 @@ pub struct Hub {
     service_us: AtomicU64,
     shed: AtomicU64,
     applied_twice: AtomicU64,
+    /// The trust last read from the store, with its version.
+    trust: Mutex<Option<(TrustVersion, Arc<StaticTrust>)>>,
 }
 
 /// Token buckets by key, at most `cap` of them (see [`Buckets::take`]).
@@ -288,7 +291,27 @@ impl Hub {
             service_us: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             applied_twice: AtomicU64::new(0),
+            trust: Mutex::new(None),
         }))
+    }
+
+    /// The hub's trust (the devices enrolled here, the hub it joined),
+    /// read again from the store only when its [`TrustVersion`] moved (a
+    /// join, a revocation or a reinstatement, in this process or another
+    /// one such as `fmp devices --revoke`); else the one kept in memory.
+    fn trust(&self) -> Result<Arc<StaticTrust>, StoreError> {
+        let kept = self.trust.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.store.snapshot(|r| {
+            let version = r.trust_version()?;
+            if let Some((v, t)) = &kept
+                && *v == version
+            {
+                return Ok(t.clone());
+            }
+            let t = Arc::new(db::trust_on(r)?);
+            *self.trust.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, t.clone()));
+            Ok(t)
+        })
     }
 
     /// What the sync handler counted so far (sheds, requests applied twice).
@@ -599,30 +622,17 @@ pub struct HubInfo {
 /// HQ as this hub knows it: the identity it pinned, or its own if it joined
 /// no hub (it is HQ); `None` if it joined a hub but pinned no HQ yet (it
 /// joined before pins existed, and has not synced with its upstream since).
-fn hq_of(
-    conn: &rusqlite::Connection,
-    me: &fmp_core::store::Identity,
-) -> rusqlite::Result<Option<HqIdentity>> {
-    if let Some(a) = fmp_core::store::authority::pinned(conn)? {
-        return Ok(Some(HqIdentity {
-            device: a.device_id,
-            public_key: hex::encode(a.public_key),
-        }));
-    }
-    if db::upstream(conn)?.is_some() {
-        return Ok(None);
-    }
-    Ok(Some(HqIdentity {
-        device: me.device_id,
-        public_key: hex::encode(me.public_key()),
+fn hq_of(r: &Reader<'_>) -> Result<Option<HqIdentity>, StoreError> {
+    Ok(r.hq_identity()?.map(|a| HqIdentity {
+        device: a.device_id,
+        public_key: hex::encode(a.public_key),
     }))
 }
 
 async fn hub_info(State(hub): State<AppState>) -> Result<axum::Json<HubInfo>, ApiError> {
     let h = hub.clone();
     let hq = blocking(&hub, move || {
-        let me = h.store.identity();
-        h.store.read(|c| hq_of(c, me)).map_err(ApiError::internal)
+        h.store.snapshot(hq_of).map_err(ApiError::internal)
     })
     .await?;
     let id = hub.store.identity();
@@ -789,12 +799,12 @@ async fn join(
         let store = &h.store;
         let device = signed.device;
         store
-            .write(|tx| -> Result<JoinResponse, JoinFail> {
-                if fmp_core::store::nonces::seen(tx, device, &signed.nonce)? {
+            .transaction(|w| -> Result<JoinResponse, JoinFail> {
+                if w.nonce_seen(device, &signed.nonce)? {
                     return Err(JoinFail::Api(AuthError::Replayed.into()));
                 }
                 let hash = enroll::hash_code(&req.code);
-                let Some(code) = db::code(tx, &hash)? else {
+                let Some(code) = w.enrollment_code(&hash)? else {
                     return Err(JoinFail::Api(ApiError::new(
                         StatusCode::FORBIDDEN,
                         "unknown_code",
@@ -804,7 +814,7 @@ async fn join(
                 // A device id is bound to its first key for good, and a
                 // revoked device comes back only by the supervisor's
                 // `fmp devices --reinstate`, never by a code alone.
-                let existing = db::known(tx, device)?;
+                let existing = w.enrolled_device(device)?;
                 if let Some(k) = &existing {
                     if k.public_key != pk {
                         return Err(JoinFail::Api(ApiError::new(
@@ -825,7 +835,7 @@ async fn join(
                 // its first join was lost on the way (a cut link). Answer
                 // again, unless it was revoked since; nothing changes here.
                 let again = match &code.used_by {
-                    Some(by) if *by == device.to_string() => match db::known(tx, device)? {
+                    Some(by) if *by == device.to_string() => match w.enrolled_device(device)? {
                         Some(k) if k.revoked_at.is_some() => {
                             return Err(JoinFail::Api(ApiError::new(
                                 StatusCode::FORBIDDEN,
@@ -854,7 +864,7 @@ async fn join(
                 }
                 let fmps = Some(code.fmps.clone());
                 if !again {
-                    let clash = fmp_core::store::enrollment::active_named(tx, &req.name, device)?;
+                    let clash = w.active_named(&req.name, device)?;
                     if !clash.is_empty() {
                         return Err(JoinFail::Api(ApiError::new(
                             StatusCode::CONFLICT,
@@ -866,14 +876,14 @@ async fn join(
                             ),
                         )));
                     }
-                    db::use_code(tx, &hash, device)?;
-                    db::upsert_device(tx, device, &req.name, &pk, &fmps, code.may_enroll)?;
+                    w.use_enrollment_code(&hash, device)?;
+                    w.enroll_device(device, &req.name, &pk, fmps.as_deref(), code.may_enroll)?;
                 }
-                remember_nonce(tx, &signed)?;
+                remember_nonce(w, &signed)?;
                 let role = fmp_sync::Role::from_may_enroll(code.may_enroll);
                 let cert = Certificate::issue(store.identity(), device, &pk, fmps, role);
                 let me = store.identity();
-                let hq = hq_of(tx, me)?;
+                let hq = hq_of(w)?;
                 Ok(JoinResponse {
                     hub: me.device_id,
                     hub_name: me.name.clone(),
@@ -912,12 +922,6 @@ impl JoinFail {
     }
 }
 
-impl From<rusqlite::Error> for JoinFail {
-    fn from(e: rusqlite::Error) -> JoinFail {
-        JoinFail::Other(e.to_string())
-    }
-}
-
 impl From<fmp_core::store::StoreError> for JoinFail {
     fn from(e: fmp_core::store::StoreError) -> JoinFail {
         JoinFail::Other(e.to_string())
@@ -926,10 +930,9 @@ impl From<fmp_core::store::StoreError> for JoinFail {
 
 /// Remembers a request's nonce on disk and forgets expired ones, in the
 /// caller's transaction (no commit of its own).
-fn remember_nonce(tx: &rusqlite::Connection, signed: &Signed) -> rusqlite::Result<()> {
-    fmp_core::store::nonces::remember(tx, signed.device, &signed.nonce, signed.time)?;
+fn remember_nonce(w: &Writer<'_>, signed: &Signed) -> Result<(), StoreError> {
     let now = chrono::Utc::now().timestamp();
-    fmp_core::store::nonces::prune(tx, now - WINDOW_SECS)?;
+    w.remember_nonce(signed.device, &signed.nonce, signed.time, now - WINDOW_SECS)?;
     Ok(())
 }
 
@@ -1092,9 +1095,13 @@ async fn sync(
     let known = {
         let h = hub.clone();
         let device = signed.device;
+        // Looked up on the store's writer, behind the write in progress: a
+        // place in the queue is a place in the line for the store, so a
+        // line that is full sheds before any body is read. (Nothing is
+        // written: the transaction commits empty, without a sync to disk.)
         blocking(&hub, move || {
             h.store
-                .read(|c| db::known(c, device))
+                .transaction(|w| w.enrolled_device(device))
                 .map_err(ApiError::internal)
         })
         .await?
@@ -1105,10 +1112,12 @@ async fn sync(
         Some(k) => (k, None),
         None => match issued_here(hub.store.identity(), &headers, signed.device)? {
             Some((cert, name)) => (
-                db::Known {
+                db::TrustRow {
+                    device: cert.device,
                     public_key: cert.public_key.clone(),
-                    revoked_at: None,
                     fmps: cert.fmps.clone(),
+                    may_enroll: cert.role().may_enroll(),
+                    revoked_at: None,
                 },
                 Some((cert, name)),
             ),
@@ -1136,16 +1145,15 @@ async fn sync(
         blocking(&hub, move || {
             let added = h
                 .store
-                .write(|tx| -> Result<bool, crate::HubError> {
-                    if db::known(tx, cert.device)?.is_some() {
+                .transaction(|w| -> Result<bool, crate::HubError> {
+                    if w.enrolled_device(cert.device)?.is_some() {
                         return Ok(false);
                     }
-                    db::upsert_device(
-                        tx,
+                    w.enroll_device(
                         cert.device,
                         &name,
                         &cert.public_key,
-                        &cert.fmps,
+                        cert.fmps.as_deref(),
                         cert.role().may_enroll(),
                     )?;
                     Ok(true)
@@ -1206,28 +1214,27 @@ async fn sync(
     let out = blocking(&hub, move || {
         // The nonce cache on disk: a request captured before a restart.
         if h.store
-            .read(|c| fmp_core::store::nonces::seen(c, device, &signed.nonce))
+            .snapshot(|r| r.nonce_seen(device, &signed.nonce))
             .map_err(ApiError::internal)?
         {
             return Err(AuthError::Replayed.into());
         }
-        let trust = h.store.read(db::trust).map_err(ApiError::internal)?;
+        let trust = h.trust().map_err(ApiError::internal)?;
         let opts = fmp_sync::RespondOptions {
             all_or_nothing: !partial,
             pull_fmps: known.fmps,
         };
         let (out, outcome) =
-            fmp_sync::respond_counted(&h.store, &trust, &body, &opts).map_err(ApiError::from)?;
+            fmp_sync::respond_counted(&h.store, &*trust, &body, &opts).map_err(ApiError::from)?;
         if outcome.all_again() {
             h.applied_twice.fetch_add(1, Ordering::SeqCst);
         }
         // The nonce goes in the transaction that already notes the sync:
         // no commit (fsync) of its own.
         h.store
-            .write(|tx| -> Result<(), fmp_core::store::StoreError> {
-                db::touch(tx, device)
-                    .and_then(|()| remember_nonce(tx, &signed))
-                    .map_err(|e| fmp_core::store::StoreError::Patch(e.to_string()))
+            .transaction(|w| -> Result<(), StoreError> {
+                w.note_sync(device)?;
+                remember_nonce(w, &signed)
             })
             .map_err(ApiError::internal)?;
         Ok(out)
@@ -1459,4 +1466,33 @@ async fn answer_busy(mut sock: tokio::net::TcpStream) {
         Ok::<(), std::io::Error>(())
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use fmp_sync::Trust;
+
+    #[test]
+    fn the_kept_trust_is_read_again_after_a_revocation_by_another_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("hub");
+        let store = Store::init(&dir, "hub").unwrap();
+        let d = Uuid::now_v7();
+        let fmps = ["ML-GOG".to_string()];
+        store
+            .transaction(|w| w.enroll_device(d, "phone", &[1; 32], Some(&fmps), false))
+            .unwrap();
+        let hub = Hub::new(store, Limits::default()).unwrap();
+        let first = hub.trust().unwrap();
+        assert!(first.author(d).is_some());
+        assert!(Arc::ptr_eq(&first, &hub.trust().unwrap()), "kept");
+        // `fmp devices --revoke` on the same store, in another process.
+        let other = Store::open(&dir).unwrap();
+        assert_eq!(db::revoke(&other, &d.to_string()).unwrap(), 1);
+        let after = hub.trust().unwrap();
+        assert!(after.author(d).is_none());
+        assert!(after.why_unknown(d).is_some_and(|w| w.contains("revoked")));
+    }
 }

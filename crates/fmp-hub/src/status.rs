@@ -110,7 +110,7 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
     let waiting = fmp_sync::waiting(store)?;
     let role = store.role()?;
     let flagged = store.flagged()?;
-    let up = store.read(db::upstream)?;
+    let up = db::upstream(store)?;
     let refused_by_hub = match &up {
         Some(up) => store.refused_by(up.hub)?.map(|(ms, reason)| HubRefusal {
             at: chrono::DateTime::from_timestamp_millis(ms)
@@ -144,31 +144,28 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
         None => store.never_sent_to(None)?,
     };
     let to_correct = store.to_correct()?;
-    let s = store.read(|c| {
-        let restored = fmp_core::store::restore::state(c, id.device_id)?;
-        let quarantined = db::quarantined(c)?;
-        Ok(Status {
-            device: id.device_id.to_string(),
-            name: id.name.clone(),
-            hub: up.as_ref().map(|u| u.hub.to_string()),
-            hub_url: up.as_ref().map(|u| u.url.clone()),
-            fmps: up.and_then(|u| u.fmps),
-            pending,
-            peers,
-            held: group(&quarantined),
-            quarantined,
-            waiting,
-            restored: restored.detected_at.is_some().then_some(restored),
-            role,
-            flagged,
-            refused_by_hub,
-            to_correct,
-        })
-    })?;
-    Ok(s)
+    let (restored, quarantined) = store
+        .snapshot(|r| -> Result<_, HubError> { Ok((r.restore_state()?, db::quarantined(r)?)) })?;
+    Ok(Status {
+        device: id.device_id.to_string(),
+        name: id.name.clone(),
+        hub: up.as_ref().map(|u| u.hub.to_string()),
+        hub_url: up.as_ref().map(|u| u.url.clone()),
+        fmps: up.and_then(|u| u.fmps),
+        pending,
+        peers,
+        held: group(&quarantined),
+        quarantined,
+        waiting,
+        restored: restored.detected_at.is_some().then_some(restored),
+        role,
+        flagged,
+        refused_by_hub,
+        to_correct,
+    })
 }
 
 /// The devices enrolled on a hub.
 pub fn devices(store: &Store) -> Result<Vec<DeviceRow>, HubError> {
-    Ok(store.read(db::devices)?)
+    db::devices(store)
 }

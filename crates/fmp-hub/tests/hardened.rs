@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fmp_core::store::Store;
+use fmp_core::store::{Store, testing};
 use fmp_hub::auth::Signed;
 use fmp_hub::client::{self, SyncOptions};
 use fmp_hub::server::{ErrorBody, SYNC_PATH};
@@ -92,9 +92,7 @@ fn error(body: &[u8]) -> ErrorBody {
 }
 
 fn count(dir: &Path, table: &str) -> i64 {
-    let c = rusqlite::Connection::open(dir.join("fmp.sqlite3")).unwrap();
-    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
+    testing::count_rows(&Store::open(dir).unwrap(), table).unwrap()
 }
 
 fn hub_id(dir: &Path) -> uuid::Uuid {
@@ -103,7 +101,7 @@ fn hub_id(dir: &Path) -> uuid::Uuid {
 
 /// The phone's next honest sync request (what it would push).
 fn honest_body(phone: &Store, hub: uuid::Uuid) -> Vec<u8> {
-    let trust = phone.read(fmp_hub::db::trust).unwrap();
+    let trust = fmp_hub::db::trust(&phone).unwrap();
     let mut c = fmp_sync::Client::new(phone, &trust, hub);
     c.next_request().unwrap().unwrap()
 }
@@ -163,13 +161,7 @@ fn a_want_flood_is_refused_naming_the_limit_and_the_phone_still_syncs() {
     let (tmp, dir) = hub_dir();
     let hub = start(&dir, Limits::default());
     let s = setup(&hub, dir.clone(), tmp, 2);
-    let hash = {
-        let c = rusqlite::Connection::open(s.phone.dir().join("fmp.sqlite3")).unwrap();
-        let h: Vec<u8> = c
-            .query_row("SELECT hash FROM changes LIMIT 1", [], |r| r.get(0))
-            .unwrap();
-        <[u8; 32]>::try_from(h).unwrap()
-    };
+    let hash = testing::changes(&s.phone).unwrap()[0].hash;
     let req = fmp_sync::Request {
         from: s.phone.identity().device_id,
         to: hub_id(&s.hub_dir),

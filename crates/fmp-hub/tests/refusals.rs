@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use fmp_core::store::Store;
+use fmp_core::store::{Store, testing};
 use fmp_hub::auth::Signed;
 use fmp_hub::server::{ErrorBody, Hub, JOIN_PATH, JoinRequest, SYNC_PATH};
 use fmp_hub::{Limits, app, db, enroll};
@@ -94,7 +94,7 @@ fn error(body: &[u8]) -> ErrorBody {
 
 /// Everything a request could have changed, as row counts and contents.
 fn fingerprint(dir: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(dir.join("fmp.sqlite3")).unwrap();
+    let store = Store::open(dir).unwrap();
     let mut out = Vec::new();
     for t in [
         "documents",
@@ -107,21 +107,7 @@ fn fingerprint(dir: &Path) -> Vec<String> {
         "hub_codes",
         "hub_devices",
     ] {
-        let rows: Vec<String> = conn
-            .prepare(&format!("SELECT * FROM {t}"))
-            .unwrap()
-            .query_map([], |r| {
-                let n = r.as_ref().column_count();
-                let mut v = Vec::new();
-                for i in 0..n {
-                    let x: rusqlite::types::Value = r.get(i)?;
-                    v.push(format!("{x:?}"));
-                }
-                Ok(v.join("|"))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let rows: Vec<String> = testing::table_rows(&store, t).unwrap();
         out.push(format!("{t}: {rows:?}"));
     }
     out
@@ -129,7 +115,7 @@ fn fingerprint(dir: &Path) -> Vec<String> {
 
 /// A sync request from `phone` to the hub pushing what it recorded.
 fn sync_body(f: &Fixture) -> Vec<u8> {
-    let trust = f.phone.read(db::trust).unwrap();
+    let trust = db::trust(&f.phone).unwrap();
     let mut c = fmp_sync::Client::new(&f.phone, &trust, f.hub.store().identity().device_id);
     c.next_request().unwrap().unwrap()
 }
@@ -250,7 +236,7 @@ fn a_join_asked_again_by_the_same_device_gets_the_same_enrollment() {
         fingerprint(hub.store().dir()),
         "asking again changes nothing at the hub"
     );
-    assert_eq!(hub.store().with_conn(db::devices).unwrap().len(), 1);
+    assert_eq!(db::devices(hub.store()).unwrap().len(), 1);
     // Once revoked, the code does not bring it back.
     assert_eq!(db::revoke(hub.store(), "phone").unwrap(), 1);
     let f = Fixture {
@@ -393,7 +379,7 @@ fn rate_limited_device() {
     let phone = Store::init(&tmp.path().join("p"), "p").unwrap();
     join_ok(&hub, &phone, &gogui_code(&hub));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let trust = phone.read(db::trust).unwrap();
+    let trust = db::trust(&phone).unwrap();
     let body = fmp_sync::Client::new(&phone, &trust, hub.store().identity().device_id)
         .next_request()
         .unwrap()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use fmp_core::doc::{Op, actor_for_epoch, new_submission_committed};
-use fmp_core::store::Store;
+use fmp_core::store::{Store, testing};
 use fmp_hub::auth::Signed;
 use fmp_hub::server::{Hub, JOIN_PATH, JoinRequest, SYNC_PATH};
 use fmp_hub::{Limits, app, db, enroll};
@@ -64,7 +64,7 @@ fn record(store: &Store, fmp: &str, n: i64) -> Uuid {
 
 /// The honest client's whole sync of `phone` with the hub, through the router.
 fn honest_sync(hub: &std::sync::Arc<Hub>, phone: &Store) {
-    let trust = phone.read(db::trust).unwrap();
+    let trust = db::trust(&phone).unwrap();
     let mut c = fmp_sync::Client::new(phone, &trust, hub.store().identity().device_id);
     while let Some(req) = c.next_request().unwrap() {
         let (status, body) = call(hub, signed(phone, SYNC_PATH, req));
@@ -75,13 +75,12 @@ fn honest_sync(hub: &std::sync::Arc<Hub>, phone: &Store) {
 
 /// The raw changes of one document, as `store` logged them.
 fn changes_of(store: &Store, doc: Uuid) -> Vec<Vec<u8>> {
-    store
-        .read(|c| {
-            c.prepare("SELECT bytes FROM changes WHERE doc_id = ?1")?
-                .query_map([doc.to_string()], |r| r.get::<_, Vec<u8>>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
+    testing::changes(store)
         .unwrap()
+        .into_iter()
+        .filter(|c| c.doc_id == doc.to_string())
+        .map(|c| c.bytes)
+        .collect()
 }
 
 fn fixture() -> (tempfile::TempDir, std::sync::Arc<Hub>, Store) {
@@ -149,10 +148,7 @@ fn a_change_whose_actor_names_another_device_is_refused_whole_at_any_epoch() {
     let other = Store::init(&tmp.path().join("other"), "gogui-phone-2").unwrap();
     join(&hub, &other, "ML-GOG");
     let me = phone.identity().device_id;
-    let before = hub
-        .store()
-        .read(|c| c.query_row("SELECT count(*) FROM changes", [], |r| r.get::<_, i64>(0)))
-        .unwrap();
+    let before = testing::count_rows(hub.store(), "changes").unwrap();
     let push = |actor| {
         let id = Uuid::now_v7();
         let mut sub = fmp_core::example_submission();
@@ -198,10 +194,7 @@ fn a_change_whose_actor_names_another_device_is_refused_whole_at_any_epoch() {
         );
         assert!(String::from_utf8_lossy(&body).contains("bad_bundle"));
     }
-    let after = hub
-        .store()
-        .read(|c| c.query_row("SELECT count(*) FROM changes", [], |r| r.get::<_, i64>(0)))
-        .unwrap();
+    let after = testing::count_rows(hub.store(), "changes").unwrap();
     assert_eq!(before, after, "nothing stored");
     // The phone's own id at an epoch: accepted.
     let (status, body) = push(actor_for_epoch(me, 2));

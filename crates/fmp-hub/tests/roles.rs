@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use fmp_core::doc::{self, Op};
 use fmp_core::model::{ReviewStatus, StoredSubmission};
-use fmp_core::store::{Store, StoreError, materialize};
+use fmp_core::store::{Filter, Store, StoreError, testing};
 use fmp_hub::client::{self, SyncOptions};
 use fmp_hub::{enroll, status};
 use fmp_sync::Role;
-use rusqlite::params;
 use uuid::Uuid;
 
 struct Setup {
@@ -84,24 +83,14 @@ fn forge_record(store: &Store, mut sub: fmp_core::Submission) -> Uuid {
     let (mut d, change) =
         doc::new_submission_committed(doc::actor_for(me), id, &sub, Op::Record, now).unwrap();
     store
-        .write(|tx| -> Result<(), StoreError> {
-            tx.execute(
-                "INSERT INTO documents (id, kind, data) VALUES (?1, 'submission', ?2)",
-                params![id.to_string(), d.save()],
-            )
-            .unwrap();
-            tx.execute(
-                "INSERT INTO changes (hash, doc_id, author, time, op, bytes) VALUES (?1, ?2, ?3, ?4, 'record', ?5)",
-                params![change.hash().0.to_vec(), id.to_string(), me.to_string(), now, change.raw_bytes()],
-            )
-            .unwrap();
+        .transaction(|w| -> Result<(), StoreError> {
             let state = StoredSubmission {
                 submission: sub,
                 review: None,
                 deleted: false,
                 conflicts: Vec::new(),
             };
-            materialize::write_row(tx, &state, tx.last_insert_rowid()).unwrap();
+            testing::forge_change(w, id, &d.save(), &change, Op::Record, now, &state).unwrap();
             Ok(())
         })
         .unwrap();
@@ -109,13 +98,18 @@ fn forge_record(store: &Store, mut sub: fmp_core::Submission) -> Uuid {
 }
 
 fn review_status(dir: &Path, id: Uuid) -> Option<String> {
-    let c = rusqlite::Connection::open(dir.join("fmp.sqlite3")).unwrap();
-    c.query_row(
-        "SELECT review_status FROM submissions WHERE id = ?1",
-        [id.to_string()],
-        |r| r.get(0),
-    )
-    .unwrap()
+    Store::open(dir)
+        .unwrap()
+        .list(&Filter {
+            include_deleted: true,
+            ..Filter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .find(|s| s.submission.id == Some(id))
+        .unwrap()
+        .review
+        .map(|r| r.status.as_str().to_string())
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use fmp_core::store::Store;
+use fmp_core::store::{Filter, Store, testing};
 use fmp_hub::auth::Signed;
 use fmp_hub::client::{self, Summary, SyncOptions};
 use fmp_hub::server::SYNC_PATH;
@@ -50,30 +50,33 @@ fn record(store: &Store, fmp: &str, n: u32) -> Uuid {
 
 /// `(hash, bytes)` of every change of the hub's ML-HER submissions.
 fn changes_of(hub_dir: &Path, fmp: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let conn = rusqlite::Connection::open(hub_dir.join("fmp.sqlite3")).unwrap();
-    conn.prepare(
-        "SELECT c.hash, c.bytes FROM changes c JOIN submissions s ON s.id = c.doc_id
-         WHERE s.fmp = ?1 ORDER BY c.seq",
-    )
-    .unwrap()
-    .query_map([fmp], |r| Ok((r.get(0)?, r.get(1)?)))
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    let store = Store::open(hub_dir).unwrap();
+    let ids: HashSet<String> = store
+        .list(&Filter {
+            fmp: Some(fmp.into()),
+            include_deleted: true,
+            ..Filter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter_map(|s| s.submission.id.map(|id| id.to_string()))
+        .collect();
+    testing::changes(&store)
+        .unwrap()
+        .into_iter()
+        .filter(|c| ids.contains(&c.doc_id))
+        .map(|c| (c.hash.to_vec(), c.bytes))
+        .collect()
 }
 
 /// Hashes of the hub's changes of documents that are not submissions.
 fn reference_hashes(hub_dir: &Path) -> Vec<Vec<u8>> {
-    let conn = rusqlite::Connection::open(hub_dir.join("fmp.sqlite3")).unwrap();
-    conn.prepare(
-        "SELECT c.hash FROM changes c JOIN documents d ON d.id = c.doc_id
-         WHERE d.kind <> 'submission'",
-    )
-    .unwrap()
-    .query_map([], |r| r.get(0))
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    testing::changes(&Store::open(hub_dir).unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.doc_kind.as_ref().is_some_and(|k| k != "submission"))
+        .map(|c| c.hash.to_vec())
+        .collect()
 }
 
 /// Sends a hand-made sync request signed by `store`'s key; the decoded answer.
@@ -452,7 +455,7 @@ fn a_store_pinned_to_one_hq_refuses_to_join_a_hub_of_another() {
         "{err}"
     );
     assert_eq!(phone.pinned_authority().unwrap(), pinned);
-    let up = phone.read(fmp_hub::db::upstream).unwrap().unwrap();
+    let up = fmp_hub::db::upstream(&phone).unwrap().unwrap();
     assert_eq!(
         up.hub,
         hq1_store.identity().device_id,
@@ -473,10 +476,7 @@ fn stores_joined_before_pins_existed_pin_hq_at_a_later_sync_never_a_regional_hub
     let gao_store = Store::init(&gao_dir, "gao-hub").unwrap();
     client::join(&gao_store, &hq.url(), &code(&hq_store, &["ML-GOG"], true)).unwrap();
     // As if it had joined before pins existed.
-    rusqlite::Connection::open(gao_dir.join("fmp.sqlite3"))
-        .unwrap()
-        .execute("DELETE FROM meta WHERE key = 'hq_authority'", [])
-        .unwrap();
+    testing::forget_hq_authority(&gao_store).unwrap();
     assert_eq!(gao_store.pinned_authority().unwrap(), None);
     let gao = fmp_hub::serve(&gao_dir, "127.0.0.1:0").unwrap();
     // The regional hub knows no HQ yet: it names none (not itself).

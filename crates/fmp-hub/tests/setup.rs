@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use fmp_core::store::{Identity, Store};
+use fmp_core::store::{Identity, Store, testing};
 use fmp_hub::auth::Signed;
 use fmp_hub::server::{Buckets, ErrorBody, Hub, JOIN_PATH, JoinRequest, SYNC_PATH};
 use fmp_hub::{Limits, app, db, enroll};
@@ -75,29 +75,17 @@ fn call(hub: &std::sync::Arc<Hub>, req: Request<Body>) -> (StatusCode, ErrorBody
 
 /// The hub's enrollment tables, row by row.
 fn enrollment(hub: &Hub) -> Vec<String> {
-    let conn = rusqlite::Connection::open(hub.store().dir().join("fmp.sqlite3")).unwrap();
     let mut out = Vec::new();
     for t in ["hub_devices", "hub_codes", "devices"] {
-        let rows: Vec<String> = conn
-            .prepare(&format!("SELECT * FROM {t} ORDER BY 1"))
-            .unwrap()
-            .query_map([], |r| {
-                let mut v = Vec::new();
-                for i in 0..r.as_ref().column_count() {
-                    v.push(format!("{:?}", r.get::<_, rusqlite::types::Value>(i)?));
-                }
-                Ok(v.join("|"))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let mut rows: Vec<String> = testing::table_rows(hub.store(), t).unwrap();
+        rows.sort();
         out.push(format!("{t}: {rows:?}"));
     }
     out
 }
 
 fn sync_status(hub: &std::sync::Arc<Hub>, phone: &Store) -> StatusCode {
-    let trust = phone.read(db::trust).unwrap();
+    let trust = db::trust(&phone).unwrap();
     let body = fmp_sync::Client::new(phone, &trust, hub.store().identity().device_id)
         .next_request()
         .unwrap()
@@ -400,7 +388,7 @@ fn a_strangers_bundle_in_a_push_is_refused_alone_but_a_forged_known_one_refuses_
     }
     let open = fmp_sync::StaticTrust::new(false);
     fmp_sync::sync_in_memory(&stranger, &open, &phone, &open, 65536).unwrap();
-    let trust = phone.read(db::trust).unwrap();
+    let trust = db::trust(&phone).unwrap();
     let hub_id = hub.store().identity().device_id;
     let body = fmp_sync::Client::new(&phone, &trust, hub_id)
         .next_request()
@@ -452,7 +440,7 @@ fn sync_with_certificate(
     cert: &fmp_sync::Certificate,
     name: Option<&str>,
 ) -> (StatusCode, ErrorBody) {
-    let trust = key.read(db::trust).unwrap();
+    let trust = db::trust(&key).unwrap();
     let body = fmp_sync::Client::new(key, &trust, hub.store().identity().device_id)
         .next_request()
         .unwrap()

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fmp_core::store::{Store, StoreError};
+use fmp_core::store::{Store, StoreError, testing};
 use fmp_hub::auth::Signed;
 use fmp_hub::client::{self, SyncOptions};
 use fmp_hub::server::{Hub, SYNC_PATH};
@@ -132,7 +132,7 @@ fn a_full_queue_sheds_before_the_body_and_the_client_completes_once() {
     let store = srv.hub.store().clone();
     let holder = std::thread::spawn(move || {
         store
-            .write(|_tx| -> Result<(), StoreError> {
+            .transaction(|_w| -> Result<(), StoreError> {
                 locked_tx.send(()).unwrap();
                 let _ = held.recv();
                 Ok(())
@@ -207,12 +207,16 @@ fn a_full_queue_sheds_before_the_body_and_the_client_completes_once() {
     assert_eq!(load.applied_twice, 0, "{load:?}");
     let hub_store = srv.hub.store();
     assert_eq!(hub_store.list(&Default::default()).unwrap().len(), 30);
-    let logged: i64 = hub_store
-        .read(|c| c.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)))
-        .unwrap();
-    let distinct: i64 = hub_store
-        .read(|c| c.query_row("SELECT count(DISTINCT hash) FROM changes", [], |r| r.get(0)))
-        .unwrap();
+    let hashes: Vec<[u8; 32]> = testing::changes(hub_store)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.hash)
+        .collect();
+    let logged = hashes.len();
+    let distinct = hashes
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     assert_eq!(logged, distinct);
     // Nothing left to send.
     let again = client::sync(&phone, SyncOptions::default()).unwrap();

@@ -1,13 +1,15 @@
 //! Report benchmark: `cargo bench -p fmp-report --bench report`. Prints one table.
 //!
-//! Builds an on-disk store database of `FMP_BENCH_N` submissions (default
-//! 1,000,000: twelve months of nine FMPs, the scale of a region over a year)
-//! in the store's schema, then times the June 2020 report in a fresh child
-//! process, so its peak memory (VmHWM) is the report's alone.
+//! Builds an on-disk store of `FMP_BENCH_N` submissions (default 1,000,000:
+//! twelve months of nine FMPs, the scale of a region over a year), recorded
+//! through the store's API into `target/fmp-report-bench-N/`, then times the
+//! June 2020 report in a fresh child process, so its peak memory (VmHWM) is
+//! the report's alone.
 
 use std::process::Command;
 use std::time::Instant;
 
+use fmp_core::store::Store;
 use fmp_report::{BuiltinCountries, ReportOptions, fixture, monthly_report};
 
 fn vm_hwm_kib() -> u64 {
@@ -21,12 +23,12 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn child(db: &str) {
-    let conn = rusqlite::Connection::open(db).expect("open");
+fn child(dir: &str) {
+    let store = Store::open(std::path::Path::new(dir)).expect("open");
     let before = vm_hwm_kib();
     let t = Instant::now();
     let r = monthly_report(
-        &conn,
+        &store,
         &fixture::mali_registry(),
         &BuiltinCountries,
         "2020-06",
@@ -51,43 +53,38 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000.0);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    let db = dir.join(format!("fmp-report-bench-{}.sqlite3", target as u64));
-    let db_s = db.to_string_lossy().to_string();
+    let target_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    let dir = target_dir.join(format!("fmp-report-bench-{}", target as u64));
+    let dir_s = dir.to_string_lossy().to_string();
     if let Ok(path) = std::env::var("FMP_BENCH_CHILD") {
         child(&path);
         return;
     }
-    if !db.exists() {
+    if !dir.join(fmp_core::store::DB_FILE).exists() {
         let t = Instant::now();
         let subs = fixture::many_months(1, (2019, 7), 12, target / 12.0 / 740.0);
-        let tmp = db.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut conn = rusqlite::Connection::open(&tmp).expect("create");
-        conn.execute_batch(fmp_core::store::schema::SCHEMA)
-            .expect("schema");
+        let tmp = dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let store = Store::init(&tmp, "fmp-report bench").expect("create");
         for chunk in subs.chunks(50_000) {
-            fixture::insert(&mut conn, &fixture::stored(chunk.to_vec())).expect("insert");
+            fixture::load(&store, &fixture::stored(chunk.to_vec())).expect("load");
         }
-        drop(conn);
-        std::fs::rename(&tmp, &db).expect("rename");
-        eprintln!("built {} in {:.1?}", db.display(), t.elapsed());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir).expect("rename");
+        eprintln!("built {} in {:.1?}", dir.display(), t.elapsed());
     }
-    let conn = rusqlite::Connection::open(&db).expect("open");
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM submissions", [], |r| r.get(0))
-        .expect("count");
-    let june: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM submissions WHERE month = '2020-06'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    drop(conn);
+    let store = Store::open(&dir).expect("open");
+    let by_month = store.snapshot(|r| r.records_by_month()).expect("count");
+    let n: u64 = by_month.iter().map(|(_, c)| c).sum();
+    let june: u64 = by_month
+        .iter()
+        .find(|(m, _)| m == "2020-06")
+        .map_or(0, |(_, c)| *c);
+    drop(store);
     let exe = std::env::current_exe().expect("exe");
     let out = Command::new(exe)
-        .env("FMP_BENCH_CHILD", &db_s)
+        .env("FMP_BENCH_CHILD", &dir_s)
         .output()
         .expect("child");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -98,7 +95,9 @@ fn main() {
     let [ms, before, after, md, html] = v[..] else {
         panic!("child failed: {}", String::from_utf8_lossy(&out.stderr));
     };
-    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(dir.join(fmp_core::store::DB_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0);
     println!("| measure | value | beside |");
     println!("|---|---|---|");
     println!(

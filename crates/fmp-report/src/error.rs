@@ -6,9 +6,9 @@ pub enum ReportError {
     /// The month is not of the form `YYYY-MM`.
     #[error("invalid month `{0}`: expected YYYY-MM")]
     InvalidMonth(String),
-    /// A query on the store failed.
+    /// A read of the store failed.
     #[error("store query failed: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Store(#[from] fmp_core::store::StoreError),
     /// A stored value does not parse back into the model.
     #[error("stored submission {id} is malformed: {message}")]
     Malformed {

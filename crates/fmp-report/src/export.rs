@@ -2,16 +2,17 @@
 //! hashtag row under the header, as XLSX (typed columns, frozen header), or
 //! as JSON lines of the canonical submission JSON rebuilt from the columns.
 //!
-//! Rows are streamed from one query; nationalities come from
-//! `submission_nationalities`, as `BFA:31;MLI:2` in CSV and XLSX.
+//! Rows are streamed from the store one at a time, on one snapshot
+//! ([`fmp_core::store::Reader::for_each_export_row`]); nationalities are
+//! written `BFA:31;MLI:2` in CSV and XLSX.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use fmp_core::store::Store;
+use fmp_core::store::report::{ExportRow, ExportSelection};
 use fmp_core::{People, Place, Submission, Vulnerable};
-use rusqlite::types::Value;
-use rusqlite::{Connection, Row};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +40,7 @@ enum Kind {
     Date,
 }
 
-/// Every exported column: (header, HXL hashtag, type). Order = SELECT order.
+/// Every exported column: (header, HXL hashtag, type), in the order of [`cells`].
 const COLUMNS: [(&str, &str, Kind); 29] = [
     ("id", "#meta+id", Kind::Text),
     ("form", "#meta+form", Kind::Text),
@@ -76,66 +77,99 @@ const COLUMNS: [(&str, &str, Kind); 29] = [
     ("review_comment", "#description+review", Kind::Text),
 ];
 
-const SELECT: &str =
-    "SELECT s.id, s.form, s.form_version, s.fmp, s.observed_at, s.day, s.direction,
-    s.transport, s.movement_type, s.departure_country, s.departure_place, s.next_country,
-    s.next_place, s.final_country, s.final_place, s.adult_male, s.adult_female, s.minor_male,
-    s.minor_female, s.total, s.under5, s.elderly, s.disability, s.pregnant, s.unaccompanied,
-    (SELECT group_concat(n.country || ':' || n.count, ';' ORDER BY n.country)
-       FROM submission_nationalities n WHERE n.submission_id = s.id),
-    s.notes, s.review_status, s.review_comment
-  FROM submissions s WHERE s.deleted = 0";
+/// One cell of an export row, typed as the store holds it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
 
-/// Runs the export query and hands each row's values to `f`; returns the row count.
-fn for_each_row(
-    conn: &Connection,
-    filter: &ExportFilter,
-    mut f: impl FnMut(&[Value]) -> Result<(), ReportError>,
-) -> Result<u64, ReportError> {
-    let mut sql = SELECT.to_string();
-    let mut params: Vec<Value> = Vec::new();
-    if let Some(from) = filter.from {
-        sql.push_str(" AND s.day >= ?");
-        params.push(Value::Text(from.format("%Y-%m-%d").to_string()));
-    }
-    if let Some(to) = filter.to {
-        sql.push_str(" AND s.day <= ?");
-        params.push(Value::Text(to.format("%Y-%m-%d").to_string()));
-    }
-    if let Some(fmp) = &filter.fmp {
-        sql.push_str(" AND s.fmp = ?");
-        params.push(Value::Text(fmp.clone()));
-    }
-    if filter.exclude_rejected {
-        sql.push_str(" AND (s.review_status IS NULL OR s.review_status <> 'rejected')");
-    }
-    sql.push_str(" ORDER BY s.observed_at, s.id");
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-    let mut n = 0u64;
-    let mut values = Vec::with_capacity(COLUMNS.len());
-    while let Some(row) = rows.next()? {
-        values.clear();
-        for i in 0..COLUMNS.len() {
-            values.push(row_value(row, i)?);
+fn opt_text(v: &Option<String>) -> Cell<'_> {
+    v.as_deref().map_or(Cell::Null, Cell::Text)
+}
+
+/// The row's cells in [`COLUMNS`] order; `nat` is the row's nationalities
+/// as `BFA:31;MLI:2` (empty: none).
+fn cells<'a>(r: &'a ExportRow, nat: &'a str) -> [Cell<'a>; 29] {
+    use Cell::{Int, Text};
+    [
+        Text(&r.id),
+        Text(&r.form),
+        Int(r.form_version),
+        Text(&r.fmp),
+        Text(&r.observed_at),
+        Text(&r.day),
+        Text(&r.direction),
+        Text(&r.transport),
+        Text(&r.movement_type),
+        Text(&r.departure_country),
+        opt_text(&r.departure_place),
+        Text(&r.next_country),
+        opt_text(&r.next_place),
+        Text(&r.final_country),
+        opt_text(&r.final_place),
+        Int(r.adult_male),
+        Int(r.adult_female),
+        Int(r.minor_male),
+        Int(r.minor_female),
+        Int(r.total),
+        Int(r.under5),
+        Int(r.elderly),
+        Int(r.disability),
+        Int(r.pregnant),
+        r.unaccompanied.map_or(Cell::Null, Int),
+        if r.nationalities.is_empty() {
+            Cell::Null
+        } else {
+            Text(nat)
+        },
+        Text(&r.notes),
+        opt_text(&r.review_status),
+        opt_text(&r.review_comment),
+    ]
+}
+
+/// The nationalities column: `BFA:31;MLI:2`, in code order.
+fn nationalities_text(r: &ExportRow, out: &mut String) {
+    out.clear();
+    for (i, (c, n)) in r.nationalities.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
         }
-        f(&values)?;
-        n += 1;
+        out.push_str(c);
+        out.push(':');
+        out.push_str(&n.to_string());
     }
-    Ok(n)
 }
 
-fn row_value(row: &Row<'_>, i: usize) -> rusqlite::Result<Value> {
-    row.get::<_, Value>(i)
+/// Reads the selected rows on one snapshot of the store and hands each to
+/// `f` with its cells; returns the row count.
+fn for_each_row(
+    store: &Store,
+    filter: &ExportFilter,
+    mut f: impl FnMut(&ExportRow, &[Cell<'_>]) -> Result<(), ReportError>,
+) -> Result<u64, ReportError> {
+    let sel = ExportSelection {
+        from: filter.from,
+        to: filter.to,
+        fmp: filter.fmp.clone(),
+        exclude_rejected: filter.exclude_rejected,
+    };
+    let mut nat = String::new();
+    store.snapshot(|r| {
+        r.for_each_export_row(&sel, |row| {
+            nationalities_text(row, &mut nat);
+            f(row, &cells(row, &nat))
+        })
+    })
 }
 
-fn text(v: &Value) -> String {
+fn text(v: &Cell<'_>) -> String {
     match v {
-        Value::Null => String::new(),
-        Value::Integer(i) => i.to_string(),
-        Value::Real(f) => f.to_string(),
-        Value::Text(s) => s.clone(),
-        Value::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+        Cell::Null => String::new(),
+        Cell::Int(i) => i.to_string(),
+        Cell::Text(s) => (*s).to_string(),
     }
 }
 
@@ -150,7 +184,7 @@ fn csv_field(s: &str) -> String {
 /// Writes the submissions as CSV: a header row, an HXL hashtag row, then one
 /// row per submission. Returns the number of submissions written.
 pub fn export_csv(
-    conn: &Connection,
+    store: &Store,
     filter: &ExportFilter,
     mut w: impl Write,
 ) -> Result<u64, ReportError> {
@@ -159,7 +193,7 @@ pub fn export_csv(
     let hxl: Vec<&str> = COLUMNS.iter().map(|c| c.1).collect();
     writeln!(w, "{}", hxl.join(","))?;
     let mut line = String::new();
-    let n = for_each_row(conn, filter, |values| {
+    let n = for_each_row(store, filter, |_, values| {
         line.clear();
         for (i, v) in values.iter().enumerate() {
             if i > 0 {
@@ -177,7 +211,7 @@ pub fn export_csv(
 /// Writes the submissions as an XLSX workbook: typed columns, a bold frozen
 /// header row with a filter. Returns the number of submissions written.
 pub fn export_xlsx(
-    conn: &Connection,
+    store: &Store,
     filter: &ExportFilter,
     mut w: impl Write,
 ) -> Result<u64, ReportError> {
@@ -201,16 +235,16 @@ pub fn export_xlsx(
     sheet.set_column_width(0, 37.0)?;
     sheet.set_freeze_panes(1, 0)?;
     let mut r: u32 = 0;
-    let n = for_each_row(conn, filter, |values| {
+    let n = for_each_row(store, filter, |_, values| {
         r += 1;
         for (c, v) in values.iter().enumerate() {
             let col = u16::try_from(c).unwrap_or(u16::MAX);
             match (COLUMNS[c].2, v) {
-                (_, Value::Null) => {}
-                (Kind::Int, Value::Integer(i)) => {
+                (_, Cell::Null) => {}
+                (Kind::Int, Cell::Int(i)) => {
                     sheet.write_number(r, col, *i as f64)?;
                 }
-                (Kind::DateTime, Value::Text(s)) => {
+                (Kind::DateTime, Cell::Text(s)) => {
                     sheet.write_datetime_with_format(
                         r,
                         col,
@@ -218,7 +252,7 @@ pub fn export_xlsx(
                         &datetime,
                     )?;
                 }
-                (Kind::Date, Value::Text(s)) => {
+                (Kind::Date, Cell::Text(s)) => {
                     sheet.write_datetime_with_format(
                         r,
                         col,
@@ -243,12 +277,12 @@ pub fn export_xlsx(
 /// Writes the submissions as JSON lines, one canonical submission JSON per
 /// line (review state is not part of it). Returns the number written.
 pub fn export_jsonl(
-    conn: &Connection,
+    store: &Store,
     filter: &ExportFilter,
     mut w: impl Write,
 ) -> Result<u64, ReportError> {
-    let n = for_each_row(conn, filter, |values| {
-        let s = submission_of(values)?;
+    let n = for_each_row(store, filter, |row, _| {
+        let s = submission_of(row)?;
         serde_json::to_writer(&mut w, &s)?;
         w.write_all(b"\n")?;
         Ok(())
@@ -258,79 +292,61 @@ pub fn export_jsonl(
 }
 
 /// Rebuilds the canonical submission from one export row.
-fn submission_of(v: &[Value]) -> Result<Submission, ReportError> {
-    let id = text(&v[0]);
+fn submission_of(v: &ExportRow) -> Result<Submission, ReportError> {
     let bad = |message: String| ReportError::Malformed {
-        id: id.clone(),
+        id: v.id.clone(),
         message,
     };
-    let int = |i: usize| -> Result<u32, ReportError> {
-        match &v[i] {
-            Value::Integer(n) => {
-                u32::try_from(*n).map_err(|_| bad(format!("{}: {n} out of range", COLUMNS[i].0)))
-            }
-            other => Err(bad(format!("{}: not an integer: {other:?}", COLUMNS[i].0))),
-        }
+    let int = |name: &str, n: i64| -> Result<u32, ReportError> {
+        u32::try_from(n).map_err(|_| bad(format!("{name}: {n} out of range")))
     };
-    let opt = |i: usize| -> Option<String> {
-        match &v[i] {
-            Value::Null => None,
-            other => Some(text(other)),
-        }
-    };
-    let parse = |i: usize| -> Result<String, ReportError> { Ok(text(&v[i])) };
-    let observed_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&text(&v[4]))
+    let observed_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&v.observed_at)
         .map_err(|e| bad(format!("observed_at: {e}")))?
         .with_timezone(&Utc);
     let mut nationalities = BTreeMap::new();
-    for part in text(&v[25]).split(';').filter(|p| !p.is_empty()) {
-        let (c, n) = part
-            .split_once(':')
-            .ok_or_else(|| bad(format!("nationalities: `{part}`")))?;
-        let n: u32 = n
-            .parse()
-            .map_err(|_| bad(format!("nationalities: `{part}`")))?;
-        nationalities.insert(c.to_string(), n);
+    for (c, n) in &v.nationalities {
+        let n = u32::try_from(*n).map_err(|_| bad(format!("nationalities: `{c}:{n}`")))?;
+        nationalities.insert(c.clone(), n);
     }
     Ok(Submission {
-        id: Some(id.parse().map_err(|e| bad(format!("id: {e}")))?),
-        form: parse(1)?,
-        form_version: int(2)?,
-        fmp: parse(3)?,
+        id: Some(v.id.parse().map_err(|e| bad(format!("id: {e}")))?),
+        form: v.form.clone(),
+        form_version: int("form_version", v.form_version)?,
+        fmp: v.fmp.clone(),
         observed_at,
-        direction: text(&v[6]).parse().map_err(bad)?,
-        transport: text(&v[7]).parse().map_err(bad)?,
-        movement_type: text(&v[8]).parse().map_err(bad)?,
+        direction: v.direction.parse().map_err(bad)?,
+        transport: v.transport.parse().map_err(bad)?,
+        movement_type: v.movement_type.parse().map_err(bad)?,
         departure: Place {
-            country: text(&v[9]),
-            place: opt(10),
+            country: v.departure_country.clone(),
+            place: v.departure_place.clone(),
         },
         next_destination: Place {
-            country: text(&v[11]),
-            place: opt(12),
+            country: v.next_country.clone(),
+            place: v.next_place.clone(),
         },
         final_destination: Place {
-            country: text(&v[13]),
-            place: opt(14),
+            country: v.final_country.clone(),
+            place: v.final_place.clone(),
         },
         people: People {
-            adult_male: int(15)?,
-            adult_female: int(16)?,
-            minor_male: int(17)?,
-            minor_female: int(18)?,
+            adult_male: int("adult_male", v.adult_male)?,
+            adult_female: int("adult_female", v.adult_female)?,
+            minor_male: int("minor_male", v.minor_male)?,
+            minor_female: int("minor_female", v.minor_female)?,
         },
         vulnerable: Vulnerable {
-            under5: int(20)?,
-            elderly: int(21)?,
-            disability: int(22)?,
-            pregnant: int(23)?,
-            unaccompanied_children: match v[24] {
-                Value::Null => None,
-                _ => Some(int(24)?),
-            },
+            under5: int("under5", v.under5)?,
+            elderly: int("elderly", v.elderly)?,
+            disability: int("disability", v.disability)?,
+            pregnant: int("pregnant", v.pregnant)?,
+            unaccompanied_children: v
+                .unaccompanied
+                .map(|n| int("unaccompanied_children", n))
+                .transpose()?,
         },
         nationalities,
-        notes: text(&v[26]),
+        notes: v.notes.clone(),
     })
 }
 

@@ -9,18 +9,17 @@
 //! vulnerabilities never exceed the group.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use fmp_core::reference::Registry;
-use fmp_core::store::materialize::write_row;
-use fmp_core::store::schema::SCHEMA;
+use fmp_core::store::{Store, StoreError};
 use fmp_core::{
     Direction, MovementType, People, Place, StoredSubmission, Submission, Transport, Vulnerable,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use rusqlite::Connection;
 
 /// June 2020 per-FMP figures of the seed report: (code, incoming, outgoing).
 pub const SEED_JUNE_2020: [(&str, u64, u64); 9] = [
@@ -655,18 +654,28 @@ pub fn stored(subs: Vec<Submission>) -> Vec<StoredSubmission> {
         .collect()
 }
 
-/// An in-memory SQLite database with the store's schema (materialized tables only used).
-pub fn memory_store() -> rusqlite::Result<Connection> {
-    let conn = Connection::open_in_memory()?;
-    conn.execute_batch(SCHEMA)?;
-    Ok(conn)
+/// Creates a store in `dir` (see [`Store::init`]) holding `subs` (see [`load`]).
+pub fn store_in(dir: &Path, subs: &[StoredSubmission]) -> Result<Store, StoreError> {
+    let store = Store::init(dir, "fmp-report fixture")?;
+    load(&store, subs)?;
+    Ok(store)
 }
 
-/// Writes the materialized rows of `subs` in one transaction.
-pub fn insert(conn: &mut Connection, subs: &[StoredSubmission]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for (seq, s) in subs.iter().enumerate() {
-        write_row(&tx, s, i64::try_from(seq).unwrap_or(i64::MAX) + 1)?;
+/// Adds `subs` to `store` through its API: all recorded in one
+/// transaction, then each review given and each tombstone set. A review
+/// keeps its status and comment; its reviewer and time are this store's.
+pub fn load(store: &Store, subs: &[StoredSubmission]) -> Result<(), StoreError> {
+    let ids = store.record_many(
+        subs.iter().map(|s| s.submission.clone()).collect(),
+        Utc::now(),
+    )?;
+    for (s, id) in subs.iter().zip(ids) {
+        if let Some(r) = &s.review {
+            store.review(id, r.status, &r.comment)?;
+        }
+        if s.deleted {
+            store.delete(id)?;
+        }
     }
-    tx.commit()
+    Ok(())
 }

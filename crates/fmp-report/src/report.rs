@@ -1,17 +1,18 @@
 //! The monthly report: its JSON shape (the source of every other format) and
-//! how it is computed, with SQL aggregates over the store's materialized
-//! columns (`submissions`, `submission_nationalities`).
+//! how it is computed from the store's aggregates over its materialized
+//! columns ([`fmp_core::store::report`]), all read on one snapshot.
 //!
-//! Every query groups by month and FMP (and one more dimension) over the
-//! report month and the month before, so the work in Rust is proportional to
+//! Every aggregate groups by month and FMP (and one more dimension) over the
+//! report month and the month before, so the work here is proportional to
 //! the number of groups, not of submissions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Months, NaiveDate};
-use fmp_core::MovementType;
 use fmp_core::reference::{Fmp, FmpKind, Registry};
-use rusqlite::{Connection, Row, params};
+use fmp_core::store::report::{Counted, KeyGroup, MovementGroup, ReportAggregates};
+use fmp_core::store::{Reader, Store};
+use fmp_core::{Direction, MovementType};
 use serde::{Deserialize, Serialize};
 
 use crate::countries::CountryInfo;
@@ -400,167 +401,119 @@ fn fmt_month(d: NaiveDate) -> String {
     d.format("%Y-%m").to_string()
 }
 
-fn count(row: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
-    let v: Option<i64> = row.get(i)?;
-    Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
-}
-
-/// The SQL condition on `s` that selects the submissions a report counts.
-pub(crate) fn status_clause(approved_only: bool) -> &'static str {
+/// The submissions a report counts, as the store selects them.
+fn counted(approved_only: bool) -> Counted {
     if approved_only {
-        "s.deleted = 0 AND s.review_status = 'approved'"
+        Counted::ApprovedOnly
     } else {
-        "s.deleted = 0 AND (s.review_status IS NULL OR s.review_status <> 'rejected')"
+        Counted::AllButRejected
     }
 }
 
-/// Runs `sql` (with `?1` = report month, `?2` = previous month) and hands each
-/// row to `f` with the side of its month and FMP.
-fn for_each_group(
-    conn: &Connection,
-    sql: &str,
+/// The side of `fmp`'s aggregate that `month` falls on (`cur` or the month before).
+fn side<'a>(
+    aggs: &'a mut HashMap<String, FmpAgg>,
     cur: &str,
-    prev: &str,
-    aggs: &mut HashMap<String, FmpAgg>,
-    mut f: impl FnMut(&mut Side, &Row<'_>) -> rusqlite::Result<()>,
-) -> Result<(), ReportError> {
-    let mut stmt = conn.prepare(sql)?;
-    let mut rows = stmt.query(params![cur, prev])?;
-    while let Some(row) = rows.next()? {
-        let month: String = row.get(0)?;
-        let fmp: String = row.get(1)?;
-        let agg = aggs.entry(fmp).or_default();
-        let side = if month == cur {
-            &mut agg.cur
-        } else {
-            &mut agg.prev
-        };
-        f(side, row)?;
+    month: &str,
+    fmp: String,
+) -> &'a mut Side {
+    let agg = aggs.entry(fmp).or_default();
+    if month == cur {
+        &mut agg.cur
+    } else {
+        &mut agg.prev
     }
-    Ok(())
 }
 
-/// Runs every aggregate query and returns the per-FMP aggregates, keyed by FMP code.
-fn aggregate(
-    conn: &Connection,
-    cur: &str,
-    prev: &str,
-    approved_only: bool,
-) -> Result<HashMap<String, FmpAgg>, ReportError> {
-    let st = status_clause(approved_only);
-    let base = format!("FROM submissions s WHERE s.month IN (?1, ?2) AND {st}");
+/// The store's aggregates of `cur` and the month before, gathered per FMP code.
+fn per_fmp(a: ReportAggregates, cur: &str) -> HashMap<String, FmpAgg> {
     let mut aggs: HashMap<String, FmpAgg> = HashMap::new();
-
-    let sql = format!(
-        "SELECT s.month, s.fmp, s.direction, SUM(s.total),
-                SUM(s.adult_female), SUM(s.adult_male), SUM(s.minor_female), SUM(s.minor_male),
-                SUM(s.under5), SUM(s.elderly), SUM(s.disability), SUM(s.pregnant),
-                SUM(COALESCE(s.unaccompanied, 0))
-         {base} GROUP BY s.month, s.fmp, s.direction"
-    );
-    for_each_group(conn, &sql, cur, prev, &mut aggs, |side, row| {
-        let direction: String = row.get(2)?;
-        let total = count(row, 3)?;
-        if direction == "incoming" {
-            side.incoming += total;
+    for g in a.by_direction {
+        let s = side(&mut aggs, cur, &g.month, g.fmp);
+        if g.direction == Some(Direction::Incoming) {
+            s.incoming += g.total;
         } else {
-            side.outgoing += total;
+            s.outgoing += g.total;
         }
-        for i in 0..4 {
-            side.people[i] += count(row, 4 + i)?;
+        let people = [g.adult_female, g.adult_male, g.minor_female, g.minor_male];
+        for (into, n) in s.people.iter_mut().zip(people) {
+            *into += n;
         }
-        for i in 0..5 {
-            side.vuln[i] += count(row, 8 + i)?;
+        let vuln = [
+            g.under5,
+            g.elderly,
+            g.disability,
+            g.pregnant,
+            g.unaccompanied,
+        ];
+        for (into, n) in s.vuln.iter_mut().zip(vuln) {
+            *into += n;
         }
-        Ok(())
-    })?;
-
-    let sql = format!("SELECT s.month, s.fmp, s.day {base} GROUP BY s.month, s.fmp, s.day");
-    for_each_group(conn, &sql, cur, prev, &mut aggs, |side, row| {
-        side.days.insert(row.get(2)?);
-        Ok(())
-    })?;
-
+    }
+    for g in a.days {
+        side(&mut aggs, cur, &g.month, g.fmp).days.insert(g.day);
+    }
     type Dim = fn(&mut Side) -> &mut BTreeMap<String, u64>;
-    let dims: [(&str, &str, Dim); 3] = [
-        ("s.next_country", "", |s| &mut s.next),
-        ("s.movement_type", "", |s| &mut s.movement),
-        ("s.final_country", "AND s.direction = 'outgoing'", |s| {
-            &mut s.final_out
-        }),
+    let dims: [(Vec<KeyGroup>, Dim); 4] = [
+        (a.next_country, |s| &mut s.next),
+        (a.movement_type, |s| &mut s.movement),
+        (a.final_country_outgoing, |s| &mut s.final_out),
+        (a.nationalities, |s| &mut s.nat),
     ];
-    for (col, extra, pick) in dims {
-        let sql = format!(
-            "SELECT s.month, s.fmp, {col}, SUM(s.total) {base} {extra} GROUP BY s.month, s.fmp, {col}"
-        );
-        for_each_group(conn, &sql, cur, prev, &mut aggs, |side, row| {
-            let key: String = row.get(2)?;
-            *pick(side).entry(key).or_default() += count(row, 3)?;
-            Ok(())
-        })?;
+    for (groups, pick) in dims {
+        for g in groups {
+            *pick(side(&mut aggs, cur, &g.month, g.fmp))
+                .entry(g.key)
+                .or_default() += g.individuals;
+        }
     }
-
     type ByMt = fn(&mut Side) -> &mut BTreeMap<String, BTreeMap<String, u64>>;
-    let by_mt: [(&str, ByMt); 2] = [
-        ("s.departure_country", |s| &mut s.dep_by_mt),
-        ("s.next_country", |s| &mut s.next_by_mt),
+    let by_mt: [(Vec<MovementGroup>, ByMt); 2] = [
+        (a.departure_by_movement, |s| &mut s.dep_by_mt),
+        (a.next_by_movement, |s| &mut s.next_by_mt),
     ];
-    for (col, pick) in by_mt {
-        let sql = format!(
-            "SELECT s.month, s.fmp, s.movement_type, {col}, SUM(s.total)
-             FROM submissions s WHERE s.month = ?1 AND ?2 IS NOT NULL AND {st}
-             GROUP BY s.month, s.fmp, s.movement_type, {col}"
-        );
-        for_each_group(conn, &sql, cur, prev, &mut aggs, |side, row| {
-            let mt: String = row.get(2)?;
-            let key: String = row.get(3)?;
-            *pick(side).entry(mt).or_default().entry(key).or_default() += count(row, 4)?;
-            Ok(())
-        })?;
+    for (groups, pick) in by_mt {
+        for g in groups {
+            *pick(side(&mut aggs, cur, cur, g.fmp))
+                .entry(g.movement_type)
+                .or_default()
+                .entry(g.country)
+                .or_default() += g.individuals;
+        }
     }
-
-    let sql = format!(
-        "SELECT s.month, s.fmp, n.country, SUM(n.count)
-         FROM submissions s JOIN submission_nationalities n ON n.submission_id = s.id
-         WHERE s.month IN (?1, ?2) AND {st}
-         GROUP BY s.month, s.fmp, n.country"
-    );
-    for_each_group(conn, &sql, cur, prev, &mut aggs, |side, row| {
-        let key: String = row.get(2)?;
-        *side.nat.entry(key).or_default() += count(row, 3)?;
-        Ok(())
-    })?;
-
-    let sql = format!(
-        "SELECT s.month, s.fmp, s.direction, SUM(s.total) FROM submissions s
-         WHERE s.month <= ?1 AND {st} GROUP BY s.month, s.fmp, s.direction"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params![cur])?;
-    while let Some(row) = rows.next()? {
-        let month: String = row.get(0)?;
-        let fmp: String = row.get(1)?;
-        let direction: String = row.get(2)?;
-        let total = count(row, 3)?;
+    for g in a.series {
         let point = aggs
-            .entry(fmp)
+            .entry(g.fmp)
             .or_default()
             .monthly
-            .entry(month)
+            .entry(g.month)
             .or_default();
-        if direction == "incoming" {
-            point.0 += total;
+        if g.direction == Some(Direction::Incoming) {
+            point.0 += g.individuals;
         } else {
-            point.1 += total;
+            point.1 += g.individuals;
         }
     }
-    Ok(aggs)
+    aggs
 }
 
 /// Computes the monthly report of `month` (`YYYY-MM`) from the store's
-/// materialized columns, for the FMPs of `registry` (of `opts.country` if set).
+/// materialized columns, for the FMPs of `registry` (of `opts.country` if
+/// set), reading one consistent snapshot of the store.
 pub fn monthly_report(
-    conn: &Connection,
+    store: &Store,
+    registry: &Registry,
+    countries: &dyn CountryInfo,
+    month: &str,
+    opts: &ReportOptions,
+) -> Result<Report, ReportError> {
+    store.snapshot(|r| monthly_report_on(r, registry, countries, month, opts))
+}
+
+/// [`monthly_report`] on a snapshot the caller holds (every read of the
+/// report is on `r`).
+pub fn monthly_report_on(
+    r: &Reader<'_>,
     registry: &Registry,
     countries: &dyn CountryInfo,
     month: &str,
@@ -575,7 +528,10 @@ pub fn monthly_report(
         .and_then(|d| d.pred_opt())
         .ok_or_else(|| ReportError::InvalidMonth(month.to_string()))?;
     let prev = fmt_month(prev_month);
-    let aggs = aggregate(conn, month, &prev, opts.approved_only)?;
+    let aggs = per_fmp(
+        r.report_aggregates(month, &prev, counted(opts.approved_only))?,
+        month,
+    );
 
     let selected: Vec<&Fmp> = registry
         .fmps
@@ -606,7 +562,7 @@ pub fn monthly_report(
         "All submissions are counted except rejected ones.".to_string()
     });
     let codes: Vec<&str> = selected.iter().map(|f| f.code.as_str()).collect();
-    let counts = fmp_core::store::counts::month_counts(conn, month, |f| codes.contains(&f))?;
+    let counts = r.month_counts(month, |f| codes.contains(&f))?;
     let records = RecordCounts::of(counts, opts.approved_only);
     notes.push(records.line());
     notes.push(

@@ -2,24 +2,26 @@
 
 use chrono::NaiveDate;
 use fmp_core::Submission;
+use fmp_core::store::Store;
 use fmp_report::fixture;
 use fmp_report::{
     BuiltinCountries, ExportFilter, ReportOptions, export_csv, export_jsonl, export_xlsx,
     monthly_report,
 };
 
-fn store(subs: &[Submission]) -> rusqlite::Connection {
-    let mut conn = fixture::memory_store().expect("store");
-    fixture::insert(&mut conn, &fixture::stored(subs.to_vec())).expect("insert");
-    conn
+/// A store of `subs` in a temporary directory (removed when dropped).
+fn store_of(subs: &[Submission]) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = fixture::store_in(dir.path(), &fixture::stored(subs.to_vec())).expect("store");
+    (dir, store)
 }
 
 #[test]
 fn jsonl_round_trip_gives_the_same_report_and_submissions() {
     let subs = fixture::may_june_2020(5);
-    let conn = store(&subs);
+    let (_dir, store) = store_of(&subs);
     let mut buf = Vec::new();
-    let n = export_jsonl(&conn, &ExportFilter::default(), &mut buf).expect("export");
+    let n = export_jsonl(&store, &ExportFilter::default(), &mut buf).expect("export");
     assert_eq!(n as usize, subs.len());
     let text = String::from_utf8(buf).expect("utf8");
     let back: Vec<Submission> = text
@@ -31,18 +33,18 @@ fn jsonl_round_trip_gives_the_same_report_and_submissions() {
     a.sort_by_key(|s| s.id);
     b.sort_by_key(|s| s.id);
     assert_eq!(a, b);
-    let conn2 = store(&back);
+    let (_dir2, store2) = store_of(&back);
     let reg = fixture::mali_registry();
     let opts = ReportOptions::default();
-    let r1 = monthly_report(&conn, &reg, &BuiltinCountries, "2020-06", &opts).expect("report");
-    let r2 = monthly_report(&conn2, &reg, &BuiltinCountries, "2020-06", &opts).expect("report");
+    let r1 = monthly_report(&store, &reg, &BuiltinCountries, "2020-06", &opts).expect("report");
+    let r2 = monthly_report(&store2, &reg, &BuiltinCountries, "2020-06", &opts).expect("report");
     assert_eq!(r1, r2);
 }
 
 #[test]
 fn csv_has_header_hxl_row_and_one_row_per_submission() {
     let subs = fixture::may_june_2020(5);
-    let conn = store(&subs);
+    let (_dir, store) = store_of(&subs);
     let filter = ExportFilter {
         from: NaiveDate::from_ymd_opt(2020, 6, 1),
         to: NaiveDate::from_ymd_opt(2020, 6, 30),
@@ -50,7 +52,7 @@ fn csv_has_header_hxl_row_and_one_row_per_submission() {
         exclude_rejected: false,
     };
     let mut buf = Vec::new();
-    let n = export_csv(&conn, &filter, &mut buf).expect("export");
+    let n = export_csv(&store, &filter, &mut buf).expect("export");
     let text = String::from_utf8(buf).expect("utf8");
     let lines: Vec<&str> = text.lines().collect();
     let expected: Vec<&Submission> = subs
@@ -83,9 +85,9 @@ fn csv_has_header_hxl_row_and_one_row_per_submission() {
 #[test]
 fn xlsx_is_a_workbook() {
     let subs = fixture::may_june_2020(5);
-    let conn = store(&subs[..50]);
+    let (_dir, store) = store_of(&subs[..50]);
     let mut buf = Vec::new();
-    let n = export_xlsx(&conn, &ExportFilter::default(), &mut buf).expect("export");
+    let n = export_xlsx(&store, &ExportFilter::default(), &mut buf).expect("export");
     assert_eq!(n, 50);
     assert!(buf.starts_with(b"PK"), "a zip container");
     std::fs::create_dir_all("../../target").ok();

@@ -10,10 +10,10 @@ use fmp_report::rounding::largest_remainder;
 use fmp_report::{BuiltinCountries, ReportOptions, monthly_report};
 
 fn june_report(subs: &[Submission], opts: &ReportOptions) -> Report {
-    let mut conn = fixture::memory_store().expect("store");
-    fixture::insert(&mut conn, &fixture::stored(subs.to_vec())).expect("insert");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = fixture::store_in(dir.path(), &fixture::stored(subs.to_vec())).expect("store");
     monthly_report(
-        &conn,
+        &store,
         &fixture::mali_registry(),
         &BuiltinCountries,
         "2020-06",
@@ -294,11 +294,11 @@ fn rejected_and_deleted_are_left_out_and_approved_only_works() {
             _ => {}
         }
     }
-    let mut conn = fixture::memory_store().expect("store");
-    fixture::insert(&mut conn, &stored).expect("insert");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = fixture::store_in(dir.path(), &stored).expect("store");
     let reg = fixture::mali_registry();
     let all = monthly_report(
-        &conn,
+        &store,
         &reg,
         &BuiltinCountries,
         "2020-06",
@@ -311,7 +311,7 @@ fn rejected_and_deleted_are_left_out_and_approved_only_works() {
         approved_only: true,
         country: None,
     };
-    let appr = monthly_report(&conn, &reg, &BuiltinCountries, "2020-06", &only).expect("report");
+    let appr = monthly_report(&store, &reg, &BuiltinCountries, "2020-06", &only).expect("report");
     assert_eq!(appr.national.total, approved);
     assert!(appr.approved_only);
     let nat: u64 = fmp(&appr, "ML-HER")
@@ -325,18 +325,26 @@ fn rejected_and_deleted_are_left_out_and_approved_only_works() {
         approved_only: false,
         country: Some("SEN".into()),
     };
-    let none = monthly_report(&conn, &reg, &BuiltinCountries, "2020-06", &other).expect("report");
+    let none = monthly_report(&store, &reg, &BuiltinCountries, "2020-06", &other).expect("report");
     assert!(none.fmps.is_empty());
     assert_eq!(none.national.total, 0);
 }
 
 #[test]
 fn a_bad_month_is_refused() {
-    let conn = fixture::memory_store().expect("store");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = fixture::store_in(dir.path(), &[]).expect("store");
     let reg = fixture::mali_registry();
     for m in ["2020-13", "2020-6", "June", ""] {
         assert!(
-            monthly_report(&conn, &reg, &BuiltinCountries, m, &ReportOptions::default()).is_err(),
+            monthly_report(
+                &store,
+                &reg,
+                &BuiltinCountries,
+                m,
+                &ReportOptions::default()
+            )
+            .is_err(),
             "{m}"
         );
     }
@@ -344,9 +352,10 @@ fn a_bad_month_is_refused() {
 
 #[test]
 fn empty_store_gives_an_empty_report() {
-    let conn = fixture::memory_store().expect("store");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = fixture::store_in(dir.path(), &[]).expect("store");
     let r = monthly_report(
-        &conn,
+        &store,
         &fixture::mali_registry(),
         &BuiltinCountries,
         "2020-06",
@@ -508,11 +517,11 @@ fn the_report_says_how_many_records_it_counted_and_left_out() {
         }
     }
     let live = stored.len() as u64 - deleted;
-    let mut conn = fixture::memory_store().expect("store");
-    fixture::insert(&mut conn, &stored).expect("insert");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = fixture::store_in(dir.path(), &stored).expect("store");
     let reg = fixture::mali_registry();
     let all = monthly_report(
-        &conn,
+        &store,
         &reg,
         &BuiltinCountries,
         "2020-06",
@@ -532,7 +541,7 @@ fn the_report_says_how_many_records_it_counted_and_left_out() {
         approved_only: true,
         country: None,
     };
-    let appr = monthly_report(&conn, &reg, &BuiltinCountries, "2020-06", &only).expect("report");
+    let appr = monthly_report(&store, &reg, &BuiltinCountries, "2020-06", &only).expect("report");
     assert_eq!(appr.records.counted, approved);
     assert_eq!(appr.records.left_out_rejected, rejected);
     assert_eq!(
@@ -544,6 +553,6 @@ fn the_report_says_how_many_records_it_counted_and_left_out() {
         approved_only: false,
         country: Some("SEN".into()),
     };
-    let none = monthly_report(&conn, &reg, &BuiltinCountries, "2020-06", &sen).expect("report");
+    let none = monthly_report(&store, &reg, &BuiltinCountries, "2020-06", &sen).expect("report");
     assert_eq!(none.records, Default::default());
 }

@@ -19,8 +19,8 @@ fn report_over_many_submissions() {
     let t = Instant::now();
     // ~740 submissions per month at scale 1; 12 months.
     let subs = fixture::many_months(1, (2019, 7), 12, target / 12.0 / 740.0);
-    let mut conn = fixture::memory_store().expect("store");
-    fixture::insert(&mut conn, &fixture::stored(subs.clone())).expect("insert");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = fixture::store_in(dir.path(), &fixture::stored(subs.clone())).expect("store");
     println!(
         "{} submissions generated and stored in {:.1?}",
         subs.len(),
@@ -29,7 +29,7 @@ fn report_over_many_submissions() {
     drop(subs);
     let t = Instant::now();
     let r = monthly_report(
-        &conn,
+        &store,
         &fixture::mali_registry(),
         &BuiltinCountries,
         "2020-06",

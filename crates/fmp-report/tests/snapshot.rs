@@ -99,14 +99,14 @@ fn report_json_shape() {
             json!({"NER": 27}),
         ),
     ];
-    let mut conn = fixture::memory_store().expect("store");
-    fixture::insert(&mut conn, &fixture::stored(subs)).expect("insert");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = fixture::store_in(dir.path(), &fixture::stored(subs)).expect("store");
     let opts = ReportOptions {
         country: Some("MLI".into()),
         approved_only: false,
     };
     let report = monthly_report(
-        &conn,
+        &store,
         &fixture::mali_registry(),
         &BuiltinCountries,
         "2020-06",

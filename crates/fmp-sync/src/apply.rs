@@ -1,7 +1,7 @@
 //! Verifying a received batch (all or nothing for its bytes and known
 //! authors' signatures; an author that cannot be verified has its changes
 //! refused alone) and applying it to the store (change by change, inside
-//! the caller's transaction).
+//! the caller's transaction, through the store's [`Writer`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,14 +12,14 @@ use fmp_core::form::Forms;
 use fmp_core::model::StoredSubmission;
 use fmp_core::reference::Registry;
 use fmp_core::role::Role;
-use fmp_core::store::{Authority, materialize, roles};
-use rusqlite::{Connection, OptionalExtension, params};
+pub use fmp_core::store::log::Waiting;
+use fmp_core::store::log::{NewChange, PendingChange};
+use fmp_core::store::{Authority, Reader, Writer, roles};
 use uuid::Uuid;
 
 use crate::bundle::{Bundle, MAX_BUNDLE};
 use crate::error::SyncError;
-use crate::log::{store_certificate, stored_certificate};
-use crate::trust::{AuthorInfo, Certificate, Trust};
+use crate::trust::{AuthorInfo, Certificate, Trust, certificate_of, keep_certificate};
 use crate::wire::{Batch, DocRef, Hash, HashRef, Refusal};
 
 /// Resolves authors' keys and scopes: the caller's trust, then certificates.
@@ -69,19 +69,19 @@ impl<'a> Authors<'a> {
             .unwrap_or_else(|| "no valid certificate for it came with the message".into())
     }
 
-    /// The registry and forms in force in `conn`.
-    fn reference(&mut self, conn: &Connection) -> Result<Arc<(Registry, Forms)>, SyncError> {
+    /// The registry and forms in force in the snapshot `r` reads.
+    fn reference(&mut self, r: &Reader<'_>) -> Result<Arc<(Registry, Forms)>, SyncError> {
         if let Some(r) = &self.reference {
             return Ok(r.clone());
         }
-        let r = Arc::new(roles::reference_in(conn)?);
-        self.reference = Some(r.clone());
-        Ok(r)
+        let loaded = Arc::new(r.reference()?);
+        self.reference = Some(loaded.clone());
+        Ok(loaded)
     }
 
     pub(crate) fn resolve(
         &mut self,
-        conn: &Connection,
+        r: &Reader<'_>,
         device: Uuid,
     ) -> Result<Option<AuthorInfo>, SyncError> {
         if let Some(r) = self.resolved.get(&device) {
@@ -104,7 +104,7 @@ impl<'a> Authors<'a> {
                 }
             }
         } else {
-            let stored = stored_certificate(conn, device)?;
+            let stored = certificate_of(r, device)?;
             let offered = self.offered.get(&device).cloned().unwrap_or_default();
             // Issued certificates first, then a pinned self-signed one, then an offered one.
             let mut candidates: Vec<(Certificate, bool)> = Vec::new();
@@ -122,7 +122,7 @@ impl<'a> Authors<'a> {
             let mut why: Option<String> = None;
             let chain = Chain {
                 trust: self.trust,
-                conn,
+                r,
                 offered: &self.offered,
                 depth: MAX_CHAIN,
                 memo: &self.chain_memo,
@@ -183,7 +183,7 @@ type ChainMemo = HashMap<(Uuid, usize), Option<(AuthorInfo, Vec<Certificate>)>>;
 /// signature checks than it carries certificates (times the depth).
 struct Chain<'a> {
     trust: &'a dyn Trust,
-    conn: &'a Connection,
+    r: &'a Reader<'a>,
     offered: &'a HashMap<Uuid, Vec<Certificate>>,
     depth: usize,
     memo: &'a std::cell::RefCell<ChainMemo>,
@@ -198,13 +198,13 @@ impl Chain<'_> {
         }
         let above = Chain {
             trust: self.trust,
-            conn: self.conn,
+            r: self.r,
             offered: self.offered,
             depth: self.depth - 1,
             memo: self.memo,
             used: std::cell::RefCell::new(Vec::new()),
         };
-        let stored = stored_certificate(self.conn, device).ok().flatten();
+        let stored = certificate_of(self.r, device).ok().flatten();
         let offered = self
             .offered
             .get(&device)
@@ -283,7 +283,7 @@ pub(crate) struct Verified {
 /// its bundles are dropped and their changes refused alone, with the reason
 /// (see [`UNVERIFIED`]), and the rest is judged as usual.
 pub(crate) fn verify(
-    conn: &Connection,
+    r: &Reader<'_>,
     authors: &mut Authors<'_>,
     batch: Batch,
 ) -> Result<Verified, SyncError> {
@@ -309,7 +309,7 @@ pub(crate) fn verify(
                 };
                 match docs_here.get(&dep) {
                     Some(d) => d.clone(),
-                    None => match doc_of(conn, &dep)? {
+                    None => match doc_of(r, &dep)? {
                         Some(d) => d,
                         None => {
                             unresolved.push(Refusal {
@@ -364,7 +364,7 @@ pub(crate) fn verify(
             hashes: list,
             sig: wb.sig,
         };
-        match authors.resolve(conn, wb.author)? {
+        match authors.resolve(r, wb.author)? {
             // Cannot be verified here: its changes are refused alone (the
             // sender holds them until a certificate can come), the rest of
             // the message is judged as usual.
@@ -447,15 +447,9 @@ pub fn may_pass_later(reason: &str) -> bool {
 }
 
 /// The document a stored (or pending) change belongs to.
-fn doc_of(conn: &Connection, hash: &Hash) -> Result<Option<DocRef>, SyncError> {
-    let found: Option<(String, String)> = conn
-        .prepare_cached(
-            "SELECT d.kind, c.doc_id FROM changes c JOIN documents d ON d.id = c.doc_id WHERE c.hash = ?1
-             UNION ALL SELECT kind, doc_id FROM pending WHERE hash = ?1 LIMIT 1",
-        )?
-        .query_row([hash.to_vec()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(found.map(|(k, i)| DocRef::from_row(&k, &i)))
+fn doc_of(r: &Reader<'_>, hash: &Hash) -> Result<Option<DocRef>, SyncError> {
+    Ok(r.change_document(hash)?
+        .map(|(k, i)| DocRef::from_row(&k, &i)))
 }
 
 /// The submission id inside a record (a document's first change).
@@ -512,16 +506,16 @@ struct Item {
 /// parks the others in `pending`, saves the document, appends the applied
 /// changes to the log with their origin, and rematerializes.
 pub(crate) fn apply(
-    conn: &Connection,
+    w: &Writer<'_>,
     authors: &mut Authors<'_>,
     verified: Verified,
     origin: Uuid,
 ) -> Result<Applied, SyncError> {
     for c in std::mem::take(&mut authors.learned) {
-        store_certificate(conn, &c)?;
+        keep_certificate(w, &c)?;
     }
     for b in &verified.bundles {
-        b.store(conn)?;
+        b.store(w)?;
     }
     let mut out = Applied {
         refused: verified.unresolved,
@@ -548,37 +542,26 @@ pub(crate) fn apply(
         });
     }
     for (docref, mut items) in groups {
-        for p in load_pending(conn, &docref)? {
+        for p in load_pending(w, &docref)? {
             match items.iter_mut().find(|it| it.c.hash == p.c.hash) {
                 // Sent again (a released quarantine): one item, row to clear.
                 Some(it) => it.from_pending = true,
                 None => items.push(p),
             }
         }
-        apply_doc(conn, authors, &docref, items, &mut out)?;
+        apply_doc(w, authors, &docref, items, &mut out)?;
     }
     for c in std::mem::take(&mut authors.learned) {
-        store_certificate(conn, &c)?;
+        keep_certificate(w, &c)?;
     }
     Ok(out)
 }
 
-/// bytes, author, bundle, origin of a `pending` row.
-type PendingRow = (Vec<u8>, String, Vec<u8>, Option<String>);
-
-fn load_pending(conn: &Connection, docref: &DocRef) -> Result<Vec<Item>, SyncError> {
+fn load_pending(r: &Reader<'_>, docref: &DocRef) -> Result<Vec<Item>, SyncError> {
     let (_, id) = docref.kind_and_id();
-    let rows: Vec<PendingRow> = conn
-        .prepare_cached("SELECT bytes, author, bundle, origin FROM pending WHERE doc_id = ?1")?
-        .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
-    for (bytes, author, bundle, origin) in rows {
-        let (Ok(change), Ok(author), Some(bundle)) = (
-            Change::try_from(bytes.as_slice()),
-            Uuid::parse_str(&author),
-            crate::bundle::to_hash(&bundle),
-        ) else {
+    for p in r.pending_for(&id)? {
+        let Ok(change) = Change::try_from(p.bytes.as_slice()) else {
             continue;
         };
         out.push(Item {
@@ -586,10 +569,10 @@ fn load_pending(conn: &Connection, docref: &DocRef) -> Result<Vec<Item>, SyncErr
                 hash: change.hash().0,
                 doc: docref.clone(),
                 change,
-                author,
-                bundle,
+                author: p.author,
+                bundle: p.bundle,
             },
-            origin: origin.and_then(|o| Uuid::parse_str(&o).ok()),
+            origin: p.origin,
             from_pending: true,
             in_batch: false,
         });
@@ -624,17 +607,14 @@ enum Fate {
 /// who is not are held back in `pending`, reported refused with the reason,
 /// and the rest judged again without them (and without what depends on them).
 fn apply_doc(
-    conn: &Connection,
+    w: &Writer<'_>,
     authors: &mut Authors<'_>,
     docref: &DocRef,
     items: Vec<Item>,
     out: &mut Applied,
 ) -> Result<(), SyncError> {
     let (kind, id) = docref.kind_and_id();
-    let existing: Option<(String, Vec<u8>)> = conn
-        .prepare_cached("SELECT kind, data FROM documents WHERE id = ?1")?
-        .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let existing: Option<(String, Vec<u8>)> = w.document(&id)?;
     let mut base = match &existing {
         Some((k, _)) if *k != kind => {
             for it in items.iter().filter(|it| it.in_batch) {
@@ -656,7 +636,7 @@ fn apply_doc(
     let before_fmp = before.as_ref().map(|s| s.submission.fmp.clone());
     // Who recorded it: an enumerator may change only its own records.
     let recorded_by = match (&existing, docref) {
-        (Some(_), DocRef::Submission(uuid)) => roles::record_author(conn, *uuid)?,
+        (Some(_), DocRef::Submission(uuid)) => w.record_author(*uuid)?,
         _ => None,
     };
     let mut fate: Vec<Fate> = vec![Fate::Waiting; items.len()];
@@ -693,7 +673,7 @@ fn apply_doc(
                     continue;
                 }
                 progress = true;
-                match check_one(conn, authors, docref, &kind, &doc, it, creator)? {
+                match check_one(w, authors, docref, &kind, &doc, it, creator)? {
                     Ok((trial, after)) => {
                         doc = trial;
                         creator.get_or_insert(it.c.author);
@@ -730,7 +710,7 @@ fn apply_doc(
                     let author = it.c.author;
                     if let std::collections::hash_map::Entry::Vacant(e) = judged.entry(author) {
                         let bad = authors
-                            .resolve(conn, author)?
+                            .resolve(w, author)?
                             .filter(|info| !info.may_write(&fmp))
                             // As it ends, the record may be in an FMP its
                             // author may not write because another author
@@ -767,11 +747,11 @@ fn apply_doc(
         if !held_any
             && let (DocRef::Submission(_), Some(after)) = (docref, &state)
             && {
-                let r = authors.reference(conn)?;
+                let r = authors.reference(w)?;
                 roles::check_state(after, &r.0, &r.1).is_err()
             }
         {
-            let reference = authors.reference(conn)?;
+            let reference = authors.reference(w)?;
             for (i, it) in items.iter().enumerate() {
                 if fate[i] != Fate::Applied {
                     continue;
@@ -787,17 +767,12 @@ fn apply_doc(
             break (doc, state);
         }
     };
-    let mut del = conn.prepare_cached("DELETE FROM pending WHERE hash = ?1")?;
-    let mut park = conn.prepare_cached(
-        "INSERT OR IGNORE INTO pending (hash, doc_id, kind, author, bundle, origin, bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
     for (i, it) in items.iter().enumerate() {
         let h = it.c.hash;
         match fate[i] {
             Fate::Duplicate | Fate::Applied | Fate::Dropped => {
                 if it.from_pending {
-                    del.execute([h.to_vec()])?;
+                    w.release(&h)?;
                 }
                 match fate[i] {
                     Fate::Duplicate if it.in_batch => out.duplicates += 1,
@@ -809,15 +784,15 @@ fn apply_doc(
             }
             Fate::Waiting | Fate::Held => {
                 if !it.from_pending {
-                    park.execute(params![
-                        h.to_vec(),
-                        id,
-                        kind,
-                        it.c.author.to_string(),
-                        it.c.bundle.to_vec(),
-                        it.origin.map(|o| o.to_string()),
-                        it.c.change.raw_bytes()
-                    ])?;
+                    w.hold(&PendingChange {
+                        hash: h,
+                        doc_id: id.clone(),
+                        kind: kind.clone(),
+                        author: it.c.author,
+                        bundle: it.c.bundle,
+                        origin: it.origin,
+                        bytes: it.c.change.raw_bytes().to_vec(),
+                    })?;
                 }
                 if it.in_batch {
                     if fate[i] == Fate::Held {
@@ -842,34 +817,33 @@ fn apply_doc(
         out.reference = true;
         authors.reference = None;
     }
-    conn.prepare_cached("INSERT OR REPLACE INTO documents (id, kind, data) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, kind, doc.save()])?;
-    let mut ins = conn.prepare_cached(
-        "INSERT OR IGNORE INTO changes (hash, doc_id, author, time, op, bytes, origin, bundle)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    let mut last = 0;
-    for (c, origin) in &applied {
-        if ins.execute(params![
-            c.hash.to_vec(),
-            id,
-            c.author.to_string(),
-            c.change.timestamp(),
-            c.change.message().unwrap_or(""),
-            c.change.raw_bytes(),
-            origin.map(|o| o.to_string()),
-            c.bundle.to_vec()
-        ])? == 1
-        {
-            last = conn.last_insert_rowid();
-            out.stored += 1;
+    let changes: Vec<NewChange<'_>> = applied
+        .iter()
+        .map(|(c, origin)| NewChange {
+            hash: c.hash,
+            author: c.author,
+            time: c.change.timestamp(),
+            op: c.change.message().unwrap_or(""),
+            bytes: c.change.raw_bytes(),
+            origin: *origin,
+            bundle: Some(c.bundle),
+        })
+        .collect();
+    let state = match (docref, state) {
+        (DocRef::Submission(_), Some(s)) => {
+            let r = authors.reference(w)?;
+            let invalid = roles::check_state(&s, &r.0, &r.1).is_err();
+            Some((s, invalid))
         }
-    }
-    if let (DocRef::Submission(_), Some(s)) = (docref, state) {
-        let r = authors.reference(conn)?;
-        let invalid = roles::check_state(&s, &r.0, &r.1).is_err();
-        materialize::write_row_flagged(conn, &s, last, invalid)?;
-    }
+        _ => None,
+    };
+    out.stored += w.save_received(
+        &kind,
+        &id,
+        &doc.save(),
+        &changes,
+        state.as_ref().map(|(s, invalid)| (s, *invalid)),
+    )?;
     Ok(())
 }
 
@@ -1008,7 +982,7 @@ fn role_refusal(
 /// submission), or `Err` with the reason it is refused for good.
 #[allow(clippy::type_complexity)]
 fn check_one(
-    conn: &Connection,
+    r: &Reader<'_>,
     authors: &mut Authors<'_>,
     docref: &DocRef,
     kind: &str,
@@ -1016,7 +990,7 @@ fn check_one(
     it: &Item,
     recorded_by: Option<Uuid>,
 ) -> Result<Result<(AutoCommit, Option<StoredSubmission>), String>, SyncError> {
-    let Some(info) = authors.resolve(conn, it.c.author)? else {
+    let Some(info) = authors.resolve(r, it.c.author)? else {
         return Ok(Err(format!("device {} is not known here", it.c.author)));
     };
     let mut trial = doc.clone();
@@ -1126,7 +1100,7 @@ const ROLE_MARKS: [&str; 3] = [
     "alters the review without naming its signer",
 ];
 
-/// Classifies a refusal reason written by [`apply`].
+/// Classifies a refusal reason written when a batch is applied.
 pub fn refusal_kind(reason: &str) -> RefusalKind {
     if reason.starts_with(INVALID_REASON) {
         RefusalKind::Invalid
@@ -1139,59 +1113,4 @@ pub fn refusal_kind(reason: &str) -> RefusalKind {
 
 fn refuse(out: &mut Applied, hash: Hash, reason: String) {
     out.refused.push(Refusal { hash, reason });
-}
-
-/// What waits in a store's `pending` table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Waiting {
-    /// Changes in `pending`.
-    pub total: i64,
-    /// Of those, changes whose dependencies are all applied here: held
-    /// back because their author may not write the record as it would be
-    /// (refused for scope and reported to the sender; an edit bringing the
-    /// record into the author's FMPs releases them), or because they leave
-    /// a submission that breaks a rule (an edit correcting it releases them).
-    pub held_for_scope: i64,
-    /// Of those, changes that depend on another waiting change (a held one
-    /// or one still missing its dependencies).
-    pub behind_waiting: i64,
-    /// Of those, changes with a dependency this store never received.
-    pub missing_dependency: i64,
-}
-
-/// Counts what waits in `pending`, and why.
-pub(crate) fn waiting(conn: &Connection) -> Result<Waiting, SyncError> {
-    let rows: Vec<Vec<u8>> = conn
-        .prepare("SELECT bytes FROM pending")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut in_changes = conn.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
-    let mut in_pending = conn.prepare_cached("SELECT 1 FROM pending WHERE hash = ?1")?;
-    let mut out = Waiting::default();
-    for bytes in rows {
-        out.total += 1;
-        let Ok(change) = Change::try_from(bytes.as_slice()) else {
-            out.missing_dependency += 1;
-            continue;
-        };
-        let (mut missing, mut behind) = (false, false);
-        for d in change.deps() {
-            if in_changes.exists([d.0.to_vec()])? {
-                continue;
-            }
-            if in_pending.exists([d.0.to_vec()])? {
-                behind = true;
-            } else {
-                missing = true;
-            }
-        }
-        if missing {
-            out.missing_dependency += 1;
-        } else if behind {
-            out.behind_waiting += 1;
-        } else {
-            out.held_for_scope += 1;
-        }
-    }
-    Ok(out)
 }

@@ -2,13 +2,12 @@
 //! signature, sealed lazily at sync time, stored intact and forwarded as
 //! they are through any number of hubs.
 
-use fmp_core::store::Identity;
+use fmp_core::store::log::{Hash, StoredBundle};
+use fmp_core::store::{Identity, Reader, Writer};
 use ring::digest::{SHA256, digest};
-use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use crate::error::SyncError;
-use crate::wire::Hash;
 
 /// Most change hashes in one bundle (1 KiB of hashes, so that a bundle cut
 /// across messages costs little and fits the smallest message).
@@ -71,88 +70,39 @@ impl Bundle {
         )
     }
 
-    /// Stores the bundle (a no-op if already there).
-    pub fn store(&self, conn: &Connection) -> rusqlite::Result<Hash> {
-        let id = self.id();
-        conn.prepare_cached(
-            "INSERT OR IGNORE INTO bundles (id, author, hashes, sig) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            id.to_vec(),
-            self.author.to_string(),
-            self.hashes.concat(),
-            self.sig
-        ])?;
-        Ok(id)
+    /// Stores the bundle (a no-op if already there); returns its id.
+    pub fn store(&self, w: &Writer<'_>) -> Result<Hash, SyncError> {
+        let stored = self.to_stored();
+        w.store_bundle(&stored)?;
+        Ok(stored.id)
     }
 
     /// Loads a stored bundle by id.
-    pub fn load(conn: &Connection, id: &Hash) -> Result<Option<Bundle>, SyncError> {
-        let row: Option<(String, Vec<u8>, Vec<u8>)> = conn
-            .prepare_cached("SELECT author, hashes, sig FROM bundles WHERE id = ?1")?
-            .query_row([id.to_vec()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        let Some((author, hashes, sig)) = row else {
-            return Ok(None);
-        };
-        let author = Uuid::parse_str(&author)
-            .map_err(|e| SyncError::Malformed(format!("stored bundle author: {e}")))?;
-        let hashes = hashes
-            .chunks_exact(32)
-            .map(to_hash)
-            .collect::<Option<Vec<Hash>>>()
-            .ok_or_else(|| SyncError::Malformed("stored bundle hash list".into()))?;
-        Ok(Some(Bundle {
-            author,
-            hashes,
-            sig,
+    pub fn load(r: &Reader<'_>, id: &Hash) -> Result<Option<Bundle>, SyncError> {
+        Ok(r.bundle(id)?.map(|b| Bundle {
+            author: b.author,
+            hashes: b.hashes,
+            sig: b.sig,
         }))
     }
-}
 
-/// A 32-byte slice as a hash.
-pub(crate) fn to_hash(b: &[u8]) -> Option<Hash> {
-    <[u8; 32]>::try_from(b).ok()
+    /// The bundle as the store keeps it, with its id.
+    fn to_stored(&self) -> StoredBundle {
+        StoredBundle {
+            id: self.id(),
+            author: self.author,
+            hashes: self.hashes.clone(),
+            sig: self.sig.clone(),
+        }
+    }
 }
 
 /// Seals this device's changes not covered by a bundle yet into bundles of
 /// at most [`MAX_BUNDLE`] hashes, one FMP's submissions per bundle (and the
 /// reference documents apart), so that a bundle served to a peer of one FMP
 /// names no change of another; returns how many bundles were made.
-pub fn seal(conn: &Connection, identity: &Identity) -> Result<usize, SyncError> {
-    let rows: Vec<(i64, Vec<u8>, String)> = conn
-        .prepare_cached(
-            "SELECT c.seq, c.hash, coalesce(s.fmp, '') FROM changes c
-             LEFT JOIN submissions s ON s.id = c.doc_id
-             WHERE c.bundle IS NULL AND c.author = ?1 ORDER BY c.seq",
-        )?
-        .query_map([identity.device_id.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    // (FMP or '' for reference documents, its (seq, hash) rows in log order)
-    type Group = (String, Vec<(i64, Vec<u8>)>);
-    let mut groups: Vec<Group> = Vec::new();
-    for (seq, hash, fmp) in rows {
-        match groups.iter_mut().find(|(f, _)| *f == fmp) {
-            Some((_, g)) => g.push((seq, hash)),
-            None => groups.push((fmp, vec![(seq, hash)])),
-        }
-    }
-    let mut made = 0;
-    for chunk in groups.iter().flat_map(|(_, g)| g.chunks(MAX_BUNDLE)) {
-        let hashes = chunk
-            .iter()
-            .map(|(_, h)| to_hash(h))
-            .collect::<Option<Vec<Hash>>>()
-            .ok_or_else(|| SyncError::Malformed("stored change hash is not 32 bytes".into()))?;
-        let bundle = Bundle::sign(identity, hashes);
-        let id = bundle.store(conn)?;
-        let mut upd = conn.prepare_cached("UPDATE changes SET bundle = ?1 WHERE seq = ?2")?;
-        for (seq, _) in chunk {
-            upd.execute(params![id.to_vec(), seq])?;
-        }
-        made += 1;
-    }
-    Ok(made)
+pub fn seal(w: &Writer<'_>, identity: &Identity) -> Result<usize, SyncError> {
+    Ok(w.seal(MAX_BUNDLE, |hashes| {
+        Bundle::sign(identity, hashes).to_stored()
+    })?)
 }

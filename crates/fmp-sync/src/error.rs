@@ -1,6 +1,18 @@
-//! The errors of sync.
+//! The errors of sync, and [`Refusal`], a change refused on its own (the
+//! bottom of the crate: it depends on no other module of it).
 
+use fmp_core::store::log::Hash;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// A change refused on its own, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The change's hash.
+    pub hash: Hash,
+    /// Why, in words for a supervisor.
+    pub reason: String,
+}
 
 /// Everything that can go wrong building, reading or applying a sync message.
 ///
@@ -8,12 +20,9 @@ use uuid::Uuid;
 /// nothing of it was stored (see [`SyncError::is_refusal`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// The local store failed.
+    /// The local store failed (its error names the store and what failed).
     #[error(transparent)]
     Store(Box<fmp_core::store::StoreError>),
-    /// A query on the local store failed.
-    #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
     /// The message speaks a protocol version this build does not.
     #[error(
         "the message speaks sync protocol version {found}, this fmp speaks version {supported}; upgrade the older side"
@@ -100,7 +109,7 @@ pub enum SyncError {
     /// Some pushed changes were refused one by one, and the responder was
     /// asked for all or nothing: nothing of the message was stored.
     #[error("{} change(s) refused ({}); nothing of the message was stored", .0.len(), .0.first().map(|r| r.reason.as_str()).unwrap_or(""))]
-    Refused(Vec<crate::wire::Refusal>),
+    Refused(Vec<Refusal>),
     /// The sync did not finish within its round-trip allowance.
     #[error("sync did not converge within {0} round trips")]
     NoProgress(u32),

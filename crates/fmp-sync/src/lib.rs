@@ -5,6 +5,11 @@
 //! (in memory in tests, over HTTP in the hub). See
 //! `docs/adr/0001-sync-unit-and-wire.md` for the decisions and figures.
 //!
+//! It names no table and writes no SQL: it reads and writes the store
+//! through fmp-core's [`fmp_core::store::Reader`] and
+//! [`fmp_core::store::Writer`] (`fmp_core::store::log`), and converts
+//! the store's rows to its wire types at its edge.
+//!
 //! - `wire.rs`: the versioned messages (postcard + zstd) and their limits.
 //! - `session.rs`: the [`Client`] that drives a sync and [`respond`], the
 //!   stateless answer of the other side; per-peer cursors.
@@ -12,9 +17,15 @@
 //! - `apply.rs`: verifying a received batch (all or nothing) and applying
 //!   it change by change (scope refusals, pending dependencies).
 //! - `bundle.rs`: signed bundles of one author's change hashes; sealing.
-//! - `trust.rs`: the caller's [`Trust`], device [`Certificate`]s, the trust model.
+//! - `trust.rs`: the caller's [`Trust`], device [`Certificate`]s (and
+//!   which one a store keeps), the trust model.
 //! - `reconcile.rs`: range-based set reconciliation over `(time, hash)`.
-//! - `error.rs`: [`SyncError`].
+//! - `error.rs`: [`SyncError`] and [`wire::Refusal`].
+//!
+//! Modules depend one way: `error` and `reconcile` on none of the others;
+//! `trust` and `bundle` on `error`; `wire` on `error`, `reconcile` and
+//! `trust`; `log` and `apply` on those; `session` on all; the change hash
+//! is fmp-core's `store::log::Hash` (re-exported as `wire::Hash`).
 
 mod apply;
 pub mod bundle;
@@ -56,5 +67,5 @@ pub fn sync_in_memory(
 /// scope, behind another waiting change, or missing a dependency. A hub
 /// shows it in `fmp status`, so nothing waits unseen.
 pub fn waiting(store: &Store) -> Result<Waiting, SyncError> {
-    store.read(|c| Ok(apply::waiting(c)))?
+    Ok(store.snapshot(|r| r.waiting())?)
 }

@@ -14,7 +14,7 @@
 use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
-use crate::wire::Hash;
+use fmp_core::store::log::Hash;
 
 /// Ranges are split into this many parts.
 pub const SPLIT: usize = 16;

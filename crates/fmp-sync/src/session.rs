@@ -3,8 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use fmp_core::store::{Store, restore};
-use rusqlite::{Connection, OptionalExtension, params};
+use fmp_core::store::{Reader, Store};
 use uuid::Uuid;
 
 use crate::apply::{self, Authors};
@@ -36,59 +35,31 @@ pub struct Cursor {
 
 /// Reads the progress recorded with `peer`.
 pub fn cursor(store: &Store, peer: Uuid) -> Result<Cursor, SyncError> {
-    Ok(store.read(|c| read_cursor(c, peer))?)
+    store.snapshot(|r| read_cursor(r, peer))
 }
 
-fn read_cursor(conn: &Connection, peer: Uuid) -> rusqlite::Result<Cursor> {
-    Ok(read_cursor_row(conn, peer)?.unwrap_or_default())
-}
-
-/// The progress recorded with `peer`, `None` if there is none.
-fn read_cursor_row(conn: &Connection, peer: Uuid) -> rusqlite::Result<Option<Cursor>> {
-    Ok(read_cursor_row_at(conn, peer)?.map(|(c, _)| c))
+fn read_cursor(r: &Reader<'_>, peer: Uuid) -> Result<Cursor, SyncError> {
+    Ok(read_cursor_row_at(r, peer)?
+        .map(|(c, _)| c)
+        .unwrap_or_default())
 }
 
 /// The progress recorded with `peer` and when it was last written (ms).
-fn read_cursor_row_at(conn: &Connection, peer: Uuid) -> rusqlite::Result<Option<(Cursor, i64)>> {
-    conn.query_row(
-        "SELECT pulled, acked, synced_at FROM peers WHERE peer = ?1",
-        [peer.to_string()],
-        |r| {
-            Ok((
-                Cursor {
-                    pulled: r.get(0)?,
-                    acked: r.get(1)?,
-                },
-                r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-            ))
-        },
-    )
-    .optional()
-}
-
-fn advance(
-    conn: &Connection,
-    peer: Uuid,
-    pulled: Option<i64>,
-    acked: Option<i64>,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO peers (peer, pulled, acked, synced_at) VALUES (?1, coalesce(?2, 0), coalesce(?3, 0), ?4)
-         ON CONFLICT(peer) DO UPDATE SET
-           pulled = coalesce(?2, pulled),
-           acked = max(acked, coalesce(?3, acked)),
-           synced_at = ?4",
-        params![peer.to_string(), pulled, acked, chrono::Utc::now().timestamp_millis()],
-    )?;
-    Ok(())
+fn read_cursor_row_at(r: &Reader<'_>, peer: Uuid) -> Result<Option<(Cursor, i64)>, SyncError> {
+    Ok(r.peer_cursor(peer)?.map(|p| {
+        (
+            Cursor {
+                pulled: p.pulled,
+                acked: p.acked,
+            },
+            p.synced_at,
+        )
+    }))
 }
 
 /// Forgets the progress with `peer` (the next sync reconciles or starts over).
 pub fn forget_peer(store: &Store, peer: Uuid) -> Result<(), SyncError> {
-    store.write(|tx| -> Result<(), SyncError> {
-        tx.execute("DELETE FROM peers WHERE peer = ?1", [peer.to_string()])?;
-        Ok(())
-    })
+    store.transaction(|w| -> Result<(), SyncError> { Ok(w.forget_peer(peer)?) })
 }
 
 /// What a sync did, from the client's side.
@@ -200,13 +171,9 @@ impl<'a> Client<'a> {
     /// Starts with a set reconciliation instead of the stored cursors: for
     /// two replicas that never synced, or lost their progress record.
     pub fn reconcile(mut self) -> Result<Client<'a>, SyncError> {
-        let (keys, my_end) = self.store.read(|c| {
-            let keys = all_keys(c, None)?;
-            let end: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
-                r.get(0)
-            })?;
-            Ok((keys, end))
-        })?;
+        let (keys, my_end) = self
+            .store
+            .snapshot(|r| -> Result<_, SyncError> { Ok((r.change_keys(None)?, r.log_end()?)) })?;
         let send = reconcile::initial(&keys);
         self.phase = Phase::Reconcile {
             keys,
@@ -227,7 +194,10 @@ impl<'a> Client<'a> {
     pub fn next_request(&mut self) -> Result<Option<Vec<u8>>, SyncError> {
         let me = self.store.identity();
         let max = self.max_bytes as usize;
-        self.store.write(|tx| seal(tx, me))?;
+        self.store.transaction(|w| seal(w, me))?;
+        let (log_end, restored) = self
+            .store
+            .snapshot(|r| -> Result<_, SyncError> { Ok((r.log_end()?, r.wants_own_back()?)) })?;
         let base = Request {
             from: me.device_id,
             to: self.peer,
@@ -238,18 +208,19 @@ impl<'a> Client<'a> {
             want: Vec::new(),
             reconcile: None,
             push_after: 0,
-            log_end: self.store.read(|c| Ok(log::log_end(c)))??,
-            restored: self.store.read(restore::wants_own_back)?,
+            log_end,
+            restored,
         };
         let log_end = base.log_end;
         let (bytes, flight) = match &mut self.phase {
             Phase::Done => return Ok(None),
             Phase::Cursor => {
                 let peer = self.peer;
-                let cur = self.store.read(|c| read_cursor(c, peer))?;
                 let resend = &self.resend;
-                self.store
-                    .read(|c| Ok(cursor_push(c, me, peer, cur, resend, base, max)))??
+                self.store.snapshot(|r| {
+                    let cur = read_cursor(r, peer)?;
+                    cursor_push(r, me, peer, cur, resend, base, max)
+                })?
             }
             Phase::Reconcile { send, .. } => {
                 let req = Request {
@@ -273,18 +244,19 @@ impl<'a> Client<'a> {
                     want: want.clone(),
                     ..base
                 };
-                let rows = self.store.read(|c| Ok(log::by_hashes(c, have, None)))??;
                 let mut cache = HashMap::new();
-                let (bytes, n) = self.store.read(|c| {
-                    Ok(log::fit(&rows, max, |rs| {
-                        let push = log::batch(c, me, rs, &mut cache)?;
+                let (rows, (bytes, n)) = self.store.snapshot(|r| {
+                    let rows = log::by_hashes(r, have, None)?;
+                    let fitted = log::fit(&rows, max, |rs| {
+                        let push = log::batch(r, me, rs, &mut cache)?;
                         Request {
                             push,
                             ..base.clone()
                         }
                         .encode()
-                    }))
-                })??;
+                    })?;
+                    Ok::<_, SyncError>((rows, fitted))
+                })?;
                 let pushed_hashes = rows[..n].iter().map(|r| r.hash).collect();
                 (
                     bytes,
@@ -322,13 +294,12 @@ impl<'a> Client<'a> {
         let peer = self.peer;
         let trust = self.trust;
         let cursor_phase = matches!(self.phase, Phase::Cursor);
-        let me = self.store.identity().device_id;
         let own = WithSelf::new(self.store, trust)?;
         let applied = {
             let mut authors =
                 Authors::new(&own, resp.pull.certs.clone(), authority(self.store, trust)?);
             let pull = resp.pull.clone();
-            self.store.write(|tx| -> Result<_, SyncError> {
+            self.store.transaction(|tx| -> Result<_, SyncError> {
                 let verified = apply::verify(tx, &mut authors, pull)?;
                 let hashes: Vec<Hash> = verified.changes.iter().map(|c| c.hash).collect();
                 let applied = apply::apply(tx, &mut authors, verified, peer)?;
@@ -338,7 +309,7 @@ impl<'a> Client<'a> {
                     // this store was restored from an older copy (the
                     // peer sent its own changes back in this answer).
                     if resp.pulled_yours > flight.log_end {
-                        restore::mark_restored(tx, me, Some(resp.pulled_yours))?;
+                        tx.mark_restored(Some(resp.pulled_yours))?;
                     }
                     let cur = read_cursor(tx, peer)?;
                     // The peer's log ends before what this store pulled of
@@ -360,14 +331,14 @@ impl<'a> Client<'a> {
                         } else {
                             cur.acked.max(flight.push_upto.unwrap_or(cur.acked))
                         };
-                        restore::reset_peer_cursor(tx, peer, pulled, acked)?;
+                        tx.reset_peer_cursor(peer, pulled, acked)?;
                         if lacks {
-                            restore::set_reoffer(tx, peer, log::log_end(tx)?)?;
+                            tx.set_reoffer(peer, tx.log_end()?)?;
                         }
-                        advance(tx, peer, Some(pulled), None)?;
+                        tx.advance_peer(peer, Some(pulled), None)?;
                         reset = true;
                     } else {
-                        advance(tx, peer, Some(resp.next_cursor), flight.push_upto)?;
+                        tx.advance_peer(peer, Some(resp.next_cursor), flight.push_upto)?;
                     }
                 }
                 Ok((applied, hashes, reset))
@@ -393,11 +364,8 @@ impl<'a> Client<'a> {
                 if resp.more || !flight.push_complete || !self.resend.is_empty() || reset {
                     Phase::Cursor
                 } else {
-                    if self.store.read(restore::wants_own_back)? {
-                        self.store.write(|tx| -> Result<(), SyncError> {
-                            restore::mark_taken_back(tx, me)?;
-                            Ok(())
-                        })?;
+                    if self.store.snapshot(|r| r.wants_own_back())? {
+                        self.store.transaction(|tx| tx.mark_taken_back())?;
                     }
                     Phase::Done
                 }
@@ -451,10 +419,8 @@ impl<'a> Client<'a> {
                     need.retain(|h| !asked.contains(h));
                 }
                 if have.is_empty() && need.is_empty() {
-                    self.store.write(|tx| -> Result<(), SyncError> {
-                        advance(tx, peer, Some(peer_end), Some(my_end))?;
-                        Ok(())
-                    })?;
+                    self.store
+                        .transaction(|tx| tx.advance_peer(peer, Some(peer_end), Some(my_end)))?;
                     Phase::Cursor
                 } else {
                     Phase::Transfer {
@@ -499,33 +465,9 @@ fn authority(store: &Store, trust: &dyn Trust) -> Result<fmp_core::store::Author
     }
 }
 
-/// This store's change keys, or with `fmps` those a peer of these FMPs may
-/// read (see `log::by_hashes`).
-fn all_keys(conn: &Connection, fmps: Option<&[String]>) -> rusqlite::Result<Vec<Key>> {
-    let mut stmt = conn.prepare(
-        "SELECT c.time, c.hash FROM changes c JOIN documents d ON d.id = c.doc_id
-         WHERE (?1 IS NULL OR d.kind <> 'submission' OR EXISTS (SELECT 1 FROM submissions s
-           WHERE s.id = c.doc_id AND s.fmp IN (SELECT value FROM json_each(?1))))
-         ORDER BY c.time, c.hash",
-    )?;
-    let rows = stmt.query_map([log::scope_param(fmps)], |r| {
-        let t: i64 = r.get(0)?;
-        let h: Vec<u8> = r.get(1)?;
-        Ok((t, h))
-    })?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (t, h) = r?;
-        if let Some(h) = crate::bundle::to_hash(&h) {
-            out.push((t, h));
-        }
-    }
-    Ok(out)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn cursor_push(
-    conn: &Connection,
+    r: &Reader<'_>,
     me: &fmp_core::store::Identity,
     peer: Uuid,
     cur: Cursor,
@@ -533,9 +475,9 @@ fn cursor_push(
     base: Request,
     max: usize,
 ) -> Result<(Vec<u8>, InFlight), SyncError> {
-    let end = log::log_end(conn)?;
+    let end = r.log_end()?;
     // Changes sent again go first; the cursor covers only the rows after them.
-    let mut rows = log::by_hashes(conn, resend, None)?;
+    let mut rows = log::by_hashes(r, resend, None)?;
     rows.retain(|r| r.seq <= cur.acked);
     let again = rows.len();
     // Not in the log, or not behind the cursor: nothing to send again.
@@ -546,12 +488,12 @@ fn cursor_push(
         .collect();
     // After the peer was restored, this store's log is offered again whole
     // (the changes it received from the peer too) up to where it ended then.
-    let filter = if cur.acked < restore::reoffer_until(conn, peer)? {
+    let filter = if cur.acked < r.reoffer_until(peer)? {
         Uuid::nil()
     } else {
         peer
     };
-    let (after, exhausted) = log::after_cursor(conn, cur.acked, filter, max * RAW_FACTOR, None)?;
+    let (after, exhausted) = log::after_cursor(r, cur.acked, filter, max * RAW_FACTOR, None)?;
     rows.extend(after);
     let base = Request {
         push_upto: cur.acked,
@@ -568,7 +510,7 @@ fn cursor_push(
     };
     let mut cache = HashMap::new();
     let (_, n) = log::fit(&rows, max, |rs| {
-        let push = log::batch(conn, me, rs, &mut cache)?;
+        let push = log::batch(r, me, rs, &mut cache)?;
         Request {
             push,
             push_upto: upto_of(rs),
@@ -582,7 +524,7 @@ fn cursor_push(
     } else {
         upto_of(&rows[..n])
     };
-    let push = log::batch(conn, me, &rows[..n], &mut cache)?;
+    let push = log::batch(r, me, &rows[..n], &mut cache)?;
     let bytes = Request {
         push,
         push_upto: upto,
@@ -696,15 +638,14 @@ fn respond_inner_counted(
     let own = WithSelf::new(store, trust)?;
     let mut authors = Authors::new(&own, req.push.certs.clone(), authority(store, trust)?);
     let push = req.push.clone();
-    let (applied, mine) = store.write(|tx| -> Result<_, SyncError> {
+    let (applied, mine) = store.transaction(|tx| -> Result<_, SyncError> {
         seal(tx, me)?;
-        let end_before = log::log_end(tx)?;
+        let end_before = tx.log_end()?;
         let row_at = read_cursor_row_at(tx, from)?;
         let row = row_at.map(|(c, _)| c);
         let stored = row.unwrap_or_default();
         // Read before this request's changes are applied (they are from it).
-        let nothing_from_it =
-            row.is_none() && req.push_after > 0 && !restore::holds_from(tx, from)?;
+        let nothing_from_it = row.is_none() && req.push_after > 0 && !tx.holds_from(from)?;
         let verified = apply::verify(tx, &mut authors, push)?;
         let applied = apply::apply(tx, &mut authors, verified, from)?;
         if opts.all_or_nothing && !applied.refused.is_empty() {
@@ -725,29 +666,28 @@ fn respond_inner_counted(
             // it was restored or holds nothing from it (a copy taken before
             // the requester's first sync).
             let gap = req.push_after > stored.pulled
-                && (row.is_some() || restore::needs_heal(tx)? || nothing_from_it);
+                && (row.is_some() || tx.needs_heal()? || nothing_from_it);
             let beyond = req.pull_after.is_some_and(|p| p > end_before);
             let since = row_at.map(|(_, at)| at);
             if gap || beyond {
                 // (Seen again by a peer that has not synced since: a fresh
                 // epoch costs nothing, a reused actor sequence would.)
-                restore::mark_restored(tx, me.device_id, None)?;
+                tx.mark_restored(None)?;
             } else {
-                restore::mark_healed(tx, me.device_id)?;
+                tx.mark_healed()?;
             }
             // A pull cursor from before this store's restore may point past
             // positions given to other changes since: not taken; the
             // answer's `acked_yours` (where this store knew the peer was)
             // below it makes the peer pull again from there.
-            let stale =
-                req.pull_after.is_some_and(|p| p > 0) && restore::before_restore(tx, since)?;
+            let stale = req.pull_after.is_some_and(|p| p > 0) && tx.before_restore(since)?;
             let pulled = (!gap).then(|| stored.pulled.max(req.push_upto));
             let acked = if beyond || stale {
                 None
             } else {
                 req.pull_after
             };
-            advance(tx, from, pulled, acked)?;
+            tx.advance_peer(from, pulled, acked)?;
             mine.pulled = pulled.unwrap_or(stored.pulled);
             mine.acked = acked.map_or(stored.acked, |a| a.max(stored.acked));
             // The requester's log ends before what this store holds of it:
@@ -766,17 +706,7 @@ fn respond_inner_counted(
         store.reload_reference()?;
     }
     let max = (req.max_bytes.max(FLOOR_MAX_BYTES)) as usize;
-    store.read(|c| {
-        Ok(build_response(
-            c,
-            me,
-            &req,
-            applied,
-            max,
-            opts.pull_fmps.as_deref(),
-            mine,
-        ))
-    })?
+    store.snapshot(|r| build_response(r, me, &req, applied, max, opts.pull_fmps.as_deref(), mine))
 }
 
 /// The caller's trust with this store itself known, with its own key and
@@ -842,7 +772,7 @@ struct Mine {
 }
 
 fn build_response(
-    conn: &Connection,
+    r: &Reader<'_>,
     me: &fmp_core::store::Identity,
     req: &Request,
     applied: apply::Applied,
@@ -850,12 +780,12 @@ fn build_response(
     pull_fmps: Option<&[String]>,
     mine: Mine,
 ) -> Result<Vec<u8>, SyncError> {
-    let end = log::log_end(conn)?;
+    let end = r.log_end()?;
     let reconcile = match &req.reconcile {
         Some(ranges) => {
             // Over the requester's scope only: an out-of-scope change is
             // in no fingerprint, count or hash list.
-            let keys = all_keys(conn, pull_fmps)?;
+            let keys = r.change_keys(pull_fmps)?;
             let budget = max.max(MIN_MAX_BYTES as usize) * 3 / 4;
             Some(reconcile::answer(&keys, ranges, None, budget))
         }
@@ -863,12 +793,12 @@ fn build_response(
     };
     // A wanted change outside the requester's scope is answered as if this
     // store did not have it.
-    let mut rows: Vec<Row> = log::by_hashes(conn, &req.want, pull_fmps)?;
+    let mut rows: Vec<Row> = log::by_hashes(r, &req.want, pull_fmps)?;
     let wanted = rows.len();
     let mut exhausted = true;
     if let Some(after) = req.pull_after {
         let not_from = if mine.send_own { Uuid::nil() } else { req.from };
-        let (more, ex) = log::after_cursor(conn, after, not_from, max * RAW_FACTOR, pull_fmps)?;
+        let (more, ex) = log::after_cursor(r, after, not_from, max * RAW_FACTOR, pull_fmps)?;
         rows.extend(more);
         exhausted = ex;
     }
@@ -900,7 +830,7 @@ fn build_response(
     };
     let mut cache = HashMap::new();
     let (_, n) = log::fit(&rows, max, |rs| {
-        let pull = log::batch(conn, me, rs, &mut cache)?;
+        let pull = log::batch(r, me, rs, &mut cache)?;
         Response {
             pull,
             next_cursor: cursor_of(rs, false),
@@ -910,7 +840,7 @@ fn build_response(
         .encode()
     })?;
     let complete = exhausted && n == rows.len();
-    let pull = log::batch(conn, me, &rows[..n], &mut cache)?;
+    let pull = log::batch(r, me, &rows[..n], &mut cache)?;
     let resp = Response {
         pull,
         next_cursor: cursor_of(&rows[..n], complete),

@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 
 pub use fmp_core::role::Role;
-use fmp_core::store::{Authority, Identity, Store};
+use fmp_core::store::{Authority, Identity, Reader, Store, Writer};
 
 use crate::error::SyncError;
 use serde::{Deserialize, Serialize};
@@ -343,10 +343,43 @@ impl Certificate {
 /// one its hub issued it, and it travels with the phone's bundles. An
 /// issued certificate replaces a self-signed one, never the reverse.
 pub fn store_certificate(store: &Store, cert: &Certificate) -> Result<(), SyncError> {
-    store.write(|tx| crate::log::store_certificate(tx, cert))
+    store.transaction(|w| keep_certificate(w, cert))
 }
 
 /// The certificate stored for a device, if any.
 pub fn stored_certificate(store: &Store, device: Uuid) -> Result<Option<Certificate>, SyncError> {
-    store.read(|c| Ok(crate::log::stored_certificate(c, device)))?
+    store.snapshot(|r| certificate_of(r, device))
+}
+
+/// The certificate stored for a device, read in a snapshot or transaction
+/// (one that does not decode is none).
+pub(crate) fn certificate_of(
+    r: &Reader<'_>,
+    device: Uuid,
+) -> Result<Option<Certificate>, SyncError> {
+    Ok(r.certificate(device)?
+        .and_then(|b| Certificate::decode_stored(&b)))
+}
+
+/// Stores a verified certificate inside a transaction; an issued one
+/// replaces a self-signed one, never the reverse (a self-signed key, once
+/// pinned, stays).
+pub(crate) fn keep_certificate(w: &Writer<'_>, cert: &Certificate) -> Result<(), SyncError> {
+    let existing = certificate_of(w, cert.device)?;
+    let replace = match &existing {
+        None => true,
+        // A certificate signed with a role replaces the same issuer's from
+        // before roles (a hub vouching again for the hub it joined).
+        Some(old) => {
+            old != cert
+                && !cert.is_self_signed()
+                && (old.is_self_signed()
+                    || (old.role.is_none() && cert.role.is_some() && old.issuer == cert.issuer))
+        }
+    };
+    if replace {
+        let blob = postcard::to_stdvec(cert).map_err(|e| SyncError::Encode(e.to_string()))?;
+        w.put_certificate(cert.device, &blob)?;
+    }
+    Ok(())
 }

@@ -32,7 +32,9 @@ const KIND_REQUEST: u8 = b'Q';
 const KIND_RESPONSE: u8 = b'R';
 
 /// A 32-byte automerge change hash (SHA-256 of the change chunk).
-pub type Hash = [u8; 32];
+pub use fmp_core::store::log::Hash;
+
+pub use crate::error::Refusal;
 
 /// Which document a change belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -158,15 +160,6 @@ pub struct Request {
     /// database file was put back, or a peer told it) and has not completed
     /// a sync since: send it its own changes after `pull_after` too.
     pub restored: bool,
-}
-
-/// A change refused on its own, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refusal {
-    /// The change's hash.
-    pub hash: Hash,
-    /// Why, in words for a supervisor.
-    pub reason: String,
 }
 
 /// The responder's answer.

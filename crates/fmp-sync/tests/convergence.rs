@@ -141,10 +141,7 @@ fn check(ops: Vec<Op>, count: usize) {
     for r in &reps[1..] {
         assert_eq!(dump(&r.store), first);
     }
-    let pending: i64 = reps[0]
-        .store
-        .read(|c| c.query_row("SELECT count(*) FROM pending", [], |r| r.get(0)))
-        .expect("pending");
+    let pending: i64 = testing::count_rows(&reps[0].store, "pending").expect("pending");
     assert_eq!(pending, 0);
 }
 

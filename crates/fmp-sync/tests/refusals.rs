@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use fmp_core::store::testing;
 use fmp_sync::bundle::Bundle;
 use fmp_sync::wire::{HashRef, Request};
 use fmp_sync::{Client, StaticTrust, SyncError, Trust, respond, sync_in_memory};
@@ -65,16 +66,12 @@ fn change_swapped_for_another_by_the_same_author() {
         .store
         .record(submission("ML-HER", 50))
         .expect("record");
-    let extra = phone
-        .store
-        .read(|c| {
-            c.query_row(
-                "SELECT bytes FROM changes WHERE doc_id = ?1",
-                [id2.to_string()],
-                |r| r.get::<_, Vec<u8>>(0),
-            )
-        })
-        .expect("bytes");
+    let extra = testing::changes(&phone.store)
+        .expect("changes")
+        .into_iter()
+        .find(|c| c.doc_id == id2.to_string())
+        .expect("bytes")
+        .bytes;
     req.push.changes[0].bytes = extra;
     let err = refused(&hub, &trust, &req.encode().expect("encode"));
     assert!(matches!(err, SyncError::BadSignature { .. }), "{err}");
@@ -442,9 +439,7 @@ fn a_released_change_the_receiver_lost_is_sent_again() {
     let r = sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("sync");
     let held = r.refused_by_peer[0].hash;
     // The hub lost what it held (an older hub that dropped refused changes).
-    let c = rusqlite::Connection::open(hub.dir.path().join("fmp.sqlite3")).expect("open");
-    c.execute("DELETE FROM pending", []).expect("delete");
-    drop(c);
+    testing::forget_pending(&hub.store).expect("delete");
     phone
         .store
         .edit(outside, &serde_json::json!({"fmp": "ML-HER"}))

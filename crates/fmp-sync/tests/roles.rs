@@ -9,10 +9,9 @@ use automerge::AutoCommit;
 use common::*;
 use fmp_core::doc::{self, Op};
 use fmp_core::model::{Review, ReviewStatus, StoredSubmission, Submission};
-use fmp_core::store::{Store, StoreError, materialize};
+use fmp_core::store::{Store, StoreError, testing};
 use fmp_sync::trust::{LegacyCertificate, store_certificate, stored_certificate};
 use fmp_sync::{AuthorInfo, Certificate, Role, StaticTrust, sync_in_memory};
-use rusqlite::params;
 use uuid::Uuid;
 
 fn known(r: &Replica, fmps: Option<&[&str]>, role: Role, may_enroll: bool) -> AuthorInfo {
@@ -36,20 +35,15 @@ fn forge_record(store: &Store, mut sub: Submission) -> Uuid {
         doc::new_submission_committed(doc::actor_for(me), id, &sub, Op::Record, now_ms())
             .expect("build");
     store
-        .write(|tx| -> Result<(), StoreError> {
-            tx.execute(
-                "INSERT INTO documents (id, kind, data) VALUES (?1, 'submission', ?2)",
-                params![id.to_string(), d.save()],
-            )
-            .expect("document");
-            let seq = log(tx, me, id, &change, Op::Record);
+        .transaction(|w| -> Result<(), StoreError> {
             let state = StoredSubmission {
                 submission: sub,
                 review: None,
                 deleted: false,
                 conflicts: Vec::new(),
             };
-            materialize::write_row(tx, &state, seq).expect("row");
+            testing::forge_change(w, id, &d.save(), &change, Op::Record, now_ms(), &state)
+                .expect("record");
             Ok(())
         })
         .expect("forge record");
@@ -61,47 +55,18 @@ fn forge_record(store: &Store, mut sub: Submission) -> Uuid {
 fn forge_change(store: &Store, id: Uuid, op: Op, f: impl FnOnce(&mut AutoCommit)) {
     let me = store.identity().device_id;
     store
-        .write(|tx| -> Result<(), StoreError> {
-            let data: Vec<u8> = tx
-                .query_row(
-                    "SELECT data FROM documents WHERE id = ?1",
-                    [id.to_string()],
-                    |r| r.get(0),
-                )
-                .expect("document");
-            let mut d = AutoCommit::load(&data)
-                .expect("load")
+        .transaction(|w| -> Result<(), StoreError> {
+            let mut d = testing::forged_document(w, id)
+                .expect("document")
                 .with_actor(doc::actor_for(me));
             f(&mut d);
             doc::commit(&mut d, op, now_ms()).expect("a change");
             let change = d.get_last_local_change().expect("change").clone();
-            tx.execute(
-                "UPDATE documents SET data = ?2 WHERE id = ?1",
-                params![id.to_string(), d.save()],
-            )
-            .expect("save");
-            let seq = log(tx, me, id, &change, op);
             let state = doc::read_submission(&d).expect("read");
-            materialize::write_row(tx, &state, seq).expect("row");
+            testing::forge_change(w, id, &d.save(), &change, op, now_ms(), &state).expect("save");
             Ok(())
         })
         .expect("forge change");
-}
-
-fn log(tx: &rusqlite::Connection, me: Uuid, id: Uuid, change: &automerge::Change, op: Op) -> i64 {
-    tx.execute(
-        "INSERT INTO changes (hash, doc_id, author, time, op, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            change.hash().0.to_vec(),
-            id.to_string(),
-            me.to_string(),
-            now_ms(),
-            op.as_str(),
-            change.raw_bytes()
-        ],
-    )
-    .expect("log");
-    tx.last_insert_rowid()
 }
 
 fn approved(store: &Store) -> usize {
@@ -193,14 +158,16 @@ fn an_enumerator_approving_its_own_record_is_refused_at_the_hub_and_at_hq_behind
     assert_eq!(approved(&hq.store), 0);
     let status: Option<String> = hq
         .store
-        .read(|c| {
-            c.query_row(
-                "SELECT review_status FROM submissions WHERE id = ?1",
-                [rec.to_string()],
-                |r| r.get(0),
-            )
+        .list(&fmp_core::store::Filter {
+            include_deleted: true,
+            ..Default::default()
         })
-        .expect("row");
+        .expect("list")
+        .into_iter()
+        .find(|s| s.submission.id == Some(rec))
+        .expect("row")
+        .review
+        .map(|r| r.status.as_str().to_string());
     assert_eq!(status, None);
 
     // Once the store knows its role (from its join), it refuses by itself.
@@ -493,17 +460,7 @@ fn a_store_of_todays_format_with_certificates_without_roles_opens_and_syncs() {
         sig: old.sig.clone(),
     };
     let blob = postcard::to_stdvec(&legacy).expect("encode");
-    phone
-        .store
-        .write(|tx| -> Result<(), StoreError> {
-            tx.execute(
-                "INSERT OR REPLACE INTO devices (device, cert) VALUES (?1, ?2)",
-                params![id(&phone).to_string(), blob],
-            )
-            .expect("insert");
-            Ok(())
-        })
-        .expect("write");
+    testing::put_raw_certificate(&phone.store, id(&phone), &blob).expect("insert");
     let rec = phone.store.record(submission("ML-GOG", 1)).expect("record");
     phone
         .store

@@ -86,10 +86,7 @@ fn a_cut_sync_resumes_without_resending() {
         "a request whose answer never came is not a round trip"
     );
     drop(c);
-    let first = b
-        .store
-        .read(|c| c.query_row("SELECT count(*) FROM changes", [], |r| r.get::<_, i64>(0)))
-        .expect("count");
+    let first = testing::count_rows(&b.store, "changes").expect("count");
     assert!(first > 0 && first < 150, "{first}");
     let r = sync_in_memory(&a.store, &trust, &b.store, &trust, 2048).expect("resume");
     assert!(

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fmp_core::Submission;
-use fmp_core::store::Store;
+use fmp_core::store::{Store, testing};
 use fmp_hub::client::{self, SyncOptions};
 use fmp_testkit::proxy::{FaultProxy, Faults};
 
@@ -77,21 +77,14 @@ fn record_latency(rows: &mut Vec<Row>) {
         store.record(s.clone()).expect("record");
         lat.push(t.elapsed());
     }
-    let conn = rusqlite::Connection::open(dir.path().join("floor.sqlite3")).expect("db");
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .expect("wal");
-    conn.pragma_update(None, "synchronous", "FULL")
-        .expect("sync");
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, json TEXT)", [])
-        .expect("table");
-    let mut base = Vec::new();
-    for s in subs.iter().cycle().take(300) {
-        let json = s.to_value().to_string();
-        let t = Instant::now();
-        conn.execute("INSERT INTO t (json) VALUES (?1)", [json])
-            .expect("insert");
-        base.push(t.elapsed());
-    }
+    let mut base = testing::bare_insert_timings(
+        &dir.path().join("floor.sqlite3"),
+        subs.iter()
+            .cycle()
+            .take(300)
+            .map(|s| s.to_value().to_string()),
+    )
+    .expect("bare inserts");
     let (p50, f50) = (pct(&mut lat, 0.5), pct(&mut base, 0.5));
     let p99 = pct(&mut lat, 0.99);
     rows.push(row(
@@ -509,16 +502,8 @@ fn report_row(rows: &mut Vec<Row>) {
         env!("CARGO_MANIFEST_DIR"),
         "/../../target/fmp-report-bench-1000000.sqlite3"
     );
-    let conn = rusqlite::Connection::open(db).expect("bench db");
-    let t0 = Instant::now();
-    let _: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM (SELECT fmp, direction, sum(total) FROM submissions WHERE month = '2020-06' GROUP BY fmp, direction)",
-            [],
-            |r| r.get(0),
-        )
-        .expect("aggregate");
-    let floor = ms(t0.elapsed());
+    let floor =
+        ms(testing::month_aggregate_time(std::path::Path::new(db), "2020-06").expect("aggregate"));
     rows.push(row(
         "June report at 1,000,000 submissions",
         format!("{ms_v:.0} ms"),

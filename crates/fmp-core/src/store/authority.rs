@@ -8,7 +8,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{Store, StoreError, sql_err};
+use super::{Reader, Store, StoreError, log::Hash};
 
 const KEY: &str = "hq_authority";
 
@@ -35,8 +35,20 @@ impl Authority {
     }
 }
 
+impl Reader<'_> {
+    /// HQ's identity pinned at join (`None`: no pin).
+    pub fn pinned_authority(&self) -> Result<Option<Authority>, StoreError> {
+        pinned(self.conn).map_err(self.sql())
+    }
+
+    /// Every change of document `doc_id` in this store's log, in log order.
+    pub fn doc_changes(&self, doc_id: &str) -> Result<Vec<DocChange>, StoreError> {
+        doc_changes(self.conn, doc_id).map_err(self.sql())
+    }
+}
+
 /// The pinned authority read on a connection (`None`: no pin).
-pub fn pinned(conn: &Connection) -> rusqlite::Result<Option<Authority>> {
+pub(crate) fn pinned(conn: &Connection) -> rusqlite::Result<Option<Authority>> {
     let v: Option<String> = conn
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([KEY], |r| r.get(0))
@@ -47,7 +59,7 @@ pub fn pinned(conn: &Connection) -> rusqlite::Result<Option<Authority>> {
 impl Store {
     /// HQ's identity pinned at join, if this store joined a hub.
     pub fn pinned_authority(&self) -> Result<Option<Authority>, StoreError> {
-        self.read(pinned)
+        self.snapshot(|r| r.pinned_authority())
     }
 
     /// The authority for the registry and forms: the pinned HQ, or this
@@ -62,9 +74,8 @@ impl Store {
     /// Pins HQ's identity (learned at join through the chain of hubs). A
     /// store already pinned to another HQ refuses it and keeps its pin.
     pub fn pin_authority(&self, hq: &Authority) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let dir = self.dir();
-            if let Some(old) = pinned(tx).map_err(|e| sql_err(dir, e))? {
+        self.transaction(|w| {
+            if let Some(old) = w.pinned_authority()? {
                 if old == *hq {
                     return Ok(());
                 }
@@ -73,11 +84,12 @@ impl Store {
                     offered: hq.device_id,
                 });
             }
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                params![KEY, hq.encode()],
-            )
-            .map_err(|e| sql_err(dir, e))?;
+            w.conn
+                .execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                    params![KEY, hq.encode()],
+                )
+                .map_err(w.sql())?;
             Ok(())
         })
     }
@@ -90,7 +102,7 @@ pub struct DocChange {
     /// Its position in the log.
     pub seq: i64,
     /// Its hash.
-    pub hash: Vec<u8>,
+    pub hash: Hash,
     /// Its author's device id.
     pub author: String,
     /// The peer it was received from (`None`: made here).
@@ -100,7 +112,7 @@ pub struct DocChange {
 }
 
 /// Every change of document `doc_id` in this store's log, in log order.
-pub fn doc_changes(conn: &Connection, doc_id: &str) -> rusqlite::Result<Vec<DocChange>> {
+pub(crate) fn doc_changes(conn: &Connection, doc_id: &str) -> rusqlite::Result<Vec<DocChange>> {
     conn.prepare_cached(
         "SELECT seq, hash, author, origin, bytes FROM changes WHERE doc_id = ?1 ORDER BY seq",
     )?

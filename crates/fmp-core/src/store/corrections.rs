@@ -5,7 +5,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Store, StoreError, roles};
+use super::{Store, StoreError};
 
 /// One record a review sent back to this device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,37 +26,41 @@ pub struct ToCorrect {
 
 impl Store {
     /// The records this device recorded whose review is has_issues or
-    /// rejected, oldest first.
+    /// rejected, oldest first (one snapshot).
     pub fn to_correct(&self) -> Result<Vec<ToCorrect>, StoreError> {
         let me = self.identity.device_id;
-        self.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT s.id, s.fmp, s.review_status, coalesce(s.review_comment, ''),
-                   coalesce(s.review_by, ''),
-                   coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'edit'), 0)
-                     > coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'review'), 0)
-                 FROM submissions s
-                 WHERE s.deleted = 0 AND s.review_status IN ('has_issues', 'rejected')
-                 ORDER BY s.observed_at",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(ToCorrect {
-                        id: r.get(0)?,
-                        fmp: r.get(1)?,
-                        status: r.get(2)?,
-                        comment: r.get(3)?,
-                        by: r.get(4)?,
-                        edited_since: r.get(5)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+        self.snapshot(|r| {
+            let rows = r
+                .conn
+                .prepare_cached(
+                    "SELECT s.id, s.fmp, s.review_status, coalesce(s.review_comment, ''),
+                       coalesce(s.review_by, ''),
+                       coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'edit'), 0)
+                         > coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'review'), 0)
+                     FROM submissions s
+                     WHERE s.deleted = 0 AND s.review_status IN ('has_issues', 'rejected')
+                     ORDER BY s.observed_at",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |r| {
+                        Ok(ToCorrect {
+                            id: r.get(0)?,
+                            fmp: r.get(1)?,
+                            status: r.get(2)?,
+                            comment: r.get(3)?,
+                            by: r.get(4)?,
+                            edited_since: r.get(5)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(r.sql())?;
             let mut out = Vec::new();
             for t in rows {
                 let Ok(id) = Uuid::parse_str(&t.id) else {
                     continue;
                 };
-                if roles::record_author(c, id)? == Some(me) {
+                if r.record_author(id)? == Some(me) {
                     out.push(t);
                 }
             }

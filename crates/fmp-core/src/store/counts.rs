@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
+use super::{Reader, StoreError};
 
 /// A month's live (not deleted) records at some FMPs, by review status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,36 +19,43 @@ pub struct MonthCounts {
     pub has_issues: u64,
 }
 
-/// The counts of `month` (`YYYY-MM`) at the FMPs `keep` accepts.
-pub fn month_counts(
-    conn: &Connection,
-    month: &str,
-    keep: impl Fn(&str) -> bool,
-) -> rusqlite::Result<MonthCounts> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT fmp, coalesce(review_status, ''), count(*) FROM submissions
-         WHERE deleted = 0 AND month = ?1 GROUP BY fmp, review_status",
-    )?;
-    let rows = stmt.query_map([month], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    let mut by: BTreeMap<String, u64> = BTreeMap::new();
-    let mut out = MonthCounts::default();
-    for row in rows {
-        let (fmp, status, n) = row?;
-        if !keep(&fmp) {
-            continue;
+impl Reader<'_> {
+    /// The counts of `month` (`YYYY-MM`) at the FMPs `keep` accepts.
+    pub fn month_counts(
+        &self,
+        month: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<MonthCounts, StoreError> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT fmp, coalesce(review_status, ''), count(*) FROM submissions
+                 WHERE deleted = 0 AND month = ?1 GROUP BY fmp, review_status",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([month], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(self.sql())?;
+        let mut by: BTreeMap<String, u64> = BTreeMap::new();
+        let mut out = MonthCounts::default();
+        for (fmp, status, n) in rows {
+            if !keep(&fmp) {
+                continue;
+            }
+            let n = u64::try_from(n).unwrap_or(0);
+            out.total += n;
+            *by.entry(status).or_default() += n;
         }
-        let n = u64::try_from(n).unwrap_or(0);
-        out.total += n;
-        *by.entry(status).or_default() += n;
+        out.approved = by.get("approved").copied().unwrap_or(0);
+        out.rejected = by.get("rejected").copied().unwrap_or(0);
+        out.has_issues = by.get("has_issues").copied().unwrap_or(0);
+        Ok(out)
     }
-    out.approved = by.get("approved").copied().unwrap_or(0);
-    out.rejected = by.get("rejected").copied().unwrap_or(0);
-    out.has_issues = by.get("has_issues").copied().unwrap_or(0);
-    Ok(out)
 }

@@ -1,16 +1,18 @@
-//! Enrollment facts a hub keeps beside its own tables (`hub_devices`,
-//! created by `fmp-hub`): whether the hub this store joined lets it enroll
-//! devices, device names, and reinstating a revoked device. Statements only;
-//! the hub decides what they mean.
+//! Enrollment facts a hub keeps beside its own tables (`hub_devices`, see
+//! `hub.rs`): whether the hub this store joined lets it enroll devices,
+//! devices by id or name, and reinstating a revoked device. Statements
+//! only; the hub decides what they mean.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
+
+use super::{Reader, StoreError, Writer};
 
 const MAY_ENROLL_KEY: &str = "upstream_may_enroll";
 
 /// Records whether the hub this store joined granted it enrollment (a code
 /// made with `--hub`).
-pub fn set_upstream_may_enroll(conn: &Connection, may_enroll: bool) -> rusqlite::Result<()> {
+fn set_upstream_may_enroll(conn: &Connection, may_enroll: bool) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
         params![MAY_ENROLL_KEY, if may_enroll { "1" } else { "0" }],
@@ -20,7 +22,7 @@ pub fn set_upstream_may_enroll(conn: &Connection, may_enroll: bool) -> rusqlite:
 
 /// Whether the hub this store joined granted it enrollment; `None` if this
 /// store never recorded it (no upstream, or joined before it was kept).
-pub fn upstream_may_enroll(conn: &Connection) -> rusqlite::Result<Option<bool>> {
+fn upstream_may_enroll(conn: &Connection) -> rusqlite::Result<Option<bool>> {
     let v: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = ?1",
@@ -43,7 +45,7 @@ pub struct DeviceMatch {
 }
 
 /// The devices enrolled on a hub whose id or name is `who`, oldest first.
-pub fn devices_matching(conn: &Connection, who: &str) -> rusqlite::Result<Vec<DeviceMatch>> {
+fn devices_matching(conn: &Connection, who: &str) -> rusqlite::Result<Vec<DeviceMatch>> {
     let mut stmt = conn.prepare_cached(
         "SELECT device, name, revoked_at IS NOT NULL FROM hub_devices
          WHERE device = ?1 OR name = ?1 ORDER BY enrolled_at, device",
@@ -59,11 +61,7 @@ pub fn devices_matching(conn: &Connection, who: &str) -> rusqlite::Result<Vec<De
 }
 
 /// The active (not revoked) devices named `name`, other than `except`.
-pub fn active_named(
-    conn: &Connection,
-    name: &str,
-    except: Uuid,
-) -> rusqlite::Result<Vec<DeviceMatch>> {
+fn active_named(conn: &Connection, name: &str, except: Uuid) -> rusqlite::Result<Vec<DeviceMatch>> {
     Ok(devices_matching(conn, name)?
         .into_iter()
         .filter(|d| d.name == name && !d.revoked && d.device != except.to_string())
@@ -72,9 +70,42 @@ pub fn active_named(
 
 /// Lifts the revocation of a device (its key and FMPs stay as they were);
 /// the number of devices reinstated (0 if it is unknown or not revoked).
-pub fn reinstate_device(conn: &Connection, device: Uuid) -> rusqlite::Result<usize> {
+fn reinstate_device(conn: &Connection, device: Uuid) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE hub_devices SET revoked_at = NULL WHERE device = ?1 AND revoked_at IS NOT NULL",
         [device.to_string()],
     )
+}
+
+impl Reader<'_> {
+    /// Whether the hub this store joined granted it enrollment; `None` if
+    /// this store never recorded it (no upstream, or joined before it was kept).
+    pub fn upstream_may_enroll(&self) -> Result<Option<bool>, StoreError> {
+        upstream_may_enroll(self.conn).map_err(self.sql())
+    }
+
+    /// The devices enrolled here whose id or name is `who`, oldest first.
+    pub fn devices_matching(&self, who: &str) -> Result<Vec<DeviceMatch>, StoreError> {
+        devices_matching(self.conn, who).map_err(self.sql())
+    }
+
+    /// The active (not revoked) devices named `name`, other than `except`.
+    pub fn active_named(&self, name: &str, except: Uuid) -> Result<Vec<DeviceMatch>, StoreError> {
+        active_named(self.conn, name, except).map_err(self.sql())
+    }
+}
+
+impl Writer<'_> {
+    /// Records whether the hub this store joined granted it enrollment.
+    pub fn set_upstream_may_enroll(&self, may_enroll: bool) -> Result<(), StoreError> {
+        set_upstream_may_enroll(self.conn, may_enroll).map_err(self.sql())
+    }
+
+    /// Lifts the revocation of a device (its key and FMPs stay as they
+    /// were); the number reinstated (0 if it is unknown or not revoked).
+    pub fn reinstate_device(&self, device: Uuid) -> Result<usize, StoreError> {
+        let n = reinstate_device(self.conn, device).map_err(self.sql())?;
+        self.trust_changed()?;
+        Ok(n)
+    }
 }

@@ -5,7 +5,7 @@
 use rusqlite::OptionalExtension;
 use uuid::Uuid;
 
-use super::{Store, StoreError, sql_err};
+use super::{Reader, Store, StoreError};
 
 fn key(peer: Uuid) -> String {
     format!("link_max_bytes:{peer}")
@@ -15,30 +15,28 @@ fn refused_key(peer: Uuid) -> String {
     format!("refused_by:{peer}")
 }
 
+impl Reader<'_> {
+    /// A `meta` value of this module's (`None`: not recorded).
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut st| st.query_row([key], |r| r.get(0)).optional())
+            .map_err(self.sql())
+    }
+}
+
 impl Store {
     /// The message size (bytes) learnt for the link to `peer` by the last
     /// sync with it; `None` if none was recorded (or it is unreadable).
     pub fn link_max_bytes(&self, peer: Uuid) -> Result<Option<u32>, StoreError> {
-        let v: Option<String> = self.read(|c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", [key(peer)], |r| {
-                r.get(0)
-            })
-            .optional()
-        })?;
+        let v = self.snapshot(|r| r.meta(&key(peer)))?;
         Ok(v.and_then(|s| s.parse().ok()))
     }
 
     /// Why `peer` last refused this device outright (revoked, unknown), and
     /// when (ms since the epoch); `None` once a sync with it got through.
     pub fn refused_by(&self, peer: Uuid) -> Result<Option<(i64, String)>, StoreError> {
-        let v: Option<String> = self.read(|c| {
-            c.query_row(
-                "SELECT value FROM meta WHERE key = ?1",
-                [refused_key(peer)],
-                |r| r.get(0),
-            )
-            .optional()
-        })?;
+        let v = self.snapshot(|r| r.meta(&refused_key(peer)))?;
         Ok(v.and_then(|s| {
             let (at, why) = s.split_once('\t')?;
             Some((at.parse().ok()?, why.to_string()))
@@ -52,27 +50,30 @@ impl Store {
         peer: Uuid,
         refusal: Option<(i64, &str)>,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.transaction(|w| {
             match refusal {
-                Some((at, why)) => tx.execute(
+                Some((at, why)) => w.conn.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
                     [refused_key(peer), format!("{at}\t{why}")],
                 ),
-                None => tx.execute("DELETE FROM meta WHERE key = ?1", [refused_key(peer)]),
+                None => w
+                    .conn
+                    .execute("DELETE FROM meta WHERE key = ?1", [refused_key(peer)]),
             }
-            .map_err(|e| sql_err(&self.dir, e))?;
+            .map_err(w.sql())?;
             Ok(())
         })
     }
 
     /// Records the message size that gets through to `peer`.
     pub fn set_link_max_bytes(&self, peer: Uuid, max_bytes: u32) -> Result<(), StoreError> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                [key(peer), max_bytes.to_string()],
-            )
-            .map_err(|e| sql_err(&self.dir, e))?;
+        self.transaction(|w| {
+            w.conn
+                .execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                    [key(peer), max_bytes.to_string()],
+                )
+                .map_err(w.sql())?;
             Ok(())
         })
     }

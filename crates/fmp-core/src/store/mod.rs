@@ -352,10 +352,7 @@ impl Store {
     /// sync applied changes to them). A document that does not read as a
     /// valid registry or form is skipped: the previous one stays in force.
     pub fn reload_reference(&self) -> Result<(), StoreError> {
-        let (registry, forms) = {
-            let conn = self.lock();
-            load_reference(&conn).map_err(|e| sql_err(&self.dir, e))?
-        };
+        let (registry, forms) = self.read(load_reference)?;
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
         *self.forms.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(forms);
         Ok(())
@@ -459,23 +456,9 @@ impl Store {
         let change = d
             .get_last_local_change()
             .ok_or_else(|| StoreError::Patch("no change to log".into()))?;
-        tx.execute(
-            "INSERT OR REPLACE INTO documents (id, kind, data) VALUES (?1, ?2, ?3)",
-            params![id, kind, d.save()],
-        )
-        .map_err(sql)?;
-        tx.execute(
-            "INSERT INTO changes (hash, doc_id, author, time, op, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                change.hash().0.to_vec(),
-                id,
-                self.identity.device_id.to_string(),
-                now,
-                op,
-                change.raw_bytes()
-            ],
-        )
-        .map_err(sql)?;
+        let new = [self.local_change(&change, op, now)];
+        log::save_document(tx, log::DocWrite::Upsert, kind, id, &d.save(), &new, None)
+            .map_err(sql)?;
         Ok(true)
     }
 
@@ -485,28 +468,36 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs read-only queries on the database.
+    /// Runs read-only queries on one consistent snapshot, on a reader
+    /// connection (see [`Store::snapshot`]).
     pub fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let conn = self.lock();
-        f(&conn).map_err(|e| sql_err(&self.dir, e))
+        self.snapshot(|r| f(r.conn).map_err(r.sql()))
     }
 
-    /// Runs `f` with the database connection on one consistent snapshot
-    /// (read-only use: reports, exports): inside a read transaction, so what
-    /// another connection commits meanwhile (`fmp serve` applying a sync in
-    /// another process) is not seen half-way through `f`'s statements.
+    /// Runs `f` with a database connection on one consistent snapshot
+    /// (read-only use: reports, exports), on a reader connection: what a
+    /// write commits meanwhile is not seen half-way through `f`.
     pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        let conn = self.lock();
-        let began = conn.execute_batch("BEGIN DEFERRED").is_ok();
-        let out = f(&conn);
-        if began {
-            // Nothing was written: ending the read cannot lose anything.
-            let _ = conn.execute_batch("COMMIT");
+        let mut f = Some(f);
+        let mut out = None;
+        let done = self.snapshot(|r| -> Result<(), StoreError> {
+            if let Some(f) = f.take() {
+                out = Some(f(r.conn));
+            }
+            Ok(())
+        });
+        match (out, f) {
+            (Some(v), _) => v,
+            // No snapshot could begin: run on the writer's connection as is.
+            (None, Some(f)) => {
+                let _ = done;
+                f(&self.lock())
+            }
+            (None, None) => unreachable!("f ran but gave no value"),
         }
-        out
     }
 
     /// Runs `f` in one immediate transaction, committed (durably) only if it returns `Ok`.
@@ -526,8 +517,7 @@ impl Store {
     /// The FMPs this device is enrolled for (set when it joins a hub);
     /// `None`: not restricted.
     pub fn enrolled_fmps(&self) -> Result<Option<Vec<String>>, StoreError> {
-        let conn = self.lock();
-        enrolled_fmps(&conn).map_err(|e| sql_err(&self.dir, e))
+        self.read(enrolled_fmps)
     }
 
     /// Restricts `record` and `edit` to these FMPs (`None`: lifts it).
@@ -549,8 +539,7 @@ impl Store {
     /// `None`: not set (never joined, or joined before roles existed), and
     /// not restricted here: the hubs it syncs with judge its changes.
     pub fn role(&self) -> Result<Option<Role>, StoreError> {
-        let conn = self.lock();
-        roles::role(&conn).map_err(|e| sql_err(&self.dir, e))
+        self.read(roles::role)
     }
 
     /// Sets the role this device was enrolled with (`None`: clears it).
@@ -568,8 +557,7 @@ impl Store {
     /// Submissions (not deleted) flagged for review: conflicting
     /// concurrent values, or a merged state that fails validation.
     pub fn flagged(&self) -> Result<i64, StoreError> {
-        let conn = self.lock();
-        roles::flagged(&conn).map_err(|e| sql_err(&self.dir, e))
+        self.read(roles::flagged)
     }
 
     /// Refuses `what` on a colleague's submission if this device is an enumerator's phone.
@@ -653,19 +641,6 @@ impl Store {
             }));
         }
         let id_str = id.to_string();
-        // The primary key refuses an id already stored (no separate lookup).
-        tx.prepare_cached("INSERT INTO documents (id, kind, data) VALUES (?1, 'submission', ?2)")
-            .and_then(|mut st| st.execute(params![id_str, d.save()]))
-            .map_err(|e| {
-                if is_primary_key_violation(&e) {
-                    StoreError::Duplicate(id_str.clone())
-                } else {
-                    sql(e)
-                }
-            })?;
-        let seq = self
-            .log_change(tx, &id_str, &change, Op::Record, now)
-            .map_err(sql)?;
         // The state just written is the validated submission itself: no
         // review, not deleted, no conflicts (materializing it from the
         // document gives the same row; see the store's tests).
@@ -675,7 +650,24 @@ impl Store {
             deleted: false,
             conflicts: Vec::new(),
         };
-        materialize::write_row(tx, &state, seq).map_err(sql)?;
+        let new = [self.local_change(&change, Op::Record.as_str(), now.timestamp_millis())];
+        // The primary key refuses an id already stored (no separate lookup).
+        log::save_document(
+            tx,
+            log::DocWrite::Insert,
+            "submission",
+            &id_str,
+            &d.save(),
+            &new,
+            Some((&state, false)),
+        )
+        .map_err(|e| {
+            if is_primary_key_violation(&e) {
+                StoreError::Duplicate(id_str.clone())
+            } else {
+                sql(e)
+            }
+        })?;
         Ok(id)
     }
 
@@ -762,80 +754,85 @@ impl Store {
 
     /// The current state of one submission, with its conflicts.
     pub fn get(&self, id: Uuid) -> Result<StoredSubmission, StoreError> {
-        let conn = self.lock();
-        let d = load_doc_conn(&conn, &self.dir, id)?;
-        Ok(doc::read_submission(&d)?)
+        self.snapshot(|r| {
+            let d = load_doc_conn(r.conn, &self.dir, id)?;
+            Ok(doc::read_submission(&d)?)
+        })
     }
 
     /// Submissions matching a filter, ordered by observation time then id.
     pub fn list(&self, filter: &Filter) -> Result<Vec<StoredSubmission>, StoreError> {
-        let conn = self.lock();
-        let rows = query::list(&conn, filter).map_err(|e| sql_err(&self.dir, e))?;
-        rows.into_iter()
-            .map(|(mut s, has_conflicts)| {
-                if has_conflicts && let Some(id) = s.submission.id {
-                    s.conflicts =
-                        doc::read_submission(&load_doc_conn(&conn, &self.dir, id)?)?.conflicts;
-                }
-                Ok(s)
-            })
-            .collect()
+        self.snapshot(|r| {
+            let conn = r.conn;
+            let rows = query::list(conn, filter).map_err(|e| sql_err(&self.dir, e))?;
+            rows.into_iter()
+                .map(|(mut s, has_conflicts)| {
+                    if has_conflicts && let Some(id) = s.submission.id {
+                        s.conflicts =
+                            doc::read_submission(&load_doc_conn(conn, &self.dir, id)?)?.conflicts;
+                    }
+                    Ok(s)
+                })
+                .collect()
+        })
     }
 
     /// The changes of one submission, oldest first.
     pub fn history(&self, id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT c.seq, c.hash, c.author, c.time, c.op,
+        self.snapshot(|r| {
+            let conn = r.conn;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT c.seq, c.hash, c.author, c.time, c.op,
                    CASE WHEN c.author = ?2 THEN ?3 ELSE coalesce(u.name, d.name) END, c.bytes
                  FROM changes c LEFT JOIN hub_upstream u ON u.hub = c.author
                  LEFT JOIN hub_devices d ON d.device = c.author
                  WHERE c.doc_id = ?1 ORDER BY c.seq",
-            )
-            .map_err(|e| sql_err(&self.dir, e))?;
-        let rows = stmt
-            .query_map(
-                rusqlite::params![
-                    id.to_string(),
-                    self.identity.device_id.to_string(),
-                    self.identity.name
-                ],
-                |r| {
-                    let hash: Vec<u8> = r.get(1)?;
-                    let ms: i64 = r.get(3)?;
-                    Ok((
-                        HistoryEntry {
-                            seq: r.get(0)?,
-                            hash: hex::encode(hash),
-                            author: r.get(2)?,
-                            author_name: r.get(5)?,
-                            fields: Vec::new(),
-                            time: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
-                            op: r.get(4)?,
-                        },
-                        r.get::<_, Vec<u8>>(6)?,
-                    ))
-                },
-            )
-            .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| sql_err(&self.dir, e))?;
-        if rows.is_empty() {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        // The fields each change wrote, read against the document.
-        let d = load_doc_conn(&conn, &self.dir, id).ok();
-        Ok(rows
-            .into_iter()
-            .map(|(mut e, bytes)| {
-                if e.op != Op::Record.as_str()
-                    && let Some(d) = &d
-                {
-                    e.fields = doc::fields_touched(d, &bytes);
-                }
-                e
-            })
-            .collect())
+                )
+                .map_err(|e| sql_err(&self.dir, e))?;
+            let rows = stmt
+                .query_map(
+                    rusqlite::params![
+                        id.to_string(),
+                        self.identity.device_id.to_string(),
+                        self.identity.name
+                    ],
+                    |r| {
+                        let hash: Vec<u8> = r.get(1)?;
+                        let ms: i64 = r.get(3)?;
+                        Ok((
+                            HistoryEntry {
+                                seq: r.get(0)?,
+                                hash: hex::encode(hash),
+                                author: r.get(2)?,
+                                author_name: r.get(5)?,
+                                fields: Vec::new(),
+                                time: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+                                op: r.get(4)?,
+                            },
+                            r.get::<_, Vec<u8>>(6)?,
+                        ))
+                    },
+                )
+                .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| sql_err(&self.dir, e))?;
+            if rows.is_empty() {
+                return Err(StoreError::NotFound(id.to_string()));
+            }
+            // The fields each change wrote, read against the document.
+            let d = load_doc_conn(conn, &self.dir, id).ok();
+            Ok(rows
+                .into_iter()
+                .map(|(mut e, bytes)| {
+                    if e.op != Op::Record.as_str()
+                        && let Some(d) = &d
+                    {
+                        e.fields = doc::fields_touched(d, &bytes);
+                    }
+                    e
+                })
+                .collect())
+        })
     }
 
     fn load_doc(&self, tx: &Transaction<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
@@ -859,40 +856,39 @@ impl Store {
         let change = d
             .get_last_local_change()
             .ok_or_else(|| StoreError::Patch("no change to log".into()))?;
-        let id_str = id.to_string();
-        tx.prepare_cached("UPDATE documents SET data = ?2 WHERE id = ?1")
-            .and_then(|mut st| st.execute(params![id_str, d.save()]))
-            .map_err(sql)?;
-        let seq = self
-            .log_change(tx, &id_str, &change, op, now)
-            .map_err(sql)?;
         let state = doc::read_submission(d)?;
         let invalid = self.check_received(&state).is_err();
-        materialize::write_row_flagged(tx, &state, seq, invalid).map_err(sql)?;
+        let new = [self.local_change(&change, op.as_str(), now.timestamp_millis())];
+        let data = d.save();
+        log::save_document(
+            tx,
+            log::DocWrite::Upsert,
+            "submission",
+            &id.to_string(),
+            &data,
+            &new,
+            Some((&state, invalid)),
+        )
+        .map_err(sql)?;
         Ok(state)
     }
 
-    /// Appends a change made here to the change log; returns its `seq`.
-    fn log_change(
+    /// A change made here (at `time`, ms), as the log takes it.
+    fn local_change<'c>(
         &self,
-        tx: &Transaction<'_>,
-        doc_id: &str,
-        change: &automerge::Change,
-        op: Op,
-        now: DateTime<Utc>,
-    ) -> rusqlite::Result<i64> {
-        tx.prepare_cached(
-            "INSERT INTO changes (hash, doc_id, author, time, op, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            change.hash().0.as_slice(),
-            doc_id,
-            self.identity.device_id.to_string(),
-            now.timestamp_millis(),
-            op.as_str(),
-            change.raw_bytes()
-        ])?;
-        Ok(tx.last_insert_rowid())
+        change: &'c automerge::Change,
+        op: &'c str,
+        time: i64,
+    ) -> log::NewChange<'c> {
+        log::NewChange {
+            hash: change.hash().0,
+            author: self.identity.device_id,
+            time,
+            op,
+            bytes: change.raw_bytes(),
+            origin: None,
+            bundle: None,
+        }
     }
 }
 

@@ -8,8 +8,34 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
+use super::{Reader, StoreError, Writer};
+
+impl Reader<'_> {
+    /// True if `device` already used `nonce` in a request remembered here.
+    pub fn nonce_seen(&self, device: Uuid, nonce: &str) -> Result<bool, StoreError> {
+        seen(self.conn, device, nonce).map_err(self.sql())
+    }
+}
+
+impl Writer<'_> {
+    /// Remembers a request's (device, nonce, signed time in seconds since
+    /// the epoch) and forgets the nonces signed before `forget_before`;
+    /// false if that nonce was remembered already (a replay).
+    pub fn remember_nonce(
+        &self,
+        device: Uuid,
+        nonce: &str,
+        time: i64,
+        forget_before: i64,
+    ) -> Result<bool, StoreError> {
+        let fresh = remember(self.conn, device, nonce, time).map_err(self.sql())?;
+        prune(self.conn, forget_before).map_err(self.sql())?;
+        Ok(fresh)
+    }
+}
+
 /// True if `device` already used `nonce` in a request remembered here.
-pub fn seen(conn: &Connection, device: Uuid, nonce: &str) -> rusqlite::Result<bool> {
+fn seen(conn: &Connection, device: Uuid, nonce: &str) -> rusqlite::Result<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM request_nonces WHERE device = ?1 AND nonce = ?2")?
         .query_row(params![device.to_string(), nonce], |_| Ok(()))
@@ -19,7 +45,7 @@ pub fn seen(conn: &Connection, device: Uuid, nonce: &str) -> rusqlite::Result<bo
 
 /// Remembers a request's (device, nonce, signed time in seconds since the
 /// epoch); false if that nonce was remembered already (a replay).
-pub fn remember(conn: &Connection, device: Uuid, nonce: &str, time: i64) -> rusqlite::Result<bool> {
+fn remember(conn: &Connection, device: Uuid, nonce: &str, time: i64) -> rusqlite::Result<bool> {
     let n = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO request_nonces (device, nonce, time) VALUES (?1, ?2, ?3)",
@@ -30,7 +56,7 @@ pub fn remember(conn: &Connection, device: Uuid, nonce: &str, time: i64) -> rusq
 
 /// Forgets the nonces of requests signed before `before` (seconds since
 /// the epoch); the number forgotten.
-pub fn prune(conn: &Connection, before: i64) -> rusqlite::Result<usize> {
+fn prune(conn: &Connection, before: i64) -> rusqlite::Result<usize> {
     conn.prepare_cached("DELETE FROM request_nonces WHERE time < ?1")?
         .execute([before])
 }

@@ -37,17 +37,21 @@ impl Store {
              FROM peers p LEFT JOIN hub_upstream u ON u.hub = p.peer
              LEFT JOIN hub_devices d ON d.device = p.peer ORDER BY p.synced_at DESC"
         );
-        self.read(|c| {
-            c.prepare(&sql)?
-                .query_map([], |r| {
-                    Ok(PeerProgress {
-                        peer: r.get(0)?,
-                        name: r.get(1)?,
-                        pending: r.get(2)?,
-                        last_sync_ms: r.get(3)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
+        self.snapshot(|r| {
+            r.conn
+                .prepare(&sql)
+                .and_then(|mut st| {
+                    st.query_map([], |row| {
+                        Ok(PeerProgress {
+                            peer: row.get(0)?,
+                            name: row.get(1)?,
+                            pending: row.get(2)?,
+                            last_sync_ms: row.get(3)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(r.sql())
         })
     }
 
@@ -56,17 +60,20 @@ impl Store {
     /// first forward to the hub it joined); with no peer, the changes made
     /// here (a store that joined no hub yet).
     pub fn never_sent_to(&self, peer: Option<Uuid>) -> Result<i64, StoreError> {
-        self.read(|c| match peer {
-            Some(p) => c.query_row(
-                "SELECT count(*) FROM changes WHERE origin IS NULL OR origin != ?1",
-                params![p.to_string()],
-                |r| r.get(0),
-            ),
-            None => c.query_row(
-                "SELECT count(*) FROM changes WHERE origin IS NULL",
-                [],
-                |r| r.get(0),
-            ),
+        self.snapshot(|r| {
+            match peer {
+                Some(p) => r.conn.query_row(
+                    "SELECT count(*) FROM changes WHERE origin IS NULL OR origin != ?1",
+                    params![p.to_string()],
+                    |row| row.get(0),
+                ),
+                None => r.conn.query_row(
+                    "SELECT count(*) FROM changes WHERE origin IS NULL",
+                    [],
+                    |row| row.get(0),
+                ),
+            }
+            .map_err(r.sql())
         })
     }
 }

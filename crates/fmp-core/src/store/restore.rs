@@ -30,6 +30,8 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
+use super::{Reader, StoreError, Writer};
+
 /// What a store knows of its own restore, for `fmp status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RestoreState {
@@ -42,6 +44,84 @@ pub struct RestoreState {
     pub taken_back: i64,
     /// The actor epoch this store writes under.
     pub epoch: u32,
+}
+
+impl Reader<'_> {
+    /// The actor epoch this store writes under (0 if never restored).
+    pub fn actor_epoch(&self) -> Result<u32, StoreError> {
+        epoch(self.conn).map_err(self.sql())
+    }
+
+    /// What this store knows of its restore, for `fmp status`.
+    pub fn restore_state(&self) -> Result<RestoreState, StoreError> {
+        state(self.conn, self.store.identity.device_id).map_err(self.sql())
+    }
+
+    /// True if this store knows it was restored and has not yet completed
+    /// a sync, as a client, since: its requests ask for its own changes back.
+    pub fn wants_own_back(&self) -> Result<bool, StoreError> {
+        wants_own_back(self.conn).map_err(self.sql())
+    }
+
+    /// True if a restore was detected and no sync completed since.
+    pub fn needs_heal(&self) -> Result<bool, StoreError> {
+        needs_heal(self.conn).map_err(self.sql())
+    }
+
+    /// True if this store was restored after a peer's cursor row was last
+    /// written (`synced_at`, ms; `None`: no row): the peer has not synced
+    /// with it since, and its pull cursor may point past positions given
+    /// to other changes since.
+    pub fn before_restore(&self, synced_at: Option<i64>) -> Result<bool, StoreError> {
+        before_restore(self.conn, synced_at).map_err(self.sql())
+    }
+
+    /// True if this store's log holds a change received from `peer`: a peer
+    /// with no cursor row that pushes from past 0 either lost its cursor or
+    /// met a copy of this store taken before its first sync.
+    pub fn holds_from(&self, peer: Uuid) -> Result<bool, StoreError> {
+        holds_from(self.conn, peer).map_err(self.sql())
+    }
+
+    /// Up to where this store's log is offered again whole to `peer` (0: not).
+    pub fn reoffer_until(&self, peer: Uuid) -> Result<i64, StoreError> {
+        reoffer_until(self.conn, peer).map_err(self.sql())
+    }
+}
+
+impl Writer<'_> {
+    /// Records that this store was restored from an older copy (a peer
+    /// holds its log up to `mark`, or its cursors run past this store's
+    /// log): a new detection moves the store to a fresh actor epoch. True
+    /// if it was new.
+    pub fn mark_restored(&self, mark: Option<i64>) -> Result<bool, StoreError> {
+        mark_restored(self.conn, self.store.identity.device_id, mark).map_err(self.sql())
+    }
+
+    /// A sync this store ran as a client completed while it wanted its own
+    /// changes back: it has them; the restore is healed.
+    pub fn mark_taken_back(&self) -> Result<(), StoreError> {
+        mark_taken_back(self.conn, self.store.identity.device_id).map_err(self.sql())
+    }
+
+    /// Records that a sync completed after a detected restore (a no-op if
+    /// none is healing); moves to a fresh epoch again if a change taken
+    /// back carries the current one.
+    pub fn mark_healed(&self) -> Result<(), StoreError> {
+        mark_healed(self.conn, self.store.identity.device_id).map_err(self.sql())
+    }
+
+    /// Offers this store's log to `peer` again whole up to `upto`.
+    pub fn set_reoffer(&self, peer: Uuid, upto: i64) -> Result<(), StoreError> {
+        set_reoffer(self.conn, peer, upto).map_err(self.sql())
+    }
+
+    /// Sets the progress recorded with `peer` to exactly these values,
+    /// lower ones included, keeping its last sync time: after a restore,
+    /// the cursors that ran past the restored log are moved back.
+    pub fn reset_peer_cursor(&self, peer: Uuid, pulled: i64, acked: i64) -> Result<(), StoreError> {
+        reset_peer_cursor(self.conn, peer, pulled, acked).map_err(self.sql())
+    }
 }
 
 fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
@@ -57,7 +137,7 @@ fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
 }
 
 /// The actor epoch this store writes under (0 if never restored).
-pub fn epoch(conn: &Connection) -> rusqlite::Result<u32> {
+pub(crate) fn epoch(conn: &Connection) -> rusqlite::Result<u32> {
     Ok(meta(conn, "actor_epoch")?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
@@ -66,7 +146,7 @@ pub fn epoch(conn: &Connection) -> rusqlite::Result<u32> {
 /// The highest actor epoch among the changes of `device` in this store's
 /// log: what it wrote here and what it took back from peers, or, with
 /// `received_only`, only what came back from peers.
-pub fn max_logged_epoch(
+pub(crate) fn max_logged_epoch(
     conn: &Connection,
     device: Uuid,
     received_only: bool,
@@ -94,7 +174,11 @@ pub fn max_logged_epoch(
 /// detected restore is still healing, and, with a mark, above the last
 /// one) moves the store to an epoch above every epoch of its changes here,
 /// so it never reuses a sequence number. Returns true if it was new.
-pub fn mark_restored(conn: &Connection, device: Uuid, mark: Option<i64>) -> rusqlite::Result<bool> {
+pub(crate) fn mark_restored(
+    conn: &Connection,
+    device: Uuid,
+    mark: Option<i64>,
+) -> rusqlite::Result<bool> {
     let last: Option<i64> = meta(conn, "restore_mark")?.and_then(|v| v.parse().ok());
     if let (Some(l), Some(m)) = (last, mark)
         && l >= m
@@ -129,13 +213,13 @@ fn begin(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
 
 /// True if this store knows it was restored and has not yet completed a
 /// sync, as a client, since: its requests ask for its own changes back.
-pub fn wants_own_back(conn: &Connection) -> rusqlite::Result<bool> {
+pub(crate) fn wants_own_back(conn: &Connection) -> rusqlite::Result<bool> {
     Ok(meta(conn, "take_back")?.is_some())
 }
 
 /// A sync this store ran as a client completed while it wanted its own
 /// changes back: it has them; the restore is healed (see [`mark_healed`]).
-pub fn mark_taken_back(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
+pub(crate) fn mark_taken_back(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM meta WHERE key = 'take_back'")?
         .execute([])?;
     mark_healed(conn, device)
@@ -153,7 +237,7 @@ fn fresh_epoch(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
 /// The identity on disk of the database file: its inode, with its birth
 /// time where the file system tells it (a freed inode is soon reused). A
 /// copy put in its place, as a restore from a backup does, has another.
-pub fn file_id(path: &Path) -> Option<String> {
+pub(crate) fn file_id(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     let born = m
@@ -169,7 +253,7 @@ pub fn file_id(path: &Path) -> Option<String> {
 
 /// True if the database file is not the one this store last recorded
 /// (`file` from [`file_id`]).
-pub fn file_changed(conn: &Connection, file: &str) -> rusqlite::Result<bool> {
+pub(crate) fn file_changed(conn: &Connection, file: &str) -> rusqlite::Result<bool> {
     Ok(meta(conn, "db_file")?.as_deref() != Some(file))
 }
 
@@ -179,7 +263,7 @@ pub fn file_changed(conn: &Connection, file: &str) -> rusqlite::Result<bool> {
 /// a record edited before the first sync after the restore reuses no
 /// sequence number of its older self) and asks its peers for its own
 /// changes back at its next sync.
-pub fn take_file(conn: &Connection, device: Uuid, file: &str) -> rusqlite::Result<()> {
+pub(crate) fn take_file(conn: &Connection, device: Uuid, file: &str) -> rusqlite::Result<()> {
     if meta(conn, "db_file")?.is_some() {
         begin(conn, device)?;
         set_meta(conn, "take_back", "1")?;
@@ -192,7 +276,7 @@ pub fn take_file(conn: &Connection, device: Uuid, file: &str) -> rusqlite::Resul
 /// this store since its last restore. Its pull cursor is about the store
 /// before the restore and may point past positions the store has given to
 /// other changes since.
-pub fn before_restore(conn: &Connection, synced_at: Option<i64>) -> rusqlite::Result<bool> {
+pub(crate) fn before_restore(conn: &Connection, synced_at: Option<i64>) -> rusqlite::Result<bool> {
     let Some(at) = meta(conn, "restored_at_ms")?.and_then(|v| v.parse::<i64>().ok()) else {
         return Ok(false);
     };
@@ -200,7 +284,7 @@ pub fn before_restore(conn: &Connection, synced_at: Option<i64>) -> rusqlite::Re
 }
 
 /// True if a restore was detected and no sync completed since.
-pub fn needs_heal(conn: &Connection) -> rusqlite::Result<bool> {
+pub(crate) fn needs_heal(conn: &Connection) -> rusqlite::Result<bool> {
     Ok(meta(conn, "restored_at")?.is_some() && meta(conn, "healed_at")?.is_none())
 }
 
@@ -208,7 +292,7 @@ pub fn needs_heal(conn: &Connection) -> rusqlite::Result<bool> {
 /// with no cursor row that pushes from past 0 either lost its cursor (this
 /// store holds what it sent) or met a copy of this store taken before its
 /// first sync (this store holds nothing from it).
-pub fn holds_from(conn: &Connection, peer: Uuid) -> rusqlite::Result<bool> {
+pub(crate) fn holds_from(conn: &Connection, peer: Uuid) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM changes WHERE origin = ?1)",
         [peer.to_string()],
@@ -218,12 +302,12 @@ pub fn holds_from(conn: &Connection, peer: Uuid) -> rusqlite::Result<bool> {
 
 /// Offers this store's log to `peer` again whole (what it received from
 /// the peer too) up to `upto`: the peer was restored and may lack it.
-pub fn set_reoffer(conn: &Connection, peer: Uuid, upto: i64) -> rusqlite::Result<()> {
+pub(crate) fn set_reoffer(conn: &Connection, peer: Uuid, upto: i64) -> rusqlite::Result<()> {
     set_meta(conn, &format!("reoffer:{peer}"), &upto.to_string())
 }
 
 /// Up to where this store's log is offered again whole to `peer` (0: not).
-pub fn reoffer_until(conn: &Connection, peer: Uuid) -> rusqlite::Result<i64> {
+pub(crate) fn reoffer_until(conn: &Connection, peer: Uuid) -> rusqlite::Result<i64> {
     Ok(meta(conn, &format!("reoffer:{peer}"))?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
@@ -232,7 +316,7 @@ pub fn reoffer_until(conn: &Connection, peer: Uuid) -> rusqlite::Result<i64> {
 /// Records that a sync completed after a detected restore (no-op if the
 /// store was never restored or is healed already). Moves the store to a
 /// fresh epoch again if a change taken back carries its current one.
-pub fn mark_healed(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
+pub(crate) fn mark_healed(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
     if !needs_heal(conn)? {
         return Ok(());
     }
@@ -247,7 +331,7 @@ pub fn mark_healed(conn: &Connection, device: Uuid) -> rusqlite::Result<()> {
 }
 
 /// What this store knows of its restore.
-pub fn state(conn: &Connection, device: Uuid) -> rusqlite::Result<RestoreState> {
+pub(crate) fn state(conn: &Connection, device: Uuid) -> rusqlite::Result<RestoreState> {
     let detected_at = meta(conn, "restored_at")?;
     let taken_back = if detected_at.is_some() {
         conn.query_row(
@@ -269,7 +353,7 @@ pub fn state(conn: &Connection, device: Uuid) -> rusqlite::Result<RestoreState> 
 /// Sets the progress recorded with `peer` to exactly these values (lower
 /// ones included), keeping its last sync time: after a restore, the
 /// cursors that ran past the restored log are moved back.
-pub fn reset_peer_cursor(
+pub(crate) fn reset_peer_cursor(
     conn: &Connection,
     peer: Uuid,
     pulled: i64,

@@ -11,9 +11,36 @@ use crate::reference::Registry;
 use crate::role::Role;
 use crate::validate::{ValidationError, validate_received};
 
+use super::{Reader, StoreError};
+
+impl Reader<'_> {
+    /// The role this store was enrolled with; `None`: not set.
+    pub fn role(&self) -> Result<Option<Role>, StoreError> {
+        role(self.conn).map_err(self.sql())
+    }
+
+    /// The device whose change first brought submission `id` into this
+    /// store (its record): the owner an enumerator's rights are judged by.
+    pub fn record_author(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
+        record_author(self.conn, id).map_err(self.sql())
+    }
+
+    /// The registry and forms in force in this snapshot (its synced
+    /// documents, else the built-in ones): what received submissions are
+    /// validated against, read inside the write that applies them.
+    pub fn reference(&self) -> Result<(Registry, Forms), StoreError> {
+        reference_in(self.conn).map_err(self.sql())
+    }
+
+    /// Number of submissions (not deleted) flagged for review.
+    pub fn flagged(&self) -> Result<i64, StoreError> {
+        flagged(self.conn).map_err(self.sql())
+    }
+}
+
 /// The role this store was enrolled with (`meta.role`, set by a join);
 /// `None`: not set (never joined, or joined before roles existed).
-pub fn role(conn: &Connection) -> rusqlite::Result<Option<Role>> {
+pub(crate) fn role(conn: &Connection) -> rusqlite::Result<Option<Role>> {
     let v: Option<String> = conn
         .prepare_cached("SELECT value FROM meta WHERE key = 'role'")?
         .query_row([], |r| r.get(0))
@@ -22,7 +49,7 @@ pub fn role(conn: &Connection) -> rusqlite::Result<Option<Role>> {
 }
 
 /// Sets (or, with `None`, clears) the role this store was enrolled with.
-pub fn set_role(conn: &Connection, role: Option<Role>) -> rusqlite::Result<()> {
+pub(crate) fn set_role(conn: &Connection, role: Option<Role>) -> rusqlite::Result<()> {
     match role {
         Some(r) => conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('role', ?1)",
@@ -35,7 +62,7 @@ pub fn set_role(conn: &Connection, role: Option<Role>) -> rusqlite::Result<()> {
 
 /// The device whose change first brought submission `id` into this store
 /// (its record change): the owner an enumerator's rights are judged by.
-pub fn record_author(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<Uuid>> {
+pub(crate) fn record_author(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<Uuid>> {
     let a: Option<String> = conn
         .prepare_cached("SELECT author FROM changes WHERE doc_id = ?1 ORDER BY seq LIMIT 1")?
         .query_row([id.to_string()], |r| r.get(0))
@@ -46,7 +73,7 @@ pub fn record_author(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<Uui
 /// The registry and forms in force in this database (its synced documents,
 /// else the built-in ones), as [`crate::store::Store::registry`] and
 /// [`crate::store::Store::forms`] hold them.
-pub fn reference_in(conn: &Connection) -> rusqlite::Result<(Registry, Forms)> {
+pub(crate) fn reference_in(conn: &Connection) -> rusqlite::Result<(Registry, Forms)> {
     super::load_reference(conn)
 }
 
@@ -65,7 +92,7 @@ pub fn check_state(
 
 /// Number of submissions (not deleted) flagged for review: with
 /// conflicting concurrent values, or whose merged state fails validation.
-pub fn flagged(conn: &Connection) -> rusqlite::Result<i64> {
+pub(crate) fn flagged(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT count(*) FROM submissions WHERE conflicts > 0 AND deleted = 0")?
         .query_row([], |r| r.get(0))
 }

@@ -1,4 +1,528 @@
-//! For tests and benches: inspect a store's tables and break a store on purpose, through the store's own code.
+//! For tests and benches: inspect a store's tables, check its database
+//! file, break a store on purpose (the hostile or broken set-ups tests
+//! play) and measure the bare SQLite floors benches compare with, all
+//! through the store's own code, so no SQL lives outside fmp-core.
+//!
+//! Nothing here is for the app: the functions that write bypass every
+//! check of the store (validation, scope, role) and their names say so.
+//! Functions given a directory open its database for one call only, so
+//! they may be pointed at a store a running `fmp serve` is using.
 
-#[allow(unused_imports)]
-use super::{Reader, Store, StoreError, Writer};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use automerge::AutoCommit;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, params};
+use uuid::Uuid;
+
+use super::{DB_FILE, Reader, Store, StoreError, Writer, load_doc_conn, materialize, sql_err};
+use crate::doc::{DocError, Op};
+use crate::model::StoredSubmission;
+
+// ------------------------------------------------------------ inspecting
+
+/// `table` quoted as an SQL identifier.
+fn ident(table: &str) -> String {
+    format!("\"{}\"", table.replace('"', "\"\""))
+}
+
+fn table_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         ORDER BY name",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect()
+}
+
+/// The rows of `table` in stored order; each row its columns' values
+/// (`Integer(3)`, `Text("x")`, `Blob([..])`, `Null`) without the columns
+/// named in `skip`.
+fn rows_of(conn: &Connection, table: &str, skip: &[&str]) -> rusqlite::Result<Vec<Vec<String>>> {
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {}", ident(table)))?;
+    let keep: Vec<usize> = stmt
+        .column_names()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !skip.contains(n))
+        .map(|(i, _)| i)
+        .collect();
+    let mut q = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = q.next()? {
+        let mut cols = Vec::with_capacity(keep.len());
+        for &i in &keep {
+            let v: Value = r.get(i)?;
+            cols.push(format!("{v:?}"));
+        }
+        out.push(cols);
+    }
+    Ok(out)
+}
+
+/// The store's tables (SQLite's own left out), by name.
+pub fn tables(store: &Store) -> Result<Vec<String>, StoreError> {
+    store.snapshot(|r| table_names(r.conn).map_err(r.sql()))
+}
+
+/// The rows of `table` in stored order, each its columns' SQLite values
+/// (`Integer(3)`, `Text("x")`, `Blob([..])`, `Null`) joined with `|`: for
+/// "nothing stored is lost or changed" comparisons.
+pub fn table_rows(store: &Store, table: &str) -> Result<Vec<String>, StoreError> {
+    store.snapshot(|r| {
+        Ok(rows_of(r.conn, table, &[])
+            .map_err(r.sql())?
+            .into_iter()
+            .map(|cols| cols.join("|"))
+            .collect())
+    })
+}
+
+/// How many rows `table` holds.
+pub fn count_rows(store: &Store, table: &str) -> Result<i64, StoreError> {
+    store.snapshot(|r| {
+        r.conn
+            .query_row(&format!("SELECT count(*) FROM {}", ident(table)), [], |r| {
+                r.get(0)
+            })
+            .map_err(r.sql())
+    })
+}
+
+/// The whole database's contents on one snapshot: every row of every
+/// table as `table: v1|v2|…` (values as in [`table_rows`]), sorted within
+/// its table, tables by name. Equal before and after: nothing changed.
+pub fn dump(store: &Store) -> Result<Vec<String>, StoreError> {
+    store.snapshot(|r| {
+        let sql = r.sql();
+        let mut out = Vec::new();
+        for t in table_names(r.conn).map_err(&sql)? {
+            let mut rows: Vec<String> = rows_of(r.conn, &t, &[])
+                .map_err(&sql)?
+                .into_iter()
+                .map(|cols| format!("{t}: {}", cols.join("|")))
+                .collect();
+            rows.sort();
+            out.extend(rows);
+        }
+        Ok(out)
+    })
+}
+
+/// One change as this store logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedChange {
+    /// Position in this store's change log.
+    pub seq: i64,
+    /// Content hash of the automerge change.
+    pub hash: [u8; 32],
+    /// The document it changes.
+    pub doc_id: String,
+    /// That document's kind (`submission`, `registry`, `form`), if stored.
+    pub doc_kind: Option<String>,
+    /// The device that made it.
+    pub author: String,
+    /// What it did (`record`, `edit`, `review`…).
+    pub op: String,
+    /// The raw automerge change.
+    pub bytes: Vec<u8>,
+}
+
+/// Every change in the log, oldest first (by `seq`).
+pub fn changes(store: &Store) -> Result<Vec<LoggedChange>, StoreError> {
+    store.snapshot(|r| {
+        let mut stmt = r
+            .conn
+            .prepare(
+                "SELECT c.seq, c.hash, c.doc_id, d.kind, c.author, c.op, c.bytes
+                 FROM changes c LEFT JOIN documents d ON d.id = c.doc_id ORDER BY c.seq",
+            )
+            .map_err(r.sql())?;
+        let rows = stmt
+            .query_map([], |row| {
+                let hash: Vec<u8> = row.get(1)?;
+                Ok(LoggedChange {
+                    seq: row.get(0)?,
+                    // A hash of another length never matches one of 32 bytes.
+                    hash: <[u8; 32]>::try_from(hash).unwrap_or([0; 32]),
+                    doc_id: row.get(2)?,
+                    doc_kind: row.get(3)?,
+                    author: row.get(4)?,
+                    op: row.get(5)?,
+                    bytes: row.get(6)?,
+                })
+            })
+            .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(r.sql())?;
+        Ok(rows)
+    })
+}
+
+/// Everything a replica holds that must converge with its peers: the
+/// materialized rows (the local `updated_seq` left out) and nationalities,
+/// each document's heads, and the set of change hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converged {
+    /// `submissions` rows by id, then `submission_nationalities` rows as
+    /// `id:country:count`.
+    pub rows: Vec<String>,
+    /// Each document's heads (sorted), by document id.
+    pub heads: BTreeMap<String, Vec<String>>,
+    /// Every change's hash (upper-case hex), sorted.
+    pub changes: Vec<String>,
+}
+
+/// What `store` holds that must converge (see [`Converged`]), on one snapshot.
+pub fn converged(store: &Store) -> Result<Converged, StoreError> {
+    store.snapshot(|r| {
+        let sql = r.sql();
+        let mut subs = rows_of(r.conn, "submissions", &["updated_seq"]).map_err(&sql)?;
+        // By id, the first column.
+        subs.sort_by(|a, b| a.first().cmp(&b.first()));
+        let mut rows: Vec<String> = subs.into_iter().map(|c| c.join("|")).collect();
+        let mut stmt = r
+            .conn
+            .prepare(
+                "SELECT submission_id, country, count FROM submission_nationalities \
+                 ORDER BY 1, 2",
+            )
+            .map_err(&sql)?;
+        let nat = stmt
+            .query_map([], |r| {
+                Ok(format!(
+                    "{}:{}:{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?
+                ))
+            })
+            .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(&sql)?;
+        rows.extend(nat);
+        let mut stmt = r
+            .conn
+            .prepare("SELECT id, data FROM documents ORDER BY id")
+            .map_err(&sql)?;
+        let docs = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(&sql)?;
+        let mut heads = BTreeMap::new();
+        for (id, data) in docs {
+            let mut d = AutoCommit::load(&data).map_err(DocError::from)?;
+            let mut h: Vec<String> = d.get_heads().iter().map(|h| h.to_string()).collect();
+            h.sort();
+            heads.insert(id, h);
+        }
+        let mut stmt = r.conn.prepare("SELECT hash FROM changes").map_err(&sql)?;
+        let mut changes = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(&sql)?
+            .into_iter()
+            .map(hex::encode_upper)
+            .collect::<Vec<_>>();
+        changes.sort();
+        Ok(Converged {
+            rows,
+            heads,
+            changes,
+        })
+    })
+}
+
+/// SQLite's `PRAGMA integrity_check` of the store in `dir`, its database
+/// opened for this check alone (the store may be in use by a running
+/// `fmp serve`, or its last writer SIGKILLed): `"ok"` when sound, else
+/// SQLite's findings, one per line. Writes nothing of the store's own.
+pub fn integrity_check(dir: &Path) -> Result<String, StoreError> {
+    let db = dir.join(DB_FILE);
+    if !db.is_file() {
+        return Err(StoreError::NotAStore(dir.to_path_buf()));
+    }
+    let sql = |e| sql_err(dir, e);
+    let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+    let found: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(sql)?;
+    Ok(found.join("\n"))
+}
+
+// ---------------------------------------------------- breaking on purpose
+
+/// Deletes every change held back (`pending`): plays an older hub that
+/// dropped the changes it refused. Returns how many were held.
+pub fn forget_pending(store: &Store) -> Result<usize, StoreError> {
+    store.transaction(|w| w.conn.execute("DELETE FROM pending", []).map_err(w.sql()))
+}
+
+/// Drops the hub's replay cache table (`request_nonces`) under it: a broken
+/// store, whose next signed request fails with an internal error.
+pub fn drop_nonce_cache(store: &Store) -> Result<(), StoreError> {
+    store.transaction(|w| {
+        w.conn
+            .execute_batch("DROP TABLE request_nonces")
+            .map_err(w.sql())
+    })
+}
+
+/// Forgets the HQ this store pinned at join: plays a store that joined
+/// before pins existed.
+pub fn forget_hq_authority(store: &Store) -> Result<(), StoreError> {
+    store.transaction(|w| {
+        // The key of `authority.rs`'s pin.
+        w.conn
+            .execute("DELETE FROM meta WHERE key = 'hq_authority'", [])
+            .map_err(w.sql())?;
+        Ok(())
+    })
+}
+
+/// Gives every device enrolled at this hub the name `name`, unchecked:
+/// plays an older store holding a shared name or an escape sequence.
+pub fn rename_enrolled_devices(store: &Store, name: &str) -> Result<(), StoreError> {
+    store.transaction(|w| {
+        w.conn
+            .execute("UPDATE hub_devices SET name = ?1", [name])
+            .map_err(w.sql())?;
+        Ok(())
+    })
+}
+
+/// Stores `blob` as `device`'s certificate as it is (not decoded): plays
+/// an older store that kept certificates in an older format.
+pub fn put_raw_certificate(store: &Store, device: Uuid, blob: &[u8]) -> Result<(), StoreError> {
+    store.transaction(|w| {
+        w.conn
+            .execute(
+                "INSERT OR REPLACE INTO devices (device, cert) VALUES (?1, ?2)",
+                params![device.to_string(), blob],
+            )
+            .map_err(w.sql())?;
+        Ok(())
+    })
+}
+
+/// Submission `id`'s automerge document as stored, for a change forged
+/// by hand (see [`forge_change`]).
+pub fn forged_document(r: &Reader<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
+    load_doc_conn(r.conn, &r.store.dir, id)
+}
+
+/// Stores a change of submission `id` made by hand, past every check of
+/// the store (validation, scope, role): plays a modified app. The document
+/// is saved as `doc` (the bytes of `AutoCommit::save`), `change` appended
+/// to the log as this device's (`op`, at `time_ms`), and the materialized
+/// row rewritten from `state`. Returns the change's `seq`.
+pub fn forge_change(
+    w: &Writer<'_>,
+    id: Uuid,
+    doc: &[u8],
+    change: &automerge::Change,
+    op: Op,
+    time_ms: i64,
+    state: &StoredSubmission,
+) -> Result<i64, StoreError> {
+    let sql = w.sql();
+    let id = id.to_string();
+    w.conn
+        .execute(
+            "INSERT INTO documents (id, kind, data) VALUES (?1, 'submission', ?2)
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+            params![id, doc],
+        )
+        .map_err(&sql)?;
+    w.conn
+        .execute(
+            "INSERT INTO changes (hash, doc_id, author, time, op, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                change.hash().0.as_slice(),
+                id,
+                w.store.identity.device_id.to_string(),
+                time_ms,
+                op.as_str(),
+                change.raw_bytes()
+            ],
+        )
+        .map_err(&sql)?;
+    let seq = w.conn.last_insert_rowid();
+    materialize::write_row(w.conn, state, seq).map_err(&sql)?;
+    Ok(seq)
+}
+
+// ------------------------------------------------------------ bench floors
+
+/// The floor of a local record: each of `rows` (JSON text) inserted alone,
+/// durably, into a fresh bare SQLite database at `path` with the store's
+/// pragmas (WAL, synchronous=FULL) and one table; each insert's time.
+pub fn bare_insert_timings(
+    path: &Path,
+    rows: impl IntoIterator<Item = String>,
+) -> Result<Vec<Duration>, StoreError> {
+    let sql = |e| sql_err(path, e);
+    let conn = Connection::open(path).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, json TEXT)", [])
+        .map_err(sql)?;
+    let mut out = Vec::new();
+    for json in rows {
+        let t = Instant::now();
+        conn.execute("INSERT INTO t (json) VALUES (?1)", [json])
+            .map_err(sql)?;
+        out.push(t.elapsed());
+    }
+    Ok(out)
+}
+
+/// The floor of a month's report: the time of one SQL aggregate (rows by
+/// FMP and direction, their totals summed) over `month`'s (`YYYY-MM`)
+/// materialized rows in the database file `db` (a store's [`DB_FILE`], or
+/// a bench's database in the store's schema), opened for it alone; it
+/// writes nothing.
+pub fn month_aggregate_time(db: &Path, month: &str) -> Result<Duration, StoreError> {
+    let sql = |e| sql_err(db, e);
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
+    let t = Instant::now();
+    let _: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM (SELECT fmp, direction, sum(total) FROM submissions \
+             WHERE month = ?1 GROUP BY fmp, direction)",
+            [month],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    Ok(t.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::doc;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::init(&tmp.path().join("s"), "phone").unwrap();
+        (tmp, store)
+    }
+
+    #[test]
+    fn inspection_sees_what_a_record_wrote() {
+        let (_tmp, store) = store();
+        let before = dump(&store).unwrap();
+        assert!(tables(&store).unwrap().contains(&"changes".to_string()));
+        assert_eq!(count_rows(&store, "submissions").unwrap(), 0);
+        let id = store.record(crate::example_submission()).unwrap();
+        assert_eq!(count_rows(&store, "submissions").unwrap(), 1);
+        assert_eq!(table_rows(&store, "submissions").unwrap().len(), 1);
+        assert_ne!(dump(&store).unwrap(), before);
+        let logged = changes(&store).unwrap();
+        assert_eq!(logged.len(), 1);
+        let c = &logged[0];
+        assert_eq!(c.doc_id, id.to_string());
+        assert_eq!(c.doc_kind.as_deref(), Some("submission"));
+        assert_eq!(c.author, store.identity().device_id.to_string());
+        assert_eq!(c.op, "record");
+        assert_eq!(hex::encode(c.hash), store.history(id).unwrap()[0].hash);
+        let conv = converged(&store).unwrap();
+        assert_eq!(conv.changes, vec![hex::encode_upper(c.hash)]);
+        assert!(conv.rows[0].starts_with(&format!("Text({:?})", id.to_string())));
+        assert!(!conv.rows[0].ends_with(&format!("Integer({})", c.seq)));
+        assert_eq!(conv.heads.len(), 1);
+        assert_eq!(integrity_check(store.dir()).unwrap(), "ok");
+        assert!(count_rows(&store, "no such\" table").is_err());
+    }
+
+    #[test]
+    fn tampering_breaks_what_it_says() {
+        let (tmp, store) = store();
+        forget_pending(&store).unwrap();
+        store
+            .pin_authority(&crate::store::Authority {
+                device_id: Uuid::now_v7(),
+                public_key: vec![7; 32],
+            })
+            .unwrap();
+        forget_hq_authority(&store).unwrap();
+        assert_eq!(store.pinned_authority().unwrap(), None);
+        let device = Uuid::now_v7();
+        put_raw_certificate(&store, device, b"old").unwrap();
+        assert_eq!(
+            table_rows(&store, "devices").unwrap(),
+            vec![format!(
+                "Text({:?})|Blob([111, 108, 100])",
+                device.to_string()
+            )]
+        );
+        rename_enrolled_devices(&store, "x").unwrap();
+        drop_nonce_cache(&store).unwrap();
+        assert!(count_rows(&store, "request_nonces").is_err());
+        assert!(matches!(
+            integrity_check(&tmp.path().join("none")),
+            Err(StoreError::NotAStore(_))
+        ));
+    }
+
+    #[test]
+    fn a_forged_change_is_stored_past_every_check() {
+        let (_tmp, store) = store();
+        let me = store.identity().device_id;
+        let mut sub = crate::example_submission();
+        sub.people.adult_male += 3; // the sums no longer match
+        let id = Uuid::now_v7();
+        sub.id = Some(id);
+        let (mut d, change) =
+            doc::new_submission_committed(doc::actor_for(me), id, &sub, Op::Record, 1).unwrap();
+        let state = StoredSubmission {
+            submission: sub,
+            review: None,
+            deleted: false,
+            conflicts: Vec::new(),
+        };
+        let seq = store
+            .transaction(|w| forge_change(w, id, &d.save(), &change, Op::Record, 1, &state))
+            .unwrap();
+        assert_eq!(store.get(id).unwrap().submission, state.submission);
+        store
+            .transaction(|w| -> Result<(), StoreError> {
+                let mut d = forged_document(w, id)?.with_actor(doc::actor_for(me));
+                doc::set_deleted(&mut d)?;
+                doc::commit(&mut d, Op::Delete, 2).unwrap();
+                let change = d.get_last_local_change().unwrap().clone();
+                let state = doc::read_submission(&d)?;
+                let next = forge_change(w, id, &d.save(), &change, Op::Delete, 2, &state)?;
+                assert!(next > seq);
+                Ok(())
+            })
+            .unwrap();
+        assert!(store.get(id).unwrap().deleted);
+        assert_eq!(changes(&store).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_floors_measure() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = bare_insert_timings(
+            &tmp.path().join("floor.sqlite3"),
+            (0..3).map(|i| format!("{{\"n\":{i}}}")),
+        )
+        .unwrap();
+        assert_eq!(t.len(), 3);
+        let (_tmp, store) = store();
+        store.record(crate::example_submission()).unwrap();
+        month_aggregate_time(&store.dir().join(DB_FILE), "2020-06").unwrap();
+    }
+}

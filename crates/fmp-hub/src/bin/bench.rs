@@ -6,6 +6,11 @@
 //! prints throughput, p50/p99 sync latency, the hub's peak memory, the
 //! requests it shed (`503 busy`) and the requests it applied twice (every
 //! pushed change already there: a client gave up on an earlier answer).
+//!
+//! While the devices sync, a reader thread in the hub's process lists one
+//! FMP's submissions every 100 ms (what `fmp list` and the report do on
+//! the hub's store); after the sync it goes on for 3 s on the idle store.
+//! The last line compares the two: reads should not wait behind writes.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -47,6 +52,7 @@ fn hub_only(dir: &str) -> Result<(), HubError> {
         ..Limits::default()
     };
     let state = fmp_hub::server::Hub::new(Store::open(Path::new(dir))?, limits)?;
+    let probe = ReadProbe::start(state.store().clone(), Path::new(dir).join("sync-done"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,7 +74,59 @@ fn hub_only(dir: &str) -> Result<(), HubError> {
         "load: shed {}, applied twice {}",
         load.shed, load.applied_twice
     );
+    println!("{}", probe.finish());
     Ok(())
+}
+
+/// Times `list` of one FMP on the hub's store, under load and then idle.
+struct ReadProbe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Vec<f64>, Vec<f64>)>,
+}
+
+impl ReadProbe {
+    fn start(store: std::sync::Arc<Store>, done: std::path::PathBuf) -> ReadProbe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let filter = fmp_core::store::Filter {
+                fmp: Some("ML-GOG".into()),
+                ..Default::default()
+            };
+            let (mut load, mut idle) = (Vec::new(), Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                if store.list(&filter).is_ok() {
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    if done.exists() { &mut idle } else { &mut load }.push(ms);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (load, idle)
+        });
+        ReadProbe { stop, thread }
+    }
+
+    /// `reads: list under load p50 … p99 … (n) | idle p50 … p99 … (n)`.
+    fn finish(self) -> String {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut load, mut idle) = self.thread.join().unwrap_or_default();
+        let pct = |v: &mut Vec<f64>, p: f64| -> f64 {
+            v.sort_by(f64::total_cmp);
+            v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        format!(
+            "reads: list under load p50 {:.1} ms p99 {:.1} ms ({}) | idle p50 {:.1} ms p99 {:.1} ms ({})",
+            pct(&mut load, 0.5),
+            pct(&mut load, 0.99),
+            load.len(),
+            pct(&mut idle, 0.5),
+            pct(&mut idle, 0.99),
+            idle.len()
+        )
+    }
 }
 
 fn peak_kib(pid: u32) -> Option<u64> {
@@ -167,6 +225,9 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
     let wall = start.elapsed();
     let peak = peak_kib(child.id());
     let hub_cpu = cpu_secs(child.id());
+    // The read probe's idle phase: 3 s on the store at rest.
+    let _ = std::fs::write(hub_dir.join("sync-done"), b"");
+    std::thread::sleep(Duration::from_secs(3));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -226,6 +287,9 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
         "hub holds {held} submissions; hub CPU {:.1} s; the clients waited for a busy hub {shed} times",
         hub_cpu.unwrap_or(0.0)
     );
+    if let Some(reads) = rest.lines().find(|l| l.starts_with("reads: ")) {
+        println!("{reads}");
+    }
     let _ = std::fs::remove_dir_all(Path::new(&tmp));
     Ok(())
 }

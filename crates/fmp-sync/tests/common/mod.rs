@@ -2,11 +2,9 @@
 //! submissions, and a comparable dump of a store's state.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
-use automerge::AutoCommit;
 use fmp_core::Submission;
 use fmp_core::store::Store;
+pub use fmp_core::store::testing;
 use fmp_sync::{AuthorInfo, StaticTrust};
 use uuid::Uuid;
 
@@ -86,94 +84,13 @@ pub fn trust_all(rs: &[&Replica]) -> StaticTrust {
 
 /// Everything a store holds that must converge: the materialized rows, the
 /// nationalities, each document's heads, and the set of change hashes.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Dump {
-    pub rows: Vec<String>,
-    pub heads: BTreeMap<String, Vec<String>>,
-    pub changes: Vec<String>,
-}
+pub type Dump = testing::Converged;
 
 pub fn dump(s: &Store) -> Dump {
-    s.read(|c| {
-        let mut rows: Vec<String> = Vec::new();
-        let mut stmt = c.prepare("SELECT * FROM submissions ORDER BY id")?;
-        let n = stmt.column_count();
-        let mut q = stmt.query([])?;
-        while let Some(r) = q.next()? {
-            let mut cols = Vec::new();
-            for i in 0..n {
-                let v: rusqlite::types::Value = r.get(i)?;
-                cols.push(format!("{v:?}"));
-            }
-            // updated_seq is local; drop the last column.
-            cols.pop();
-            rows.push(cols.join("|"));
-        }
-        let mut stmt = c.prepare(
-            "SELECT submission_id, country, count FROM submission_nationalities ORDER BY 1, 2",
-        )?;
-        let nat = stmt
-            .query_map([], |r| {
-                Ok(format!(
-                    "{}:{}:{}",
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.extend(nat);
-        let mut heads = BTreeMap::new();
-        let mut stmt = c.prepare("SELECT id, data FROM documents ORDER BY id")?;
-        let docs = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        for (id, data) in docs {
-            let mut d = AutoCommit::load(&data).expect("load");
-            let mut h: Vec<String> = d.get_heads().iter().map(|h| h.to_string()).collect();
-            h.sort();
-            heads.insert(id, h);
-        }
-        let mut stmt = c.prepare("SELECT hex(hash) FROM changes ORDER BY 1")?;
-        let changes = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(Dump {
-            rows,
-            heads,
-            changes,
-        })
-    })
-    .expect("dump")
+    testing::converged(s).expect("dump")
 }
 
 /// The whole database's contents (every table, every row), for "unchanged" checks.
 pub fn raw(s: &Store) -> Vec<String> {
-    s.read(|c| {
-        let tables: Vec<String> = c
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut out = Vec::new();
-        for t in tables {
-            let mut stmt = c.prepare(&format!("SELECT * FROM {t}"))?;
-            let n = stmt.column_count();
-            let mut q = stmt.query([])?;
-            let mut rows = Vec::new();
-            while let Some(r) = q.next()? {
-                let mut cols = Vec::new();
-                for i in 0..n {
-                    let v: rusqlite::types::Value = r.get(i)?;
-                    cols.push(format!("{v:?}"));
-                }
-                rows.push(format!("{t}: {}", cols.join("|")));
-            }
-            rows.sort();
-            out.extend(rows);
-        }
-        Ok(out)
-    })
-    .expect("raw")
+    testing::dump(s).expect("raw")
 }
