@@ -636,8 +636,17 @@ fn respond_inner_counted(
     }
     let from = req.from;
     let own = WithSelf::new(store, trust)?;
-    let mut authors = Authors::new(&own, req.push.certs.clone(), authority(store, trust)?);
-    let push = req.push.clone();
+    let hq = authority(store, trust)?;
+    let mut authors = Authors::new(&own, req.push.certs.clone(), hq.clone());
+    // Decoding and signature checks on a snapshot, outside the write lock.
+    // What a snapshot cannot settle (a dependency or a certificate missing,
+    // an error) is judged again inside the write, on its state.
+    let early = match req.push.changes.is_empty() {
+        true => None,
+        false => store
+            .snapshot(|r| Ok::<_, SyncError>(apply::verify(r, &mut authors, req.push.clone()).ok()))?
+            .filter(|v| v.unresolved.is_empty()),
+    };
     let (applied, mine) = store.transaction(|tx| -> Result<_, SyncError> {
         seal(tx, me)?;
         let end_before = tx.log_end()?;
@@ -646,7 +655,13 @@ fn respond_inner_counted(
         let stored = row.unwrap_or_default();
         // Read before this request's changes are applied (they are from it).
         let nothing_from_it = row.is_none() && req.push_after > 0 && !tx.holds_from(from)?;
-        let verified = apply::verify(tx, &mut authors, push)?;
+        let verified = match early {
+            Some(v) => v,
+            None => {
+                authors = Authors::new(&own, req.push.certs.clone(), hq);
+                apply::verify(tx, &mut authors, req.push.clone())?
+            }
+        };
         let applied = apply::apply(tx, &mut authors, verified, from)?;
         if opts.all_or_nothing && !applied.refused.is_empty() {
             return Err(SyncError::Refused(applied.refused.clone()));
