@@ -235,7 +235,7 @@ fn print_summary(store: &Store) -> Result<(), CliError> {
         );
     }
     let report = fmp_report::monthly_report(
-        &store,
+        store,
         &store.registry(),
         &fmp_report::BuiltinCountries,
         "2020-06",

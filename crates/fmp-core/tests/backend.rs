@@ -69,7 +69,11 @@ mod cases {
             .list(&Filter::default())
             .expect("list")
             .into_iter()
-            .map(|s| store.history(s.submission.id.expect("id")).expect("history"))
+            .map(|s| {
+                store
+                    .history(s.submission.id.expect("id"))
+                    .expect("history")
+            })
             .next()
             .expect("one live record");
         let ops: Vec<&str> = h.iter().map(|e| e.op.as_str()).collect();
@@ -97,9 +101,7 @@ mod cases {
             .record_many(vec![example_submission(), bad], Utc::now())
             .expect_err("batch");
         assert!(matches!(err, StoreError::Invalid(_)), "{err}");
-        let err = store
-            .get(uuid::Uuid::now_v7())
-            .expect_err("unknown id");
+        let err = store.get(uuid::Uuid::now_v7()).expect_err("unknown id");
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
         assert_eq!(everything(&store), before);
     }

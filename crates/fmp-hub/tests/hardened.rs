@@ -101,7 +101,7 @@ fn hub_id(dir: &Path) -> uuid::Uuid {
 
 /// The phone's next honest sync request (what it would push).
 fn honest_body(phone: &Store, hub: uuid::Uuid) -> Vec<u8> {
-    let trust = fmp_hub::db::trust(&phone).unwrap();
+    let trust = fmp_hub::db::trust(phone).unwrap();
     let mut c = fmp_sync::Client::new(phone, &trust, hub);
     c.next_request().unwrap().unwrap()
 }

@@ -64,7 +64,7 @@ fn record(store: &Store, fmp: &str, n: i64) -> Uuid {
 
 /// The honest client's whole sync of `phone` with the hub, through the router.
 fn honest_sync(hub: &std::sync::Arc<Hub>, phone: &Store) {
-    let trust = db::trust(&phone).unwrap();
+    let trust = db::trust(phone).unwrap();
     let mut c = fmp_sync::Client::new(phone, &trust, hub.store().identity().device_id);
     while let Some(req) = c.next_request().unwrap() {
         let (status, body) = call(hub, signed(phone, SYNC_PATH, req));

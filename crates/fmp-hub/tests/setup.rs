@@ -85,7 +85,7 @@ fn enrollment(hub: &Hub) -> Vec<String> {
 }
 
 fn sync_status(hub: &std::sync::Arc<Hub>, phone: &Store) -> StatusCode {
-    let trust = db::trust(&phone).unwrap();
+    let trust = db::trust(phone).unwrap();
     let body = fmp_sync::Client::new(phone, &trust, hub.store().identity().device_id)
         .next_request()
         .unwrap()
@@ -440,7 +440,7 @@ fn sync_with_certificate(
     cert: &fmp_sync::Certificate,
     name: Option<&str>,
 ) -> (StatusCode, ErrorBody) {
-    let trust = db::trust(&key).unwrap();
+    let trust = db::trust(key).unwrap();
     let body = fmp_sync::Client::new(key, &trust, hub.store().identity().device_id)
         .next_request()
         .unwrap()

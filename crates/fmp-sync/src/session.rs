@@ -644,7 +644,9 @@ fn respond_inner_counted(
     let early = match req.push.changes.is_empty() {
         true => None,
         false => store
-            .snapshot(|r| Ok::<_, SyncError>(apply::verify(r, &mut authors, req.push.clone()).ok()))?
+            .snapshot(|r| {
+                Ok::<_, SyncError>(apply::verify(r, &mut authors, req.push.clone()).ok())
+            })?
             .filter(|v| v.unresolved.is_empty()),
     };
     let (applied, mine) = store.transaction(|tx| -> Result<_, SyncError> {
