@@ -25,7 +25,7 @@ pub mod hub;
 pub mod identity;
 mod link;
 pub mod log;
-pub mod materialize;
+pub(crate) mod materialize;
 pub mod nonces;
 pub mod peers;
 pub mod report;
@@ -470,38 +470,15 @@ impl Store {
 
     /// Runs read-only queries on one consistent snapshot, on a reader
     /// connection (see [`Store::snapshot`]).
-    pub fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         self.snapshot(|r| f(r.conn).map_err(r.sql()))
     }
 
-    /// Runs `f` with a database connection on one consistent snapshot
-    /// (read-only use: reports, exports), on a reader connection: what a
-    /// write commits meanwhile is not seen half-way through `f`.
-    pub fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        let mut f = Some(f);
-        let mut out = None;
-        let done = self.snapshot(|r| -> Result<(), StoreError> {
-            if let Some(f) = f.take() {
-                out = Some(f(r.conn));
-            }
-            Ok(())
-        });
-        match (out, f) {
-            (Some(v), _) => v,
-            // No snapshot could begin: run on the writer's connection as is.
-            (None, Some(f)) => {
-                let _ = done;
-                f(&self.lock())
-            }
-            (None, None) => unreachable!("f ran but gave no value"),
-        }
-    }
-
     /// Runs `f` in one immediate transaction, committed (durably) only if it returns `Ok`.
-    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E>
+    pub(crate) fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -902,6 +879,9 @@ fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
 }
 
 mod query;
+
+#[cfg(test)]
+mod tests;
 
 fn enrolled_fmps(conn: &Connection) -> rusqlite::Result<Option<Vec<String>>> {
     let v: Option<String> = conn
