@@ -183,6 +183,7 @@ impl FmpStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fmp_core::store::ops::LogReads;
 
     #[test]
     fn a_record_too_large_for_a_sync_message_is_a_validation_error_naming_notes() {

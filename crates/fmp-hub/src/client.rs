@@ -29,6 +29,7 @@
 //! was answered and stored before is kept (the cursors are committed per
 //! round trip), so the next sync resumes from there.
 
+use fmp_core::store::ops::*;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,7 +93,7 @@ const PROBE_AFTER: u32 = 8;
 /// A link that cuts (or freezes) a connection after some bytes shows it in
 /// two ways: the first exchange on a fresh connection is cut (the message
 /// is too big: the next is half of what was cut, and sizes from 90 % of
-/// it are not tried again until [`PROBE_AFTER`] messages got through;
+/// it are not tried again until `PROBE_AFTER` messages got through;
 /// only the latest such cut counts, so a link that drops by time rather
 /// than by size does not pin the size low), or
 /// an exchange is cut after others went through on the same connection

@@ -7,6 +7,7 @@
 use fmp_core::store::enrollment::DeviceMatch;
 pub use fmp_core::store::hub::{CodeRow, TrustRow, Upstream};
 use fmp_core::store::hub::{EnrolledDevice, QuarantineEntry};
+use fmp_core::store::ops::*;
 use fmp_core::store::{Reader, Store, StoreError};
 use fmp_sync::{AuthorInfo, StaticTrust};
 use uuid::Uuid;

@@ -2,6 +2,7 @@
 //! look-alikes (read aloud or put in a QR code), about 49 bits; only their
 //! SHA-256 is stored.
 
+use fmp_core::store::ops::*;
 use std::time::Duration;
 
 use fmp_core::store::Store;

@@ -21,6 +21,7 @@
 //! SECONDS` and `{"error": "busy", …}`: the queue stays short enough that
 //! no client gives up on a request the hub would then apply anyway.
 
+use fmp_core::store::ops::*;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -2,6 +2,7 @@
 //! last sync per peer, quarantined records) and `fmp devices` of a hub's.
 
 use fmp_core::store::Store;
+use fmp_core::store::ops::*;
 use serde::Serialize;
 
 use crate::db::{self, DeviceRow, Quarantined};

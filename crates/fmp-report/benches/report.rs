@@ -6,6 +6,7 @@
 //! June 2020 report in a fresh child process, so its peak memory (VmHWM) is
 //! the report's alone.
 
+use fmp_core::store::ops::*;
 use std::process::Command;
 use std::time::Instant;
 

@@ -6,6 +6,7 @@
 //! ([`fmp_core::store::Reader::for_each_export_row`]); nationalities are
 //! written `BFA:31;MLI:2` in CSV and XLSX.
 
+use fmp_core::store::ops::*;
 use std::collections::BTreeMap;
 use std::io::Write;
 

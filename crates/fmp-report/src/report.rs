@@ -6,6 +6,7 @@
 //! report month and the month before, so the work here is proportional to
 //! the number of groups, not of submissions.
 
+use fmp_core::store::ops::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Months, NaiveDate};

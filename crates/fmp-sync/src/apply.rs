@@ -3,6 +3,7 @@
 //! refused alone) and applying it to the store (change by change, inside
 //! the caller's transaction, through the store's [`Writer`]).
 
+use fmp_core::store::ops::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -3,6 +3,7 @@
 //! they are through any number of hubs.
 
 use fmp_core::store::log::{Hash, StoredBundle};
+use fmp_core::store::ops::*;
 use fmp_core::store::{Identity, Reader, Writer};
 use ring::digest::{SHA256, digest};
 use uuid::Uuid;

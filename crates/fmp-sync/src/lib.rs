@@ -48,6 +48,7 @@ pub use trust::{AuthorInfo, Certificate, Role, StaticTrust, Trust};
 pub use wire::{DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Request, Response};
 
 use fmp_core::store::Store;
+use fmp_core::store::ops::*;
 
 /// Syncs two stores in memory until each has what the other had (`a` as
 /// client, `b` as responder); `b` judges with `trust_b`, `a` with `trust_a`.

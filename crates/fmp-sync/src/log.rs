@@ -2,6 +2,7 @@
 //! batches that fit a message: rows with their wire document references,
 //! their bundles and their authors' certificates.
 
+use fmp_core::store::ops::*;
 use std::collections::{HashMap, HashSet};
 
 use fmp_core::store::log::LogRow;
@@ -53,7 +54,7 @@ fn to_rows(rows: Vec<LogRow>) -> Result<Vec<Row>, SyncError> {
 /// and a submission that came into those FMPs after the cursor (an edit
 /// moved it) comes with its changes before the cursor too, which the peer
 /// was not served then and needs to apply the later ones (see
-/// [`Reader::changes_after`]).
+/// [`LogReads::changes_after`](fmp_core::store::ops::LogReads::changes_after)).
 pub(crate) fn after_cursor(
     r: &Reader<'_>,
     after: i64,

@@ -1,6 +1,7 @@
 //! The exchange: a [`Client`] that drives a sync with one peer, and
 //! [`respond`], the stateless answer of the other side (the hub's handler).
 
+use fmp_core::store::ops::*;
 use std::collections::{HashMap, HashSet};
 
 use fmp_core::store::{Reader, Store};

@@ -30,6 +30,7 @@
 //! supervisor, else enumerator); the hub a store joined is a supervisor
 //! with no FMP restriction (it may be HQ: the rights are the same).
 
+use fmp_core::store::ops::*;
 use std::collections::HashMap;
 
 pub use fmp_core::role::Role;

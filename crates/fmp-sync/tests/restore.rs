@@ -6,6 +6,7 @@
 
 mod common;
 
+use fmp_core::store::ops::*;
 use std::path::Path;
 
 use common::*;

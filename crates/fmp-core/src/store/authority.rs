@@ -5,6 +5,7 @@
 //! The pin lives in `meta` under `hq_authority` as `DEVICE_ID:PUBLIC_KEY_HEX`.
 //! A store with no pin (HQ itself, a standalone store) is its own authority.
 
+use super::ops::AuthorityReads;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
@@ -35,14 +36,12 @@ impl Authority {
     }
 }
 
-impl Reader<'_> {
-    /// HQ's identity pinned at join (`None`: no pin).
-    pub fn pinned_authority(&self) -> Result<Option<Authority>, StoreError> {
+impl AuthorityReads for Reader<'_> {
+    fn pinned_authority(&self) -> Result<Option<Authority>, StoreError> {
         pinned(self.conn).map_err(self.sql())
     }
 
-    /// Every change of document `doc_id` in this store's log, in log order.
-    pub fn doc_changes(&self, doc_id: &str) -> Result<Vec<DocChange>, StoreError> {
+    fn doc_changes(&self, doc_id: &str) -> Result<Vec<DocChange>, StoreError> {
         doc_changes(self.conn, doc_id).map_err(self.sql())
     }
 }

@@ -2,6 +2,7 @@
 //! a supervisor marked has_issues or rejected, with the reviewer's comment,
 //! and whether the record was edited since the review.
 
+use crate::store::ops::*;
 use serde::Serialize;
 use uuid::Uuid;
 

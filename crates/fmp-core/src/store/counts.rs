@@ -2,6 +2,7 @@
 //! FMP, by review status, so the report can say what it counted and what
 //! it left out.
 
+use super::ops::CountReads;
 use std::collections::BTreeMap;
 
 use super::{Reader, StoreError};
@@ -19,9 +20,8 @@ pub struct MonthCounts {
     pub has_issues: u64,
 }
 
-impl Reader<'_> {
-    /// The counts of `month` (`YYYY-MM`) at the FMPs `keep` accepts.
-    pub fn month_counts(
+impl CountReads for Reader<'_> {
+    fn month_counts(
         &self,
         month: &str,
         keep: impl Fn(&str) -> bool,

@@ -3,6 +3,7 @@
 //! devices by id or name, and reinstating a revoked device. Statements
 //! only; the hub decides what they mean.
 
+use super::ops::{EnrollmentReads, EnrollmentWrites};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
@@ -77,33 +78,26 @@ fn reinstate_device(conn: &Connection, device: Uuid) -> rusqlite::Result<usize> 
     )
 }
 
-impl Reader<'_> {
-    /// Whether the hub this store joined granted it enrollment; `None` if
-    /// this store never recorded it (no upstream, or joined before it was kept).
-    pub fn upstream_may_enroll(&self) -> Result<Option<bool>, StoreError> {
+impl EnrollmentReads for Reader<'_> {
+    fn upstream_may_enroll(&self) -> Result<Option<bool>, StoreError> {
         upstream_may_enroll(self.conn).map_err(self.sql())
     }
 
-    /// The devices enrolled here whose id or name is `who`, oldest first.
-    pub fn devices_matching(&self, who: &str) -> Result<Vec<DeviceMatch>, StoreError> {
+    fn devices_matching(&self, who: &str) -> Result<Vec<DeviceMatch>, StoreError> {
         devices_matching(self.conn, who).map_err(self.sql())
     }
 
-    /// The active (not revoked) devices named `name`, other than `except`.
-    pub fn active_named(&self, name: &str, except: Uuid) -> Result<Vec<DeviceMatch>, StoreError> {
+    fn active_named(&self, name: &str, except: Uuid) -> Result<Vec<DeviceMatch>, StoreError> {
         active_named(self.conn, name, except).map_err(self.sql())
     }
 }
 
-impl Writer<'_> {
-    /// Records whether the hub this store joined granted it enrollment.
-    pub fn set_upstream_may_enroll(&self, may_enroll: bool) -> Result<(), StoreError> {
+impl EnrollmentWrites for Writer<'_> {
+    fn set_upstream_may_enroll(&self, may_enroll: bool) -> Result<(), StoreError> {
         set_upstream_may_enroll(self.conn, may_enroll).map_err(self.sql())
     }
 
-    /// Lifts the revocation of a device (its key and FMPs stay as they
-    /// were); the number reinstated (0 if it is unknown or not revoked).
-    pub fn reinstate_device(&self, device: Uuid) -> Result<usize, StoreError> {
+    fn reinstate_device(&self, device: Uuid) -> Result<usize, StoreError> {
         let n = reinstate_device(self.conn, device).map_err(self.sql())?;
         self.trust_changed()?;
         Ok(n)

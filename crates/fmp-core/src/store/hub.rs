@@ -13,6 +13,8 @@
 //! Rows in, rows out: fmp-hub decides what they mean (codes' validity,
 //! trust, which quarantined changes are released).
 
+use super::ops::{HubReads, HubWrites};
+use crate::store::ops::*;
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
@@ -156,9 +158,8 @@ fn trust_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, TrustRow)> {
     ))
 }
 
-impl Reader<'_> {
-    /// An enrollment code, by the SHA-256 of its canonical form.
-    pub fn enrollment_code(&self, hash: &[u8]) -> Result<Option<CodeRow>, StoreError> {
+impl HubReads for Reader<'_> {
+    fn enrollment_code(&self, hash: &[u8]) -> Result<Option<CodeRow>, StoreError> {
         self.conn
             .prepare_cached(
                 "SELECT fmps, may_enroll, expires_at, used_by FROM hub_codes WHERE hash = ?1",
@@ -177,8 +178,7 @@ impl Reader<'_> {
             .map_err(self.sql())
     }
 
-    /// A device enrolled here (revoked or not), if it is.
-    pub fn enrolled_device(&self, device: Uuid) -> Result<Option<TrustRow>, StoreError> {
+    fn enrolled_device(&self, device: Uuid) -> Result<Option<TrustRow>, StoreError> {
         self.conn
             .prepare_cached(&format!(
                 "SELECT {TRUST_COLUMNS} FROM hub_devices WHERE device = ?1"
@@ -188,9 +188,7 @@ impl Reader<'_> {
             .map_err(self.sql())
     }
 
-    /// The version of the trust rows (see [`TrustVersion`]): a hub that
-    /// keeps its trust in memory reads the rows again only when it changed.
-    pub fn trust_version(&self) -> Result<TrustVersion, StoreError> {
+    fn trust_version(&self) -> Result<TrustVersion, StoreError> {
         self.conn
             .prepare_cached("SELECT value FROM meta WHERE key = ?1")
             .and_then(|mut st| st.query_row([TRUST_VERSION_KEY], |r| r.get(0)).optional())
@@ -198,8 +196,7 @@ impl Reader<'_> {
             .map_err(self.sql())
     }
 
-    /// Every device enrolled here whose id parses, revoked ones included.
-    pub fn trust_rows(&self) -> Result<Vec<TrustRow>, StoreError> {
+    fn trust_rows(&self) -> Result<Vec<TrustRow>, StoreError> {
         let rows = self
             .conn
             .prepare_cached(&format!("SELECT {TRUST_COLUMNS} FROM hub_devices"))
@@ -219,8 +216,7 @@ impl Reader<'_> {
             .collect())
     }
 
-    /// Every device enrolled here, oldest first.
-    pub fn enrolled_devices(&self) -> Result<Vec<EnrolledDevice>, StoreError> {
+    fn enrolled_devices(&self) -> Result<Vec<EnrolledDevice>, StoreError> {
         self.conn
             .prepare_cached(
                 "SELECT device, name, public_key, fmps, may_enroll, enrolled_at, revoked_at, last_sync
@@ -245,8 +241,7 @@ impl Reader<'_> {
             .map_err(self.sql())
     }
 
-    /// The hub this store joined, if any.
-    pub fn upstream(&self) -> Result<Option<Upstream>, StoreError> {
+    fn upstream(&self) -> Result<Option<Upstream>, StoreError> {
         self.conn
             .prepare_cached(
                 "SELECT hub, url, name, public_key, fmps, tls_cert FROM hub_upstream LIMIT 1",
@@ -268,10 +263,7 @@ impl Reader<'_> {
             .map_err(self.sql())
     }
 
-    /// HQ as this store knows it: the identity pinned at join, else `None`
-    /// if it joined a hub (it pinned none yet), else itself (it joined no
-    /// hub: it is HQ).
-    pub fn hq_identity(&self) -> Result<Option<Authority>, StoreError> {
+    fn hq_identity(&self) -> Result<Option<Authority>, StoreError> {
         if let Some(a) = self.pinned_authority()? {
             return Ok(Some(a));
         }
@@ -285,9 +277,7 @@ impl Reader<'_> {
         }))
     }
 
-    /// The changes set aside, in the order they were, with what decides
-    /// whether they go again (the record's FMP now, edits since).
-    pub fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError> {
+    fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError> {
         let rows = self
             .conn
             .prepare_cached(
@@ -329,9 +319,8 @@ impl Reader<'_> {
     }
 }
 
-impl Writer<'_> {
-    /// Marks an enrollment code (by its hash) used by `device`.
-    pub fn use_enrollment_code(&self, hash: &[u8], device: Uuid) -> Result<(), StoreError> {
+impl HubWrites for Writer<'_> {
+    fn use_enrollment_code(&self, hash: &[u8], device: Uuid) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("UPDATE hub_codes SET used_by = ?2, used_at = ?3 WHERE hash = ?1")
             .and_then(|mut st| st.execute(params![hash, device.to_string(), now_ms()]))
@@ -339,10 +328,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Enrolls a device, or re-enrolls one with the same key that is not
-    /// revoked (new FMPs, name); a device id stays bound to its first key and
-    /// a revoked device stays revoked (see [`Writer::reinstate_device`]).
-    pub fn enroll_device(
+    fn enroll_device(
         &self,
         device: Uuid,
         name: &str,
@@ -372,9 +358,7 @@ impl Writer<'_> {
         self.trust_changed()
     }
 
-    /// Revokes a device (now); the number revoked (0 if it is unknown or
-    /// revoked already).
-    pub fn revoke_device(&self, device: Uuid) -> Result<usize, StoreError> {
+    fn revoke_device(&self, device: Uuid) -> Result<usize, StoreError> {
         let n = self
             .conn
             .execute(
@@ -386,8 +370,7 @@ impl Writer<'_> {
         Ok(n)
     }
 
-    /// Notes a device's successful sync (now).
-    pub fn note_sync(&self, device: Uuid) -> Result<(), StoreError> {
+    fn note_sync(&self, device: Uuid) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("UPDATE hub_devices SET last_sync = ?2 WHERE device = ?1")
             .and_then(|mut st| st.execute(params![device.to_string(), now_ms()]))
@@ -395,8 +378,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Records the hub joined (replacing any previous one).
-    pub fn set_upstream(&self, up: &Upstream) -> Result<(), StoreError> {
+    fn set_upstream(&self, up: &Upstream) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM hub_upstream", [])
             .and_then(|_| {
@@ -418,9 +400,7 @@ impl Writer<'_> {
         self.trust_changed()
     }
 
-    /// Sets changes aside that `peer` refused, each with its reason
-    /// (replacing an earlier refusal of the same change).
-    pub fn quarantine<'s>(
+    fn quarantine<'s>(
         &self,
         peer: Uuid,
         refused: impl IntoIterator<Item = ([u8; 32], &'s str)>,
@@ -455,8 +435,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Takes changes out of quarantine (the hub accepted them).
-    pub fn unquarantine(&self, hashes: &[[u8; 32]]) -> Result<(), StoreError> {
+    fn unquarantine(&self, hashes: &[[u8; 32]]) -> Result<(), StoreError> {
         let sql = self.sql();
         let mut st = self
             .conn

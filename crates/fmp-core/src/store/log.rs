@@ -3,12 +3,14 @@
 //! per-peer cursors, reconciliation keys, device certificates, pending
 //! (held) changes and what waits among them, and the write of a received
 //! document. Also the store's one promise, written once for changes made
-//! here and received alike: [`save_document`] writes the document, appends
+//! here and received alike: `save_document` writes the document, appends
 //! its changes to `changes` and rewrites the materialized row.
 //!
 //! Certificates and bundles are stored as their signers made them: their
 //! encoding and signatures are fmp-sync's; this module keeps the bytes.
 
+use super::ops::{LogReads, LogWrites};
+use crate::store::ops::*;
 use std::collections::HashSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -188,26 +190,15 @@ fn uuid_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Uuid> {
     })
 }
 
-impl Reader<'_> {
-    /// The last `seq` of the log (0 if empty).
-    pub fn log_end(&self) -> Result<i64, StoreError> {
+impl LogReads for Reader<'_> {
+    fn log_end(&self) -> Result<i64, StoreError> {
         self.conn
             .prepare_cached("SELECT coalesce(max(seq), 0) FROM changes")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(self.sql())
     }
 
-    /// Changes after `after`, not received from `not_from`, in log order,
-    /// until their raw size reaches `raw_budget` (40 bytes counted per
-    /// change beside its bytes). Returns the rows and whether the log was
-    /// exhausted. With `scope` (a peer's FMPs), submissions of other FMPs
-    /// are skipped, and a submission that came into those FMPs after the
-    /// cursor (an edit moved it) comes with its changes before the cursor
-    /// too, which the peer was not served then and needs to apply the
-    /// later ones. `dep_known` is set where the peer holds the change's
-    /// first dependency (at or before the cursor, made or sent by the
-    /// peer, or earlier in the rows).
-    pub fn changes_after(
+    fn changes_after(
         &self,
         after: i64,
         not_from: Uuid,
@@ -278,57 +269,7 @@ impl Reader<'_> {
         Ok((out, true))
     }
 
-    /// The changes of submission `doc_id` up to `after` that `peer` neither
-    /// made nor sent here, if the submission ever had an FMP outside
-    /// `scope` and was moved after `after` (then the peer may not have been
-    /// served them); in log order, each marked `dep_known` when it follows
-    /// one in `seen` or in the list.
-    fn moved_in_history(
-        &self,
-        doc_id: &str,
-        after: i64,
-        peer: &str,
-        scope: &[String],
-        seen: &HashSet<Hash>,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        let all = self.doc_changes(doc_id)?;
-        let missing: Vec<Hash> = all
-            .iter()
-            .filter(|c| c.seq <= after && c.author != peer && c.origin.as_deref() != Some(peer))
-            .map(|c| c.hash)
-            .filter(|h| !seen.contains(h))
-            .collect();
-        if missing.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Only a submission that had an FMP outside the scope, and was moved
-        // (its FMP written) after the cursor, may have been skipped before
-        // it: a peer lacking one of its changes behind the cursor was not
-        // served it while it was elsewhere, and it came into the scope by a
-        // later move.
-        let ever = super::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
-        let moved_since = all
-            .iter()
-            .filter(|c| c.seq > after)
-            .any(|c| !super::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
-        if !moved_since || ever.iter().all(|f| scope.contains(f)) {
-            return Ok(Vec::new());
-        }
-        let mut rows = self.changes_by_hash(&missing, None)?;
-        let mut known: HashSet<Hash> = seen.clone();
-        for r in &mut rows {
-            if !r.first {
-                r.dep_known = first_dep(&r.bytes).is_some_and(|d| known.contains(&d));
-            }
-            known.insert(r.hash);
-        }
-        Ok(rows)
-    }
-
-    /// The changes with these hashes that this store has, in log order;
-    /// with `scope`, only those a peer of these FMPs may read (the others
-    /// are answered as if this store did not have them).
-    pub fn changes_by_hash(
+    fn changes_by_hash(
         &self,
         hashes: &[Hash],
         scope: Option<&[String]>,
@@ -353,10 +294,7 @@ impl Reader<'_> {
         Ok(out)
     }
 
-    /// This store's change keys `(time, hash)` in that order, or with
-    /// `scope` those a peer of these FMPs may read (as
-    /// [`Reader::changes_by_hash`] serves them): the set reconciliation's.
-    pub fn change_keys(&self, scope: Option<&[String]>) -> Result<Vec<(i64, Hash)>, StoreError> {
+    fn change_keys(&self, scope: Option<&[String]>) -> Result<Vec<(i64, Hash)>, StoreError> {
         let sql = self.sql();
         let mut stmt = self
             .conn
@@ -382,8 +320,7 @@ impl Reader<'_> {
         Ok(out)
     }
 
-    /// A stored bundle by id.
-    pub fn bundle(&self, id: &Hash) -> Result<Option<StoredBundle>, StoreError> {
+    fn bundle(&self, id: &Hash) -> Result<Option<StoredBundle>, StoreError> {
         let row: Option<(Uuid, Vec<u8>, Vec<u8>)> = self
             .conn
             .prepare_cached("SELECT author, hashes, sig FROM bundles WHERE id = ?1")
@@ -407,16 +344,14 @@ impl Reader<'_> {
         }))
     }
 
-    /// The certificate stored for a device (as its issuer encoded it), if any.
-    pub fn certificate(&self, device: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+    fn certificate(&self, device: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn
             .prepare_cached("SELECT cert FROM devices WHERE device = ?1")
             .and_then(|mut s| s.query_row([device.to_string()], |r| r.get(0)).optional())
             .map_err(self.sql())
     }
 
-    /// The progress recorded with `peer`, `None` if there is none.
-    pub fn peer_cursor(&self, peer: Uuid) -> Result<Option<PeerCursor>, StoreError> {
+    fn peer_cursor(&self, peer: Uuid) -> Result<Option<PeerCursor>, StoreError> {
         self.conn
             .prepare_cached("SELECT pulled, acked, synced_at FROM peers WHERE peer = ?1")
             .and_then(|mut s| {
@@ -432,8 +367,7 @@ impl Reader<'_> {
             .map_err(self.sql())
     }
 
-    /// The document (kind, id) a stored or pending change belongs to.
-    pub fn change_document(&self, hash: &Hash) -> Result<Option<(String, String)>, StoreError> {
+    fn change_document(&self, hash: &Hash) -> Result<Option<(String, String)>, StoreError> {
         self.conn
             .prepare_cached(
                 "SELECT d.kind, c.doc_id FROM changes c JOIN documents d ON d.id = c.doc_id WHERE c.hash = ?1
@@ -443,17 +377,14 @@ impl Reader<'_> {
             .map_err(self.sql())
     }
 
-    /// A document's kind and saved automerge bytes, if it is stored.
-    pub fn document(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    fn document(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         self.conn
             .prepare_cached("SELECT kind, data FROM documents WHERE id = ?1")
             .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(self.sql())
     }
 
-    /// The changes of document `doc_id` waiting in `pending` (a row whose
-    /// author or bundle does not read is skipped).
-    pub fn pending_for(&self, doc_id: &str) -> Result<Vec<PendingChange>, StoreError> {
+    fn pending_for(&self, doc_id: &str) -> Result<Vec<PendingChange>, StoreError> {
         type Raw = (Vec<u8>, String, Vec<u8>, Option<String>, String, Vec<u8>);
         let rows: Vec<Raw> = self
             .conn
@@ -490,8 +421,7 @@ impl Reader<'_> {
             .collect())
     }
 
-    /// Counts what waits in `pending`, and why.
-    pub fn waiting(&self) -> Result<Waiting, StoreError> {
+    fn waiting(&self) -> Result<Waiting, StoreError> {
         let sql = self.sql();
         let rows: Vec<Vec<u8>> = self
             .conn
@@ -538,11 +468,57 @@ impl Reader<'_> {
         Ok(out)
     }
 }
+impl Reader<'_> {
+    /// The changes of submission `doc_id` up to `after` that `peer` neither
+    /// made nor sent here, if the submission ever had an FMP outside
+    /// `scope` and was moved after `after` (then the peer may not have been
+    /// served them); in log order, each marked `dep_known` when it follows
+    /// one in `seen` or in the list.
+    fn moved_in_history(
+        &self,
+        doc_id: &str,
+        after: i64,
+        peer: &str,
+        scope: &[String],
+        seen: &HashSet<Hash>,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let all = self.doc_changes(doc_id)?;
+        let missing: Vec<Hash> = all
+            .iter()
+            .filter(|c| c.seq <= after && c.author != peer && c.origin.as_deref() != Some(peer))
+            .map(|c| c.hash)
+            .filter(|h| !seen.contains(h))
+            .collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only a submission that had an FMP outside the scope, and was moved
+        // (its FMP written) after the cursor, may have been skipped before
+        // it: a peer lacking one of its changes behind the cursor was not
+        // served it while it was elsewhere, and it came into the scope by a
+        // later move.
+        let ever = super::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
+        let moved_since = all
+            .iter()
+            .filter(|c| c.seq > after)
+            .any(|c| !super::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
+        if !moved_since || ever.iter().all(|f| scope.contains(f)) {
+            return Ok(Vec::new());
+        }
+        let mut rows = self.changes_by_hash(&missing, None)?;
+        let mut known: HashSet<Hash> = seen.clone();
+        for r in &mut rows {
+            if !r.first {
+                r.dep_known = first_dep(&r.bytes).is_some_and(|d| known.contains(&d));
+            }
+            known.insert(r.hash);
+        }
+        Ok(rows)
+    }
+}
 
-impl Writer<'_> {
-    /// Stores a device's certificate (as its issuer encoded it), replacing
-    /// the one stored for it; which one to keep is the caller's rule.
-    pub fn put_certificate(&self, device: Uuid, cert: &[u8]) -> Result<(), StoreError> {
+impl LogWrites for Writer<'_> {
+    fn put_certificate(&self, device: Uuid, cert: &[u8]) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO devices (device, cert) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(params![device.to_string(), cert]))
@@ -550,8 +526,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Stores a bundle (a no-op if one with its id is there).
-    pub fn store_bundle(&self, b: &StoredBundle) -> Result<(), StoreError> {
+    fn store_bundle(&self, b: &StoredBundle) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO bundles (id, author, hashes, sig) VALUES (?1, ?2, ?3, ?4)",
@@ -568,13 +543,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Seals this device's changes not covered by a bundle yet into bundles
-    /// of at most `max` hashes, one FMP's submissions per bundle (and the
-    /// reference documents apart), so that a bundle served to a peer of one
-    /// FMP names no change of another. `sign` makes each bundle of a list
-    /// of hashes in log order; it is stored and its changes marked with
-    /// its id. Returns how many bundles were made.
-    pub fn seal(
+    fn seal(
         &self,
         max: usize,
         mut sign: impl FnMut(Vec<Hash>) -> StoredBundle,
@@ -619,10 +588,7 @@ impl Writer<'_> {
         Ok(made)
     }
 
-    /// Records progress with `peer` (now): `pulled` replaces the stored
-    /// one, `acked` only raises it; `None` keeps what is stored (0 for a
-    /// new row).
-    pub fn advance_peer(
+    fn advance_peer(
         &self,
         peer: Uuid,
         pulled: Option<i64>,
@@ -648,16 +614,14 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Forgets the progress with `peer`.
-    pub fn forget_peer(&self, peer: Uuid) -> Result<(), StoreError> {
+    fn forget_peer(&self, peer: Uuid) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM peers WHERE peer = ?1", [peer.to_string()])
             .map_err(self.sql())?;
         Ok(())
     }
 
-    /// Holds a received change back in `pending` (a no-op if it is there).
-    pub fn hold(&self, p: &PendingChange) -> Result<(), StoreError> {
+    fn hold(&self, p: &PendingChange) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO pending (hash, doc_id, kind, author, bundle, origin, bytes)
@@ -678,8 +642,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Takes a change out of `pending` (it applied, or is refused for good).
-    pub fn release(&self, hash: &Hash) -> Result<(), StoreError> {
+    fn release(&self, hash: &Hash) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("DELETE FROM pending WHERE hash = ?1")
             .and_then(|mut s| s.execute([hash]))
@@ -687,12 +650,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Saves a document that received changes: its new automerge bytes,
-    /// the changes appended to the log (with their origin and bundle; one
-    /// already logged is skipped), and for a submission its materialized
-    /// row from `state` (`invalid`: the state fails validation, flagged for
-    /// review), in this transaction. Returns how many changes were new.
-    pub fn save_received(
+    fn save_received(
         &self,
         kind: &str,
         id: &str,

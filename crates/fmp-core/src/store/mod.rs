@@ -27,6 +27,7 @@ mod link;
 pub mod log;
 pub(crate) mod materialize;
 pub mod nonces;
+pub mod ops;
 pub mod peers;
 pub mod report;
 pub mod restore;
@@ -478,7 +479,10 @@ impl Store {
     }
 
     /// Runs `f` in one immediate transaction, committed (durably) only if it returns `Ok`.
-    pub(crate) fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E>
+    pub(crate) fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<StoreError>,
     {

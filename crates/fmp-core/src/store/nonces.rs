@@ -5,23 +5,20 @@
 //! pruned. These run inside the caller's transaction: the hub writes them
 //! in the transaction it already commits per request (no extra fsync).
 
+use super::ops::{NonceReads, NonceWrites};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{Reader, StoreError, Writer};
 
-impl Reader<'_> {
-    /// True if `device` already used `nonce` in a request remembered here.
-    pub fn nonce_seen(&self, device: Uuid, nonce: &str) -> Result<bool, StoreError> {
+impl NonceReads for Reader<'_> {
+    fn nonce_seen(&self, device: Uuid, nonce: &str) -> Result<bool, StoreError> {
         seen(self.conn, device, nonce).map_err(self.sql())
     }
 }
 
-impl Writer<'_> {
-    /// Remembers a request's (device, nonce, signed time in seconds since
-    /// the epoch) and forgets the nonces signed before `forget_before`;
-    /// false if that nonce was remembered already (a replay).
-    pub fn remember_nonce(
+impl NonceWrites for Writer<'_> {
+    fn remember_nonce(
         &self,
         device: Uuid,
         nonce: &str,

@@ -8,6 +8,7 @@
 //! a million rows holds one row in memory. Callers run these on one
 //! [`Reader`] (one snapshot, see [`super::Store::snapshot`]).
 
+use super::ops::ReportReads;
 use chrono::NaiveDate;
 use rusqlite::types::Value;
 use rusqlite::{Row, params};
@@ -155,10 +156,8 @@ fn direction(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Direction>> {
     Ok(s.parse().ok())
 }
 
-impl Reader<'_> {
-    /// The monthly report's aggregates over `month` and `previous`
-    /// (`YYYY-MM`), of the submissions `counted` selects, at every FMP.
-    pub fn report_aggregates(
+impl ReportReads for Reader<'_> {
+    fn report_aggregates(
         &self,
         month: &str,
         previous: &str,
@@ -300,8 +299,7 @@ impl Reader<'_> {
         })
     }
 
-    /// Live (not deleted) submissions per month (`YYYY-MM`), oldest first.
-    pub fn records_by_month(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    fn records_by_month(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.groups(
             "SELECT month, count(*) FROM submissions WHERE deleted = 0
              GROUP BY month ORDER BY month",
@@ -311,6 +309,47 @@ impl Reader<'_> {
         .map_err(self.sql())
     }
 
+    fn for_each_export_row<E>(
+        &self,
+        sel: &ExportSelection,
+        mut f: impl FnMut(&ExportRow) -> Result<(), E>,
+    ) -> Result<u64, E>
+    where
+        E: From<StoreError>,
+    {
+        let sql_err = self.sql();
+        let sql = |e| E::from(sql_err(e));
+        let mut q = EXPORT_SELECT.to_string();
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(from) = sel.from {
+            q.push_str(" AND s.day >= ?");
+            args.push(Value::Text(from.format("%Y-%m-%d").to_string()));
+        }
+        if let Some(to) = sel.to {
+            q.push_str(" AND s.day <= ?");
+            args.push(Value::Text(to.format("%Y-%m-%d").to_string()));
+        }
+        if let Some(fmp) = &sel.fmp {
+            q.push_str(" AND s.fmp = ?");
+            args.push(Value::Text(fmp.clone()));
+        }
+        if sel.exclude_rejected {
+            q.push_str(" AND (s.review_status IS NULL OR s.review_status <> 'rejected')");
+        }
+        q.push_str(" ORDER BY s.observed_at, s.id");
+        let mut stmt = self.conn.prepare(&q).map_err(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(&sql)?;
+        let mut n = 0u64;
+        let mut row = ExportRow::default();
+        while let Some(r) = rows.next().map_err(&sql)? {
+            read_export_row(r, &mut row).map_err(&sql)?;
+            f(&row)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+impl Reader<'_> {
     /// Runs one grouping query and collects its rows.
     fn groups<T>(
         &self,
@@ -457,49 +496,4 @@ fn read_export_row(r: &Row<'_>, out: &mut ExportRow) -> rusqlite::Result<()> {
         }
     }
     Ok(())
-}
-
-impl Reader<'_> {
-    /// Hands each submission `sel` selects to `f`, ordered by observation
-    /// time then id, one row at a time (streamed from one query: memory
-    /// does not grow with the number of rows); returns how many.
-    pub fn for_each_export_row<E>(
-        &self,
-        sel: &ExportSelection,
-        mut f: impl FnMut(&ExportRow) -> Result<(), E>,
-    ) -> Result<u64, E>
-    where
-        E: From<StoreError>,
-    {
-        let sql_err = self.sql();
-        let sql = |e| E::from(sql_err(e));
-        let mut q = EXPORT_SELECT.to_string();
-        let mut args: Vec<Value> = Vec::new();
-        if let Some(from) = sel.from {
-            q.push_str(" AND s.day >= ?");
-            args.push(Value::Text(from.format("%Y-%m-%d").to_string()));
-        }
-        if let Some(to) = sel.to {
-            q.push_str(" AND s.day <= ?");
-            args.push(Value::Text(to.format("%Y-%m-%d").to_string()));
-        }
-        if let Some(fmp) = &sel.fmp {
-            q.push_str(" AND s.fmp = ?");
-            args.push(Value::Text(fmp.clone()));
-        }
-        if sel.exclude_rejected {
-            q.push_str(" AND (s.review_status IS NULL OR s.review_status <> 'rejected')");
-        }
-        q.push_str(" ORDER BY s.observed_at, s.id");
-        let mut stmt = self.conn.prepare(&q).map_err(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args)).map_err(&sql)?;
-        let mut n = 0u64;
-        let mut row = ExportRow::default();
-        while let Some(r) = rows.next().map_err(&sql)? {
-            read_export_row(r, &mut row).map_err(&sql)?;
-            f(&row)?;
-            n += 1;
-        }
-        Ok(n)
-    }
 }

@@ -24,6 +24,7 @@
 //! - `reoffer:PEER`: this store's log is pushed to that restored peer
 //!   again whole (what it received from the peer too) up to this `seq`.
 
+use super::ops::{RestoreReads, RestoreWrites};
 use std::path::Path;
 
 use chrono::Utc;
@@ -46,80 +47,54 @@ pub struct RestoreState {
     pub epoch: u32,
 }
 
-impl Reader<'_> {
-    /// The actor epoch this store writes under (0 if never restored).
-    pub fn actor_epoch(&self) -> Result<u32, StoreError> {
+impl RestoreReads for Reader<'_> {
+    fn actor_epoch(&self) -> Result<u32, StoreError> {
         epoch(self.conn).map_err(self.sql())
     }
 
-    /// What this store knows of its restore, for `fmp status`.
-    pub fn restore_state(&self) -> Result<RestoreState, StoreError> {
+    fn restore_state(&self) -> Result<RestoreState, StoreError> {
         state(self.conn, self.store.identity.device_id).map_err(self.sql())
     }
 
-    /// True if this store knows it was restored and has not yet completed
-    /// a sync, as a client, since: its requests ask for its own changes back.
-    pub fn wants_own_back(&self) -> Result<bool, StoreError> {
+    fn wants_own_back(&self) -> Result<bool, StoreError> {
         wants_own_back(self.conn).map_err(self.sql())
     }
 
-    /// True if a restore was detected and no sync completed since.
-    pub fn needs_heal(&self) -> Result<bool, StoreError> {
+    fn needs_heal(&self) -> Result<bool, StoreError> {
         needs_heal(self.conn).map_err(self.sql())
     }
 
-    /// True if this store was restored after a peer's cursor row was last
-    /// written (`synced_at`, ms; `None`: no row): the peer has not synced
-    /// with it since, and its pull cursor may point past positions given
-    /// to other changes since.
-    pub fn before_restore(&self, synced_at: Option<i64>) -> Result<bool, StoreError> {
+    fn before_restore(&self, synced_at: Option<i64>) -> Result<bool, StoreError> {
         before_restore(self.conn, synced_at).map_err(self.sql())
     }
 
-    /// True if this store's log holds a change received from `peer`: a peer
-    /// with no cursor row that pushes from past 0 either lost its cursor or
-    /// met a copy of this store taken before its first sync.
-    pub fn holds_from(&self, peer: Uuid) -> Result<bool, StoreError> {
+    fn holds_from(&self, peer: Uuid) -> Result<bool, StoreError> {
         holds_from(self.conn, peer).map_err(self.sql())
     }
 
-    /// Up to where this store's log is offered again whole to `peer` (0: not).
-    pub fn reoffer_until(&self, peer: Uuid) -> Result<i64, StoreError> {
+    fn reoffer_until(&self, peer: Uuid) -> Result<i64, StoreError> {
         reoffer_until(self.conn, peer).map_err(self.sql())
     }
 }
 
-impl Writer<'_> {
-    /// Records that this store was restored from an older copy (a peer
-    /// holds its log up to `mark`, or its cursors run past this store's
-    /// log): a new detection moves the store to a fresh actor epoch. True
-    /// if it was new.
-    pub fn mark_restored(&self, mark: Option<i64>) -> Result<bool, StoreError> {
+impl RestoreWrites for Writer<'_> {
+    fn mark_restored(&self, mark: Option<i64>) -> Result<bool, StoreError> {
         mark_restored(self.conn, self.store.identity.device_id, mark).map_err(self.sql())
     }
 
-    /// A sync this store ran as a client completed while it wanted its own
-    /// changes back: it has them; the restore is healed.
-    pub fn mark_taken_back(&self) -> Result<(), StoreError> {
+    fn mark_taken_back(&self) -> Result<(), StoreError> {
         mark_taken_back(self.conn, self.store.identity.device_id).map_err(self.sql())
     }
 
-    /// Records that a sync completed after a detected restore (a no-op if
-    /// none is healing); moves to a fresh epoch again if a change taken
-    /// back carries the current one.
-    pub fn mark_healed(&self) -> Result<(), StoreError> {
+    fn mark_healed(&self) -> Result<(), StoreError> {
         mark_healed(self.conn, self.store.identity.device_id).map_err(self.sql())
     }
 
-    /// Offers this store's log to `peer` again whole up to `upto`.
-    pub fn set_reoffer(&self, peer: Uuid, upto: i64) -> Result<(), StoreError> {
+    fn set_reoffer(&self, peer: Uuid, upto: i64) -> Result<(), StoreError> {
         set_reoffer(self.conn, peer, upto).map_err(self.sql())
     }
 
-    /// Sets the progress recorded with `peer` to exactly these values,
-    /// lower ones included, keeping its last sync time: after a restore,
-    /// the cursors that ran past the restored log are moved back.
-    pub fn reset_peer_cursor(&self, peer: Uuid, pulled: i64, acked: i64) -> Result<(), StoreError> {
+    fn reset_peer_cursor(&self, peer: Uuid, pulled: i64, acked: i64) -> Result<(), StoreError> {
         reset_peer_cursor(self.conn, peer, pulled, acked).map_err(self.sql())
     }
 }

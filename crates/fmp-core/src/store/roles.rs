@@ -2,6 +2,7 @@
 //! checks a replica makes of what it receives: the statements `fmp-sync`
 //! and the store's own operations need about roles and validity.
 
+use super::ops::RoleReads;
 use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
@@ -13,27 +14,20 @@ use crate::validate::{ValidationError, validate_received};
 
 use super::{Reader, StoreError};
 
-impl Reader<'_> {
-    /// The role this store was enrolled with; `None`: not set.
-    pub fn role(&self) -> Result<Option<Role>, StoreError> {
+impl RoleReads for Reader<'_> {
+    fn role(&self) -> Result<Option<Role>, StoreError> {
         role(self.conn).map_err(self.sql())
     }
 
-    /// The device whose change first brought submission `id` into this
-    /// store (its record): the owner an enumerator's rights are judged by.
-    pub fn record_author(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
+    fn record_author(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
         record_author(self.conn, id).map_err(self.sql())
     }
 
-    /// The registry and forms in force in this snapshot (its synced
-    /// documents, else the built-in ones): what received submissions are
-    /// validated against, read inside the write that applies them.
-    pub fn reference(&self) -> Result<(Registry, Forms), StoreError> {
+    fn reference(&self) -> Result<(Registry, Forms), StoreError> {
         reference_in(self.conn).map_err(self.sql())
     }
 
-    /// Number of submissions (not deleted) flagged for review.
-    pub fn flagged(&self) -> Result<i64, StoreError> {
+    fn flagged(&self) -> Result<i64, StoreError> {
         flagged(self.conn).map_err(self.sql())
     }
 }

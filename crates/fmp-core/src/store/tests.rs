@@ -182,4 +182,3 @@ fn a_reader_through_snapshot_sees_one_snapshot_while_another_connection_writes()
         "the next read sees it"
     );
 }
-
