@@ -4,18 +4,7 @@
 //! SQLite (the embedded default) is instantiated here; a new backend adds
 //! one `backend_suite!` line (see `crates/fmp-core/src/store/ops.rs`).
 
-use std::path::Path;
-
-use fmp_core::store::{Store, StoreError};
-
-/// How a suite creates a fresh store and opens it again.
-#[derive(Clone, Copy)]
-pub struct Backend {
-    /// Creates a fresh store in a directory.
-    pub init: fn(&Path, &str) -> Result<Store, StoreError>,
-    /// Opens the store of a directory again.
-    pub open: fn(&Path) -> Result<Store, StoreError>,
-}
+pub use fmp_core::store::testing::Backend;
 
 /// The cases, each a function of the backend.
 mod cases {
@@ -25,6 +14,7 @@ mod cases {
     use chrono::Utc;
     use fmp_core::form::example_submission;
     use fmp_core::model::ReviewStatus;
+    use fmp_core::store::ops::LogReads;
     use fmp_core::store::{Filter, Store, StoreError};
 
     use super::Backend;
@@ -140,6 +130,79 @@ mod cases {
             assert_eq!(history.expect("history"), 1);
         });
     }
+    /// The cursor contract (`store/ops.rs`): while several writers (each its
+    /// own handle on the store, as processes are) commit concurrently, a
+    /// reader pulling "everything after my position" in a loop sees every
+    /// change exactly once, in increasing positions, and none is skipped.
+    pub fn an_incremental_reader_sees_every_change_once_under_concurrent_writers(b: Backend) {
+        const WRITERS: usize = 4;
+        const EACH: usize = 25;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("s");
+        let reader = (b.init)(&dir, "hq").expect("init");
+        let nobody = uuid::Uuid::nil();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0i64;
+        let pull = |cursor: &mut i64, seen: &mut std::collections::HashSet<[u8; 32]>| {
+            let (rows, _) = reader
+                .snapshot(|r| r.changes_after(*cursor, nobody, 1 << 20, None))
+                .expect("changes after");
+            for row in rows {
+                assert!(
+                    row.seq > *cursor,
+                    "position {} at or below {cursor}",
+                    row.seq
+                );
+                assert!(seen.insert(row.hash), "change at {} seen twice", row.seq);
+                *cursor = row.seq;
+            }
+        };
+        std::thread::scope(|sc| {
+            for w in 0..WRITERS {
+                let (dir, done) = (&dir, &done);
+                sc.spawn(move || {
+                    let store = (b.open)(dir).expect("a writer's own handle");
+                    for i in 0..EACH {
+                        let mut s = example_submission();
+                        s.notes = format!("writer {w} record {i}");
+                        store.record(s).expect("record");
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+            while done.load(std::sync::atomic::Ordering::SeqCst) < WRITERS {
+                pull(&mut cursor, &mut seen);
+            }
+        });
+        pull(&mut cursor, &mut seen);
+        assert_eq!(seen.len(), WRITERS * EACH, "every change seen once");
+        let end = reader.snapshot(|r| r.log_end()).expect("log end");
+        assert_eq!(cursor, end, "the reader ends at the log's end");
+    }
+
+    /// One snapshot is one state: what another handle commits between two
+    /// reads of the same snapshot is not seen by the second, and is seen by
+    /// the next snapshot.
+    pub fn a_snapshot_is_one_state(b: Backend) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("s");
+        let reader = (b.init)(&dir, "hq").expect("init");
+        reader.record(example_submission()).expect("record");
+        let writer = (b.open)(&dir).expect("a second handle");
+        let (first, second) = reader
+            .snapshot(|r| -> Result<_, StoreError> {
+                let first = r.log_end()?;
+                writer
+                    .record(example_submission())
+                    .expect("record meanwhile");
+                Ok((first, r.log_end()?))
+            })
+            .expect("snapshot");
+        assert_eq!(first, second, "one snapshot");
+        let next = reader.snapshot(|r| r.log_end()).expect("next snapshot");
+        assert!(next > first, "the next snapshot sees the commit");
+    }
 }
 
 /// Instantiates every case of the suite for one backend, as a module of tests.
@@ -163,14 +226,20 @@ macro_rules! backend_suite {
             fn reads_do_not_wait_for_the_writer() {
                 cases::reads_do_not_wait_for_the_writer($backend);
             }
+
+            #[test]
+            fn an_incremental_reader_sees_every_change_once_under_concurrent_writers() {
+                cases::an_incremental_reader_sees_every_change_once_under_concurrent_writers(
+                    $backend,
+                );
+            }
+
+            #[test]
+            fn a_snapshot_is_one_state() {
+                cases::a_snapshot_is_one_state($backend);
+            }
         }
     };
 }
 
-backend_suite!(
-    sqlite,
-    super::Backend {
-        init: fmp_core::store::Store::init,
-        open: fmp_core::store::Store::open,
-    }
-);
+backend_suite!(sqlite, fmp_core::store::testing::SQLITE);

@@ -21,6 +21,28 @@ use super::{DB_FILE, Reader, Store, StoreError, Writer, load_doc_conn, materiali
 use crate::doc::{DocError, Op};
 use crate::model::StoredSubmission;
 
+// ------------------------------------------------------------ backends
+
+/// How a test suite creates a fresh store and opens it again: one value
+/// per store backend, so the same suite runs over each
+/// (`crates/fmp-core/tests/backend.rs`, fmp-sync's and fmp-hub's suites).
+#[derive(Debug, Clone, Copy)]
+pub struct Backend {
+    /// Its name, for test output.
+    pub name: &'static str,
+    /// Creates a fresh store in a directory.
+    pub init: fn(&Path, &str) -> Result<Store, StoreError>,
+    /// Opens the store of a directory again.
+    pub open: fn(&Path) -> Result<Store, StoreError>,
+}
+
+/// The embedded SQLite backend (the default).
+pub const SQLITE: Backend = Backend {
+    name: "sqlite",
+    init: Store::init,
+    open: Store::open,
+};
+
 // ------------------------------------------------------------ inspecting
 
 /// `table` quoted as an SQL identifier.

@@ -42,9 +42,13 @@ pub struct Replica {
     pub store: Store,
 }
 
+/// The store backend these suites run on (a second backend runs them by
+/// changing this one line; see `fmp_core::store::ops`).
+pub const BACKEND: fmp_core::store::testing::Backend = fmp_core::store::testing::SQLITE;
+
 pub fn replica(name: &str) -> Replica {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::init(dir.path(), name).expect("init");
+    let store = (BACKEND.init)(dir.path(), name).expect("init");
     Replica { dir, store }
 }
 
