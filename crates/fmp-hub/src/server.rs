@@ -1225,19 +1225,18 @@ async fn sync(
             all_or_nothing: !partial,
             pull_fmps: known.fmps,
         };
-        let (out, outcome) =
-            fmp_sync::respond_counted(&h.store, &*trust, &body, &opts).map_err(ApiError::from)?;
+        // The request decoded once (above, with the hub's limits); the
+        // device's last sync and the nonce written in the sync's own
+        // transaction: one durable commit per request.
+        let note = |w: &fmp_core::store::Writer<'_>| -> Result<(), StoreError> {
+            w.note_sync(device)?;
+            remember_nonce(w, &signed)
+        };
+        let (out, outcome) = fmp_sync::respond_decoded(&h.store, &*trust, req, &opts, &note)
+            .map_err(ApiError::from)?;
         if outcome.all_again() {
             h.applied_twice.fetch_add(1, Ordering::SeqCst);
         }
-        // The nonce goes in the transaction that already notes the sync:
-        // no commit (fsync) of its own.
-        h.store
-            .transaction(|w| -> Result<(), StoreError> {
-                w.note_sync(device)?;
-                remember_nonce(w, &signed)
-            })
-            .map_err(ApiError::internal)?;
         Ok(out)
     })
     .await?;

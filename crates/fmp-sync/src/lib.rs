@@ -41,8 +41,8 @@ pub use apply::{
 };
 pub use error::SyncError;
 pub use session::{
-    Client, Cursor, Outcome, Report, RespondOptions, cursor, forget_peer, respond, respond_counted,
-    respond_with,
+    AlsoInTransaction, Client, Cursor, Outcome, Report, RespondOptions, cursor, forget_peer,
+    respond, respond_counted, respond_decoded, respond_with,
 };
 pub use trust::{AuthorInfo, Certificate, Role, StaticTrust, Trust};
 pub use wire::{DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Request, Response};

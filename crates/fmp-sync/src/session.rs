@@ -4,7 +4,7 @@
 use fmp_core::store::ops::*;
 use std::collections::{HashMap, HashSet};
 
-use fmp_core::store::{Reader, Store};
+use fmp_core::store::{Reader, Store, StoreError, Writer};
 use uuid::Uuid;
 
 use crate::apply::{self, Authors};
@@ -606,8 +606,26 @@ pub fn respond_counted(
     request: &[u8],
     opts: &RespondOptions,
 ) -> Result<(Vec<u8>, Outcome), SyncError> {
+    respond_decoded(store, trust, Request::decode(request)?, opts, &|_| Ok(()))
+}
+
+/// What a responder writes in a request's own transaction beside the sync
+/// (a hub notes the device's last sync and the request's nonce there: one
+/// durable commit per request).
+pub type AlsoInTransaction<'f> = dyn Fn(&Writer<'_>) -> Result<(), StoreError> + 'f;
+
+/// [`respond_counted`] for a request already decoded (a hub decodes it
+/// once, with its own limits), with `also` written in the request's own
+/// transaction: committed with the sync, or not at all.
+pub fn respond_decoded(
+    store: &Store,
+    trust: &dyn Trust,
+    req: Request,
+    opts: &RespondOptions,
+    also: &AlsoInTransaction<'_>,
+) -> Result<(Vec<u8>, Outcome), SyncError> {
     let mut outcome = Outcome::default();
-    let out = respond_inner_counted(store, trust, request, opts, &mut outcome)?;
+    let out = respond_inner_counted(store, trust, req, opts, &mut outcome, also)?;
     Ok((out, outcome))
 }
 
@@ -617,17 +635,25 @@ fn respond_inner(
     request: &[u8],
     opts: &RespondOptions,
 ) -> Result<Vec<u8>, SyncError> {
-    respond_inner_counted(store, trust, request, opts, &mut Outcome::default())
+    let req = Request::decode(request)?;
+    respond_inner_counted(
+        store,
+        trust,
+        req,
+        opts,
+        &mut Outcome::default(),
+        &|_| Ok(()),
+    )
 }
 
 fn respond_inner_counted(
     store: &Store,
     trust: &dyn Trust,
-    request: &[u8],
+    req: Request,
     opts: &RespondOptions,
     outcome: &mut Outcome,
+    also: &AlsoInTransaction<'_>,
 ) -> Result<Vec<u8>, SyncError> {
-    let req = Request::decode(request)?;
     let me = store.identity();
     if req.to != me.device_id {
         return Err(SyncError::WrongPeer {
@@ -712,6 +738,7 @@ fn respond_inner_counted(
             // it was restored, and gets its own changes back too.
             mine.send_own = req.restored || req.log_end < stored.pulled;
         }
+        also(tx)?;
         Ok((applied, mine))
     })?;
     *outcome = Outcome {

@@ -13,7 +13,6 @@
 //! Rows in, rows out: fmp-hub decides what they mean (codes' validity,
 //! trust, which quarantined changes are released).
 
-use super::ops::{HubReads, HubWrites};
 use crate::store::ops::*;
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
@@ -468,107 +467,5 @@ impl Store {
                 .map_err(w.sql())?;
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn a_device_enrolled_revoked_and_reinstated_reads_back_as_written() {
-        let tmp = tempfile::tempdir().unwrap();
-        let s = Store::init(&tmp.path().join("hub"), "hub").unwrap();
-        let d = Uuid::now_v7();
-        let fmps = vec!["ML-GOG".to_string()];
-        s.transaction(|w| w.enroll_device(d, "phone", &[7; 32], Some(&fmps), false))
-            .unwrap();
-        let row = s.snapshot(|r| r.enrolled_device(d)).unwrap().unwrap();
-        assert_eq!(
-            (row.device, row.fmps.as_deref(), row.revoked_at),
-            (d, Some(&fmps[..]), None)
-        );
-        let v = s.snapshot(|r| r.trust_version()).unwrap();
-        assert_eq!(s.snapshot(|r| r.trust_version()).unwrap(), v);
-        assert_eq!(s.transaction(|w| w.revoke_device(d)).unwrap(), 1);
-        assert_ne!(s.snapshot(|r| r.trust_version()).unwrap(), v, "revoked");
-        let v = s.snapshot(|r| r.trust_version()).unwrap();
-        assert_eq!(s.transaction(|w| w.revoke_device(d)).unwrap(), 0);
-        let rows = s.snapshot(|r| r.trust_rows()).unwrap();
-        assert!(rows[0].revoked_at.is_some());
-        assert_eq!(s.transaction(|w| w.reinstate_device(d)).unwrap(), 1);
-        assert_ne!(s.snapshot(|r| r.trust_version()).unwrap(), v, "reinstated");
-        let listed = s.snapshot(|r| r.enrolled_devices()).unwrap();
-        assert_eq!((listed.len(), listed[0].revoked_at), (1, None));
-        assert_eq!(
-            s.snapshot(|r| r.enrolled_device(Uuid::now_v7())).unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn a_code_is_found_by_its_hash_and_marked_used() {
-        let tmp = tempfile::tempdir().unwrap();
-        let s = Store::init(&tmp.path().join("hub"), "hub").unwrap();
-        s.add_enrollment_code(b"h", &["ML-GOG".into()], true, 42)
-            .unwrap();
-        let d = Uuid::now_v7();
-        s.transaction(|w| w.use_enrollment_code(b"h", d)).unwrap();
-        let c = s.snapshot(|r| r.enrollment_code(b"h")).unwrap().unwrap();
-        assert_eq!(
-            c,
-            CodeRow {
-                fmps: vec!["ML-GOG".into()],
-                may_enroll: true,
-                expires_at: 42,
-                used_by: Some(d.to_string()),
-            }
-        );
-        assert_eq!(s.snapshot(|r| r.enrollment_code(b"x")).unwrap(), None);
-    }
-
-    #[test]
-    fn quarantined_changes_come_back_until_taken_out() {
-        let tmp = tempfile::tempdir().unwrap();
-        let s = Store::init(&tmp.path().join("phone"), "phone").unwrap();
-        let hub = Uuid::now_v7();
-        s.transaction(|w| w.quarantine(hub, [([1; 32], "no"), ([2; 32], "why")]))
-            .unwrap();
-        let q = s.snapshot(|r| r.quarantined()).unwrap();
-        assert_eq!(q.len(), 2);
-        assert!(q.iter().any(|e| e.hash == [2; 32] && e.reason == "why"));
-        s.transaction(|w| w.unquarantine(&[[1; 32]])).unwrap();
-        let q = s.snapshot(|r| r.quarantined()).unwrap();
-        assert_eq!(q.iter().map(|e| e.hash).collect::<Vec<_>>(), vec![[2; 32]]);
-    }
-
-    #[test]
-    fn the_upstream_is_replaced_and_hq_is_self_until_one_is_joined() {
-        let tmp = tempfile::tempdir().unwrap();
-        let s = Store::init(&tmp.path().join("s"), "s").unwrap();
-        let me = s.identity().device_id;
-        assert_eq!(
-            s.snapshot(|r| r.hq_identity())
-                .unwrap()
-                .map(|a| a.device_id),
-            Some(me)
-        );
-        let up = Upstream {
-            hub: Uuid::now_v7(),
-            url: "http://h".into(),
-            name: "hub".into(),
-            public_key: vec![1; 32],
-            fmps: Some(vec!["ML-GOG".into()]),
-            tls_cert: None,
-        };
-        s.transaction(|w| w.set_upstream(&up)).unwrap();
-        let other = Upstream {
-            url: "http://g".into(),
-            ..up.clone()
-        };
-        s.transaction(|w| w.set_upstream(&other)).unwrap();
-        assert_eq!(s.snapshot(|r| r.upstream()).unwrap(), Some(other));
-        assert_eq!(s.snapshot(|r| r.hq_identity()).unwrap(), None);
     }
 }

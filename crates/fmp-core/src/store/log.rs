@@ -9,7 +9,6 @@
 //! Certificates and bundles are stored as their signers made them: their
 //! encoding and signatures are fmp-sync's; this module keeps the bytes.
 
-use super::ops::{LogReads, LogWrites};
 use crate::store::ops::*;
 use std::collections::HashSet;
 

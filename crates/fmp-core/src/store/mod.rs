@@ -32,7 +32,7 @@ pub mod peers;
 pub mod report;
 pub mod restore;
 pub mod roles;
-pub mod schema;
+pub(crate) mod schema;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
