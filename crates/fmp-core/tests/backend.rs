@@ -4,6 +4,8 @@
 //! SQLite (the embedded default) is instantiated here; a new backend adds
 //! one `backend_suite!` line (see `crates/fmp-core/src/store/ops.rs`).
 
+mod common;
+
 pub use fmp_core::store::testing::Backend;
 
 /// The cases, each a function of the backend.
@@ -15,25 +17,10 @@ mod cases {
     use fmp_core::form::example_submission;
     use fmp_core::model::ReviewStatus;
     use fmp_core::store::ops::LogReads;
-    use fmp_core::store::{Filter, Store, StoreError};
+    use fmp_core::store::{Filter, StoreError};
 
     use super::Backend;
-
-    fn everything(store: &Store) -> String {
-        let list = store
-            .list(&Filter {
-                include_deleted: true,
-                ..Filter::default()
-            })
-            .expect("list");
-        let mut s = serde_json::to_string(&list).expect("json");
-        for item in &list {
-            let id = item.submission.id.expect("id");
-            s.push_str(&serde_json::to_string(&store.get(id).expect("get")).expect("json"));
-            s.push_str(&serde_json::to_string(&store.history(id).expect("history")).expect("json"));
-        }
-        s
-    }
+    use crate::common::contents;
 
     /// A store reopened keeps its identity, records, edits and reviews.
     pub fn reopened_store_keeps_everything(b: Backend) {
@@ -50,11 +37,11 @@ mod cases {
                 .expect("review");
             let other = store.record(example_submission()).expect("record");
             store.delete(other).expect("delete");
-            (store.identity().device_id, everything(&store))
+            (store.identity().device_id, contents(&store))
         };
         let store = (b.open)(&dir).expect("open");
         assert_eq!(store.identity().device_id, device);
-        assert_eq!(everything(&store), before);
+        assert_eq!(contents(&store), before);
         let h = store
             .list(&Filter::default())
             .expect("list")
@@ -76,7 +63,7 @@ mod cases {
         let tmp = tempfile::tempdir().expect("tmp");
         let store = (b.init)(&tmp.path().join("s"), "x").expect("init");
         let id = store.record(example_submission()).expect("record");
-        let before = everything(&store);
+        let before = contents(&store);
         let err = store
             .edit(id, &serde_json::json!({"people": {"adult_male": 1}}))
             .expect_err("invalid edit");
@@ -93,7 +80,7 @@ mod cases {
         assert!(matches!(err, StoreError::Invalid(_)), "{err}");
         let err = store.get(uuid::Uuid::now_v7()).expect_err("unknown id");
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-        assert_eq!(everything(&store), before);
+        assert_eq!(contents(&store), before);
     }
 
     /// A read does not wait for a write in progress: `list`, `get` and

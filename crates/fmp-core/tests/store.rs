@@ -4,23 +4,10 @@
 use chrono::Utc;
 use fmp_core::form::example_submission;
 use fmp_core::model::ReviewStatus;
-use fmp_core::store::{DB_FILE, Filter, Store, StoreError};
+mod common;
 
-fn contents(store: &Store) -> String {
-    let list = store
-        .list(&Filter {
-            include_deleted: true,
-            ..Filter::default()
-        })
-        .expect("list");
-    let mut s = serde_json::to_string(&list).expect("json");
-    for item in &list {
-        let id = item.submission.id.expect("id");
-        s.push_str(&serde_json::to_string(&store.get(id).expect("get")).expect("json"));
-        s.push_str(&serde_json::to_string(&store.history(id).expect("history")).expect("json"));
-    }
-    s
-}
+use common::contents;
+use fmp_core::store::{DB_FILE, Filter, Store, StoreError};
 
 #[test]
 fn reopened_store_keeps_identity_and_records() {

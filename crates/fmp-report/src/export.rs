@@ -10,27 +10,17 @@ use fmp_core::store::ops::*;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use fmp_core::store::Store;
-use fmp_core::store::report::{ExportRow, ExportSelection};
+use fmp_core::store::report::ExportRow;
 use fmp_core::{People, Place, Submission, Vulnerable};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
-use serde::{Deserialize, Serialize};
 
 use crate::error::ReportError;
 
-/// Which submissions to export (deleted ones never are).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExportFilter {
-    /// First day observed, inclusive.
-    pub from: Option<NaiveDate>,
-    /// Last day observed, inclusive.
-    pub to: Option<NaiveDate>,
-    /// Only this FMP.
-    pub fmp: Option<String>,
-    /// Leave out rejected submissions (they are exported, with their status, by default).
-    pub exclude_rejected: bool,
-}
+/// Which submissions to export (deleted ones never are): the store's
+/// selection of export rows, under the name fmp-report has always given it.
+pub use fmp_core::store::report::ExportSelection as ExportFilter;
 
 /// How a column is typed in XLSX.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,15 +141,9 @@ fn for_each_row(
     filter: &ExportFilter,
     mut f: impl FnMut(&ExportRow, &[Cell<'_>]) -> Result<(), ReportError>,
 ) -> Result<u64, ReportError> {
-    let sel = ExportSelection {
-        from: filter.from,
-        to: filter.to,
-        fmp: filter.fmp.clone(),
-        exclude_rejected: filter.exclude_rejected,
-    };
     let mut nat = String::new();
     store.snapshot(|r| {
-        r.for_each_export_row(&sel, |row| {
+        r.for_each_export_row(filter, |row| {
             nationalities_text(row, &mut nat);
             f(row, &cells(row, &nat))
         })

@@ -362,7 +362,7 @@ impl Reader<'_> {
 }
 
 /// Which submissions an export reads (deleted ones never are).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExportSelection {
     /// First day observed, inclusive.
     pub from: Option<NaiveDate>,
@@ -370,7 +370,8 @@ pub struct ExportSelection {
     pub to: Option<NaiveDate>,
     /// Only this FMP.
     pub fmp: Option<String>,
-    /// Leave out those reviewed rejected.
+    /// Leave out rejected submissions (they are exported, with their
+    /// status, by default).
     pub exclude_rejected: bool,
 }
 
