@@ -201,14 +201,25 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
         t.elapsed().as_secs_f64()
     );
     let start = Instant::now();
+    let causes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        &'static str,
+        u64,
+    >::new()));
     let results: Vec<Result<(Duration, client::Summary), HubError>> = std::thread::scope(|sc| {
         let hs: Vec<_> = stores
             .iter()
             .map(|s| {
+                let causes = causes.clone();
                 sc.spawn(move || {
                     let t = Instant::now();
                     let opts = SyncOptions {
                         base_delay: Duration::from_millis(50),
+                        progress: Some(Box::new(move |p: &client::Progress| {
+                            if let client::Event::Retry { error, .. } = &p.event {
+                                let mut c = causes.lock().unwrap_or_else(|e| e.into_inner());
+                                *c.entry(retry_cause(error)).or_insert(0) += 1;
+                            }
+                        })),
                         ..SyncOptions::default()
                     };
                     client::sync(s, opts).map(|r| (t.elapsed(), r))
@@ -287,9 +298,31 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
         "hub holds {held} submissions; hub CPU {:.1} s; the clients waited for a busy hub {shed} times",
         hub_cpu.unwrap_or(0.0)
     );
+    let causes = causes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if !causes.is_empty() {
+        let list: Vec<String> = causes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("retries by cause: {}", list.join(", "));
+    }
     if let Some(reads) = rest.lines().find(|l| l.starts_with("reads: ")) {
         println!("{reads}");
     }
     let _ = std::fs::remove_dir_all(Path::new(&tmp));
     Ok(())
+}
+
+/// A retry's cause, in a word: what the bench's table should tell apart
+/// (requests given up on a silent hub, a refused connection, a busy hub…).
+fn retry_cause(error: &str) -> &'static str {
+    let e = error.to_ascii_lowercase();
+    if e.contains("stall") || e.contains("silent") || e.contains("no answer") {
+        "stalled"
+    } else if e.contains("timed out") || e.contains("timeout") {
+        "timed out"
+    } else if e.contains("busy") || e.contains("503") {
+        "busy"
+    } else if e.contains("connect") || e.contains("reset") || e.contains("closed") {
+        "connection"
+    } else {
+        "other"
+    }
 }
