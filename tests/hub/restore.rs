@@ -266,3 +266,58 @@ fn a_hub_restored_from_a_copy_older_than_a_phone_s_enrollment_takes_the_phone_ba
     assert!(srv.stop());
     assert!(hq_srv.stop());
 }
+
+/// One `fmp serve` per store: a second one on the same store is refused
+/// at start (it would keep its own nonce cache, so a replayed request
+/// could be served by each), and the first serves on. A clean stop leaves
+/// the whole store in its database file: a backup of `fmp.sqlite3` and the
+/// key alone, taken after the stop, holds every record.
+#[test]
+fn a_second_serve_on_a_store_is_refused_and_a_clean_stop_leaves_the_file_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = init(tmp.path(), "gao-hub");
+    let srv = Served::start(&hub, &[]);
+    let phone = init(tmp.path(), "gogui-phone-1");
+    enroll(&hub, &phone, &srv.url, &["ML-GOG"], &[]);
+    record(&phone, 12, "first");
+    fmp(&["sync", "--store", s(&phone)]);
+
+    let mut second = std::process::Command::new(fmp_bin())
+        .args(["serve", "--store", s(&hub), "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(status) = second.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let Some(status) = exited else {
+        let _ = second.kill();
+        panic!("a second `fmp serve` on the same store kept running");
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("already serving the store"), "{err}");
+
+    record(&phone, 3, "second");
+    fmp(&["sync", "--store", s(&phone)]);
+    assert_eq!(ids(&hub).len(), 15, "the first hub serves on");
+    assert!(srv.stop(), "a clean stop");
+
+    let copy = tmp.path().join("file-only");
+    std::fs::create_dir(&copy).unwrap();
+    for f in ["fmp.sqlite3", "device.key"] {
+        std::fs::copy(hub.join(f), copy.join(f)).unwrap();
+    }
+    assert_eq!(
+        ids(&copy).len(),
+        15,
+        "the database file alone holds every record"
+    );
+}

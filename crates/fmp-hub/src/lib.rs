@@ -155,7 +155,9 @@ pub fn serve_until_signal(
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), HubError> {
     let store = fmp_core::store::Store::open(&opts.store)?;
+    let _serving = serve_lock(&opts.store)?;
     let state = server::Hub::new(store, opts.limits.clone())?;
+    let store = state.store().clone();
     let tls = match &opts.tls {
         Some((c, k)) => Some(tls::server_config(c, k)?),
         None => None,
@@ -189,5 +191,34 @@ pub fn serve_until_signal(
     if let Err(e) = &r {
         tracing::error!(target: "fmp_hub::server", error = %e, "the hub stopped on an error");
     }
+    drop(rt);
+    // A clean stop leaves the whole store in its database file.
+    if let Err(e) = store.checkpoint() {
+        tracing::warn!(target: "fmp_hub::server", error = %e, "could not checkpoint the store at stop");
+    }
     r
+}
+
+/// Holds `serve.lock` in the store directory while a hub serves it: a
+/// second `fmp serve` on the same store is refused at start (two processes
+/// would each keep their own nonce and trust caches and rate limits).
+fn serve_lock(dir: &std::path::Path) -> Result<std::fs::File, HubError> {
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| HubError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(HubError::Usage(format!(
+            "another `fmp serve` is already serving the store at {}; stop it first (one hub process per store)",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(HubError::Io { path, source }),
+    }
 }

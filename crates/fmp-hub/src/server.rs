@@ -931,10 +931,11 @@ impl From<fmp_core::store::StoreError> for JoinFail {
 
 /// Remembers a request's nonce on disk and forgets expired ones, in the
 /// caller's transaction (no commit of its own).
-fn remember_nonce(w: &Writer<'_>, signed: &Signed) -> Result<(), StoreError> {
+/// False if the nonce was already remembered (a replay that raced past
+/// the check before the write: the caller refuses it).
+fn remember_nonce(w: &Writer<'_>, signed: &Signed) -> Result<bool, StoreError> {
     let now = chrono::Utc::now().timestamp();
-    w.remember_nonce(signed.device, &signed.nonce, signed.time, now - WINDOW_SECS)?;
-    Ok(())
+    w.remember_nonce(signed.device, &signed.nonce, signed.time, now - WINDOW_SECS)
 }
 
 fn too_many(what: &str, n: usize, max: usize) -> ApiError {
@@ -1228,12 +1229,25 @@ async fn sync(
         // The request decoded once (above, with the hub's limits); the
         // device's last sync and the nonce written in the sync's own
         // transaction: one durable commit per request.
+        // The nonce is taken in that transaction, so a copy of the request
+        // that raced past the check above (another process on this store,
+        // say) finds it taken there and is refused whole, nothing applied.
+        let replayed = std::cell::Cell::new(false);
         let note = |w: &fmp_core::store::Writer<'_>| -> Result<(), StoreError> {
             w.note_sync(device)?;
-            remember_nonce(w, &signed)
+            if !remember_nonce(w, &signed)? {
+                replayed.set(true);
+                return Err(StoreError::NotAllowed(
+                    "this request was already served".into(),
+                ));
+            }
+            Ok(())
         };
-        let (out, outcome) = fmp_sync::respond_decoded(&h.store, &*trust, req, &opts, &note)
-            .map_err(ApiError::from)?;
+        let served = fmp_sync::respond_decoded(&h.store, &*trust, req, &opts, &note);
+        if replayed.get() {
+            return Err(AuthError::Replayed.into());
+        }
+        let (out, outcome) = served.map_err(ApiError::from)?;
         if outcome.all_again() {
             h.applied_twice.fetch_add(1, Ordering::SeqCst);
         }

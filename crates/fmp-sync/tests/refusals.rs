@@ -606,3 +606,29 @@ fn a_change_claimed_by_two_bundles_is_refused_whole() {
     let err = refused(&hub, &trust, &req.encode().expect("encode"));
     assert!(err.to_string().contains("claimed twice"), "{err}");
 }
+
+/// What a responder writes beside the sync (`respond_decoded`'s `also`: a
+/// hub's nonce and last sync) is in the sync's own transaction: when it
+/// fails (a replayed request whose nonce another process took first),
+/// nothing of the request is stored, and the same request served again
+/// later applies whole.
+#[test]
+fn a_failing_write_beside_the_sync_stores_nothing_of_the_request() {
+    let (phone, hub, trust) = setup();
+    let bytes = request(&phone, &hub, &trust, "ML-GOG", 3);
+    let before = raw(&hub.store);
+    let req = Request::decode(&bytes).expect("decode");
+    let also = |_: &fmp_core::store::Writer<'_>| -> Result<(), fmp_core::store::StoreError> {
+        Err(fmp_core::store::StoreError::NotAllowed(
+            "already served".into(),
+        ))
+    };
+    let opts = fmp_sync::RespondOptions::default();
+    let err = fmp_sync::respond_decoded(&hub.store, &trust, req.clone(), &opts, &also)
+        .expect_err("the write beside failed");
+    assert!(err.to_string().contains("already served"), "{err}");
+    assert_eq!(raw(&hub.store), before, "nothing of the request was stored");
+    let (_, outcome) =
+        fmp_sync::respond_decoded(&hub.store, &trust, req, &opts, &|_| Ok(())).expect("served");
+    assert_eq!(outcome.stored, 3, "{outcome:?}");
+}

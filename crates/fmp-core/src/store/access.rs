@@ -101,6 +101,15 @@ impl Store {
         })
     }
 
+    /// Moves everything the WAL holds into the database file and empties
+    /// the WAL (a clean stop of `fmp serve`: a backup of the file alone is
+    /// then whole).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| sql_err(&self.dir, e))
+    }
+
     fn take_reader(&self) -> Option<Connection> {
         if let Some(c) = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Some(c);

@@ -212,9 +212,12 @@ pub struct HistoryEntry {
 /// A store: a device's full local replica.
 pub struct Store {
     dir: PathBuf,
-    conn: Mutex<Connection>,
     /// Idle reader connections (WAL readers beside the one writer).
+    /// Declared (so dropped) before the writer: the writer closes last, and
+    /// SQLite then checkpoints the WAL into the database file and removes
+    /// it, so a backup of the file alone after a clean stop is whole.
     readers: Mutex<Vec<Connection>>,
+    conn: Mutex<Connection>,
     identity: Identity,
     /// The registry in force: the synced `registry` document, else the built-in one.
     registry: RwLock<Arc<Registry>>,
