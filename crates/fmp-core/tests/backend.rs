@@ -190,6 +190,62 @@ mod cases {
         let next = reader.snapshot(|r| r.log_end()).expect("next snapshot");
         assert!(next > first, "the next snapshot sees the commit");
     }
+    /// A document's stamp moves with every write of that document (a change
+    /// logged, one held or released) and with no other; the reference's
+    /// with the registry and forms only: what an apply planned on a
+    /// snapshot checks before it commits.
+    pub fn stamps_move_with_their_document_and_only_with_it(b: Backend) {
+        use fmp_core::store::log::PendingChange;
+        use fmp_core::store::ops::LogWrites;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = (b.init)(&tmp.path().join("s"), "x").expect("init");
+        let one = store
+            .record(example_submission())
+            .expect("record")
+            .to_string();
+        let two = store.record(example_submission()).expect("record");
+        let stamps = |s: &fmp_core::store::Store| {
+            s.snapshot(|r| {
+                Ok::<_, StoreError>((
+                    r.document_stamp(&one)?,
+                    r.document_stamp(&two.to_string())?,
+                    r.reference_stamp()?,
+                ))
+            })
+            .expect("stamps")
+        };
+        let (a0, b0, ref0) = stamps(&store);
+        assert!(a0.last_seq.is_some() && a0.pending.is_empty(), "{a0:?}");
+        store
+            .edit(two, &serde_json::json!({"notes": "edited"}))
+            .expect("edit");
+        let (a1, b1, ref1) = stamps(&store);
+        assert_eq!(a1, a0, "another record's edit leaves it");
+        assert!(b1.last_seq > b0.last_seq, "{b0:?} {b1:?}");
+        assert_eq!(ref1, ref0);
+        let held = PendingChange {
+            hash: [7; 32],
+            doc_id: one.clone(),
+            kind: "submission".into(),
+            author: store.identity().device_id,
+            bundle: [8; 32],
+            origin: None,
+            bytes: vec![1, 2, 3],
+        };
+        store.transaction(|w| w.hold(&held)).expect("hold");
+        let (a2, b2, _) = stamps(&store);
+        assert_eq!(a2.pending, vec![[7; 32]]);
+        assert_eq!(a2.last_seq, a0.last_seq);
+        assert_eq!(b2, b1);
+        store.transaction(|w| w.release(&[7; 32])).expect("release");
+        assert_eq!(stamps(&store).0, a0);
+        let mut registry = (*store.registry()).clone();
+        registry.fmps[0].name.push_str(" (renamed)");
+        assert!(store.set_registry(&registry).expect("registry"));
+        let (a3, _, ref3) = stamps(&store);
+        assert_eq!(a3, a0);
+        assert!(ref3 > ref0, "{ref0:?} {ref3:?}");
+    }
 }
 
 /// The hub's store operations (devices, codes, quarantine, upstream).
@@ -325,6 +381,11 @@ macro_rules! backend_suite {
                 cases::an_incremental_reader_sees_every_change_once_under_concurrent_writers(
                     $backend,
                 );
+            }
+
+            #[test]
+            fn stamps_move_with_their_document_and_only_with_it() {
+                cases::stamps_move_with_their_document_and_only_with_it($backend);
             }
 
             #[test]

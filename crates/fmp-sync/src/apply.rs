@@ -14,7 +14,7 @@ use fmp_core::model::StoredSubmission;
 use fmp_core::reference::Registry;
 use fmp_core::role::Role;
 pub use fmp_core::store::log::Waiting;
-use fmp_core::store::log::{NewChange, PendingChange};
+use fmp_core::store::log::{DocStamp, NewChange, PendingChange};
 use fmp_core::store::{Authority, Reader, Writer, roles};
 use uuid::Uuid;
 
@@ -483,6 +483,9 @@ pub(crate) struct Applied {
     pub refused: Vec<Refusal>,
     /// A registry or form document changed: the store reloads its reference data.
     pub reference: bool,
+    /// Documents decided again inside the write: another write changed
+    /// them after the snapshot the batch was planned on.
+    pub replanned: u32,
 }
 
 impl Applied {
@@ -500,28 +503,85 @@ struct Item {
     in_batch: bool,
 }
 
-/// Applies a verified batch inside the caller's transaction: stores bundles
-/// and learned certificates, then per document applies, with what waits in
-/// `pending` for it, every change whose dependencies are present, judges
-/// the document's scope on its state after all of them (see [`apply_doc`]),
-/// parks the others in `pending`, saves the document, appends the applied
-/// changes to the log with their origin, and rematerializes.
+/// Applies a verified batch inside the caller's transaction: plans it on
+/// the writer's own state ([`plan`]) and writes the plan ([`commit`]).
 pub(crate) fn apply(
     w: &Writer<'_>,
     authors: &mut Authors<'_>,
     verified: Verified,
     origin: Uuid,
 ) -> Result<Applied, SyncError> {
-    for c in std::mem::take(&mut authors.learned) {
-        keep_certificate(w, &c)?;
+    let planned = plan(w, authors, verified, origin)?;
+    commit(w, authors, planned)
+}
+
+/// A verified batch decided on a snapshot: per document, what applies,
+/// what waits and what is refused (see [`plan_doc`]), with where the
+/// document stood when it was decided. Planning is the expensive part of an
+/// apply (loading and merging automerge documents, judging roles, scope and
+/// validity, saving the merged document); it reads and writes nothing of
+/// the writer's, so a hub plans one request while it commits another.
+pub(crate) struct Plan {
+    /// The verified changes' hashes, in the batch's order.
+    hashes: Vec<Hash>,
+    bundles: Vec<Bundle>,
+    unresolved: Vec<Refusal>,
+    docs: Vec<DocPlan>,
+    /// The reference (registry, forms) the plan validated against.
+    reference_seen: Option<i64>,
+}
+
+impl Plan {
+    /// The verified changes' hashes, in the batch's order.
+    pub(crate) fn hashes(&self) -> Vec<Hash> {
+        self.hashes.clone()
     }
-    for b in &verified.bundles {
-        b.store(w)?;
-    }
-    let mut out = Applied {
-        refused: verified.unresolved,
-        ..Applied::default()
-    };
+}
+
+/// One document's part of a [`Plan`].
+struct DocPlan {
+    docref: DocRef,
+    /// The batch's changes for it and those that waited in `pending`.
+    items: Vec<Item>,
+    /// Where it stood in the snapshot the plan read.
+    seen: DocStamp,
+    writes: DocWrites,
+}
+
+/// A document's saved bytes and, for a submission, its state and whether
+/// that state fails validation.
+type Saved = (Vec<u8>, Option<(StoredSubmission, bool)>);
+
+/// What one document's apply writes, decided by [`plan_doc`].
+#[derive(Default)]
+struct DocWrites {
+    /// Changes whose `pending` row goes (applied, already here, refused for good).
+    release: Vec<Hash>,
+    /// Items held in `pending` (waiting for a dependency, or for scope).
+    hold: Vec<usize>,
+    /// Items applied, in dependency order.
+    applied: Vec<usize>,
+    /// The document after them, and for a submission its state and whether
+    /// that state fails validation.
+    saved: Option<Saved>,
+    /// The batch's changes already here, waiting, refused.
+    duplicates: u32,
+    pending: u32,
+    refused: Vec<Refusal>,
+    /// A registry or form document changed.
+    reference: bool,
+}
+
+/// Groups a verified batch by document and decides each on `r` (a
+/// snapshot, or the writer itself), writing nothing.
+pub(crate) fn plan(
+    r: &Reader<'_>,
+    authors: &mut Authors<'_>,
+    verified: Verified,
+    origin: Uuid,
+) -> Result<Plan, SyncError> {
+    let reference_seen = r.reference_stamp()?;
+    let hashes = verified.changes.iter().map(|c| c.hash).collect();
     let mut groups: Vec<(DocRef, Vec<Item>)> = Vec::new();
     let mut at: HashMap<DocRef, usize> = HashMap::new();
     for c in verified.changes {
@@ -542,20 +602,153 @@ pub(crate) fn apply(
             in_batch: true,
         });
     }
-    for (docref, mut items) in groups {
-        for p in load_pending(w, &docref)? {
-            match items.iter_mut().find(|it| it.c.hash == p.c.hash) {
-                // Sent again (a released quarantine): one item, row to clear.
-                Some(it) => it.from_pending = true,
-                None => items.push(p),
-            }
+    let mut docs = Vec::with_capacity(groups.len());
+    for (docref, batch) in groups {
+        let seen = r.document_stamp(&docref.kind_and_id().1)?;
+        let items = with_pending(r, &docref, batch)?;
+        let writes = plan_doc(r, authors, &docref, &items)?;
+        docs.push(DocPlan {
+            docref,
+            items,
+            seen,
+            writes,
+        });
+    }
+    Ok(Plan {
+        hashes,
+        bundles: verified.bundles,
+        unresolved: verified.unresolved,
+        docs,
+        reference_seen,
+    })
+}
+
+/// Writes a plan in the caller's transaction: bundles and learned
+/// certificates, then each document as planned. A document that another
+/// write changed since the plan's snapshot (its [`DocStamp`] differs: a
+/// change of it stored, held or released meanwhile), and every document
+/// when the reference changed (meanwhile, or by a registry or form change
+/// earlier in this batch), is decided again here on the writer's state:
+/// the outcome is the one a plan made inside the write would have had.
+pub(crate) fn commit(
+    w: &Writer<'_>,
+    authors: &mut Authors<'_>,
+    plan: Plan,
+) -> Result<Applied, SyncError> {
+    for c in std::mem::take(&mut authors.learned) {
+        keep_certificate(w, &c)?;
+    }
+    for b in &plan.bundles {
+        b.store(w)?;
+    }
+    let mut out = Applied {
+        refused: plan.unresolved,
+        ..Applied::default()
+    };
+    let mut stale_reference = w.reference_stamp()? != plan.reference_seen;
+    if stale_reference {
+        authors.reference = None;
+    }
+    for mut dp in plan.docs {
+        if stale_reference || w.document_stamp(&dp.docref.kind_and_id().1)? != dp.seen {
+            let batch = dp
+                .items
+                .into_iter()
+                .filter(|it| it.in_batch)
+                .map(|it| Item {
+                    from_pending: false,
+                    ..it
+                })
+                .collect();
+            dp.items = with_pending(w, &dp.docref, batch)?;
+            dp.writes = plan_doc(w, authors, &dp.docref, &dp.items)?;
+            out.replanned += 1;
         }
-        apply_doc(w, authors, &docref, items, &mut out)?;
+        if dp.writes.reference && dp.writes.saved.is_some() {
+            // What follows is validated against the new reference.
+            stale_reference = true;
+            authors.reference = None;
+        }
+        write_doc(w, &dp.docref, &dp.items, dp.writes, &mut out)?;
     }
     for c in std::mem::take(&mut authors.learned) {
         keep_certificate(w, &c)?;
     }
     Ok(out)
+}
+
+/// The batch's items for a document and, after them, what waits in
+/// `pending` for it (a change sent again that waits there is one item,
+/// whose row is cleared once it is settled).
+fn with_pending(
+    r: &Reader<'_>,
+    docref: &DocRef,
+    mut items: Vec<Item>,
+) -> Result<Vec<Item>, SyncError> {
+    for p in load_pending(r, docref)? {
+        match items.iter_mut().find(|it| it.c.hash == p.c.hash) {
+            Some(it) => it.from_pending = true,
+            None => items.push(p),
+        }
+    }
+    Ok(items)
+}
+
+/// Writes what [`plan_doc`] decided for one document.
+fn write_doc(
+    w: &Writer<'_>,
+    docref: &DocRef,
+    items: &[Item],
+    writes: DocWrites,
+    out: &mut Applied,
+) -> Result<(), SyncError> {
+    let (kind, id) = docref.kind_and_id();
+    for h in &writes.release {
+        w.release(h)?;
+    }
+    for &i in &writes.hold {
+        let it = &items[i];
+        w.hold(&PendingChange {
+            hash: it.c.hash,
+            doc_id: id.clone(),
+            kind: kind.clone(),
+            author: it.c.author,
+            bundle: it.c.bundle,
+            origin: it.origin,
+            bytes: it.c.change.raw_bytes().to_vec(),
+        })?;
+    }
+    out.duplicates += writes.duplicates;
+    out.pending += writes.pending;
+    out.refused.extend(writes.refused);
+    let Some((data, state)) = writes.saved else {
+        return Ok(());
+    };
+    out.reference |= writes.reference;
+    let changes: Vec<NewChange<'_>> = writes
+        .applied
+        .iter()
+        .map(|&i| {
+            let c = &items[i].c;
+            NewChange {
+                hash: c.hash,
+                author: c.author,
+                time: c.change.timestamp(),
+                op: c.change.message().unwrap_or(""),
+                bytes: c.change.raw_bytes(),
+                origin: items[i].origin,
+                bundle: Some(c.bundle),
+            }
+        })
+        .collect();
+    out.stored += w.save_received(
+        &kind,
+        &id,
+        &data,
+        &changes,
+        state.as_ref().map(|(s, invalid)| (s, *invalid)),
+    )?;
+    Ok(())
 }
 
 fn load_pending(r: &Reader<'_>, docref: &DocRef) -> Result<Vec<Item>, SyncError> {
@@ -597,8 +790,9 @@ enum Fate {
     Held,
 }
 
-/// Applies the changes available for one document (`items`: the batch's and
-/// those waiting in `pending`), in dependency order, each checked on its own
+/// Decides, writing nothing, what becomes of the changes available for one
+/// document (`items`: the batch's and those waiting in `pending`): applied
+/// in dependency order, each checked on its own
 /// for what does not depend on scope (automerge accepts it, the submission
 /// stays valid and keeps its id; non-submission documents only from HQ's
 /// key, the store's authority). Scope is judged on the document's state after all
@@ -607,25 +801,24 @@ enum Fate {
 /// or into another author's FMP) and the FMP after. The changes of an author
 /// who is not are held back in `pending`, reported refused with the reason,
 /// and the rest judged again without them (and without what depends on them).
-fn apply_doc(
-    w: &Writer<'_>,
+fn plan_doc(
+    r: &Reader<'_>,
     authors: &mut Authors<'_>,
     docref: &DocRef,
-    items: Vec<Item>,
-    out: &mut Applied,
-) -> Result<(), SyncError> {
+    items: &[Item],
+) -> Result<DocWrites, SyncError> {
     let (kind, id) = docref.kind_and_id();
-    let existing: Option<(String, Vec<u8>)> = w.document(&id)?;
+    let mut writes = DocWrites::default();
+    let existing: Option<(String, Vec<u8>)> = r.document(&id)?;
     let mut base = match &existing {
         Some((k, _)) if *k != kind => {
             for it in items.iter().filter(|it| it.in_batch) {
-                refuse(
-                    out,
-                    it.c.hash,
-                    format!("document {id} is a {k}, not a {kind}"),
-                );
+                writes.refused.push(Refusal {
+                    hash: it.c.hash,
+                    reason: format!("document {id} is a {k}, not a {kind}"),
+                });
             }
-            return Ok(());
+            return Ok(writes);
         }
         Some((_, data)) => AutoCommit::load(data)?,
         None => AutoCommit::new(),
@@ -637,7 +830,7 @@ fn apply_doc(
     let before_fmp = before.as_ref().map(|s| s.submission.fmp.clone());
     // Who recorded it: an enumerator may change only its own records.
     let recorded_by = match (&existing, docref) {
-        (Some(_), DocRef::Submission(uuid)) => w.record_author(*uuid)?,
+        (Some(_), DocRef::Submission(uuid)) => r.record_author(*uuid)?,
         _ => None,
     };
     let mut fate: Vec<Fate> = vec![Fate::Waiting; items.len()];
@@ -674,7 +867,7 @@ fn apply_doc(
                     continue;
                 }
                 progress = true;
-                match check_one(w, authors, docref, &kind, &doc, it, creator)? {
+                match check_one(r, authors, docref, &kind, &doc, it, creator)? {
                     Ok((trial, after)) => {
                         doc = trial;
                         creator.get_or_insert(it.c.author);
@@ -711,7 +904,7 @@ fn apply_doc(
                     let author = it.c.author;
                     if let std::collections::hash_map::Entry::Vacant(e) = judged.entry(author) {
                         let bad = authors
-                            .resolve(w, author)?
+                            .resolve(r, author)?
                             .filter(|info| !info.may_write(&fmp))
                             // As it ends, the record may be in an FMP its
                             // author may not write because another author
@@ -720,7 +913,7 @@ fn apply_doc(
                             // that change found it and left it.
                             .filter(|info| {
                                 !(last
-                                    && causally_within(&mut doc, &items, &fate, author, info))
+                                    && causally_within(&mut doc, items, &fate, author, info))
                             })
                             .map(|info| {
                                 format!(
@@ -748,11 +941,11 @@ fn apply_doc(
         if !held_any
             && let (DocRef::Submission(_), Some(after)) = (docref, &state)
             && {
-                let r = authors.reference(w)?;
+                let r = authors.reference(r)?;
                 roles::check_state(after, &r.0, &r.1).is_err()
             }
         {
-            let reference = authors.reference(w)?;
+            let reference = authors.reference(r)?;
             for (i, it) in items.iter().enumerate() {
                 if fate[i] != Fate::Applied {
                     continue;
@@ -773,79 +966,56 @@ fn apply_doc(
         match fate[i] {
             Fate::Duplicate | Fate::Applied | Fate::Dropped => {
                 if it.from_pending {
-                    w.release(&h)?;
+                    writes.release.push(h);
                 }
                 match fate[i] {
-                    Fate::Duplicate if it.in_batch => out.duplicates += 1,
-                    Fate::Dropped if it.in_batch => {
-                        refuse(out, h, reasons.remove(&i).unwrap_or_default());
-                    }
+                    Fate::Duplicate if it.in_batch => writes.duplicates += 1,
+                    Fate::Dropped if it.in_batch => writes.refused.push(Refusal {
+                        hash: h,
+                        reason: reasons.remove(&i).unwrap_or_default(),
+                    }),
                     _ => {}
                 }
             }
             Fate::Waiting | Fate::Held => {
                 if !it.from_pending {
-                    w.hold(&PendingChange {
-                        hash: h,
-                        doc_id: id.clone(),
-                        kind: kind.clone(),
-                        author: it.c.author,
-                        bundle: it.c.bundle,
-                        origin: it.origin,
-                        bytes: it.c.change.raw_bytes().to_vec(),
-                    })?;
+                    writes.hold.push(i);
                 }
                 if it.in_batch {
                     if fate[i] == Fate::Held {
-                        refuse(out, h, reasons.remove(&i).unwrap_or_default());
+                        writes.refused.push(Refusal {
+                            hash: h,
+                            reason: reasons.remove(&i).unwrap_or_default(),
+                        });
                     } else {
-                        out.pending += 1;
+                        writes.pending += 1;
                     }
                 }
             }
         }
     }
     // In the order they applied: dependencies first.
-    let applied: Vec<(&Checked, Option<Uuid>)> = order
-        .iter()
-        .filter(|i| fate[**i] == Fate::Applied)
-        .map(|i| (&items[*i].c, items[*i].origin))
+    writes.applied = order
+        .into_iter()
+        .filter(|i| fate[*i] == Fate::Applied)
         .collect();
-    if applied.is_empty() {
-        return Ok(());
+    if writes.applied.is_empty() {
+        return Ok(writes);
     }
     if matches!(docref, DocRef::Other { .. }) {
-        out.reference = true;
+        writes.reference = true;
         authors.reference = None;
     }
-    let changes: Vec<NewChange<'_>> = applied
-        .iter()
-        .map(|(c, origin)| NewChange {
-            hash: c.hash,
-            author: c.author,
-            time: c.change.timestamp(),
-            op: c.change.message().unwrap_or(""),
-            bytes: c.change.raw_bytes(),
-            origin: *origin,
-            bundle: Some(c.bundle),
-        })
-        .collect();
     let state = match (docref, state) {
         (DocRef::Submission(_), Some(s)) => {
-            let r = authors.reference(w)?;
-            let invalid = roles::check_state(&s, &r.0, &r.1).is_err();
+            let reference = authors.reference(r)?;
+            let invalid = roles::check_state(&s, &reference.0, &reference.1).is_err();
             Some((s, invalid))
         }
         _ => None,
     };
-    out.stored += w.save_received(
-        &kind,
-        &id,
-        &doc.save(),
-        &changes,
-        state.as_ref().map(|(s, invalid)| (s, *invalid)),
-    )?;
-    Ok(())
+    writes.saved = Some((doc.save(), state));
+    Ok(writes)
 }
 
 /// If `change` (applied in `doc`) left the submission invalid as its author
@@ -1110,8 +1280,4 @@ pub fn refusal_kind(reason: &str) -> RefusalKind {
     } else {
         RefusalKind::Other
     }
-}
-
-fn refuse(out: &mut Applied, hash: Hash, reason: String) {
-    out.refused.push(Refusal { hash, reason });
 }

@@ -299,11 +299,31 @@ impl<'a> Client<'a> {
         let applied = {
             let mut authors =
                 Authors::new(&own, resp.pull.certs.clone(), authority(self.store, trust)?);
-            let pull = resp.pull.clone();
+            // Planned on a snapshot (the app's reads go on meanwhile),
+            // committed in the write, as a responder does.
+            let early = match resp.pull.changes.is_empty() {
+                true => None,
+                false => self.store.snapshot(|r| {
+                    Ok::<_, SyncError>(plan_early(r, &mut authors, &resp.pull, peer))
+                })?,
+            };
             self.store.transaction(|tx| -> Result<_, SyncError> {
-                let verified = apply::verify(tx, &mut authors, pull)?;
-                let hashes: Vec<Hash> = verified.changes.iter().map(|c| c.hash).collect();
-                let applied = apply::apply(tx, &mut authors, verified, peer)?;
+                let (applied, hashes) = match early {
+                    Some(planned) => {
+                        let hashes = planned.hashes();
+                        (apply::commit(tx, &mut authors, planned)?, hashes)
+                    }
+                    None => {
+                        authors = Authors::new(
+                            &own,
+                            resp.pull.certs.clone(),
+                            authority(self.store, trust)?,
+                        );
+                        let verified = apply::verify(tx, &mut authors, resp.pull.clone())?;
+                        let hashes: Vec<Hash> = verified.changes.iter().map(|c| c.hash).collect();
+                        (apply::apply(tx, &mut authors, verified, peer)?, hashes)
+                    }
+                };
                 let mut reset = false;
                 if cursor_phase {
                     // The peer holds more of this store's log than it has:
@@ -588,6 +608,9 @@ pub struct Outcome {
     pub duplicates: u32,
     /// Changes held back, waiting (scope, a missing dependency).
     pub pending: u32,
+    /// Documents decided again inside the write: another request changed
+    /// them between this one's plan (on a snapshot) and its commit.
+    pub replanned: u32,
 }
 
 impl Outcome {
@@ -665,16 +688,16 @@ fn respond_inner_counted(
     let own = WithSelf::new(store, trust)?;
     let hq = authority(store, trust)?;
     let mut authors = Authors::new(&own, req.push.certs.clone(), hq.clone());
-    // Decoding and signature checks on a snapshot, outside the write lock.
-    // What a snapshot cannot settle (a dependency or a certificate missing,
-    // an error) is judged again inside the write, on its state.
+    // Decoding, signature checks and the plan (automerge merges, roles,
+    // scope, validity) on a snapshot, outside the write lock; the write
+    // commits the plan, deciding again only what changed meanwhile. What a
+    // snapshot cannot settle (a dependency or a certificate missing, an
+    // error) is judged again inside the write, on its state.
     let early = match req.push.changes.is_empty() {
         true => None,
-        false => store
-            .snapshot(|r| {
-                Ok::<_, SyncError>(apply::verify(r, &mut authors, req.push.clone()).ok())
-            })?
-            .filter(|v| v.unresolved.is_empty()),
+        false => {
+            store.snapshot(|r| Ok::<_, SyncError>(plan_early(r, &mut authors, &req.push, from)))?
+        }
     };
     let (applied, mine) = store.transaction(|tx| -> Result<_, SyncError> {
         seal(tx, me)?;
@@ -684,14 +707,14 @@ fn respond_inner_counted(
         let stored = row.unwrap_or_default();
         // Read before this request's changes are applied (they are from it).
         let nothing_from_it = row.is_none() && req.push_after > 0 && !tx.holds_from(from)?;
-        let verified = match early {
-            Some(v) => v,
+        let applied = match early {
+            Some(planned) => apply::commit(tx, &mut authors, planned)?,
             None => {
                 authors = Authors::new(&own, req.push.certs.clone(), hq);
-                apply::verify(tx, &mut authors, req.push.clone())?
+                let verified = apply::verify(tx, &mut authors, req.push.clone())?;
+                apply::apply(tx, &mut authors, verified, from)?
             }
         };
-        let applied = apply::apply(tx, &mut authors, verified, from)?;
         if opts.all_or_nothing && !applied.refused.is_empty() {
             return Err(SyncError::Refused(applied.refused.clone()));
         }
@@ -746,12 +769,29 @@ fn respond_inner_counted(
         stored: applied.stored,
         duplicates: applied.duplicates,
         pending: applied.pending,
+        replanned: applied.replanned,
     };
     if applied.reference {
         store.reload_reference()?;
     }
     let max = (req.max_bytes.max(FLOOR_MAX_BYTES)) as usize;
     store.snapshot(|r| build_response(r, me, &req, applied, max, opts.pull_fmps.as_deref(), mine))
+}
+
+/// Verifies and plans a push on a snapshot; `None` where the snapshot
+/// cannot settle it (a dependency or a certificate missing, an error): the
+/// write then judges it whole on its own state.
+fn plan_early(
+    r: &Reader<'_>,
+    authors: &mut Authors<'_>,
+    push: &Batch,
+    from: Uuid,
+) -> Option<apply::Plan> {
+    let verified = apply::verify(r, authors, push.clone()).ok()?;
+    if !verified.unresolved.is_empty() {
+        return None;
+    }
+    apply::plan(r, authors, verified, from).ok()
 }
 
 /// The caller's trust with this store itself known, with its own key and
@@ -893,4 +933,132 @@ fn build_response(
         ..base
     };
     resp.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::StaticTrust;
+    use fmp_core::Submission;
+    use fmp_core::role::Role;
+
+    fn store(dir: &tempfile::TempDir, name: &str) -> Store {
+        Store::init(dir.path(), name).expect("init")
+    }
+
+    fn known(trust: &mut StaticTrust, s: &Store) {
+        trust.insert(
+            s.identity().device_id,
+            AuthorInfo {
+                public_key: s.identity().public_key().to_vec(),
+                fmps: None,
+                may_enroll: true,
+                role: Role::Hq,
+            },
+        );
+    }
+
+    fn gogui() -> Submission {
+        Submission::from_json(
+            r#"{"form":"dtm-fmp-flow","form_version":1,"fmp":"ML-GOG",
+            "observed_at":"2020-06-03T10:00:00Z","direction":"incoming","transport":"bus",
+            "departure":{"country":"MRT","place":"Nouakchott"},
+            "next_destination":{"country":"MLI","place":"Kayes"},
+            "final_destination":{"country":"MLI"},"movement_type":"seasonal",
+            "people":{"adult_male":5,"adult_female":1,"minor_male":0,"minor_female":0},
+            "vulnerable":{"under5":0,"elderly":0,"disability":0,"pregnant":0},
+            "nationalities":{"MLI":6}}"#,
+        )
+        .expect("valid")
+    }
+
+    /// A plan made on a snapshot, then another request's write to the same
+    /// record, then the commit: the record is decided again in the write
+    /// and keeps both edits (a plan written blindly would save a document
+    /// without the other edit, beside a log that has it).
+    #[test]
+    fn a_document_written_between_plan_and_commit_is_decided_again() {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+        let (hub, a, b, serial) = (
+            store(&dirs[0], "hub"),
+            store(&dirs[1], "a"),
+            store(&dirs[2], "b"),
+            store(&dirs[3], "serial"),
+        );
+        let mut trust = StaticTrust::new(true);
+        for s in [&hub, &a, &b, &serial] {
+            known(&mut trust, s);
+        }
+        let id = a.record(gogui()).expect("record");
+        for s in [&hub, &b, &serial] {
+            crate::sync_in_memory(&a, &trust, s, &trust, 65536).expect("share");
+        }
+        a.edit(id, &serde_json::json!({"notes": "from a"}))
+            .expect("edit a");
+        b.edit(id, &serde_json::json!({"transport": "truck"}))
+            .expect("edit b");
+        let hub_id = hub.identity().device_id;
+        let req_a = Request::decode(
+            &Client::new(&a, &trust, hub_id)
+                .next_request()
+                .expect("request a")
+                .expect("something to send"),
+        )
+        .expect("decode a");
+        let req_b = Client::new(&b, &trust, hub_id)
+            .next_request()
+            .expect("request b")
+            .expect("something to send");
+
+        let own = WithSelf::new(&hub, &trust).expect("own");
+        let mut authors = Authors::new(
+            &own,
+            req_a.push.certs.clone(),
+            authority(&hub, &trust).expect("hq"),
+        );
+        let from = a.identity().device_id;
+        let planned = hub
+            .snapshot(|r| Ok::<_, SyncError>(plan_early(r, &mut authors, &req_a.push, from)))
+            .expect("snapshot")
+            .expect("a plan");
+        respond(&hub, &trust, &req_b).expect("b's request meanwhile");
+        let applied = hub
+            .transaction(|tx| apply::commit(tx, &mut authors, planned))
+            .expect("commit");
+        assert_eq!((applied.stored, applied.replanned), (1, 1), "{applied:?}");
+        let got = hub.get(id).expect("get");
+        assert_eq!(got.submission.notes, "from a");
+        assert_eq!(got.submission.transport.as_str(), "truck");
+
+        // The same as a store that took them one after the other.
+        crate::sync_in_memory(&a, &trust, &serial, &trust, 65536).expect("a");
+        crate::sync_in_memory(&b, &trust, &serial, &trust, 65536).expect("b");
+        assert_eq!(
+            fmp_core::store::testing::converged(&hub).expect("hub"),
+            fmp_core::store::testing::converged(&serial).expect("serial")
+        );
+    }
+
+    /// With nothing written meanwhile, the commit writes the plan as made.
+    #[test]
+    fn a_plan_nothing_raced_is_written_as_made() {
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("dir")).collect();
+        let (hub, a) = (store(&dirs[0], "hub"), store(&dirs[1], "a"));
+        let mut trust = StaticTrust::new(true);
+        known(&mut trust, &hub);
+        known(&mut trust, &a);
+        a.record(gogui()).expect("record");
+        let outcome = respond_counted(
+            &hub,
+            &trust,
+            &Client::new(&a, &trust, hub.identity().device_id)
+                .next_request()
+                .expect("request")
+                .expect("something"),
+            &RespondOptions::default(),
+        )
+        .expect("respond")
+        .1;
+        assert_eq!((outcome.stored, outcome.replanned), (1, 0), "{outcome:?}");
+    }
 }

@@ -266,3 +266,55 @@ fn a_limit_below_one_change_sends_one_change_a_message_both_ways_and_can_change_
     assert!(trips >= 5, "{trips}");
     assert_eq!(dump(&a.store), dump(&b.store));
 }
+
+/// Four replicas edit the same records at once and push them to one hub
+/// from four threads, round after round: whatever the interleaving of the
+/// hub's plans (on snapshots) and commits, it ends holding what a replica
+/// that took every push one after the other holds.
+#[test]
+fn concurrent_pushes_editing_the_same_records_end_as_a_serial_apply() {
+    let hub = replica("hub");
+    let serial = replica("serial");
+    let phones: Vec<Replica> = (0..4).map(|i| replica(&format!("phone{i}"))).collect();
+    let mut all: Vec<&Replica> = phones.iter().collect();
+    all.extend([&hub, &serial]);
+    let trust = trust_all(&all);
+    let ids: Vec<_> = (0..6)
+        .map(|n| {
+            phones[0]
+                .store
+                .record(submission("ML-GOG", n))
+                .expect("record")
+        })
+        .collect();
+    for p in &phones[1..] {
+        sync_in_memory(&phones[0].store, &trust, &p.store, &trust, 65536).expect("share");
+    }
+    for round in 0..4 {
+        for (i, p) in phones.iter().enumerate() {
+            for id in &ids {
+                p.store
+                    .edit(
+                        *id,
+                        &serde_json::json!({"notes": format!("round {round} by {i}")}),
+                    )
+                    .expect("edit");
+            }
+        }
+        std::thread::scope(|s| {
+            for p in &phones {
+                let (hub, trust) = (&hub.store, &trust);
+                s.spawn(move || {
+                    sync_in_memory(&p.store, trust, hub, trust, 4096).expect("push");
+                });
+            }
+        });
+    }
+    for p in &phones {
+        sync_in_memory(&p.store, &trust, &serial.store, &trust, 65536).expect("serial");
+    }
+    for p in &phones {
+        sync_in_memory(&p.store, &trust, &hub.store, &trust, 65536).expect("settle");
+    }
+    assert_eq!(dump(&hub.store), dump(&serial.store));
+}

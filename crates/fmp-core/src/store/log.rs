@@ -122,6 +122,19 @@ pub struct NewChange<'a> {
     pub bundle: Option<Hash>,
 }
 
+/// Where a document stands in a snapshot: its last change in the log and
+/// what of it waits in `pending`. Two snapshots with equal stamps hold the
+/// same document, the same record author and the same held changes for it,
+/// so what was decided on one may be written on the other (an apply plans
+/// on a reader and commits in a short write).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocStamp {
+    /// The `seq` of its last change in the log (`None`: none logged).
+    pub last_seq: Option<i64>,
+    /// The hashes of its changes in `pending`, sorted.
+    pub pending: Vec<Hash>,
+}
+
 /// What waits in a store's `pending` table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Waiting {
@@ -380,6 +393,43 @@ impl LogReads for Reader<'_> {
         self.conn
             .prepare_cached("SELECT kind, data FROM documents WHERE id = ?1")
             .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(self.sql())
+    }
+
+    fn document_stamp(&self, id: &str) -> Result<DocStamp, StoreError> {
+        let last_seq = self
+            .conn
+            .prepare_cached("SELECT max(seq) FROM changes WHERE doc_id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+            .map_err(self.sql())?;
+        let pending: Vec<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT hash FROM pending WHERE doc_id = ?1 ORDER BY hash")
+            .and_then(|mut s| {
+                s.query_map([id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(self.sql())?;
+        Ok(DocStamp {
+            last_seq,
+            pending: pending
+                .iter()
+                .filter_map(|h| Hash::try_from(h.as_slice()).ok())
+                .collect(),
+        })
+    }
+
+    fn reference_stamp(&self) -> Result<Option<i64>, StoreError> {
+        // Both halves walk the `changes_doc` index: the registry's one
+        // document, then the range of form ids (`form:…`).
+        self.conn
+            .prepare_cached(
+                "SELECT max(s) FROM (
+                    SELECT max(seq) AS s FROM changes WHERE doc_id = ?1
+                    UNION ALL
+                    SELECT max(seq) FROM changes WHERE doc_id >= 'form:' AND doc_id < 'form;')",
+            )
+            .and_then(|mut s| s.query_row([crate::refdoc::REGISTRY_ID], |r| r.get(0)))
             .map_err(self.sql())
     }
 

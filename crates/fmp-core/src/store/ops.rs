@@ -43,7 +43,9 @@ use super::authority::{Authority, DocChange};
 use super::counts::MonthCounts;
 use super::enrollment::DeviceMatch;
 use super::hub::{CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, Upstream};
-use super::log::{Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting};
+use super::log::{
+    DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
+};
 use super::report::{Counted, ExportRow, ExportSelection, ReportAggregates};
 use super::restore::RestoreState;
 use crate::form::Forms;
@@ -102,6 +104,13 @@ pub trait LogReads {
 
     /// A document's kind and saved automerge bytes, if it is stored.
     fn document(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+
+    /// Where document `id` stands in this snapshot (see [`DocStamp`]).
+    fn document_stamp(&self, id: &str) -> Result<DocStamp, StoreError>;
+
+    /// The position of the last change to the registry or a form (`None`:
+    /// none logged): equal in two snapshots, they hold the same reference.
+    fn reference_stamp(&self) -> Result<Option<i64>, StoreError>;
 
     /// The changes of document `doc_id` waiting in `pending` (a row whose
     /// author or bundle does not read is skipped).
