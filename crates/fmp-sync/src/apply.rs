@@ -741,7 +741,7 @@ fn write_doc(
             }
         })
         .collect();
-    out.stored += w.save_received(
+    out.stored += w.save_document(
         &kind,
         &id,
         &data,

@@ -11,7 +11,7 @@
 use std::ops::Deref;
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::{Store, StoreError, sql_err};
 
@@ -91,14 +91,28 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        self.write(|tx| {
-            f(&Writer {
-                r: Reader {
-                    conn: tx,
-                    store: self,
-                },
-            })
-        })
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| E::from(sql_err(&self.dir, e)))?;
+        let out = f(&Writer {
+            r: Reader {
+                conn: &tx,
+                store: self,
+            },
+        })?;
+        tx.commit().map_err(|e| E::from(sql_err(&self.dir, e)))?;
+        Ok(out)
+    }
+
+    /// Runs read-only queries on one consistent snapshot (the unit tests'
+    /// look at the tables).
+    #[cfg(test)]
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.snapshot(|r| f(r.conn).map_err(r.sql()))
     }
 
     /// Moves everything the WAL holds into the database file and empties

@@ -5,8 +5,8 @@
 //! The pin lives in `meta` under `hq_authority` as `DEVICE_ID:PUBLIC_KEY_HEX`.
 //! A store with no pin (HQ itself, a standalone store) is its own authority.
 
-use super::ops::AuthorityReads;
-use rusqlite::{Connection, OptionalExtension, params};
+use super::ops::{AuthorityReads, SettingsWrites};
+use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::{Reader, Store, StoreError, log::Hash};
@@ -83,13 +83,7 @@ impl Store {
                     offered: hq.device_id,
                 });
             }
-            w.conn
-                .execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                    params![KEY, hq.encode()],
-                )
-                .map_err(w.sql())?;
-            Ok(())
+            w.put_setting(KEY, &hq.encode())
         })
     }
 }

@@ -31,31 +31,7 @@ impl Store {
     pub fn to_correct(&self) -> Result<Vec<ToCorrect>, StoreError> {
         let me = self.identity.device_id;
         self.snapshot(|r| {
-            let rows = r
-                .conn
-                .prepare_cached(
-                    "SELECT s.id, s.fmp, s.review_status, coalesce(s.review_comment, ''),
-                       coalesce(s.review_by, ''),
-                       coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'edit'), 0)
-                         > coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'review'), 0)
-                     FROM submissions s
-                     WHERE s.deleted = 0 AND s.review_status IN ('has_issues', 'rejected')
-                     ORDER BY s.observed_at",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_map([], |r| {
-                        Ok(ToCorrect {
-                            id: r.get(0)?,
-                            fmp: r.get(1)?,
-                            status: r.get(2)?,
-                            comment: r.get(3)?,
-                            by: r.get(4)?,
-                            edited_since: r.get(5)?,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(r.sql())?;
+            let rows = r.to_correct_rows()?;
             let mut out = Vec::new();
             for t in rows {
                 let Ok(id) = Uuid::parse_str(&t.id) else {

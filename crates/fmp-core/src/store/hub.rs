@@ -319,6 +319,23 @@ impl HubReads for Reader<'_> {
 }
 
 impl HubWrites for Writer<'_> {
+    fn add_enrollment_code(
+        &self,
+        hash: &[u8],
+        fmps: &[String],
+        may_enroll: bool,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO hub_codes (hash, fmps, may_enroll, created_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash, fmps.join(","), may_enroll, now_ms(), expires_at],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
     fn use_enrollment_code(&self, hash: &[u8], device: Uuid) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("UPDATE hub_codes SET used_by = ?2, used_at = ?3 WHERE hash = ?1")
@@ -457,15 +474,6 @@ impl Store {
         may_enroll: bool,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        self.transaction(|w| {
-            w.conn
-                .execute(
-                    "INSERT INTO hub_codes (hash, fmps, may_enroll, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![hash, fmps.join(","), may_enroll, now_ms(), expires_at],
-                )
-                .map_err(w.sql())?;
-            Ok(())
-        })
+        self.transaction(|w| w.add_enrollment_code(hash, fmps, may_enroll, expires_at))
     }
 }

@@ -1,11 +1,12 @@
-//! What the sync client learnt about the link to each peer, kept in `meta`
-//! so the next sync starts from it: the message size that gets through, and
-//! whether the peer refused this device outright (revoked) at its last sync.
+//! What the sync client learnt about the link to each peer, kept in the
+//! store's settings ([`SettingsWrites`]) so the next sync starts from it:
+//! the message size that gets through, and whether the peer refused this
+//! device outright (revoked) at its last sync.
 
-use rusqlite::OptionalExtension;
 use uuid::Uuid;
 
-use super::{Reader, Store, StoreError};
+use super::ops::{SettingsReads, SettingsWrites};
+use super::{Store, StoreError};
 
 fn key(peer: Uuid) -> String {
     format!("link_max_bytes:{peer}")
@@ -15,28 +16,18 @@ fn refused_key(peer: Uuid) -> String {
     format!("refused_by:{peer}")
 }
 
-impl Reader<'_> {
-    /// A `meta` value of this module's (`None`: not recorded).
-    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.conn
-            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
-            .and_then(|mut st| st.query_row([key], |r| r.get(0)).optional())
-            .map_err(self.sql())
-    }
-}
-
 impl Store {
     /// The message size (bytes) learnt for the link to `peer` by the last
     /// sync with it; `None` if none was recorded (or it is unreadable).
     pub fn link_max_bytes(&self, peer: Uuid) -> Result<Option<u32>, StoreError> {
-        let v = self.snapshot(|r| r.meta(&key(peer)))?;
+        let v = self.snapshot(|r| r.setting(&key(peer)))?;
         Ok(v.and_then(|s| s.parse().ok()))
     }
 
     /// Why `peer` last refused this device outright (revoked, unknown), and
     /// when (ms since the epoch); `None` once a sync with it got through.
     pub fn refused_by(&self, peer: Uuid) -> Result<Option<(i64, String)>, StoreError> {
-        let v = self.snapshot(|r| r.meta(&refused_key(peer)))?;
+        let v = self.snapshot(|r| r.setting(&refused_key(peer)))?;
         Ok(v.and_then(|s| {
             let (at, why) = s.split_once('\t')?;
             Some((at.parse().ok()?, why.to_string()))
@@ -50,32 +41,15 @@ impl Store {
         peer: Uuid,
         refusal: Option<(i64, &str)>,
     ) -> Result<(), StoreError> {
-        self.transaction(|w| {
-            match refusal {
-                Some((at, why)) => w.conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                    [refused_key(peer), format!("{at}\t{why}")],
-                ),
-                None => w
-                    .conn
-                    .execute("DELETE FROM meta WHERE key = ?1", [refused_key(peer)]),
-            }
-            .map_err(w.sql())?;
-            Ok(())
+        self.transaction(|w| match refusal {
+            Some((at, why)) => w.put_setting(&refused_key(peer), &format!("{at}\t{why}")),
+            None => w.delete_setting(&refused_key(peer)),
         })
     }
 
     /// Records the message size that gets through to `peer`.
     pub fn set_link_max_bytes(&self, peer: Uuid, max_bytes: u32) -> Result<(), StoreError> {
-        self.transaction(|w| {
-            w.conn
-                .execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                    [key(peer), max_bytes.to_string()],
-                )
-                .map_err(w.sql())?;
-            Ok(())
-        })
+        self.transaction(|w| w.put_setting(&key(peer), &max_bytes.to_string()))
     }
 }
 

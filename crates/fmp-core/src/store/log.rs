@@ -699,7 +699,7 @@ impl LogWrites for Writer<'_> {
         Ok(())
     }
 
-    fn save_received(
+    fn save_document(
         &self,
         kind: &str,
         id: &str,
@@ -712,6 +712,38 @@ impl LogWrites for Writer<'_> {
                 .map_err(self.sql())?;
         Ok(stored)
     }
+
+    fn insert_document(
+        &self,
+        kind: &str,
+        id: &str,
+        data: &[u8],
+        changes: &[NewChange<'_>],
+        state: Option<(&StoredSubmission, bool)>,
+    ) -> Result<u32, StoreError> {
+        // The primary key refuses an id already stored (no separate lookup).
+        let sql = self.sql();
+        let (stored, _) =
+            save_document(self.conn, DocWrite::Insert, kind, id, data, changes, state).map_err(
+                |e| {
+                    if is_primary_key_violation(&e) {
+                        StoreError::Duplicate(id.to_string())
+                    } else {
+                        sql(e)
+                    }
+                },
+            )?;
+        Ok(stored)
+    }
+}
+
+/// True if `e` is a write refused by a table's primary key.
+fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
 }
 
 /// How [`save_document`] writes the document row.

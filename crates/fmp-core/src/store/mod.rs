@@ -11,6 +11,11 @@
 //! - `restore.rs`: actor epoch and restore facts; cursor resets after a restore.
 //! - `roles.rs`: the store's role, a record's author, checks of received states.
 //! - `link.rs`: the message size learnt per sync peer.
+//! - `settings.rs`: enrolled FMPs and the keyed settings other areas keep.
+//! - `query.rs`: listed rows, a submission's history, records to correct.
+//!
+//! The whole operations on [`Store`] reach the data only through the
+//! operations of [`ops`] on a [`Reader`] or [`Writer`].
 //!
 //! Every operation that changes a record is one immediate transaction that
 //! writes the automerge document, appends its change to `changes` and
@@ -33,6 +38,7 @@ pub mod report;
 pub mod restore;
 pub mod roles;
 pub(crate) mod schema;
+mod settings;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -40,9 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use automerge::AutoCommit;
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -56,6 +60,10 @@ use crate::validate::{ValidationError, validate};
 pub use access::{Reader, Writer};
 pub use authority::Authority;
 pub use identity::Identity;
+use ops::{
+    LogReads, LogWrites, RecordReads, RestoreReads, RoleReads, RoleWrites, SettingsReads,
+    SettingsWrites,
+};
 
 /// File name of the database inside a store directory.
 pub const DB_FILE: &str = "fmp.sqlite3";
@@ -356,7 +364,7 @@ impl Store {
     /// sync applied changes to them). A document that does not read as a
     /// valid registry or form is skipped: the previous one stays in force.
     pub fn reload_reference(&self) -> Result<(), StoreError> {
-        let (registry, forms) = self.read(load_reference)?;
+        let (registry, forms) = self.snapshot(|r| r.reference())?;
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
         *self.forms.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(forms);
         Ok(())
@@ -371,12 +379,12 @@ impl Store {
         registry
             .check()
             .map_err(|e| StoreError::Reference(e.to_string()))?;
-        let changed = self.write(|tx| {
-            self.check_unrestricted(tx, "the FMP registry")?;
-            let mut d = self.load_ref_doc(tx, refdoc::REGISTRY_ID)?;
+        let changed = self.transaction(|w| {
+            self.check_unrestricted(w, "the FMP registry")?;
+            let mut d = self.load_ref_doc(w, refdoc::REGISTRY_ID)?;
             refdoc::write_registry(&mut d, registry)?;
             self.save_ref_doc(
-                tx,
+                w,
                 refdoc::REGISTRY_KIND,
                 refdoc::REGISTRY_ID,
                 &mut d,
@@ -392,7 +400,7 @@ impl Store {
     /// form under an existing id and version is refused. Refused on a
     /// device enrolled for given FMPs.
     pub fn add_form(&self, form: &Form) -> Result<bool, StoreError> {
-        self.read(|c| Ok(self.check_unrestricted(c, "forms")))??;
+        self.snapshot(|r| self.check_unrestricted(r, "forms"))?;
         let mut known = (*self.forms()).clone();
         if known.get(&form.id, form.version) == Some(form) {
             return Ok(false);
@@ -401,18 +409,18 @@ impl Store {
             .insert(form.clone())
             .map_err(|e| StoreError::Reference(e.to_string()))?;
         let id = refdoc::form_doc_id(&form.id, form.version);
-        let changed = self.write(|tx| {
-            self.check_unrestricted(tx, "forms")?;
-            let mut d = self.load_ref_doc(tx, &id)?;
+        let changed = self.transaction(|w| {
+            self.check_unrestricted(w, "forms")?;
+            let mut d = self.load_ref_doc(w, &id)?;
             refdoc::write_form(&mut d, form)?;
-            self.save_ref_doc(tx, refdoc::FORM_KIND, &id, &mut d, refdoc::FORM_OP)
+            self.save_ref_doc(w, refdoc::FORM_KIND, &id, &mut d, refdoc::FORM_OP)
         })?;
         self.reload_reference()?;
         Ok(changed)
     }
 
-    fn check_unrestricted(&self, tx: &Connection, what: &str) -> Result<(), StoreError> {
-        match enrolled_fmps(tx).map_err(|e| sql_err(&self.dir, e))? {
+    fn check_unrestricted(&self, r: &Reader<'_>, what: &str) -> Result<(), StoreError> {
+        match r.enrolled_fmps()? {
             Some(fmps) => Err(StoreError::Reference(format!(
                 "this device is enrolled for {} only; only HQ (a store with no FMP \
                  restriction) may change {what}; nothing was changed",
@@ -422,37 +430,30 @@ impl Store {
         }
     }
 
-    fn load_ref_doc(&self, tx: &Transaction<'_>, id: &str) -> Result<AutoCommit, StoreError> {
-        let data: Option<Vec<u8>> = tx
-            .query_row("SELECT data FROM documents WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| sql_err(&self.dir, e))?;
-        let d = match data {
-            Some(data) => AutoCommit::load(&data).map_err(DocError::from)?,
+    fn load_ref_doc(&self, r: &Reader<'_>, id: &str) -> Result<AutoCommit, StoreError> {
+        let d = match r.document(id)? {
+            Some((_, data)) => AutoCommit::load(&data).map_err(DocError::from)?,
             None => AutoCommit::new(),
         };
-        Ok(d.with_actor(self.actor(tx)?))
+        Ok(d.with_actor(self.actor(r)?))
     }
 
     /// The automerge actor this store writes under now: the device id at
     /// the store's actor epoch (a fresh one after a detected restore).
-    fn actor(&self, conn: &Connection) -> Result<automerge::ActorId, StoreError> {
-        let epoch = restore::epoch(conn).map_err(|e| sql_err(&self.dir, e))?;
+    fn actor(&self, r: &Reader<'_>) -> Result<automerge::ActorId, StoreError> {
+        let epoch = r.actor_epoch()?;
         Ok(doc::actor_for_epoch(self.identity.device_id, epoch))
     }
 
     /// Commits, saves and logs a reference document's change; false if none.
     fn save_ref_doc(
         &self,
-        tx: &Transaction<'_>,
+        w: &Writer<'_>,
         kind: &str,
         id: &str,
         d: &mut AutoCommit,
         op: &str,
     ) -> Result<bool, StoreError> {
-        let sql = |e| sql_err(&self.dir, e);
         let now = Utc::now().timestamp_millis();
         if refdoc::commit(d, op, now).is_none() {
             return Ok(false);
@@ -461,8 +462,7 @@ impl Store {
             .get_last_local_change()
             .ok_or_else(|| StoreError::Patch("no change to log".into()))?;
         let new = [self.local_change(&change, op, now)];
-        log::save_document(tx, log::DocWrite::Upsert, kind, id, &d.save(), &new, None)
-            .map_err(sql)?;
+        w.save_document(kind, id, &d.save(), &new, None)?;
         Ok(true)
     }
 
@@ -472,63 +472,27 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs read-only queries on one consistent snapshot, on a reader
-    /// connection (see [`Store::snapshot`]).
-    pub(crate) fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        self.snapshot(|r| f(r.conn).map_err(r.sql()))
-    }
-
-    /// Runs `f` in one immediate transaction, committed (durably) only if it returns `Ok`.
-    pub(crate) fn write<T, E>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, E>
-    where
-        E: From<StoreError>,
-    {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| E::from(sql_err(&self.dir, e)))?;
-        let out = f(&tx)?;
-        tx.commit().map_err(|e| E::from(sql_err(&self.dir, e)))?;
-        Ok(out)
-    }
-
     /// The FMPs this device is enrolled for (set when it joins a hub);
     /// `None`: not restricted.
     pub fn enrolled_fmps(&self) -> Result<Option<Vec<String>>, StoreError> {
-        self.read(enrolled_fmps)
+        self.snapshot(|r| r.enrolled_fmps())
     }
 
     /// Restricts `record` and `edit` to these FMPs (`None`: lifts it).
     pub fn set_enrolled_fmps(&self, fmps: Option<&[String]>) -> Result<(), StoreError> {
-        self.write(|tx| {
-            match fmps {
-                Some(list) => tx.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('enrolled_fmps', ?1)",
-                    [list.join(",")],
-                ),
-                None => tx.execute("DELETE FROM meta WHERE key = 'enrolled_fmps'", []),
-            }
-            .map_err(|e| sql_err(&self.dir, e))?;
-            Ok(())
-        })
+        self.transaction(|w| w.set_enrolled_fmps(fmps))
     }
 
     /// The role this device was enrolled with (set when it joins a hub);
     /// `None`: not set (never joined, or joined before roles existed), and
     /// not restricted here: the hubs it syncs with judge its changes.
     pub fn role(&self) -> Result<Option<Role>, StoreError> {
-        self.read(roles::role)
+        self.snapshot(|r| r.role())
     }
 
     /// Sets the role this device was enrolled with (`None`: clears it).
     pub fn set_role(&self, role: Option<Role>) -> Result<(), StoreError> {
-        self.write(|tx| roles::set_role(tx, role).map_err(|e| sql_err(&self.dir, e)))
+        self.transaction(|w| w.set_role(role))
     }
 
     /// Checks a submission's state by the rules a replica applies to what
@@ -541,16 +505,15 @@ impl Store {
     /// Submissions (not deleted) flagged for review: conflicting
     /// concurrent values, or a merged state that fails validation.
     pub fn flagged(&self) -> Result<i64, StoreError> {
-        self.read(roles::flagged)
+        self.snapshot(|r| r.flagged())
     }
 
     /// Refuses `what` on a colleague's submission if this device is an enumerator's phone.
-    fn check_owner(&self, tx: &Transaction<'_>, id: Uuid, what: &str) -> Result<(), StoreError> {
-        let sql = |e| sql_err(&self.dir, e);
-        if roles::role(tx).map_err(sql)? != Some(Role::Enumerator) {
+    fn check_owner(&self, r: &Reader<'_>, id: Uuid, what: &str) -> Result<(), StoreError> {
+        if r.role()? != Some(Role::Enumerator) {
             return Ok(());
         }
-        match roles::record_author(tx, id).map_err(sql)? {
+        match r.record_author(id)? {
             Some(a) if a != self.identity.device_id => Err(StoreError::NotAllowed(format!(
                 "this device is an enumerator's phone: it may {what} only the submissions it \
                  recorded, and {id} was recorded by device {a}"
@@ -559,8 +522,8 @@ impl Store {
         }
     }
 
-    fn check_scope(&self, tx: &Transaction<'_>, fmp: &str) -> Result<(), StoreError> {
-        match enrolled_fmps(tx).map_err(|e| sql_err(&self.dir, e))? {
+    fn check_scope(&self, r: &Reader<'_>, fmp: &str) -> Result<(), StoreError> {
+        match r.enrolled_fmps()? {
             Some(allowed) if !allowed.iter().any(|f| f == fmp) => Err(StoreError::OutOfScope {
                 fmp: fmp.to_string(),
                 allowed,
@@ -576,7 +539,7 @@ impl Store {
 
     /// `record` with an explicit device clock (tests and simulations).
     pub fn record_at(&self, sub: Submission, now: DateTime<Utc>) -> Result<Uuid, StoreError> {
-        self.write(|tx| self.record_in(tx, sub, now))
+        self.transaction(|w| self.record_in(w, sub, now))
     }
 
     /// Records many submissions in one transaction: all are stored, or none
@@ -586,26 +549,25 @@ impl Store {
         subs: Vec<Submission>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Uuid>, StoreError> {
-        self.write(|tx| {
+        self.transaction(|w| {
             subs.into_iter()
-                .map(|s| self.record_in(tx, s, now))
+                .map(|s| self.record_in(w, s, now))
                 .collect()
         })
     }
 
     fn record_in(
         &self,
-        tx: &Transaction<'_>,
+        w: &Writer<'_>,
         mut sub: Submission,
         now: DateTime<Utc>,
     ) -> Result<Uuid, StoreError> {
-        let sql = |e| sql_err(&self.dir, e);
         validate(&sub, &self.registry(), &self.forms(), now)?;
-        self.check_scope(tx, &sub.fmp)?;
+        self.check_scope(w, &sub.fmp)?;
         let id = sub.id.unwrap_or_else(Uuid::now_v7);
         sub.id = Some(id);
         let (mut d, change) = doc::new_submission_committed(
-            self.actor(tx)?,
+            self.actor(w)?,
             id,
             &sub,
             Op::Record,
@@ -635,23 +597,14 @@ impl Store {
             conflicts: Vec::new(),
         };
         let new = [self.local_change(&change, Op::Record.as_str(), now.timestamp_millis())];
-        // The primary key refuses an id already stored (no separate lookup).
-        log::save_document(
-            tx,
-            log::DocWrite::Insert,
+        // An id already stored is refused as a duplicate (no separate lookup).
+        w.insert_document(
             "submission",
             &id_str,
             &d.save(),
             &new,
             Some((&state, false)),
-        )
-        .map_err(|e| {
-            if is_primary_key_violation(&e) {
-                StoreError::Duplicate(id_str.clone())
-            } else {
-                sql(e)
-            }
-        })?;
+        )?;
         Ok(id)
     }
 
@@ -674,9 +627,9 @@ impl Store {
                 "id: a submission's id cannot be changed".into(),
             ));
         }
-        self.write(|tx| {
-            let mut d = self.load_doc(tx, id)?;
-            self.check_owner(tx, id, "edit")?;
+        self.transaction(|w| {
+            let mut d = self.load_doc(w, id)?;
+            self.check_owner(w, id, "edit")?;
             let current = doc::read_submission(&d)?;
             if current.deleted {
                 return Err(StoreError::Deleted(id.to_string()));
@@ -685,24 +638,24 @@ impl Store {
             merge_patch(&mut json, patch);
             let new = Submission::from_value(json)?;
             validate(&new, &self.registry(), &self.forms(), now)?;
-            self.check_scope(tx, &new.fmp)?;
+            self.check_scope(w, &new.fmp)?;
             doc::edit_submission(&mut d, &new)?;
             doc::resolve_data_conflicts(&mut d)?;
-            self.save_doc(tx, id, &mut d, Op::Edit, now)
+            self.save_doc(w, id, &mut d, Op::Edit, now)
         })
     }
 
     /// Marks a submission deleted (the tombstone is kept for sync).
     pub fn delete(&self, id: Uuid) -> Result<(), StoreError> {
         let now = Utc::now();
-        self.write(|tx| {
-            let mut d = self.load_doc(tx, id)?;
-            self.check_owner(tx, id, "delete")?;
+        self.transaction(|w| {
+            let mut d = self.load_doc(w, id)?;
+            self.check_owner(w, id, "delete")?;
             if doc::read_submission(&d)?.deleted {
                 return Err(StoreError::Deleted(id.to_string()));
             }
             doc::set_deleted(&mut d)?;
-            self.save_doc(tx, id, &mut d, Op::Delete, now)?;
+            self.save_doc(w, id, &mut d, Op::Delete, now)?;
             Ok(())
         })
     }
@@ -715,15 +668,15 @@ impl Store {
         comment: &str,
     ) -> Result<StoredSubmission, StoreError> {
         let now = Utc::now();
-        self.write(|tx| {
-            if roles::role(tx).map_err(|e| sql_err(&self.dir, e))? == Some(Role::Enumerator) {
+        self.transaction(|w| {
+            if w.role()? == Some(Role::Enumerator) {
                 return Err(StoreError::NotAllowed(
                     "this device is an enumerator's phone: only a supervisor's hub or HQ \
                      may review submissions"
                         .into(),
                 ));
             }
-            let mut d = self.load_doc(tx, id)?;
+            let mut d = self.load_doc(w, id)?;
             let review = Review {
                 status,
                 comment: comment.to_string(),
@@ -732,14 +685,14 @@ impl Store {
             };
             doc::set_review(&mut d, &review)?;
             doc::resolve_conflicts(&mut d)?;
-            self.save_doc(tx, id, &mut d, Op::Review, now)
+            self.save_doc(w, id, &mut d, Op::Review, now)
         })
     }
 
     /// The current state of one submission, with its conflicts.
     pub fn get(&self, id: Uuid) -> Result<StoredSubmission, StoreError> {
         self.snapshot(|r| {
-            let d = load_doc_conn(r.conn, &self.dir, id)?;
+            let d = submission_doc(r, id)?;
             Ok(doc::read_submission(&d)?)
         })
     }
@@ -747,13 +700,11 @@ impl Store {
     /// Submissions matching a filter, ordered by observation time then id.
     pub fn list(&self, filter: &Filter) -> Result<Vec<StoredSubmission>, StoreError> {
         self.snapshot(|r| {
-            let conn = r.conn;
-            let rows = query::list(conn, filter).map_err(|e| sql_err(&self.dir, e))?;
+            let rows = r.list_rows(filter)?;
             rows.into_iter()
                 .map(|(mut s, has_conflicts)| {
                     if has_conflicts && let Some(id) = s.submission.id {
-                        s.conflicts =
-                            doc::read_submission(&load_doc_conn(conn, &self.dir, id)?)?.conflicts;
+                        s.conflicts = doc::read_submission(&submission_doc(r, id)?)?.conflicts;
                     }
                     Ok(s)
                 })
@@ -764,47 +715,12 @@ impl Store {
     /// The changes of one submission, oldest first.
     pub fn history(&self, id: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
         self.snapshot(|r| {
-            let conn = r.conn;
-            let mut stmt = conn
-                .prepare(
-                    "SELECT c.seq, c.hash, c.author, c.time, c.op,
-                   CASE WHEN c.author = ?2 THEN ?3 ELSE coalesce(u.name, d.name) END, c.bytes
-                 FROM changes c LEFT JOIN hub_upstream u ON u.hub = c.author
-                 LEFT JOIN hub_devices d ON d.device = c.author
-                 WHERE c.doc_id = ?1 ORDER BY c.seq",
-                )
-                .map_err(|e| sql_err(&self.dir, e))?;
-            let rows = stmt
-                .query_map(
-                    rusqlite::params![
-                        id.to_string(),
-                        self.identity.device_id.to_string(),
-                        self.identity.name
-                    ],
-                    |r| {
-                        let hash: Vec<u8> = r.get(1)?;
-                        let ms: i64 = r.get(3)?;
-                        Ok((
-                            HistoryEntry {
-                                seq: r.get(0)?,
-                                hash: hex::encode(hash),
-                                author: r.get(2)?,
-                                author_name: r.get(5)?,
-                                fields: Vec::new(),
-                                time: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
-                                op: r.get(4)?,
-                            },
-                            r.get::<_, Vec<u8>>(6)?,
-                        ))
-                    },
-                )
-                .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(|e| sql_err(&self.dir, e))?;
+            let rows = r.history_rows(id)?;
             if rows.is_empty() {
                 return Err(StoreError::NotFound(id.to_string()));
             }
             // The fields each change wrote, read against the document.
-            let d = load_doc_conn(conn, &self.dir, id).ok();
+            let d = submission_doc(r, id).ok();
             Ok(rows
                 .into_iter()
                 .map(|(mut e, bytes)| {
@@ -819,21 +735,20 @@ impl Store {
         })
     }
 
-    fn load_doc(&self, tx: &Transaction<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
-        let d = load_doc_conn(tx, &self.dir, id)?;
-        Ok(d.with_actor(self.actor(tx)?))
+    fn load_doc(&self, r: &Reader<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
+        let d = submission_doc(r, id)?;
+        Ok(d.with_actor(self.actor(r)?))
     }
 
     /// Commits the document's pending ops, saves it, logs the change, rematerializes.
     fn save_doc(
         &self,
-        tx: &Transaction<'_>,
+        w: &Writer<'_>,
         id: Uuid,
         d: &mut AutoCommit,
         op: Op,
         now: DateTime<Utc>,
     ) -> Result<StoredSubmission, StoreError> {
-        let sql = |e| sql_err(&self.dir, e);
         if doc::commit(d, op, now.timestamp_millis()).is_none() {
             return Ok(doc::read_submission(d)?); // nothing changed
         }
@@ -844,16 +759,13 @@ impl Store {
         let invalid = self.check_received(&state).is_err();
         let new = [self.local_change(&change, op.as_str(), now.timestamp_millis())];
         let data = d.save();
-        log::save_document(
-            tx,
-            log::DocWrite::Upsert,
+        w.save_document(
             "submission",
             &id.to_string(),
             &data,
             &new,
             Some((&state, invalid)),
-        )
-        .map_err(sql)?;
+        )?;
         Ok(state)
     }
 
@@ -876,43 +788,17 @@ impl Store {
     }
 }
 
-/// True if `e` is a write refused by a table's primary key.
-fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
-    matches!(
-        e,
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-    )
-}
-
 mod query;
 
 #[cfg(test)]
 mod tests;
 
-fn enrolled_fmps(conn: &Connection) -> rusqlite::Result<Option<Vec<String>>> {
-    let v: Option<String> = conn
-        .prepare_cached("SELECT value FROM meta WHERE key = 'enrolled_fmps'")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    Ok(v.map(|s| {
-        s.split(',')
-            .filter(|f| !f.is_empty())
-            .map(String::from)
-            .collect()
-    }))
-}
-
-fn load_doc_conn(conn: &Connection, dir: &Path, id: Uuid) -> Result<AutoCommit, StoreError> {
-    let data: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT data FROM documents WHERE id = ?1 AND kind = 'submission'",
-            [id.to_string()],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| sql_err(dir, e))?;
-    let data = data.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+/// Submission `id`'s document; [`StoreError::NotFound`] if no submission has it.
+fn submission_doc(r: &Reader<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
+    let data = match r.document(&id.to_string())? {
+        Some((kind, data)) if kind == "submission" => data,
+        _ => return Err(StoreError::NotFound(id.to_string())),
+    };
     Ok(AutoCommit::load(&data).map_err(DocError::from)?)
 }
 
@@ -959,39 +845,4 @@ impl From<refdoc::RefDocError> for StoreError {
     fn from(e: refdoc::RefDocError) -> StoreError {
         StoreError::RefDoc(Box::new(e))
     }
-}
-
-/// The registry and forms the store's documents hold (see [`crate::refdoc`]).
-fn load_reference(conn: &Connection) -> rusqlite::Result<(Registry, Forms)> {
-    let mut registry = Registry::mali_default();
-    let mut forms = Forms::builtin();
-    // By primary key (the registry's id, the forms' id prefix): no scan of
-    // the submissions' documents at open.
-    let mut stmt = conn.prepare_cached(
-        "SELECT kind, data FROM documents WHERE (id = ?1 AND kind = ?2)
-           OR (id >= 'form:' AND id < 'form;' AND kind = ?3)",
-    )?;
-    let rows = stmt
-        .query_map(
-            [
-                refdoc::REGISTRY_ID,
-                refdoc::REGISTRY_KIND,
-                refdoc::FORM_KIND,
-            ],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    for (kind, data) in rows {
-        let Ok(d) = AutoCommit::load(&data) else {
-            continue;
-        };
-        if kind == refdoc::REGISTRY_KIND {
-            if let Ok(r) = refdoc::read_registry(&d) {
-                registry = r;
-            }
-        } else if let Ok(f) = refdoc::read_form(&d) {
-            let _ = forms.insert(f);
-        }
-    }
-    Ok((registry, forms))
 }

@@ -38,16 +38,18 @@
 
 use uuid::Uuid;
 
-use super::StoreError;
 use super::authority::{Authority, DocChange};
+use super::corrections::ToCorrect;
 use super::counts::MonthCounts;
 use super::enrollment::DeviceMatch;
 use super::hub::{CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, Upstream};
 use super::log::{
     DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
 };
+use super::peers::PeerProgress;
 use super::report::{Counted, ExportRow, ExportSelection, ReportAggregates};
 use super::restore::RestoreState;
+use super::{Filter, HistoryEntry, StoreError};
 use crate::form::Forms;
 use crate::model::StoredSubmission;
 use crate::reference::Registry;
@@ -160,12 +162,13 @@ pub trait LogWrites {
     /// Takes a change out of `pending` (it applied, or is refused for good).
     fn release(&self, hash: &Hash) -> Result<(), StoreError>;
 
-    /// Saves a document that received changes: its new automerge bytes,
-    /// the changes appended to the log (with their origin and bundle; one
-    /// already logged is skipped), and for a submission its materialized
+    /// Saves a document, new or stored, with its changes: its new automerge
+    /// bytes, the changes appended to the log (with their origin and
+    /// bundle; a received one already logged is skipped, one made here
+    /// already logged is an error), and for a submission its materialized
     /// row from `state` (`invalid`: the state fails validation, flagged for
     /// review), in this transaction. Returns how many changes were new.
-    fn save_received(
+    fn save_document(
         &self,
         kind: &str,
         id: &str,
@@ -173,6 +176,73 @@ pub trait LogWrites {
         changes: &[NewChange<'_>],
         state: Option<(&StoredSubmission, bool)>,
     ) -> Result<u32, StoreError>;
+
+    /// Saves a new document as [`LogWrites::save_document`] does; a document
+    /// with its id already stored is refused as [`StoreError::Duplicate`]
+    /// (`id`), with nothing written (a record's id taken).
+    fn insert_document(
+        &self,
+        kind: &str,
+        id: &str,
+        data: &[u8],
+        changes: &[NewChange<'_>],
+        state: Option<(&StoredSubmission, bool)>,
+    ) -> Result<u32, StoreError>;
+}
+
+/// The submissions as the store's own reads show them: listed rows,
+/// a submission's history, the records a review sent back. (reads; `store/query.rs`).
+pub trait RecordReads {
+    /// The materialized rows `filter` selects, ordered by observation time
+    /// then id, each with whether it has conflicting values (its
+    /// `conflicts` list is left empty: the document holds them).
+    fn list_rows(&self, filter: &Filter) -> Result<Vec<(StoredSubmission, bool)>, StoreError>;
+
+    /// The changes logged for document `id`, in log order, each with its
+    /// bytes; `author_name` is this store's own name for its own changes,
+    /// else the hub it joined or a device enrolled here, where known;
+    /// `fields` is left empty (the document tells them). Empty: no such document.
+    fn history_rows(&self, id: Uuid) -> Result<Vec<(HistoryEntry, Vec<u8>)>, StoreError>;
+
+    /// Every live submission whose review is `has_issues` or `rejected`,
+    /// oldest observation first, whoever recorded it.
+    fn to_correct_rows(&self) -> Result<Vec<ToCorrect>, StoreError>;
+}
+
+/// Progress with each sync peer, as `fmp status` shows it. (reads; `store/peers.rs`).
+pub trait PeerReads {
+    /// Every peer this store synced with, the most recent first, with its
+    /// name where known and how many changes it may receive and has not
+    /// acknowledged.
+    fn peer_progress(&self) -> Result<Vec<PeerProgress>, StoreError>;
+
+    /// How many changes of the log were not received from `peer` (`None`:
+    /// how many were made here).
+    fn never_sent_to(&self, peer: Option<Uuid>) -> Result<i64, StoreError>;
+}
+
+/// The store's settings: the FMPs it is enrolled for, and keyed values
+/// other areas keep (a link's learnt size, a peer's refusal, HQ's pin). (reads; `store/settings.rs`).
+pub trait SettingsReads {
+    /// The FMPs this store is enrolled for; `None`: not restricted.
+    fn enrolled_fmps(&self) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// The value kept under `key` (`None`: none). Keys are their callers'
+    /// own (`link_max_bytes:PEER`, `refused_by:PEER`, `hq_authority`).
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// The store's settings: the FMPs it is enrolled for, and keyed values
+/// other areas keep (a link's learnt size, a peer's refusal, HQ's pin). (writes; `store/settings.rs`).
+pub trait SettingsWrites {
+    /// Restricts this store to these FMPs (`None`: lifts the restriction).
+    fn set_enrolled_fmps(&self, fmps: Option<&[String]>) -> Result<(), StoreError>;
+
+    /// Keeps `value` under `key`, replacing what was kept there.
+    fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Forgets the value kept under `key` (a no-op if there is none).
+    fn delete_setting(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// Restore facts: actor epoch, restored marks, re-offers. (reads; `store/restore.rs`).
@@ -249,6 +319,12 @@ pub trait RoleReads {
     fn flagged(&self) -> Result<i64, StoreError>;
 }
 
+/// The store's role. (writes; `store/roles.rs`).
+pub trait RoleWrites {
+    /// Sets the role this store was enrolled with (`None`: clears it).
+    fn set_role(&self, role: Option<Role>) -> Result<(), StoreError>;
+}
+
 /// HQ's identity pinned at join; a document's changes. (reads; `store/authority.rs`).
 pub trait AuthorityReads {
     /// HQ's identity pinned at join (`None`: no pin).
@@ -291,6 +367,17 @@ pub trait HubReads {
 
 /// The hub's enrolled devices, codes, upstream, trust rows and quarantine. (writes; `store/hub.rs`).
 pub trait HubWrites {
+    /// Stores the hash of a new enrollment code granting `fmps` (and, with
+    /// `may_enroll`, the right to enroll others), valid until `expires_at`
+    /// (ms since the epoch); a code with this hash already stored is an error.
+    fn add_enrollment_code(
+        &self,
+        hash: &[u8],
+        fmps: &[String],
+        may_enroll: bool,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+
     /// Marks an enrollment code (by its hash) used by `device`.
     fn use_enrollment_code(&self, hash: &[u8], device: Uuid) -> Result<(), StoreError>;
 

@@ -5,7 +5,8 @@
 use rusqlite::params;
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::ops::PeerReads;
+use super::{Reader, Store, StoreError};
 
 /// One peer's progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,30 +30,50 @@ const BACKLOG: &str = "(SELECT count(*) FROM changes ch LEFT JOIN submissions s 
        AND (d.fmps IS NULL OR s.id IS NULL
             OR instr(',' || d.fmps || ',', ',' || s.fmp || ',') > 0))";
 
-impl Store {
-    /// Every peer this store synced with, the most recent first.
-    pub fn peer_progress(&self) -> Result<Vec<PeerProgress>, StoreError> {
+impl PeerReads for Reader<'_> {
+    fn peer_progress(&self) -> Result<Vec<PeerProgress>, StoreError> {
         let sql = format!(
             "SELECT p.peer, coalesce(u.name, d.name), {BACKLOG}, p.synced_at
              FROM peers p LEFT JOIN hub_upstream u ON u.hub = p.peer
              LEFT JOIN hub_devices d ON d.device = p.peer ORDER BY p.synced_at DESC"
         );
-        self.snapshot(|r| {
-            r.conn
-                .prepare(&sql)
-                .and_then(|mut st| {
-                    st.query_map([], |row| {
-                        Ok(PeerProgress {
-                            peer: row.get(0)?,
-                            name: row.get(1)?,
-                            pending: row.get(2)?,
-                            last_sync_ms: row.get(3)?,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(r.sql())
-        })
+        self.conn
+            .prepare(&sql)
+            .and_then(|mut st| {
+                st.query_map([], |row| {
+                    Ok(PeerProgress {
+                        peer: row.get(0)?,
+                        name: row.get(1)?,
+                        pending: row.get(2)?,
+                        last_sync_ms: row.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(self.sql())
+    }
+
+    fn never_sent_to(&self, peer: Option<Uuid>) -> Result<i64, StoreError> {
+        match peer {
+            Some(p) => self.conn.query_row(
+                "SELECT count(*) FROM changes WHERE origin IS NULL OR origin != ?1",
+                params![p.to_string()],
+                |row| row.get(0),
+            ),
+            None => self.conn.query_row(
+                "SELECT count(*) FROM changes WHERE origin IS NULL",
+                [],
+                |row| row.get(0),
+            ),
+        }
+        .map_err(self.sql())
+    }
+}
+
+impl Store {
+    /// Every peer this store synced with, the most recent first.
+    pub fn peer_progress(&self) -> Result<Vec<PeerProgress>, StoreError> {
+        self.snapshot(|r| r.peer_progress())
     }
 
     /// How many of this store's changes a first sync with `peer` would
@@ -60,20 +81,6 @@ impl Store {
     /// first forward to the hub it joined); with no peer, the changes made
     /// here (a store that joined no hub yet).
     pub fn never_sent_to(&self, peer: Option<Uuid>) -> Result<i64, StoreError> {
-        self.snapshot(|r| {
-            match peer {
-                Some(p) => r.conn.query_row(
-                    "SELECT count(*) FROM changes WHERE origin IS NULL OR origin != ?1",
-                    params![p.to_string()],
-                    |row| row.get(0),
-                ),
-                None => r.conn.query_row(
-                    "SELECT count(*) FROM changes WHERE origin IS NULL",
-                    [],
-                    |row| row.get(0),
-                ),
-            }
-            .map_err(r.sql())
-        })
+        self.snapshot(|r| r.never_sent_to(peer))
     }
 }

@@ -1,4 +1,6 @@
-//! Listing submissions from the materialized columns, without loading documents.
+//! The submissions as the store's own reads show them: listing from the
+//! materialized columns (without loading documents), a submission's
+//! history, the records a review sent back.
 
 use std::collections::BTreeMap;
 
@@ -6,8 +8,78 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Row, types::Value};
 use uuid::Uuid;
 
-use super::Filter;
+use super::corrections::ToCorrect;
+use super::ops::RecordReads;
+use super::{Filter, HistoryEntry, Reader, StoreError};
 use crate::model::{People, Place, Review, StoredSubmission, Submission, Vulnerable};
+
+impl RecordReads for Reader<'_> {
+    fn list_rows(&self, filter: &Filter) -> Result<Vec<(StoredSubmission, bool)>, StoreError> {
+        list(self.conn, filter).map_err(self.sql())
+    }
+
+    fn history_rows(&self, id: Uuid) -> Result<Vec<(HistoryEntry, Vec<u8>)>, StoreError> {
+        let me = &self.store.identity;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.seq, c.hash, c.author, c.time, c.op,
+                   CASE WHEN c.author = ?2 THEN ?3 ELSE coalesce(u.name, d.name) END, c.bytes
+                 FROM changes c LEFT JOIN hub_upstream u ON u.hub = c.author
+                 LEFT JOIN hub_devices d ON d.device = c.author
+                 WHERE c.doc_id = ?1 ORDER BY c.seq",
+            )
+            .map_err(self.sql())?;
+        stmt.query_map(
+            rusqlite::params![id.to_string(), me.device_id.to_string(), me.name],
+            |r| {
+                let hash: Vec<u8> = r.get(1)?;
+                let ms: i64 = r.get(3)?;
+                Ok((
+                    HistoryEntry {
+                        seq: r.get(0)?,
+                        hash: hex::encode(hash),
+                        author: r.get(2)?,
+                        author_name: r.get(5)?,
+                        fields: Vec::new(),
+                        time: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+                        op: r.get(4)?,
+                    },
+                    r.get::<_, Vec<u8>>(6)?,
+                ))
+            },
+        )
+        .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(self.sql())
+    }
+
+    fn to_correct_rows(&self) -> Result<Vec<ToCorrect>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT s.id, s.fmp, s.review_status, coalesce(s.review_comment, ''),
+                       coalesce(s.review_by, ''),
+                       coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'edit'), 0)
+                         > coalesce((SELECT max(seq) FROM changes WHERE doc_id = s.id AND op = 'review'), 0)
+                     FROM submissions s
+                     WHERE s.deleted = 0 AND s.review_status IN ('has_issues', 'rejected')
+                     ORDER BY s.observed_at",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| {
+                    Ok(ToCorrect {
+                        id: r.get(0)?,
+                        fmp: r.get(1)?,
+                        status: r.get(2)?,
+                        comment: r.get(3)?,
+                        by: r.get(4)?,
+                        edited_since: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(self.sql())
+    }
+}
 
 const COLUMNS: &str = "id, form, form_version, fmp, observed_at, direction, transport, movement_type,
     departure_country, departure_place, next_country, next_place, final_country, final_place,
@@ -18,7 +90,7 @@ const COLUMNS: &str = "id, form, form_version, fmp, observed_at, direction, tran
 /// Runs a filtered listing.
 /// Rows whose `conflicts` count is non-zero come back with an empty
 /// `conflicts` list; `Store::list` fills those from their documents.
-pub fn list(conn: &Connection, f: &Filter) -> rusqlite::Result<Vec<(StoredSubmission, bool)>> {
+fn list(conn: &Connection, f: &Filter) -> rusqlite::Result<Vec<(StoredSubmission, bool)>> {
     let mut sql = format!("SELECT {COLUMNS} FROM submissions s WHERE 1=1");
     let mut args: Vec<Value> = Vec::new();
     if let Some(fmp) = &f.fmp {

@@ -2,17 +2,19 @@
 //! checks a replica makes of what it receives: the statements `fmp-sync`
 //! and the store's own operations need about roles and validity.
 
-use super::ops::RoleReads;
+use super::ops::{RoleReads, RoleWrites};
+use automerge::AutoCommit;
 use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
 use crate::form::Forms;
 use crate::model::StoredSubmission;
+use crate::refdoc;
 use crate::reference::Registry;
 use crate::role::Role;
 use crate::validate::{ValidationError, validate_received};
 
-use super::{Reader, StoreError};
+use super::{Reader, StoreError, Writer};
 
 impl RoleReads for Reader<'_> {
     fn role(&self) -> Result<Option<Role>, StoreError> {
@@ -32,6 +34,12 @@ impl RoleReads for Reader<'_> {
     }
 }
 
+impl RoleWrites for Writer<'_> {
+    fn set_role(&self, role: Option<Role>) -> Result<(), StoreError> {
+        set_role(self.conn, role).map_err(self.sql())
+    }
+}
+
 /// The role this store was enrolled with (`meta.role`, set by a join);
 /// `None`: not set (never joined, or joined before roles existed).
 pub(crate) fn role(conn: &Connection) -> rusqlite::Result<Option<Role>> {
@@ -43,7 +51,7 @@ pub(crate) fn role(conn: &Connection) -> rusqlite::Result<Option<Role>> {
 }
 
 /// Sets (or, with `None`, clears) the role this store was enrolled with.
-pub(crate) fn set_role(conn: &Connection, role: Option<Role>) -> rusqlite::Result<()> {
+fn set_role(conn: &Connection, role: Option<Role>) -> rusqlite::Result<()> {
     match role {
         Some(r) => conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('role', ?1)",
@@ -66,9 +74,39 @@ pub(crate) fn record_author(conn: &Connection, id: Uuid) -> rusqlite::Result<Opt
 
 /// The registry and forms in force in this database (its synced documents,
 /// else the built-in ones), as [`crate::store::Store::registry`] and
-/// [`crate::store::Store::forms`] hold them.
+/// [`crate::store::Store::forms`] hold them (see [`crate::refdoc`]).
 pub(crate) fn reference_in(conn: &Connection) -> rusqlite::Result<(Registry, Forms)> {
-    super::load_reference(conn)
+    let mut registry = Registry::mali_default();
+    let mut forms = Forms::builtin();
+    // By primary key (the registry's id, the forms' id prefix): no scan of
+    // the submissions' documents at open.
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, data FROM documents WHERE (id = ?1 AND kind = ?2)
+           OR (id >= 'form:' AND id < 'form;' AND kind = ?3)",
+    )?;
+    let rows = stmt
+        .query_map(
+            [
+                refdoc::REGISTRY_ID,
+                refdoc::REGISTRY_KIND,
+                refdoc::FORM_KIND,
+            ],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (kind, data) in rows {
+        let Ok(d) = AutoCommit::load(&data) else {
+            continue;
+        };
+        if kind == refdoc::REGISTRY_KIND {
+            if let Ok(r) = refdoc::read_registry(&d) {
+                registry = r;
+            }
+        } else if let Ok(f) = refdoc::read_form(&d) {
+            let _ = forms.insert(f);
+        }
+    }
+    Ok((registry, forms))
 }
 
 /// Checks a submission's current state by the rules every replica applies

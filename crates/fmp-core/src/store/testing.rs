@@ -17,7 +17,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, params};
 use uuid::Uuid;
 
-use super::{DB_FILE, Reader, Store, StoreError, Writer, load_doc_conn, materialize, sql_err};
+use super::{DB_FILE, Reader, Store, StoreError, Writer, materialize, sql_err, submission_doc};
 use crate::doc::{DocError, Op};
 use crate::model::StoredSubmission;
 
@@ -337,7 +337,7 @@ pub fn put_raw_certificate(store: &Store, device: Uuid, blob: &[u8]) -> Result<(
 /// Submission `id`'s automerge document as stored, for a change forged
 /// by hand (see [`forge_change`]).
 pub fn forged_document(r: &Reader<'_>, id: Uuid) -> Result<AutoCommit, StoreError> {
-    load_doc_conn(r.conn, &r.store.dir, id)
+    submission_doc(r, id)
 }
 
 /// Stores a change of submission `id` made by hand, past every check of
