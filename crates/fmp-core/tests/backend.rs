@@ -248,6 +248,272 @@ mod cases {
     }
 }
 
+/// The settings, received documents and the rows the store's whole
+/// operations read (`SettingsReads`/`SettingsWrites`, `RoleWrites`,
+/// `LogWrites::save_document`/`insert_document`, `RecordReads`, `PeerReads`).
+mod record_cases {
+    #![allow(clippy::unwrap_used)]
+    use fmp_core::form::example_submission;
+    use fmp_core::model::{ReviewStatus, StoredSubmission};
+    use fmp_core::role::Role;
+    use fmp_core::store::log::{Hash, NewChange};
+    use fmp_core::store::ops::*;
+    use fmp_core::store::{Store, StoreError};
+    use uuid::Uuid;
+
+    use super::Backend;
+    use crate::common::contents;
+
+    /// A record made on another store, as it arrives: its document's bytes,
+    /// its one change (hash, bytes, time) and its state.
+    struct Received {
+        id: Uuid,
+        author: Uuid,
+        data: Vec<u8>,
+        hash: Hash,
+        bytes: Vec<u8>,
+        time: i64,
+        state: StoredSubmission,
+    }
+
+    fn recorded_elsewhere(b: Backend, dir: &std::path::Path, name: &str) -> Received {
+        let other = (b.init)(dir, name).unwrap();
+        let id = other.record(example_submission()).unwrap();
+        let (kind, data) = other
+            .snapshot(|r| r.document(&id.to_string()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(kind, "submission");
+        let mut changes = other.snapshot(|r| r.doc_changes(&id.to_string())).unwrap();
+        assert_eq!(changes.len(), 1);
+        let c = changes.remove(0);
+        Received {
+            id,
+            author: other.identity().device_id,
+            data,
+            hash: c.hash,
+            bytes: c.bytes,
+            time: other.history(id).unwrap()[0].time.timestamp_millis(),
+            state: other.get(id).unwrap(),
+        }
+    }
+
+    impl Received {
+        fn change(&self) -> NewChange<'_> {
+            NewChange {
+                hash: self.hash,
+                author: self.author,
+                time: self.time,
+                op: "record",
+                bytes: &self.bytes,
+                origin: Some(self.author),
+                bundle: None,
+            }
+        }
+    }
+
+    /// The enrolled FMPs, the role and keyed settings read back as last
+    /// set (and cleared), across a reopen, and the whole operations obey them.
+    pub fn settings_and_role_read_back_as_set_and_cleared(b: Backend) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        let peer = Uuid::now_v7();
+        {
+            let s = (b.init)(&dir, "s").unwrap();
+            assert_eq!(s.enrolled_fmps().unwrap(), None);
+            assert_eq!(s.role().unwrap(), None);
+            let gog = vec!["ML-GOG".to_string()];
+            s.set_enrolled_fmps(Some(&gog)).unwrap();
+            assert_eq!(s.enrolled_fmps().unwrap(), Some(gog.clone()));
+            let err = s.record(example_submission()).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::OutOfScope { fmp, allowed } if fmp == "ML-HER" && *allowed == gog),
+                "{err}"
+            );
+            let err = s.set_registry(&s.registry()).unwrap_err();
+            assert!(matches!(err, StoreError::Reference(_)), "{err}");
+            s.set_enrolled_fmps(None).unwrap();
+            assert_eq!(s.enrolled_fmps().unwrap(), None);
+            let id = s.record(example_submission()).unwrap();
+            let two = vec!["ML-HER".to_string(), "ML-GOG".to_string()];
+            s.set_enrolled_fmps(Some(&two)).unwrap();
+
+            s.set_role(Some(Role::Enumerator)).unwrap();
+            assert_eq!(s.role().unwrap(), Some(Role::Enumerator));
+            let err = s.review(id, ReviewStatus::Approved, "").unwrap_err();
+            assert!(matches!(err, StoreError::NotAllowed(_)), "{err}");
+            s.set_role(None).unwrap();
+            assert_eq!(s.role().unwrap(), None);
+            s.review(id, ReviewStatus::Approved, "").unwrap();
+            s.set_role(Some(Role::Supervisor)).unwrap();
+
+            assert_eq!(s.snapshot(|r| r.setting("k")).unwrap(), None);
+            s.transaction(|w| w.put_setting("k", "1")).unwrap();
+            s.transaction(|w| w.put_setting("k", "2")).unwrap();
+            assert_eq!(
+                s.snapshot(|r| r.setting("k")).unwrap().as_deref(),
+                Some("2")
+            );
+            s.transaction(|w| w.put_setting("gone", "x")).unwrap();
+            s.transaction(|w| w.delete_setting("gone")).unwrap();
+            s.transaction(|w| w.delete_setting("gone")).unwrap();
+            assert_eq!(s.snapshot(|r| r.setting("gone")).unwrap(), None);
+
+            s.set_link_max_bytes(peer, 1500).unwrap();
+            s.set_refused_by(peer, Some((5, "revoked"))).unwrap();
+            assert_eq!(s.refused_by(peer).unwrap(), Some((5, "revoked".into())));
+        }
+        let s = (b.open)(&dir).unwrap();
+        assert_eq!(
+            s.enrolled_fmps().unwrap(),
+            Some(vec!["ML-HER".to_string(), "ML-GOG".to_string()])
+        );
+        assert_eq!(s.role().unwrap(), Some(Role::Supervisor));
+        assert_eq!(
+            s.snapshot(|r| r.setting("k")).unwrap().as_deref(),
+            Some("2")
+        );
+        assert_eq!(s.link_max_bytes(peer).unwrap(), Some(1500));
+        assert_eq!(s.refused_by(peer).unwrap(), Some((5, "revoked".into())));
+        s.set_refused_by(peer, None).unwrap();
+        assert_eq!(s.refused_by(peer).unwrap(), None);
+        assert_eq!(s.link_max_bytes(peer).unwrap(), Some(1500), "another key");
+    }
+
+    /// A record received from a device enrolled here: its history names
+    /// that device and this store for its own changes, it is not this
+    /// store's to correct, and the counts of what peers were not sent
+    /// tell the received change apart.
+    pub fn a_received_record_names_its_author_and_counts_apart(b: Backend) {
+        let tmp = tempfile::tempdir().unwrap();
+        let got = recorded_elsewhere(b, &tmp.path().join("phone"), "phone-b");
+        let s = (b.init)(&tmp.path().join("hub"), "hub").unwrap();
+        let me = s.identity().device_id;
+        assert_eq!(s.never_sent_to(None).unwrap(), 0);
+        assert_eq!(s.snapshot(|r| r.history_rows(got.id)).unwrap(), vec![]);
+        let err = s.history(got.id).unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+        s.transaction(|w| w.enroll_device(got.author, "phone-b", &[7; 32], None, false))
+            .unwrap();
+        let id = got.id.to_string();
+        let saved = |s: &Store| {
+            s.transaction(|w| {
+                w.save_document(
+                    "submission",
+                    &id,
+                    &got.data,
+                    &[got.change()],
+                    Some((&got.state, false)),
+                )
+            })
+            .unwrap()
+        };
+        assert_eq!(saved(&s), 1, "one new change");
+        assert_eq!(saved(&s), 0, "received twice: skipped");
+        assert_eq!(s.get(got.id).unwrap(), got.state);
+        s.review(got.id, ReviewStatus::HasIssues, "count again")
+            .unwrap();
+        let h = s.history(got.id).unwrap();
+        let who: Vec<_> = h
+            .iter()
+            .map(|e| (e.op.as_str(), e.author.clone(), e.author_name.as_deref()))
+            .collect();
+        assert_eq!(
+            who,
+            [
+                ("record", got.author.to_string(), Some("phone-b")),
+                ("review", me.to_string(), Some("hub")),
+            ]
+        );
+        assert_eq!(h[1].fields, ["review"]);
+
+        // Its review sends back only what this store recorded.
+        assert_eq!(s.to_correct().unwrap(), vec![]);
+        let own = s.record(example_submission()).unwrap();
+        s.review(own, ReviewStatus::Rejected, "wrong place")
+            .unwrap();
+        let t = s.to_correct().unwrap();
+        assert_eq!(
+            t.iter()
+                .map(|t| (
+                    t.id.clone(),
+                    t.status.as_str(),
+                    t.comment.as_str(),
+                    t.edited_since
+                ))
+                .collect::<Vec<_>>(),
+            [(own.to_string(), "rejected", "wrong place", false)]
+        );
+        s.edit(own, &serde_json::json!({"notes": "fixed"})).unwrap();
+        assert!(s.to_correct().unwrap()[0].edited_since);
+
+        // Four changes made here (two reviews, a record, an edit), one received.
+        assert_eq!(s.never_sent_to(None).unwrap(), 4);
+        assert_eq!(s.never_sent_to(Some(got.author)).unwrap(), 4);
+        assert_eq!(s.never_sent_to(Some(Uuid::now_v7())).unwrap(), 5);
+        assert_eq!(s.peer_progress().unwrap(), vec![]);
+        s.transaction(|w| w.advance_peer(got.author, Some(0), Some(0)))
+            .unwrap();
+        let p = s.peer_progress().unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].peer.clone(), p[0].name.as_deref(), p[0].pending),
+            (got.author.to_string(), Some("phone-b"), 4)
+        );
+        assert!(p[0].last_sync_ms.is_some());
+    }
+
+    /// A new document is inserted whole; one whose id is taken is refused
+    /// as `Duplicate` naming the id, and the store is left as it was.
+    pub fn insert_document_refuses_a_taken_id_and_changes_nothing(b: Backend) {
+        let tmp = tempfile::tempdir().unwrap();
+        let got = recorded_elsewhere(b, &tmp.path().join("phone"), "phone");
+        let s = (b.init)(&tmp.path().join("hq"), "hq").unwrap();
+        s.record(example_submission()).unwrap();
+        let id = got.id.to_string();
+        let insert = |s: &Store| {
+            s.transaction(|w| {
+                w.insert_document(
+                    "submission",
+                    &id,
+                    &got.data,
+                    &[got.change()],
+                    Some((&got.state, false)),
+                )
+            })
+        };
+        assert_eq!(insert(&s).unwrap(), 1);
+        assert_eq!(s.get(got.id).unwrap(), got.state);
+        assert_eq!(s.history(got.id).unwrap().len(), 1);
+        let before = contents(&s);
+        let end = s.snapshot(|r| r.log_end()).unwrap();
+        let err = insert(&s).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Duplicate(d) if *d == id),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("a submission with id {id} is already stored; nothing was changed")
+        );
+        // Refused inside a write that goes on and commits: still nothing.
+        s.transaction(|w| {
+            let err = w
+                .insert_document("submission", &id, b"other", &[], None)
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Duplicate(_)), "{err}");
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        assert_eq!(contents(&s), before);
+        assert_eq!(s.snapshot(|r| r.log_end()).unwrap(), end);
+        assert_eq!(
+            s.snapshot(|r| r.document(&id)).unwrap(),
+            Some(("submission".to_string(), got.data.clone()))
+        );
+    }
+}
+
 /// The hub's store operations (devices, codes, quarantine, upstream).
 mod hub_cases {
     #![allow(clippy::unwrap_used)]
@@ -359,7 +625,7 @@ mod hub_cases {
 macro_rules! backend_suite {
     ($name:ident, $backend:expr) => {
         mod $name {
-            use super::{cases, hub_cases};
+            use super::{cases, hub_cases, record_cases};
 
             #[test]
             fn reopened_store_keeps_everything() {
@@ -391,6 +657,21 @@ macro_rules! backend_suite {
             #[test]
             fn a_snapshot_is_one_state() {
                 cases::a_snapshot_is_one_state($backend);
+            }
+
+            #[test]
+            fn settings_and_role_read_back_as_set_and_cleared() {
+                record_cases::settings_and_role_read_back_as_set_and_cleared($backend);
+            }
+
+            #[test]
+            fn a_received_record_names_its_author_and_counts_apart() {
+                record_cases::a_received_record_names_its_author_and_counts_apart($backend);
+            }
+
+            #[test]
+            fn insert_document_refuses_a_taken_id_and_changes_nothing() {
+                record_cases::insert_document_refuses_a_taken_id_and_changes_nothing($backend);
             }
 
             #[test]
