@@ -254,6 +254,9 @@ fn unless_cancelled<T>(
     }
 }
 
+/// How long an idle connection to the hub is kept for the next request.
+const POOL_IDLE: Duration = Duration::from_secs(10);
+
 /// The wait before retry `attempt` (1, 2, …): `base` doubled each time up
 /// to `max`, with full jitter so devices cut by the same drop spread out.
 fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
@@ -288,6 +291,9 @@ fn http(
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
         .tcp_keepalive(Duration::from_secs(15))
+        // Below the hub's default header timeout (20 s), which closes idle
+        // keep-alives: a connection idle that long is not reused.
+        .pool_idle_timeout(POOL_IDLE)
         .no_proxy();
     #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
     {
@@ -395,6 +401,7 @@ async fn post(
     let mut time = chrono::Utc::now().timestamp();
     let mut resp;
     let mut corrected = false;
+    let mut resent = false;
     loop {
         let signed = Signed::at(store.identity(), "POST", path, &body, time);
         let mut rb = http.post(format!("{url}{path}")).body(body.clone());
@@ -404,10 +411,21 @@ async fn post(
         for (k, v) in extra {
             rb = rb.header(*k, *v);
         }
-        resp = tokio::time::timeout(answer_within(stall, body.len()), rb.send())
+        let sent = tokio::time::timeout(answer_within(stall, body.len()), rb.send())
             .await
-            .map_err(|_| SendError::Stalled(stall))?
-            .map_err(|e| SendError::Network(chain(&e)))?;
+            .map_err(|_| SendError::Stalled(stall))?;
+        resp = match sent {
+            // A keep-alive connection the hub closed while it sat idle in
+            // the pool (past the hub's header timeout: a wait for a busy
+            // hub, a backoff, a slow app between round trips): sent again
+            // at once, once, on a fresh connection (signed anew), not
+            // counted as a retry.
+            Err(e) if !resent && stale_connection(&chain(&e)) => {
+                resent = true;
+                continue;
+            }
+            r => r.map_err(|e| SendError::Network(chain(&e)))?,
+        };
         // A device clock set wrong (months or years off, common on phones
         // in the field) makes every signed request stale: sign once more
         // with the hub's clock from its `Date` header. The nonce window
@@ -450,6 +468,14 @@ async fn post(
         return Err(SendError::Busy(wait.min(MAX_RETRY_AFTER), body));
     }
     Err(SendError::Refused(status.as_u16(), body))
+}
+
+/// True if a request failed on a pooled connection its peer had closed:
+/// hyper's words for a connection that ended (or that the hub answered
+/// with a timeout of its own) before this request's answer began.
+fn stale_connection(error: &str) -> bool {
+    error.contains("connection closed before message completed")
+        || error.contains("unexpected message from connection")
 }
 
 /// A `Retry-After` header in seconds (the only form a hub sends).

@@ -201,9 +201,10 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
         t.elapsed().as_secs_f64()
     );
     let start = Instant::now();
+    // Per cause: how many, and the first error seen (printed as an example).
     let causes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
         &'static str,
-        u64,
+        (u64, String),
     >::new()));
     let results: Vec<Result<(Duration, client::Summary), HubError>> = std::thread::scope(|sc| {
         let hs: Vec<_> = stores
@@ -217,7 +218,10 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
                         progress: Some(Box::new(move |p: &client::Progress| {
                             if let client::Event::Retry { error, .. } = &p.event {
                                 let mut c = causes.lock().unwrap_or_else(|e| e.into_inner());
-                                *c.entry(retry_cause(error)).or_insert(0) += 1;
+                                let e = c
+                                    .entry(retry_cause(error))
+                                    .or_insert_with(|| (0, error.to_string()));
+                                e.0 += 1;
                             }
                         })),
                         ..SyncOptions::default()
@@ -300,8 +304,14 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
     );
     let causes = causes.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if !causes.is_empty() {
-        let list: Vec<String> = causes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let list: Vec<String> = causes
+            .iter()
+            .map(|(k, (n, _))| format!("{k} {n}"))
+            .collect();
         println!("retries by cause: {}", list.join(", "));
+        for (k, (_, example)) in &causes {
+            println!("  {k}, e.g.: {example}");
+        }
     }
     if let Some(reads) = rest.lines().find(|l| l.starts_with("reads: ")) {
         println!("{reads}");

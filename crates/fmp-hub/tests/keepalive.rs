@@ -1,0 +1,68 @@
+//! A hub closes a keep-alive connection left idle past its header timeout
+//! (hyper answers it on the way out). A phone that waits between two
+//! requests of one sync (a busy hub's Retry-After, a backoff, a slow app
+//! callback) must not pay a retry for the connection its pool kept: the
+//! request goes again at once on a fresh connection.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fmp_core::store::Store;
+use fmp_hub::client::{self, Event, SyncOptions};
+use fmp_hub::{Limits, ServeOptions, enroll, serve_with};
+
+#[test]
+fn a_connection_the_hub_closed_while_idle_costs_no_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub_dir = tmp.path().join("hub");
+    drop(Store::init(&hub_dir, "hub").unwrap());
+    let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
+    let hub = serve_with(ServeOptions {
+        store: hub_dir.clone(),
+        listen: "127.0.0.1:0".into(),
+        tls: None,
+        limits: Limits {
+            header_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        },
+    })
+    .unwrap();
+    let code = {
+        let h = Store::open(&hub_dir).unwrap();
+        enroll::create_code(&h, &["ML-GOG".into()], Duration::from_secs(60), false).unwrap()
+    };
+    client::join(&phone, &hub.url(), &code).unwrap();
+    for n in 0..40 {
+        let mut s = fmp_core::example_submission();
+        s.fmp = "ML-GOG".into();
+        s.notes = format!(
+            "record {n}: {:x}",
+            (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        );
+        phone.record(s).unwrap();
+    }
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = errors.clone();
+    let summary = client::sync(
+        &phone,
+        SyncOptions {
+            url: Some(hub.url()),
+            fixed_size: true,
+            max_bytes: fmp_sync::wire::MIN_MAX_BYTES,
+            progress: Some(Box::new(move |p| match &p.event {
+                // The app dawdles between round trips, past the hub's
+                // header timeout: the pooled connection is closed meanwhile.
+                Event::RoundTrip => std::thread::sleep(Duration::from_millis(1500)),
+                Event::Retry { error, .. } => seen.lock().unwrap().push(error.clone()),
+                Event::Quarantined(_) => {}
+            })),
+            ..SyncOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(summary.round_trips >= 3, "several round trips: {summary:?}");
+    assert_eq!(summary.sent, 40, "{summary:?}");
+    assert_eq!(errors.lock().unwrap().as_slice(), &[] as &[String]);
+}
