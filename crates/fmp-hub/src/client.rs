@@ -254,8 +254,11 @@ fn unless_cancelled<T>(
     }
 }
 
-/// How long an idle connection to the hub is kept for the next request.
-const POOL_IDLE: Duration = Duration::from_secs(10);
+/// How long an idle connection to the hub is kept for the next request:
+/// well below the hub's header timeout (20 s by default), which closes
+/// idle keep-alives, so a wait between requests (a busy hub, a backoff, a
+/// slow app) does not end on a connection the hub is closing.
+pub const POOL_IDLE: Duration = Duration::from_secs(5);
 
 /// The wait before retry `attempt` (1, 2, …): `base` doubled each time up
 /// to `max`, with full jitter so devices cut by the same drop spread out.
@@ -291,8 +294,6 @@ fn http(
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
         .tcp_keepalive(Duration::from_secs(15))
-        // Below the hub's default header timeout (20 s), which closes idle
-        // keep-alives: a connection idle that long is not reused.
         .pool_idle_timeout(POOL_IDLE)
         .no_proxy();
     #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
@@ -415,11 +416,10 @@ async fn post(
             .await
             .map_err(|_| SendError::Stalled(stall))?;
         resp = match sent {
-            // A keep-alive connection the hub closed while it sat idle in
-            // the pool (past the hub's header timeout: a wait for a busy
-            // hub, a backoff, a slow app between round trips): sent again
-            // at once, once, on a fresh connection (signed anew), not
-            // counted as a retry.
+            // A keep-alive connection the hub answered while it sat idle
+            // in the pool (its header timeout's `408` as it closed it): the
+            // hub never took this request. Sent again at once, once, on a
+            // fresh connection (signed anew), not counted as a retry.
             Err(e) if !resent && stale_connection(&chain(&e)) => {
                 resent = true;
                 continue;
@@ -470,12 +470,13 @@ async fn post(
     Err(SendError::Refused(status.as_u16(), body))
 }
 
-/// True if a request failed on a pooled connection its peer had closed:
-/// hyper's words for a connection that ended (or that the hub answered
-/// with a timeout of its own) before this request's answer began.
+/// True if a request failed on a pooled connection the hub had answered
+/// while idle (hyper's words for a message that came with no request in
+/// flight): the request was not taken. A connection closed after a request
+/// went out is not this: the hub may have taken it, and a link that cuts
+/// is retried with backoff (and teaches the message size).
 fn stale_connection(error: &str) -> bool {
-    error.contains("connection closed before message completed")
-        || error.contains("unexpected message from connection")
+    error.contains("unexpected message from connection")
 }
 
 /// A `Retry-After` header in seconds (the only form a hub sends).
@@ -1097,6 +1098,19 @@ fn add(total: &Summary, r: &fmp_sync::Report) -> Summary {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_an_answer_on_an_idle_connection_is_sent_again_at_once() {
+        assert!(stale_connection(
+            "cannot reach the hub at http://h: error sending request for url (http://h/v1/sync): \
+             client error (SendRequest): received unexpected message from connection"
+        ));
+        // The hub may have taken these: retried with backoff.
+        assert!(!stale_connection(
+            "client error (SendRequest): connection closed before message completed"
+        ));
+        assert!(!stale_connection("connection reset by peer"));
+    }
+
     use super::*;
 
     #[test]

@@ -1,11 +1,12 @@
-//! A hub closes a keep-alive connection left idle past its header timeout
-//! (hyper answers it on the way out). A phone that waits between two
-//! requests of one sync (a busy hub's Retry-After, a backoff, a slow app
-//! callback) must not pay a retry for the connection its pool kept: the
-//! request goes again at once on a fresh connection.
+//! A hub closes a keep-alive connection left idle past its header timeout.
+//! A phone that waits between two requests of one sync (a busy hub's
+//! Retry-After, a backoff, a slow app callback) must not pay a retry for
+//! the connection its pool kept: connections idle for `POOL_IDLE` are not
+//! reused, well before a hub's header timeout closes them.
 
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,8 @@ fn a_connection_the_hub_closed_while_idle_costs_no_retry() {
         listen: "127.0.0.1:0".into(),
         tls: None,
         limits: Limits {
-            header_timeout: Duration::from_secs(1),
+            // Above the client's pool idle time, below the app's wait.
+            header_timeout: client::POOL_IDLE + Duration::from_secs(1),
             ..Limits::default()
         },
     })
@@ -45,6 +47,7 @@ fn a_connection_the_hub_closed_while_idle_costs_no_retry() {
     }
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = errors.clone();
+    let waited = AtomicBool::new(false);
     let summary = client::sync(
         &phone,
         SyncOptions {
@@ -54,7 +57,10 @@ fn a_connection_the_hub_closed_while_idle_costs_no_retry() {
             progress: Some(Box::new(move |p| match &p.event {
                 // The app dawdles between round trips, past the hub's
                 // header timeout: the pooled connection is closed meanwhile.
-                Event::RoundTrip => std::thread::sleep(Duration::from_millis(1500)),
+                Event::RoundTrip if !waited.swap(true, Ordering::SeqCst) => {
+                    std::thread::sleep(client::POOL_IDLE + Duration::from_secs(2))
+                }
+                Event::RoundTrip => {}
                 Event::Retry { error, .. } => seen.lock().unwrap().push(error.clone()),
                 Event::Quarantined(_) => {}
             })),
