@@ -959,17 +959,9 @@ mod tests {
     }
 
     fn gogui() -> Submission {
-        Submission::from_json(
-            r#"{"form":"dtm-fmp-flow","form_version":1,"fmp":"ML-GOG",
-            "observed_at":"2020-06-03T10:00:00Z","direction":"incoming","transport":"bus",
-            "departure":{"country":"MRT","place":"Nouakchott"},
-            "next_destination":{"country":"MLI","place":"Kayes"},
-            "final_destination":{"country":"MLI"},"movement_type":"seasonal",
-            "people":{"adult_male":5,"adult_female":1,"minor_male":0,"minor_female":0},
-            "vulnerable":{"under5":0,"elderly":0,"disability":0,"pregnant":0},
-            "nationalities":{"MLI":6}}"#,
-        )
-        .expect("valid")
+        let mut s = fmp_core::example_submission();
+        s.fmp = "ML-GOG".into();
+        s
     }
 
     /// A plan made on a snapshot, then another request's write to the same
