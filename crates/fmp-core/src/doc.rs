@@ -268,6 +268,10 @@ fn settle(doc: &mut AutoCommit, review_too: bool) -> Result<(), DocError> {
     let state = read_submission(doc)?;
     let data = data_obj(doc)?;
     for c in state.conflicts {
+        if c.field == "review" {
+            // Whole reviews: only a new review settles them (see `set_review`).
+            continue;
+        }
         let (start, rel) = match c.field.strip_prefix("review.") {
             Some(_) if !review_too => continue,
             Some(rest) => match doc.get(ROOT, "review")? {
@@ -336,6 +340,23 @@ pub fn read_submission(doc: &AutoCommit) -> Result<StoredSubmission, DocError> {
         Some((Value::Object(ObjType::Map), obj)) => {
             let (json, c) = read_json(doc, &obj, "review");
             conflicts.extend(c);
+            // Concurrent reviews are whole maps under one key: one is
+            // shown, the others stay listed as a conflict of `review`
+            // until a later review (which replaces them all) settles it.
+            let others: Vec<Json> = doc
+                .get_all(ROOT, "review")?
+                .into_iter()
+                .filter(|(v, id)| *id != obj && matches!(v, Value::Object(ObjType::Map)))
+                .map(|(_, id)| read_json(doc, &id, "review").0)
+                .filter(|other| *other != json)
+                .collect();
+            if !others.is_empty() {
+                conflicts.push(Conflict {
+                    field: "review".into(),
+                    winner: json.clone(),
+                    others,
+                });
+            }
             serde_json::from_value::<Review>(json).ok()
         }
         _ => None,
@@ -574,6 +595,70 @@ mod tests {
         let merged = read_submission(&a).expect("read").submission;
         assert_eq!(merged.notes, "bus from Bobo");
         assert_eq!(merged.transport, crate::model::Transport::Truck);
+    }
+
+    #[test]
+    fn concurrent_reviews_show_one_and_list_the_other_until_a_review_settles_them() {
+        let sub = sample();
+        let id = Uuid::now_v7();
+        let mut a = new_submission(device(1), id, &sub).expect("doc");
+        commit(&mut a, Op::Record, 0);
+        let mut b = AutoCommit::load(&a.save())
+            .expect("load")
+            .with_actor(device(2));
+        let review = |status, by: &str| Review {
+            status,
+            comment: format!("by {by}"),
+            by: by.into(),
+            at: chrono::DateTime::from_timestamp(1_600_000_000, 0).expect("time"),
+        };
+        set_review(
+            &mut a,
+            &review(crate::model::ReviewStatus::Approved, "sup1"),
+        )
+        .expect("review a");
+        commit(&mut a, Op::Review, 1);
+        set_review(
+            &mut b,
+            &review(crate::model::ReviewStatus::Rejected, "sup2"),
+        )
+        .expect("review b");
+        commit(&mut b, Op::Review, 1);
+        let mut a2 = a.fork();
+        a.merge(&mut b).expect("merge ab");
+        b.merge(&mut a2).expect("merge ba");
+        let (ra, rb) = (
+            read_submission(&a).expect("a"),
+            read_submission(&b).expect("b"),
+        );
+        assert_eq!(ra.review, rb.review, "one winner everywhere");
+        assert_eq!(ra.conflicts, rb.conflicts);
+        let c = ra
+            .conflicts
+            .iter()
+            .find(|c| c.field == "review")
+            .expect("the losing review is listed");
+        let statuses: Vec<&str> = std::iter::once(&c.winner)
+            .chain(&c.others)
+            .filter_map(|r| r["status"].as_str())
+            .collect();
+        assert_eq!(statuses.len(), 2, "{c:?}");
+        assert!(statuses.contains(&"approved") && statuses.contains(&"rejected"));
+        // An edit leaves it; a new review settles it.
+        resolve_data_conflicts(&mut a).expect("edit-side settle");
+        assert!(
+            read_submission(&a)
+                .expect("a")
+                .conflicts
+                .iter()
+                .any(|c| c.field == "review")
+        );
+        set_review(&mut a, &review(crate::model::ReviewStatus::Approved, "hq")).expect("settle");
+        resolve_conflicts(&mut a).expect("settle");
+        commit(&mut a, Op::Review, 2);
+        let settled = read_submission(&a).expect("a");
+        assert!(settled.conflicts.is_empty(), "{:?}", settled.conflicts);
+        assert_eq!(settled.review.expect("review").by, "hq");
     }
 
     #[test]

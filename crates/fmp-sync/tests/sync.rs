@@ -318,3 +318,52 @@ fn concurrent_pushes_editing_the_same_records_end_as_a_serial_apply() {
     }
     assert_eq!(dump(&hub.store), dump(&serial.store));
 }
+
+/// Two supervisors review one record concurrently, one approving and one
+/// rejecting: every replica shows the same review and lists the other as
+/// a conflict (the record is flagged), until a later review settles it.
+#[test]
+fn concurrent_reviews_keep_the_losing_one_visible_until_a_review_settles_it() {
+    let hub = replica("hub");
+    let sup1 = replica("sup1");
+    let sup2 = replica("sup2");
+    let trust = trust_all(&[&hub, &sup1, &sup2]);
+    let id = hub.store.record(submission("ML-HER", 3)).expect("record");
+    for s in [&sup1, &sup2] {
+        sync_in_memory(&s.store, &trust, &hub.store, &trust, 65536).expect("share");
+    }
+    sup1.store
+        .review(id, ReviewStatus::Approved, "ok")
+        .expect("approve");
+    sup2.store
+        .review(id, ReviewStatus::Rejected, "duplicate group")
+        .expect("reject");
+    for s in [&sup1, &sup2, &sup1] {
+        sync_in_memory(&s.store, &trust, &hub.store, &trust, 65536).expect("sync");
+    }
+    for r in [&hub, &sup1, &sup2] {
+        let s = r.store.get(id).expect("get");
+        let c = s
+            .conflicts
+            .iter()
+            .find(|c| c.field == "review")
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: the other review is listed: {s:?}",
+                    r.store.identity().name
+                )
+            });
+        assert_eq!(c.others.len(), 1, "{c:?}");
+        assert_eq!(r.store.flagged().expect("flagged"), 1);
+    }
+    assert_eq!(dump(&hub.store), dump(&sup1.store));
+    hub.store
+        .review(id, ReviewStatus::Approved, "checked both")
+        .expect("settle");
+    for s in [&sup1, &sup2] {
+        sync_in_memory(&s.store, &trust, &hub.store, &trust, 65536).expect("sync");
+        let got = s.store.get(id).expect("get");
+        assert!(got.conflicts.is_empty(), "{:?}", got.conflicts);
+        assert_eq!(got.review.expect("review").comment, "checked both");
+    }
+}
