@@ -175,6 +175,19 @@ impl Window {
         }
     }
 
+    /// A message of one change (with the bundle that signs it) takes
+    /// `size` bytes, more than the limit: the limit is raised to hold it,
+    /// up to the ceiling. False if it cannot be (fixed, or past the
+    /// ceiling): a size learnt on a small link never leaves a change
+    /// stuck behind it.
+    pub fn hold(&mut self, size: u32) -> bool {
+        if self.fixed || size > self.ceiling || size <= self.limit {
+            return false;
+        }
+        self.limit = size.saturating_add(size / 8).min(self.ceiling);
+        true
+    }
+
     /// An exchange was cut (or went silent) after `exchanged` bytes of
     /// request and answer.
     pub fn cut(&mut self, exchanged: usize) {
@@ -942,7 +955,15 @@ fn sync_attempts(
                     return Err(HubError::Cancelled);
                 }
                 client.set_max_bytes(window.limit());
-                let Some(req) = client.next_request()? else {
+                let req = match client.next_request() {
+                    Err(fmp_sync::SyncError::TooLarge { size, .. })
+                        if window.hold(u32::try_from(size).unwrap_or(u32::MAX)) =>
+                    {
+                        continue;
+                    }
+                    r => r?,
+                };
+                let Some(req) = req else {
                     break;
                 };
                 // Always ask for partial application: the hub stores the
