@@ -425,3 +425,34 @@ fn help_explains_every_command() {
         assert!(text(&sub.stdout).len() > 80, "{cmd} --help says something");
     }
 }
+
+/// `fmp status | head -1` and the like: a reader that goes away before
+/// the command prints ends it quietly (exit 0, no panic), the store as it was.
+#[test]
+fn a_closed_standard_output_ends_a_printing_command_quietly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = init(tmp.path());
+    let id = record(&store, SAMPLE);
+    let before = snapshot(&store);
+    for args in [
+        vec!["status", "--store", &store],
+        vec!["devices", "--store", &store],
+        vec!["list", "--store", &store],
+        vec!["show", "--store", &store, &id],
+        vec!["history", "--store", &store, &id],
+    ] {
+        // The read end is closed before fmp starts: its first write fails.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_fmp"))
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run fmp");
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+    assert_eq!(snapshot(&store), before);
+}
