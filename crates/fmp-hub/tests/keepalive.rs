@@ -68,7 +68,10 @@ fn a_connection_the_hub_closed_while_idle_costs_no_retry() {
         },
     )
     .unwrap();
-    assert!(summary.round_trips >= 3, "several round trips: {summary:?}");
+    assert!(
+        summary.round_trips >= 2,
+        "a wait between round trips: {summary:?}"
+    );
     assert_eq!(summary.sent, 40, "{summary:?}");
     assert_eq!(errors.lock().unwrap().as_slice(), &[] as &[String]);
 }

@@ -1,19 +1,27 @@
-//! A size learnt on a small link never strands a change that needs a
-//! bigger message: 40 records recorded in one batch are sealed in bundles
-//! whose hash lists, with one long record, take more than 2048 bytes. A
-//! sync held to 2048 bytes says so; the next sync raises its message size
-//! to hold them and delivers every record.
+//! Long records recorded in one batch go through the smallest message:
+//! their bundles are sealed small enough that each change fits with its
+//! bundle in 2048 bytes. And a size learnt on a small link never strands a
+//! change that needs a bigger message (bundles sealed by an older build,
+//! 32 hashes whatever their changes' size): a sync held to 2048 bytes says
+//! so, and the next sync raises its message size to hold them.
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use fmp_core::store::Store;
+use fmp_core::store::ops::LogWrites;
 use fmp_hub::client::{self, SyncOptions};
 use fmp_hub::{HubError, Limits, ServeOptions, enroll, serve_with};
 
-#[test]
-fn a_small_learnt_size_is_raised_to_hold_a_change_and_its_bundle() {
+/// A hub, and a phone joined to it holding 40 long records recorded in
+/// one batch (not yet sealed).
+fn phone_with_a_batch() -> (
+    tempfile::TempDir,
+    Store,
+    std::path::PathBuf,
+    fmp_hub::HubHandle,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let hub_dir = tmp.path().join("hub");
     drop(Store::init(&hub_dir, "hub").unwrap());
@@ -49,34 +57,54 @@ fn a_small_learnt_size_is_raised_to_hold_a_change_and_its_bundle() {
         })
         .collect();
     phone.record_many(subs, chrono::Utc::now()).unwrap();
-    let small = client::sync(
-        &phone,
-        SyncOptions {
-            max_bytes: fmp_sync::wire::MIN_MAX_BYTES,
-            retries: 0,
-            ..SyncOptions::default()
-        },
-    );
-    match small {
+    (tmp, phone, hub_dir, hub)
+}
+
+fn held_to_smallest() -> SyncOptions {
+    SyncOptions {
+        max_bytes: fmp_sync::wire::MIN_MAX_BYTES,
+        retries: 0,
+        ..SyncOptions::default()
+    }
+}
+
+fn held_at_hub(hub_dir: &std::path::Path) -> usize {
+    Store::open(hub_dir)
+        .unwrap()
+        .list(&fmp_core::store::Filter::default())
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn a_batch_of_long_records_goes_through_the_smallest_message() {
+    let (_tmp, phone, hub_dir, _hub) = phone_with_a_batch();
+    let summary = client::sync(&phone, held_to_smallest()).unwrap();
+    assert_eq!(summary.sent, 40, "{summary:?}");
+    assert_eq!(held_at_hub(&hub_dir), 40);
+}
+
+#[test]
+fn a_small_learnt_size_is_raised_to_hold_a_change_and_its_bundle() {
+    let (_tmp, phone, hub_dir, _hub) = phone_with_a_batch();
+    // Sealed as an older build did: 32 hashes a bundle, whatever the size.
+    phone
+        .transaction(|w| {
+            w.seal(32, usize::MAX, |h| {
+                fmp_sync::bundle::Bundle::sign(phone.identity(), h).to_stored()
+            })
+        })
+        .unwrap();
+    match client::sync(&phone, held_to_smallest()) {
         Err(HubError::Sync(e)) => {
             assert!(matches!(*e, fmp_sync::SyncError::TooLarge { .. }), "{e}")
         }
         other => panic!("a sync held to 2048 bytes cannot carry them: {other:?}"),
     }
-    let hub_store = Store::open(&hub_dir).unwrap();
-    let before = hub_store
-        .list(&fmp_core::store::Filter::default())
-        .unwrap()
-        .len();
+    let before = held_at_hub(&hub_dir);
     let summary = client::sync(&phone, SyncOptions::default()).unwrap();
     assert_eq!(summary.sent + before as u64, 40, "{summary:?}");
-    assert_eq!(
-        hub_store
-            .list(&fmp_core::store::Filter::default())
-            .unwrap()
-            .len(),
-        40
-    );
+    assert_eq!(held_at_hub(&hub_dir), 40);
     assert!(
         summary.max_bytes > fmp_sync::wire::MIN_MAX_BYTES,
         "the size was raised: {summary:?}"

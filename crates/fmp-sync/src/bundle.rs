@@ -14,6 +14,15 @@ use crate::error::SyncError;
 /// across messages costs little and fits the smallest message).
 pub const MAX_BUNDLE: usize = 32;
 
+/// A bundle's hashes (32 bytes each) and its largest change (raw bytes)
+/// stay within this, so that any of its changes fits the smallest message
+/// (2048 bytes) with it: beside those two, a message of one change and its
+/// bundle takes up to about 600 bytes (envelope, signature, the author's
+/// certificate chain; measured: 40 long records sealed 32 to a bundle made
+/// a 2,162-byte message of one). A change past this is sealed alone, as
+/// `tests/fits.rs` checks the largest record fits.
+pub const BUNDLE_BUDGET: usize = 1280;
+
 const BUNDLE_DOMAIN: &[u8] = b"fmp-sync bundle v1\0";
 
 /// One author's signed list of change hashes.
@@ -88,7 +97,7 @@ impl Bundle {
     }
 
     /// The bundle as the store keeps it, with its id.
-    fn to_stored(&self) -> StoredBundle {
+    pub fn to_stored(&self) -> StoredBundle {
         StoredBundle {
             id: self.id(),
             author: self.author,
@@ -103,7 +112,7 @@ impl Bundle {
 /// reference documents apart), so that a bundle served to a peer of one FMP
 /// names no change of another; returns how many bundles were made.
 pub fn seal(w: &Writer<'_>, identity: &Identity) -> Result<usize, SyncError> {
-    Ok(w.seal(MAX_BUNDLE, |hashes| {
+    Ok(w.seal(MAX_BUNDLE, BUNDLE_BUDGET, |hashes| {
         Bundle::sign(identity, hashes).to_stored()
     })?)
 }

@@ -103,6 +103,9 @@ pub struct PendingChange {
     pub bytes: Vec<u8>,
 }
 
+/// What a change's hash costs in a bundle's list, in bytes.
+const HASH_BYTES: usize = 32;
+
 /// A change to append to the log.
 #[derive(Debug, Clone, Copy)]
 pub struct NewChange<'a> {
@@ -595,34 +598,53 @@ impl LogWrites for Writer<'_> {
     fn seal(
         &self,
         max: usize,
+        budget: usize,
         mut sign: impl FnMut(Vec<Hash>) -> StoredBundle,
     ) -> Result<usize, StoreError> {
         let sql = self.sql();
-        let rows: Vec<(i64, Hash, String)> = self
+        let rows: Vec<(i64, Hash, String, i64)> = self
             .conn
             .prepare_cached(
-                "SELECT c.seq, c.hash, coalesce(s.fmp, '') FROM changes c
+                "SELECT c.seq, c.hash, coalesce(s.fmp, ''), length(c.bytes) FROM changes c
                  LEFT JOIN submissions s ON s.id = c.doc_id
                  WHERE c.bundle IS NULL AND c.author = ?1 ORDER BY c.seq",
             )
             .and_then(|mut s| {
                 s.query_map([self.store.identity.device_id.to_string()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<rusqlite::Result<_>>()
             })
             .map_err(&sql)?;
-        // (FMP or '' for reference documents, its (seq, hash) rows in log order)
-        type Group = (String, Vec<(i64, Hash)>);
+        // (FMP or '' for reference documents, its chunks of (seq, hash)
+        // rows in log order, and the largest change of the last chunk)
+        type Group = (String, Vec<Vec<(i64, Hash)>>, usize);
         let mut groups: Vec<Group> = Vec::new();
-        for (seq, hash, fmp) in rows {
-            match groups.iter_mut().find(|(f, _)| *f == fmp) {
-                Some((_, g)) => g.push((seq, hash)),
-                None => groups.push((fmp, vec![(seq, hash)])),
+        for (seq, hash, fmp, len) in rows {
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            let g = match groups.iter_mut().position(|(f, _, _)| *f == fmp) {
+                Some(i) => &mut groups[i],
+                None => {
+                    groups.push((fmp, vec![Vec::new()], 0));
+                    let last = groups.len() - 1;
+                    &mut groups[last]
+                }
+            };
+            let (_, chunks, largest) = g;
+            let open = chunks.last().map_or(0, Vec::len);
+            let fits = open < max.max(1)
+                && (open + 1).saturating_mul(HASH_BYTES) + len.max(*largest) <= budget;
+            if open > 0 && !fits {
+                chunks.push(Vec::new());
+                *largest = 0;
+            }
+            *largest = (*largest).max(len);
+            if let Some(c) = chunks.last_mut() {
+                c.push((seq, hash));
             }
         }
         let mut made = 0;
-        for chunk in groups.iter().flat_map(|(_, g)| g.chunks(max.max(1))) {
+        for chunk in groups.iter().flat_map(|(_, g, _)| g.iter()) {
             let bundle = sign(chunk.iter().map(|(_, h)| *h).collect());
             self.store_bundle(&bundle)?;
             let mut upd = self

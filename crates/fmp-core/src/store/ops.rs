@@ -134,12 +134,16 @@ pub trait LogWrites {
     /// Seals this device's changes not covered by a bundle yet into bundles
     /// of at most `max` hashes, one FMP's submissions per bundle (and the
     /// reference documents apart), so that a bundle served to a peer of one
-    /// FMP names no change of another. `sign` makes each bundle of a list
-    /// of hashes in log order; it is stored and its changes marked with
-    /// its id. Returns how many bundles were made.
+    /// FMP names no change of another. A bundle also closes before its
+    /// hashes (32 bytes each) and its largest change (raw bytes) would pass
+    /// `budget`, so that any of its changes goes in one message with it
+    /// (a change alone past the budget gets a bundle of its own). `sign`
+    /// makes each bundle of a list of hashes in log order; it is stored and
+    /// its changes marked with its id. Returns how many bundles were made.
     fn seal(
         &self,
         max: usize,
+        budget: usize,
         sign: impl FnMut(Vec<Hash>) -> StoredBundle,
     ) -> Result<usize, StoreError>;
 
