@@ -542,6 +542,16 @@ pub fn fields_touched(doc: &AutoCommit, bytes: &[u8]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// One record on two replicas (devices 1 and 2), before either edits it.
+    fn two_replicas(sub: &Submission) -> (AutoCommit, AutoCommit) {
+        let mut a = new_submission(device(1), Uuid::now_v7(), sub).expect("doc");
+        commit(&mut a, Op::Record, 0);
+        let b = AutoCommit::load(&a.save())
+            .expect("load")
+            .with_actor(device(2));
+        (a, b)
+    }
+
     fn sample() -> Submission {
         Submission::from_json(
             r#"{"form":"dtm-fmp-flow","form_version":1,"fmp":"ML-HER",
@@ -577,12 +587,7 @@ mod tests {
     #[test]
     fn concurrent_edits_of_different_fields_both_survive() {
         let sub = sample();
-        let id = Uuid::now_v7();
-        let mut a = new_submission(device(1), id, &sub).expect("doc");
-        commit(&mut a, Op::Record, 0);
-        let mut b = AutoCommit::load(&a.save())
-            .expect("load")
-            .with_actor(device(2));
+        let (mut a, mut b) = two_replicas(&sub);
         let mut ea = sub.clone();
         ea.notes = "bus from Bobo".into();
         edit_submission(&mut a, &ea).expect("edit a");
@@ -600,12 +605,7 @@ mod tests {
     #[test]
     fn concurrent_reviews_show_one_and_list_the_other_until_a_review_settles_them() {
         let sub = sample();
-        let id = Uuid::now_v7();
-        let mut a = new_submission(device(1), id, &sub).expect("doc");
-        commit(&mut a, Op::Record, 0);
-        let mut b = AutoCommit::load(&a.save())
-            .expect("load")
-            .with_actor(device(2));
+        let (mut a, mut b) = two_replicas(&sub);
         let review = |status, by: &str| Review {
             status,
             comment: format!("by {by}"),
@@ -664,12 +664,7 @@ mod tests {
     #[test]
     fn concurrent_edits_of_one_field_converge_and_show_a_conflict() {
         let sub = sample();
-        let id = Uuid::now_v7();
-        let mut a = new_submission(device(1), id, &sub).expect("doc");
-        commit(&mut a, Op::Record, 0);
-        let mut b = AutoCommit::load(&a.save())
-            .expect("load")
-            .with_actor(device(2));
+        let (mut a, mut b) = two_replicas(&sub);
         let mut ea = sub.clone();
         ea.people.adult_male = 29;
         ea.nationalities.insert("BFA".into(), 30);

@@ -6,36 +6,22 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fmp_core::store::Store;
+use fmp_hub::Limits;
 use fmp_hub::client::{self, Event, SyncOptions};
-use fmp_hub::{Limits, ServeOptions, enroll, serve_with};
 
 #[test]
 fn a_connection_the_hub_closed_while_idle_costs_no_retry() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hub_dir = tmp.path().join("hub");
-    drop(Store::init(&hub_dir, "hub").unwrap());
-    let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
-    let hub = serve_with(ServeOptions {
-        store: hub_dir.clone(),
-        listen: "127.0.0.1:0".into(),
-        tls: None,
-        limits: Limits {
-            // Above the client's pool idle time, below the app's wait.
-            header_timeout: client::POOL_IDLE + Duration::from_secs(1),
-            ..Limits::default()
-        },
-    })
-    .unwrap();
-    let code = {
-        let h = Store::open(&hub_dir).unwrap();
-        enroll::create_code(&h, &["ML-GOG".into()], Duration::from_secs(60), false).unwrap()
-    };
-    client::join(&phone, &hub.url(), &code).unwrap();
+    let common::Joined { phone, hub, .. } = common::joined(Limits {
+        // Above the client's pool idle time, below the app's wait.
+        header_timeout: client::POOL_IDLE + Duration::from_secs(1),
+        ..Limits::default()
+    });
     for n in 0..40 {
         let mut s = fmp_core::example_submission();
         s.fmp = "ML-GOG".into();

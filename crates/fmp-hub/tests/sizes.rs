@@ -7,12 +7,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+mod common;
 
 use fmp_core::store::Store;
 use fmp_core::store::ops::LogWrites;
 use fmp_hub::client::{self, SyncOptions};
-use fmp_hub::{HubError, Limits, ServeOptions, enroll, serve_with};
+use fmp_hub::{HubError, Limits};
 
 /// A hub, and a phone joined to it holding 40 long records recorded in
 /// one batch (not yet sealed).
@@ -22,22 +22,12 @@ fn phone_with_a_batch() -> (
     std::path::PathBuf,
     fmp_hub::HubHandle,
 ) {
-    let tmp = tempfile::tempdir().unwrap();
-    let hub_dir = tmp.path().join("hub");
-    drop(Store::init(&hub_dir, "hub").unwrap());
-    let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
-    let hub = serve_with(ServeOptions {
-        store: hub_dir.clone(),
-        listen: "127.0.0.1:0".into(),
-        tls: None,
-        limits: Limits::default(),
-    })
-    .unwrap();
-    let code = {
-        let h = Store::open(&hub_dir).unwrap();
-        enroll::create_code(&h, &["ML-GOG".into()], Duration::from_secs(60), false).unwrap()
-    };
-    client::join(&phone, &hub.url(), &code).unwrap();
+    let common::Joined {
+        tmp,
+        hub_dir,
+        phone,
+        hub,
+    } = common::joined(Limits::default());
     // Notes that do not compress: 300 hex digits of a simple generator.
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let subs: Vec<_> = (0..40)

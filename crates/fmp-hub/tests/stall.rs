@@ -13,48 +13,25 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fmp_core::store::Store;
+use common::Joined;
 use fmp_hub::client::{self, CancelToken, Event, SyncOptions};
-use fmp_hub::{HubError, Limits, ServeOptions, enroll, serve_with};
+use fmp_hub::{HubError, Limits};
 
 /// A phone joined to a real hub, with one submission to send.
-struct Joined {
-    _tmp: tempfile::TempDir,
-    phone: Store,
-    hub: fmp_hub::HubHandle,
-}
-
 fn joined() -> Joined {
-    let tmp = tempfile::tempdir().unwrap();
-    let hub_dir = tmp.path().join("hub");
-    drop(Store::init(&hub_dir, "hub").unwrap());
-    let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
-    let hub = serve_with(ServeOptions {
-        store: hub_dir.clone(),
-        listen: "127.0.0.1:0".into(),
-        tls: None,
-        limits: Limits::default(),
-    })
-    .unwrap();
-    let code = {
-        let h = Store::open(&hub_dir).unwrap();
-        enroll::create_code(&h, &["ML-GOG".into()], Duration::from_secs(60), false).unwrap()
-    };
-    client::join(&phone, &hub.url(), &code).unwrap();
+    let j = common::joined(Limits::default());
     let mut s = fmp_core::example_submission();
     s.fmp = "ML-GOG".into();
-    phone.record(s).unwrap();
-    Joined {
-        _tmp: tmp,
-        phone,
-        hub,
-    }
+    j.phone.record(s).unwrap();
+    j
 }
 
 /// Reads one HTTP request (head, then `content-length` bytes of body).
