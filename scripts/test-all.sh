@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# A clean build gains nothing from incremental state, and it is the larger
+# part of target/ (a CI machine once ran out of disk): off on CI.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -944,9 +944,13 @@ fn sync_attempts(
     // it, sent once so a hub restored from an older copy takes it back.
     let mut rejoin: Option<(String, String)> = None;
     loop {
+        // With no cursor but data in common, reconciliation: a store that
+        // lost its peer table, or a copy restored without it, sends the
+        // difference, not its whole log.
         let mut client = Client::new(store, trust, up.hub)
             .with_max_bytes(window.limit())
-            .with_resend(released.to_vec());
+            .with_resend(released.to_vec())
+            .reconcile_if_lost()?;
         // Bytes of request and answer of an exchange cut or gone silent.
         let mut cut: Option<usize> = None;
         let result: Result<(), HubError> = (|| {

@@ -24,6 +24,9 @@ const RAW_FACTOR: usize = 8;
 pub const MAX_WANT: usize = 1000;
 /// A sync gives up after this many round trips.
 const MAX_ROUND_TRIPS: u32 = 100_000;
+/// The setting marking a peer that reconciled with this store since its
+/// last cursor request (the peer's device id follows).
+const RECONCILED_WITH: &str = "reconciled_with:";
 
 /// Per-peer progress, as stored in `peers`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -184,6 +187,25 @@ impl<'a> Client<'a> {
             my_end,
         };
         Ok(self)
+    }
+
+    /// Reconciles (see [`Client::reconcile`]) when this store has no cursor
+    /// with the peer but may share data with it: it holds changes received
+    /// from some peer (a lost peer table, a restored copy, a hub rebuilt
+    /// from another's copy). A new device, or one that only wrote its own
+    /// changes, syncs by cursor: reconciling would only add the hashes.
+    pub fn reconcile_if_lost(self) -> Result<Client<'a>, SyncError> {
+        let peer = self.peer;
+        let lost = self.store.snapshot(|r| -> Result<_, SyncError> {
+            Ok(read_cursor_row_at(r, peer)?.is_none() && r.holds_received()?)
+        })?;
+        if lost { self.reconcile() } else { Ok(self) }
+    }
+
+    /// True while the sync is reconciling or fetching what reconciliation
+    /// found, before it goes on by cursor.
+    pub fn reconciling(&self) -> bool {
+        matches!(self.phase, Phase::Reconcile { .. } | Phase::Transfer { .. })
     }
 
     /// What the sync did so far.
@@ -707,6 +729,18 @@ fn respond_inner_counted(
         let stored = row.unwrap_or_default();
         // Read before this request's changes are applied (they are from it).
         let nothing_from_it = row.is_none() && req.push_after > 0 && !tx.holds_from(from)?;
+        let reconciled_key = format!("{RECONCILED_WITH}{from}");
+        // A reconciliation or its transfer (no pull cursor): this store
+        // will hold what the requester holds, and the requester's next
+        // cursor claim (its whole log) is believed once.
+        let cursor_request =
+            req.reconcile.is_none() && req.want.is_empty() && req.pull_after.is_some();
+        if !cursor_request && tx.setting(&reconciled_key)?.is_none() {
+            tx.put_setting(
+                &reconciled_key,
+                &chrono::Utc::now().timestamp_millis().to_string(),
+            )?;
+        }
         let applied = match early {
             Some(planned) => apply::commit(tx, &mut authors, planned)?,
             None => {
@@ -723,7 +757,7 @@ fn respond_inner_counted(
             acked: stored.acked,
             send_own: false,
         };
-        if req.reconcile.is_none() && req.want.is_empty() {
+        if cursor_request {
             // The requester's push starts past what this store holds of its
             // log, or it pulled past this store's log end: this store was
             // restored from an older copy. Its cursors stay where they are
@@ -732,7 +766,14 @@ fn respond_inner_counted(
             // lost its cursor here, or reconciled) unless this store knows
             // it was restored or holds nothing from it (a copy taken before
             // the requester's first sync).
+            // (Unless it reconciled with this store since: it sends only
+            // after what both hold.)
+            let reconciled = tx.setting(&reconciled_key)?.is_some();
+            if reconciled {
+                tx.delete_setting(&reconciled_key)?;
+            }
             let gap = req.push_after > stored.pulled
+                && !reconciled
                 && (row.is_some() || tx.needs_heal()? || nothing_from_it);
             let beyond = req.pull_after.is_some_and(|p| p > end_before);
             let since = row_at.map(|(_, at)| at);

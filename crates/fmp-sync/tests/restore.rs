@@ -546,3 +546,117 @@ fn a_pull_cursor_from_before_a_hub_s_restore_is_not_taken_once_the_log_grew_past
     assert_eq!(dump(&p2.store), dump(hub.s()));
     assert_eq!(dump(&p1.store), dump(hub.s()));
 }
+
+/// A copy that holds what a hub sent it but no cursor (a lost peer table,
+/// a copy restored without it): it reconciles by itself, sends only the
+/// difference, and goes on by cursor without pushing its log again (the
+/// hub holds nothing *from* it, which alone would read as the hub's gap).
+#[test]
+fn a_copy_without_a_cursor_reconciles_by_itself_and_sends_only_the_difference() {
+    let hub = replica("gao-hub");
+    let copy = replica("restored-copy");
+    let t = trust(&[&hub.store, &copy.store]);
+    for n in 0..300 {
+        hub.store.record(submission("ML-GOG", n)).expect("record");
+    }
+    let full = sync_in_memory(&copy.store, &t, &hub.store, &t, MAX).expect("first sync");
+    assert_eq!(full.pulled, 300);
+    fmp_sync::forget_peer(&copy.store, hub.store.identity().device_id).expect("forget");
+    fmp_sync::forget_peer(&hub.store, copy.store.identity().device_id).expect("forget");
+    for n in 300..305 {
+        hub.store.record(submission("ML-GOG", n)).expect("record");
+    }
+    let client = fmp_sync::Client::new(&copy.store, &t, hub.store.identity().device_id)
+        .reconcile_if_lost()
+        .expect("decide");
+    assert!(client.reconciling(), "no cursor, data in common: reconcile");
+    let r = client
+        .run(|req| respond(&hub.store, &t, &req))
+        .expect("reconciled sync");
+    assert_eq!((r.pushed, r.pulled), (0, 5), "{r:?}");
+    let (bytes, full_bytes) = (
+        r.bytes_sent + r.bytes_received,
+        full.bytes_sent + full.bytes_received,
+    );
+    assert!(
+        bytes * 5 < full_bytes,
+        "the difference, not the log: {bytes} bytes against {full_bytes} for the first sync"
+    );
+    assert_eq!(dump(&copy.store), dump(&hub.store));
+    assert!(
+        state(&hub.store).detected_at.is_none(),
+        "the hub did not take the reconciled claim for its own restore"
+    );
+    let noop = sync_in_memory(&copy.store, &t, &hub.store, &t, MAX).expect("noop");
+    assert_eq!((noop.pushed, noop.pulled, noop.round_trips), (0, 0, 1));
+}
+
+/// Reconciliation is for stores that may share data: a new device, or one
+/// that only wrote its own changes, or one with a cursor, syncs by cursor.
+#[test]
+fn a_store_with_a_cursor_or_nothing_received_syncs_by_cursor() {
+    let hub = replica("gao-hub");
+    let phone = replica("gogui-phone-1");
+    let t = trust(&[&hub.store, &phone.store]);
+    let hub_id = hub.store.identity().device_id;
+    let decide = |s: &Store| {
+        fmp_sync::Client::new(s, &t, hub_id)
+            .reconcile_if_lost()
+            .expect("decide")
+            .reconciling()
+    };
+    assert!(!decide(&phone.store), "a new device");
+    phone.store.record(submission("ML-GOG", 1)).expect("record");
+    assert!(!decide(&phone.store), "only its own changes");
+    hub.store.record(submission("ML-GOG", 2)).expect("record");
+    sync_in_memory(&phone.store, &t, &hub.store, &t, MAX).expect("sync");
+    assert!(!decide(&phone.store), "a cursor with this hub");
+    fmp_sync::forget_peer(&phone.store, hub_id).expect("forget");
+    assert!(decide(&phone.store), "received from it, cursor lost");
+}
+
+/// A hostile or confused client cannot use a reconciliation to make a hub
+/// believe more than once that it holds a log it does not: the first
+/// cursor claim after a reconciliation is believed, a later claim from a
+/// peer the hub holds nothing from (and no row) is a gap again.
+#[test]
+fn a_reconciled_claim_is_believed_once() {
+    use fmp_sync::reconcile;
+    let hub = replica("gao-hub");
+    let phone = replica("gogui-phone-1");
+    let t = trust(&[&hub.store, &phone.store]);
+    let (me, to) = (
+        phone.store.identity().device_id,
+        hub.store.identity().device_id,
+    );
+    let request = |reconcile: Option<Vec<fmp_sync::reconcile::Range>>, pull: Option<i64>| {
+        Request {
+            from: me,
+            to,
+            push: Batch::default(),
+            push_upto: 40,
+            pull_after: pull,
+            max_bytes: MAX,
+            want: Vec::new(),
+            reconcile,
+            push_after: 40,
+            log_end: 40,
+            restored: false,
+        }
+        .encode()
+        .expect("encode")
+    };
+    let ask = |bytes: Vec<u8>| {
+        Response::decode(&respond(&hub.store, &t, &bytes).expect("respond")).expect("decode")
+    };
+    ask(request(Some(reconcile::initial(&[])), None));
+    let believed = ask(request(None, Some(0)));
+    assert_eq!(believed.pulled_yours, 40, "reconciled: the claim is taken");
+    assert!(state(&hub.store).detected_at.is_none());
+    fmp_sync::forget_peer(&hub.store, me).expect("forget");
+    let again = ask(request(None, Some(0)));
+    assert_eq!(
+        again.pulled_yours, 0,
+        "no reconciliation since, no row, nothing from it: a gap, the push starts over"
+    );
+}

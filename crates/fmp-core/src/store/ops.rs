@@ -275,6 +275,11 @@ pub trait RestoreReads {
     /// met a copy of this store taken before its first sync.
     fn holds_from(&self, peer: Uuid) -> Result<bool, StoreError>;
 
+    /// True if this store's log holds a change it received from any peer:
+    /// with no cursor for a peer, the two may share data (a lost peer
+    /// table, a restored copy), and a sync reconciles rather than re-push.
+    fn holds_received(&self) -> Result<bool, StoreError>;
+
     /// Up to where this store's log is offered again whole to `peer` (0: not).
     fn reoffer_until(&self, peer: Uuid) -> Result<i64, StoreError>;
 }

@@ -72,6 +72,16 @@ impl RestoreReads for Reader<'_> {
         holds_from(self.conn, peer).map_err(self.sql())
     }
 
+    fn holds_received(&self) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM changes WHERE origin IS NOT NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())
+    }
+
     fn reoffer_until(&self, peer: Uuid) -> Result<i64, StoreError> {
         reoffer_until(self.conn, peer).map_err(self.sql())
     }
