@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the test suite needs beyond Rust:
 # Debian chromium (the HTML report render test) and libjna-java (Kotlin
-# bindings on the JVM), libfaketime (field scenarios). kotlinc comes from
+# bindings on the JVM), libfaketime (field scenarios), strace (fdatasync). kotlinc comes from
 # npm in android-bindings/run-jvm-tests.sh.
 #
 # As root it calls apt-get; otherwise `sudo apt-get` where sudo works, and
@@ -22,6 +22,8 @@ need=()
 [ -f /usr/share/java/jna.jar ] || need+=(libjna-java)
 # libfaketime: the field scenarios' phones with clocks set wrong.
 ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need+=(libfaketime)
+# strace: the test that a durable record syncs with fdatasync, not fsync.
+command -v strace >/dev/null || need+=(strace)
 [ ${#need[@]} -gt 0 ] || exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -139,6 +139,14 @@ pub fn new_submission_committed(
     op: Op,
     time_ms: i64,
 ) -> Result<(AutoCommit, Change), DocError> {
+    let change = first_change(&actor, id, sub, op, time_ms);
+    let mut doc = AutoCommit::new();
+    doc.apply_changes(std::iter::once(change.clone()))?;
+    Ok((doc.with_actor(actor), change))
+}
+
+/// The ops of a new submission's first change, as one change.
+fn first_change(actor: &ActorId, id: Uuid, sub: &Submission, op: Op, time_ms: i64) -> Change {
     let mut json = sub.to_value();
     if let Json::Object(m) = &mut json {
         m.remove("id");
@@ -147,7 +155,7 @@ pub fn new_submission_committed(
     // (then its fields, depth first, as `write_diff` from an empty map),
     // `deleted`.
     let mut ops = OpsBuilder {
-        actor: &actor,
+        actor,
         ops: Vec::with_capacity(48),
     };
     ops.push(
@@ -164,7 +172,7 @@ pub fn new_submission_committed(
         "deleted",
         OpType::Put(ScalarValue::Boolean(false)),
     );
-    let change = Change::from(ExpandedChange {
+    Change::from(ExpandedChange {
         operations: ops.ops,
         actor_id: actor.clone(),
         hash: None,
@@ -175,10 +183,21 @@ pub fn new_submission_committed(
         deps: Vec::new(),
         extra_bytes: Vec::new(),
         author: None,
-    });
-    let mut doc = AutoCommit::new();
-    doc.apply_changes(std::iter::once(change.clone()))?;
-    Ok((doc.with_actor(actor), change))
+    })
+}
+
+/// The first change of a new submission document, as
+/// [`new_submission_committed`] makes it, without building the document:
+/// a document of one change is stored as that change's bytes, which
+/// `AutoCommit::load` reads as it reads a saved document.
+pub fn new_submission_change(
+    actor: ActorId,
+    id: Uuid,
+    sub: &Submission,
+    op: Op,
+    time_ms: i64,
+) -> Change {
+    first_change(&actor, id, sub, op, time_ms)
 }
 
 /// The ops of a new document's first change, numbered from 1.
@@ -411,23 +430,26 @@ fn value_to_json(doc: &AutoCommit, v: &Value<'_>, id: &ObjId, path: &str) -> (Js
 }
 
 /// Reads a map as JSON, collecting the fields that hold concurrent values.
+/// One pass over the map's visible entries (winners); only a key that holds
+/// concurrent values is looked up again for all of them.
 fn read_json(doc: &AutoCommit, obj: &ObjId, path: &str) -> (Json, Vec<Conflict>) {
     let mut out = Map::new();
     let mut conflicts = Vec::new();
-    for key in doc.keys(obj) {
+    for item in doc.map_range(obj, ..) {
+        let key = item.key.to_string();
         let field = if path.is_empty() {
             key.clone()
         } else {
             format!("{path}.{key}")
         };
-        let all = doc.get_all(obj, key.as_str()).unwrap_or_default();
-        let Some((winner, wid)) = doc.get(obj, key.as_str()).ok().flatten() else {
-            continue;
-        };
+        let wid = item.id();
+        let winner = item.value.clone().into_value();
         let (wjson, c) = value_to_json(doc, &winner, &wid, &field);
         conflicts.extend(c);
-        if all.len() > 1 {
-            let others: Vec<Json> = all
+        if item.conflict {
+            let others: Vec<Json> = doc
+                .get_all(obj, key.as_str())
+                .unwrap_or_default()
                 .iter()
                 .filter(|(_, id)| *id != wid)
                 .map(|(v, id)| value_to_json(doc, v, id, &field).0)

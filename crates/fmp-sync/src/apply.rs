@@ -275,6 +275,17 @@ pub(crate) struct Verified {
     pub bundles: Vec<Bundle>,
     /// Changes whose document cannot be found here (refused on their own).
     pub unresolved: Vec<Refusal>,
+    /// Changes already in the log (not parsed; counted as duplicates).
+    pub known: Vec<Hash>,
+}
+
+impl Verified {
+    /// The hashes of the batch's changes that verified, known ones too.
+    pub fn hashes(&self) -> Vec<Hash> {
+        let mut out = self.known.clone();
+        out.extend(self.changes.iter().map(|c| c.hash));
+        out
+    }
 }
 
 /// Checks a batch as a whole: every change parses, is claimed by exactly
@@ -289,9 +300,21 @@ pub(crate) fn verify(
     batch: Batch,
 ) -> Result<Verified, SyncError> {
     let mut parsed = Vec::with_capacity(batch.changes.len());
+    let mut hashes: Vec<Hash> = Vec::with_capacity(batch.changes.len());
+    let mut known: Vec<Hash> = Vec::new();
     let mut docs_here: HashMap<Hash, DocRef> = HashMap::new();
     let mut unresolved: Vec<Refusal> = Vec::new();
     for (index, c) in batch.changes.into_iter().enumerate() {
+        // A change already in the log is skipped before it is parsed: its
+        // hash is the SHA-256 of its chunk after the magic bytes and the
+        // checksum, and bytes that hash to a logged change's hash are
+        // that change's bytes.
+        if let Some(h) = logged_hash(r, &c.bytes)? {
+            hashes.push(h);
+            known.push(h);
+            parsed.push(None);
+            continue;
+        }
         let change = Change::try_from(c.bytes.as_slice()).map_err(|e| SyncError::BadChange {
             index,
             detail: e.to_string(),
@@ -325,9 +348,9 @@ pub(crate) fn verify(
             d => d,
         };
         docs_here.insert(change.hash().0, doc.clone());
-        parsed.push((doc, change));
+        hashes.push(change.hash().0);
+        parsed.push(Some((doc, change)));
     }
-    let hashes: Vec<Hash> = parsed.iter().map(|(_, c)| c.hash().0).collect();
     let mut owner: Vec<Option<usize>> = vec![None; parsed.len()];
     let mut bundles = Vec::with_capacity(batch.bundles.len());
     let mut unverifiable: Vec<usize> = Vec::new();
@@ -379,7 +402,10 @@ pub(crate) fn verify(
         bundles.push(bundle);
     }
     let mut changes = Vec::with_capacity(parsed.len());
-    for (i, (doc, change)) in parsed.into_iter().enumerate() {
+    for (i, p) in parsed.into_iter().enumerate() {
+        let Some((doc, change)) = p else {
+            continue; // logged already: nothing of it is stored again
+        };
         let Some(bi) = owner[i] else {
             return Err(SyncError::Malformed(format!(
                 "change {} is covered by no signed bundle",
@@ -422,7 +448,19 @@ pub(crate) fn verify(
         changes,
         bundles,
         unresolved,
+        known,
     })
+}
+
+/// The hash of a change chunk's bytes if a change with it is in the log.
+fn logged_hash(r: &Reader<'_>, bytes: &[u8]) -> Result<Option<Hash>, SyncError> {
+    let Some(chunk) = bytes.get(8..) else {
+        return Ok(None);
+    };
+    let d = ring::digest::digest(&ring::digest::SHA256, chunk);
+    let mut h: Hash = [0; 32];
+    h.copy_from_slice(d.as_ref());
+    Ok(r.logged(&h)?.then_some(h))
 }
 
 /// How the refusal of a change whose author cannot be verified begins:
@@ -453,19 +491,22 @@ fn doc_of(r: &Reader<'_>, hash: &Hash) -> Result<Option<DocRef>, SyncError> {
         .map(|(k, i)| DocRef::from_row(&k, &i)))
 }
 
-/// The submission id inside a record (a document's first change).
+/// The submission id inside a record (a document's first change): the
+/// last root `id` the change puts, read from its ops (no document is built;
+/// [`plan_doc`] checks the document it makes holds the same id).
 fn record_id(change: &Change) -> Option<Uuid> {
-    use automerge::{ROOT, ReadDoc, ScalarValue, Value};
+    use automerge::ScalarValue;
+    use automerge::legacy::{Key, ObjectId, OpType};
     if !change.deps().is_empty() {
         return None;
     }
-    let mut d = AutoCommit::new();
-    d.apply_changes([change.clone()]).ok()?;
-    match d.get(ROOT, "id").ok()?? {
-        (Value::Scalar(s), _) => match s.as_ref() {
-            ScalarValue::Str(s) => Uuid::parse_str(s).ok(),
-            _ => None,
-        },
+    let ops = change.decode().operations;
+    let last = ops
+        .iter()
+        .rev()
+        .find(|op| op.obj == ObjectId::Root && matches!(&op.key, Key::Map(k) if k == "id"))?;
+    match &last.action {
+        OpType::Put(ScalarValue::Str(s)) => Uuid::parse_str(s).ok(),
         _ => None,
     }
 }
@@ -529,6 +570,8 @@ pub(crate) struct Plan {
     docs: Vec<DocPlan>,
     /// The reference (registry, forms) the plan validated against.
     reference_seen: Option<i64>,
+    /// The batch's changes already in the log when planned.
+    known: u32,
 }
 
 impl Plan {
@@ -581,7 +624,8 @@ pub(crate) fn plan(
     origin: Uuid,
 ) -> Result<Plan, SyncError> {
     let reference_seen = r.reference_stamp()?;
-    let hashes = verified.changes.iter().map(|c| c.hash).collect();
+    let hashes = verified.hashes();
+    let known = u32::try_from(verified.known.len()).unwrap_or(u32::MAX);
     let mut groups: Vec<(DocRef, Vec<Item>)> = Vec::new();
     let mut at: HashMap<DocRef, usize> = HashMap::new();
     for c in verified.changes {
@@ -620,6 +664,7 @@ pub(crate) fn plan(
         unresolved: verified.unresolved,
         docs,
         reference_seen,
+        known,
     })
 }
 
@@ -643,6 +688,7 @@ pub(crate) fn commit(
     }
     let mut out = Applied {
         refused: plan.unresolved,
+        duplicates: plan.known,
         ..Applied::default()
     };
     let mut stale_reference = w.reference_stamp()? != plan.reference_seen;
@@ -1014,7 +1060,13 @@ fn plan_doc(
         }
         _ => None,
     };
-    writes.saved = Some((doc.save(), state));
+    // A new document made of one change is stored as that change's bytes
+    // (read back by `AutoCommit::load` as a saved document is): no save.
+    let data = match (&existing, writes.applied.as_slice()) {
+        (None, [i]) => items[*i].c.change.raw_bytes().to_vec(),
+        _ => doc.save(),
+    };
+    writes.saved = Some((data, state));
     Ok(writes)
 }
 
@@ -1182,16 +1234,21 @@ fn check_one(
             // Judged on the document as the change's author left it, not
             // on this replica's merge: a concurrent review that arrived
             // first must not decide whether this one is accepted.
+            // (The trial itself when the change is its only head: no copy.)
+            let forked;
             let own = if trial.get_heads() == [ChangeHash(it.c.hash)] {
-                trial.clone()
+                &trial
             } else {
                 match trial.fork_at(&[ChangeHash(it.c.hash)]) {
-                    Ok(d) => d,
+                    Ok(d) => {
+                        forked = d;
+                        &forked
+                    }
                     Err(e) => return Ok(Err(format!("automerge cannot read the change: {e}"))),
                 }
             };
             if let Some(reason) =
-                role_refusal(it.c.author, &info, recorded_by, *uuid, &own, &it.c.change)
+                role_refusal(it.c.author, &info, recorded_by, *uuid, own, &it.c.change)
             {
                 return Ok(Err(reason));
             }
@@ -1279,5 +1336,43 @@ pub fn refusal_kind(reason: &str) -> RefusalKind {
         RefusalKind::Role
     } else {
         RefusalKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fmp_core::store::Store;
+
+    /// The fast path for a change sent again holds only if the hash taken
+    /// from its bytes is automerge's: a logged change is found by it, and
+    /// the same bytes with one byte changed are not.
+    #[test]
+    fn a_logged_change_is_found_by_the_hash_of_its_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::init(dir.path(), "hub").expect("init");
+        let mut s = fmp_core::example_submission();
+        s.id = None;
+        let id = store.record(s).expect("record");
+        let bytes = store
+            .snapshot(|r| r.doc_changes(&id.to_string()))
+            .expect("changes")
+            .remove(0)
+            .bytes;
+        let change = Change::try_from(bytes.as_slice()).expect("a change");
+        let found = store.snapshot(|r| logged_hash(r, &bytes)).expect("look up");
+        assert_eq!(found, Some(change.hash().0));
+        let mut other = bytes.clone();
+        let last = other.len() - 1;
+        other[last] ^= 1;
+        let missing = store.snapshot(|r| logged_hash(r, &other)).expect("look up");
+        assert_eq!(missing, None);
+        assert_eq!(
+            store
+                .snapshot(|r| logged_hash(r, &bytes[..4]))
+                .expect("look up"),
+            None,
+            "shorter than a chunk header"
+        );
     }
 }

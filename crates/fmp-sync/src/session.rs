@@ -342,7 +342,7 @@ impl<'a> Client<'a> {
                             authority(self.store, trust)?,
                         );
                         let verified = apply::verify(tx, &mut authors, resp.pull.clone())?;
-                        let hashes: Vec<Hash> = verified.changes.iter().map(|c| c.hash).collect();
+                        let hashes = verified.hashes();
                         (apply::apply(tx, &mut authors, verified, peer)?, hashes)
                     }
                 };

@@ -392,6 +392,13 @@ impl LogReads for Reader<'_> {
             .map_err(self.sql())
     }
 
+    fn logged(&self, hash: &Hash) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM changes WHERE hash = ?1)")
+            .and_then(|mut s| s.query_row([hash], |r| r.get(0)))
+            .map_err(self.sql())
+    }
+
     fn document(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         self.conn
             .prepare_cached("SELECT kind, data FROM documents WHERE id = ?1")

@@ -566,13 +566,13 @@ impl Store {
         self.check_scope(w, &sub.fmp)?;
         let id = sub.id.unwrap_or_else(Uuid::now_v7);
         sub.id = Some(id);
-        let (mut d, change) = doc::new_submission_committed(
+        let change = doc::new_submission_change(
             self.actor(w)?,
             id,
             &sub,
             Op::Record,
             now.timestamp_millis(),
-        )?;
+        );
         // Validation's size limits keep every record under this; a change
         // past it could never fit the smallest sync message.
         let size = change.raw_bytes().len();
@@ -598,10 +598,12 @@ impl Store {
         };
         let new = [self.local_change(&change, Op::Record.as_str(), now.timestamp_millis())];
         // An id already stored is refused as a duplicate (no separate lookup).
+        // A document of one change is stored as the change's bytes (read
+        // back by `AutoCommit::load` as a saved document is).
         w.insert_document(
             "submission",
             &id_str,
-            &d.save(),
+            change.raw_bytes(),
             &new,
             Some((&state, false)),
         )?;

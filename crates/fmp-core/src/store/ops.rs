@@ -104,6 +104,9 @@ pub trait LogReads {
     /// The document (kind, id) a stored or pending change belongs to.
     fn change_document(&self, hash: &Hash) -> Result<Option<(String, String)>, StoreError>;
 
+    /// True if the change with this hash is in the log.
+    fn logged(&self, hash: &Hash) -> Result<bool, StoreError>;
+
     /// A document's kind and saved automerge bytes, if it is stored.
     fn document(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError>;
 

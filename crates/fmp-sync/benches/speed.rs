@@ -1,0 +1,206 @@
+//! Sync speed benchmark: wall time, the client's and the hub's share of
+//! it, round trips and bytes for the scenarios of a field sync of 10,000
+//! DTM submissions. `cargo bench -p fmp-sync --bench speed` (release).
+//!
+//! Client and hub run in one thread (`respond` is called in place of the
+//! network), so the time inside `respond` is the hub's CPU and the rest of
+//! the wall time the client's. Stores live in the system's temp directory
+//! (on disk: durable commits included); `FMP_BENCH_DIR` puts them
+//! elsewhere, `FMP_BENCH_N` changes the 10,000.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use fmp_core::Submission;
+use fmp_core::store::Store;
+use fmp_sync::{AuthorInfo, Client, Report, StaticTrust, respond};
+use uuid::Uuid;
+
+const MAX: u32 = 64 * 1024;
+
+fn submission(fmp: &str, n: u32) -> Submission {
+    let mut s = fmp_core::example_submission();
+    s.id = None;
+    s.fmp = fmp.into();
+    s.observed_at += chrono::Duration::minutes(i64::from(n) * 7);
+    let men = 1 + n % 40;
+    s.people.adult_male = men;
+    s.nationalities.clear();
+    s.nationalities.insert(
+        "MLI".into(),
+        men + s.people.adult_female + s.people.minor_male + s.people.minor_female - 1,
+    );
+    s.nationalities.insert("BFA".into(), 1);
+    s.notes = if n.is_multiple_of(10) {
+        format!("convoy {n}")
+    } else {
+        String::new()
+    };
+    s
+}
+
+struct Rep {
+    _dir: tempfile::TempDir,
+    store: Store,
+}
+
+fn rep(name: &str) -> Rep {
+    let base = std::env::var_os("FMP_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(base).expect("tempdir");
+    let store = Store::init(&dir.path().join("store"), name).expect("init");
+    Rep { _dir: dir, store }
+}
+
+fn id(r: &Rep) -> Uuid {
+    r.store.identity().device_id
+}
+
+/// One sync of `client` with `hub`; the wall time and the hub's part of it.
+fn sync(client: Client<'_>, hub: &Store, trust: &StaticTrust) -> (Report, Duration, Duration) {
+    let in_hub = Cell::new(Duration::ZERO);
+    let t = Instant::now();
+    let report = client
+        .with_max_bytes(MAX)
+        .run(|req| {
+            let h = Instant::now();
+            let r = respond(hub, trust, &req);
+            in_hub.set(in_hub.get() + h.elapsed());
+            r
+        })
+        .expect("sync");
+    (report, t.elapsed(), in_hub.get())
+}
+
+fn row(name: &str, changes: u64, (r, wall, hub): &(Report, Duration, Duration)) {
+    let client = wall.saturating_sub(*hub);
+    let per = |d: &Duration| {
+        if changes == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.3}", d.as_secs_f64() * 1000.0 / changes as f64)
+        }
+    };
+    println!(
+        "| {name} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+        wall.as_secs_f64(),
+        client.as_secs_f64(),
+        hub.as_secs_f64(),
+        per(&client),
+        per(hub),
+        r.round_trips,
+        r.bytes_sent + r.bytes_received,
+    );
+}
+
+fn main() {
+    let n: u32 = std::env::var("FMP_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let fmps = ["ML-HER", "ML-GOG", "ML-MNK", "ML-BEN", "ML-BKO"];
+    let phone = rep("phone");
+    let hub = rep("hub");
+    let empty = rep("new-device");
+    let mut trust = StaticTrust::new(true);
+    for r in [&phone, &hub, &empty] {
+        trust.insert(
+            id(r),
+            AuthorInfo {
+                public_key: r.store.identity().public_key().to_vec(),
+                fmps: None,
+                may_enroll: true,
+                role: fmp_sync::Role::Hq,
+            },
+        );
+    }
+    let t0 = Instant::now();
+    let subs: Vec<Submission> = (0..n)
+        .map(|i| submission(fmps[(i % 5) as usize], i))
+        .collect();
+    let ids = phone
+        .store
+        .record_many(subs, chrono::Utc::now())
+        .expect("record");
+    eprintln!("setup: {n} recorded in {:.1} s", t0.elapsed().as_secs_f64());
+    let n64 = u64::from(n);
+
+    println!(
+        "| scenario ({n} submissions) | wall s | client s | hub s | client ms/change | hub ms/change | round trips | bytes |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let first = sync(
+        Client::new(&phone.store, &trust, id(&hub)),
+        &hub.store,
+        &trust,
+    );
+    row("first push", n64, &first);
+
+    for i in n..n + 100 {
+        phone
+            .store
+            .record(submission(fmps[(i % 5) as usize], i))
+            .expect("record");
+    }
+    for (k, i) in ids
+        .iter()
+        .step_by((n as usize / 50).max(1))
+        .take(50)
+        .enumerate()
+    {
+        phone
+            .store
+            .edit(
+                *i,
+                &serde_json::json!({"notes": format!("checked {k}"), "transport": "truck"}),
+            )
+            .expect("edit");
+    }
+    let inc = sync(
+        Client::new(&phone.store, &trust, id(&hub)),
+        &hub.store,
+        &trust,
+    );
+    row("incremental (100 new + 50 edited)", 150, &inc);
+
+    let noop = sync(
+        Client::new(&phone.store, &trust, id(&hub)),
+        &hub.store,
+        &trust,
+    );
+    row("no-op", 0, &noop);
+
+    // The phone's cursor lost on both sides, pushed again by cursor from 0:
+    // every change is one the hub has.
+    fmp_sync::forget_peer(&phone.store, id(&hub)).expect("forget");
+    fmp_sync::forget_peer(&hub.store, id(&phone)).expect("forget");
+    let known = sync(
+        Client::new(&phone.store, &trust, id(&hub)),
+        &hub.store,
+        &trust,
+    );
+    row("re-push of known changes (cursor lost)", n64 + 150, &known);
+
+    let pull = sync(
+        Client::new(&empty.store, &trust, id(&hub)),
+        &hub.store,
+        &trust,
+    );
+    row("pull into an empty device", n64 + 150, &pull);
+
+    // The same device as a restored copy: all of it, no cursor either side.
+    fmp_sync::forget_peer(&empty.store, id(&hub)).expect("forget");
+    fmp_sync::forget_peer(&hub.store, id(&empty)).expect("forget");
+    let client = Client::new(&empty.store, &trust, id(&hub))
+        .reconcile()
+        .expect("reconcile");
+    let restored = sync(client, &hub.store, &trust);
+    row("restored copy (all shared, no cursor)", 0, &restored);
+    let bytes = |r: &(Report, Duration, Duration)| (r.0.bytes_sent + r.0.bytes_received) as f64;
+    println!();
+    println!(
+        "restored copy / pull into an empty device: {:.1} % of the bytes",
+        100.0 * bytes(&restored) / bytes(&pull)
+    );
+}
