@@ -1123,6 +1123,8 @@ fn add(total: &Summary, r: &fmp_sync::Report) -> Summary {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn only_an_answer_on_an_idle_connection_is_sent_again_at_once() {
         assert!(stale_connection(
@@ -1135,8 +1137,6 @@ mod tests {
         ));
         assert!(!stale_connection("connection reset by peer"));
     }
-
-    use super::*;
 
     #[test]
     fn the_window_halves_when_a_first_exchange_is_cut_and_not_when_a_connection_runs_out() {

@@ -280,7 +280,8 @@ pub(crate) struct Verified {
 }
 
 impl Verified {
-    /// The hashes of the batch's changes that verified, known ones too.
+    /// The hashes of the batch's changes that verified, the known ones
+    /// first (a set: what a puller got).
     pub fn hashes(&self) -> Vec<Hash> {
         let mut out = self.known.clone();
         out.extend(self.changes.iter().map(|c| c.hash));
@@ -563,7 +564,7 @@ pub(crate) fn apply(
 /// validity, saving the merged document); it reads and writes nothing of
 /// the writer's, so a hub plans one request while it commits another.
 pub(crate) struct Plan {
-    /// The verified changes' hashes, in the batch's order.
+    /// The verified changes' hashes (see [`Verified::hashes`]).
     hashes: Vec<Hash>,
     bundles: Vec<Bundle>,
     unresolved: Vec<Refusal>,
@@ -575,7 +576,7 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The verified changes' hashes, in the batch's order.
+    /// The verified changes' hashes (see [`Verified::hashes`]).
     pub(crate) fn hashes(&self) -> Vec<Hash> {
         self.hashes.clone()
     }

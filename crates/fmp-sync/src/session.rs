@@ -323,29 +323,17 @@ impl<'a> Client<'a> {
                 Authors::new(&own, resp.pull.certs.clone(), authority(self.store, trust)?);
             // Planned on a snapshot (the app's reads go on meanwhile),
             // committed in the write, as a responder does.
-            let early = match resp.pull.changes.is_empty() {
-                true => None,
-                false => self.store.snapshot(|r| {
-                    Ok::<_, SyncError>(plan_early(r, &mut authors, &resp.pull, peer))
-                })?,
-            };
+            let early = plan_received(self.store, &mut authors, &resp.pull, peer)?;
             self.store.transaction(|tx| -> Result<_, SyncError> {
-                let (applied, hashes) = match early {
-                    Some(planned) => {
-                        let hashes = planned.hashes();
-                        (apply::commit(tx, &mut authors, planned)?, hashes)
-                    }
-                    None => {
-                        authors = Authors::new(
-                            &own,
-                            resp.pull.certs.clone(),
-                            authority(self.store, trust)?,
-                        );
-                        let verified = apply::verify(tx, &mut authors, resp.pull.clone())?;
-                        let hashes = verified.hashes();
-                        (apply::apply(tx, &mut authors, verified, peer)?, hashes)
-                    }
+                let fresh = || {
+                    Ok(Authors::new(
+                        &own,
+                        resp.pull.certs.clone(),
+                        authority(self.store, trust)?,
+                    ))
                 };
+                let (applied, hashes) =
+                    commit_received(tx, &mut authors, fresh, early, &resp.pull, peer)?;
                 let mut reset = false;
                 if cursor_phase {
                     // The peer holds more of this store's log than it has:
@@ -715,12 +703,7 @@ fn respond_inner_counted(
     // commits the plan, deciding again only what changed meanwhile. What a
     // snapshot cannot settle (a dependency or a certificate missing, an
     // error) is judged again inside the write, on its state.
-    let early = match req.push.changes.is_empty() {
-        true => None,
-        false => {
-            store.snapshot(|r| Ok::<_, SyncError>(plan_early(r, &mut authors, &req.push, from)))?
-        }
-    };
+    let early = plan_received(store, &mut authors, &req.push, from)?;
     let (applied, mine) = store.transaction(|tx| -> Result<_, SyncError> {
         seal(tx, me)?;
         let end_before = tx.log_end()?;
@@ -735,20 +718,14 @@ fn respond_inner_counted(
         // cursor claim (its whole log) is believed once.
         let cursor_request =
             req.reconcile.is_none() && req.want.is_empty() && req.pull_after.is_some();
-        if !cursor_request && tx.setting(&reconciled_key)?.is_none() {
+        if !cursor_request {
             tx.put_setting(
                 &reconciled_key,
                 &chrono::Utc::now().timestamp_millis().to_string(),
             )?;
         }
-        let applied = match early {
-            Some(planned) => apply::commit(tx, &mut authors, planned)?,
-            None => {
-                authors = Authors::new(&own, req.push.certs.clone(), hq);
-                let verified = apply::verify(tx, &mut authors, req.push.clone())?;
-                apply::apply(tx, &mut authors, verified, from)?
-            }
-        };
+        let fresh = || Ok(Authors::new(&own, req.push.certs.clone(), hq));
+        let (applied, _) = commit_received(tx, &mut authors, fresh, early, &req.push, from)?;
         if opts.all_or_nothing && !applied.refused.is_empty() {
             return Err(SyncError::Refused(applied.refused.clone()));
         }
@@ -817,6 +794,43 @@ fn respond_inner_counted(
     }
     let max = (req.max_bytes.max(FLOOR_MAX_BYTES)) as usize;
     store.snapshot(|r| build_response(r, me, &req, applied, max, opts.pull_fmps.as_deref(), mine))
+}
+
+/// Plans a received batch (a push, or a pull's answer) on a snapshot of
+/// `store`, outside the write lock; `None` if it is empty or the snapshot
+/// cannot settle it (see [`plan_early`]).
+fn plan_received(
+    store: &Store,
+    authors: &mut Authors<'_>,
+    batch: &Batch,
+    origin: Uuid,
+) -> Result<Option<apply::Plan>, SyncError> {
+    if batch.changes.is_empty() {
+        return Ok(None);
+    }
+    store.snapshot(|r| Ok(plan_early(r, authors, batch, origin)))
+}
+
+/// Applies a received batch in the write: commits the plan made on a
+/// snapshot, or, where there is none, judges the batch whole here with
+/// `fresh` authors (nothing the snapshot learnt is kept). Returns what was
+/// applied and the hashes of the batch's verified changes.
+fn commit_received<'o>(
+    w: &Writer<'_>,
+    authors: &mut Authors<'o>,
+    fresh: impl FnOnce() -> Result<Authors<'o>, SyncError>,
+    early: Option<apply::Plan>,
+    batch: &Batch,
+    origin: Uuid,
+) -> Result<(apply::Applied, Vec<Hash>), SyncError> {
+    if let Some(planned) = early {
+        let hashes = planned.hashes();
+        return Ok((apply::commit(w, authors, planned)?, hashes));
+    }
+    *authors = fresh()?;
+    let verified = apply::verify(w, authors, batch.clone())?;
+    let hashes = verified.hashes();
+    Ok((apply::apply(w, authors, verified, origin)?, hashes))
 }
 
 /// Verifies and plans a push on a snapshot; `None` where the snapshot
