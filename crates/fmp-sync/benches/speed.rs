@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use fmp_core::Submission;
 use fmp_core::store::Store;
-use fmp_sync::{AuthorInfo, Client, Report, StaticTrust, respond};
-use uuid::Uuid;
+use fmp_sync::{Client, Report, StaticTrust, respond};
+
+mod common;
+use common::{Rep, id, trust_all};
 
 const MAX: u32 = 64 * 1024;
 
@@ -39,22 +41,11 @@ fn submission(fmp: &str, n: u32) -> Submission {
     s
 }
 
-struct Rep {
-    _dir: tempfile::TempDir,
-    store: Store,
-}
-
 fn rep(name: &str) -> Rep {
     let base = std::env::var_os("FMP_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(base).expect("tempdir");
-    let store = Store::init(&dir.path().join("store"), name).expect("init");
-    Rep { _dir: dir, store }
-}
-
-fn id(r: &Rep) -> Uuid {
-    r.store.identity().device_id
+    common::rep(name, &base)
 }
 
 /// One sync of `client` with `hub`; the wall time and the hub's part of it.
@@ -103,18 +94,7 @@ fn main() {
     let phone = rep("phone");
     let hub = rep("hub");
     let empty = rep("new-device");
-    let mut trust = StaticTrust::new(true);
-    for r in [&phone, &hub, &empty] {
-        trust.insert(
-            id(r),
-            AuthorInfo {
-                public_key: r.store.identity().public_key().to_vec(),
-                fmps: None,
-                may_enroll: true,
-                role: fmp_sync::Role::Hq,
-            },
-        );
-    }
+    let trust = trust_all(&[&phone, &hub, &empty]);
     let t0 = Instant::now();
     let subs: Vec<Submission> = (0..n)
         .map(|i| submission(fmps[(i % 5) as usize], i))

@@ -8,9 +8,12 @@
 
 use std::time::Instant;
 
+mod common;
+use common::{Rep, id, trust_all};
+
 use fmp_core::Submission;
 use fmp_core::store::{Filter, Store};
-use fmp_sync::{AuthorInfo, Client, Report, StaticTrust, respond, sync_in_memory};
+use fmp_sync::{Client, Report, respond, sync_in_memory};
 use uuid::Uuid;
 
 const N: u32 = 10_000;
@@ -73,19 +76,8 @@ fn base_dir() -> std::path::PathBuf {
     }
 }
 
-struct Rep {
-    _dir: tempfile::TempDir,
-    store: Store,
-}
-
 fn rep(name: &str) -> Rep {
-    let dir = tempfile::tempdir_in(base_dir()).expect("tempdir");
-    let store = Store::init(dir.path(), name).expect("init");
-    Rep { _dir: dir, store }
-}
-
-fn id(r: &Rep) -> Uuid {
-    r.store.identity().device_id
+    common::rep(name, &base_dir())
 }
 
 fn floor(subs: &[Submission]) -> usize {
@@ -149,18 +141,7 @@ fn main() {
     let a = rep("hub-a");
     let shared_peer = rep("restored");
     let b = rep("hq-b");
-    let mut trust = StaticTrust::new(true);
-    for r in [&a, &shared_peer, &b] {
-        trust.insert(
-            id(r),
-            AuthorInfo {
-                public_key: r.store.identity().public_key().to_vec(),
-                fmps: None,
-                may_enroll: true,
-                role: fmp_sync::Role::Hq,
-            },
-        );
-    }
+    let trust = trust_all(&[&a, &shared_peer, &b]);
     let mut all: Vec<Uuid> = Vec::new();
     for n in 0..(N - 100) {
         all.push(
