@@ -1,5 +1,6 @@
 //! One function per `fmp` subcommand; each returns the exit code or a CliError.
 
+use crate::output::out;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,6 +34,15 @@ pub enum CliError {
     Usage(String),
 }
 
+impl From<crate::output::StdoutError> for CliError {
+    fn from(e: crate::output::StdoutError) -> CliError {
+        CliError::Io {
+            what: "writing to standard output".into(),
+            source: e.0,
+        }
+    }
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
     let what = what.into();
     move |source| CliError::Io { what, source }
@@ -62,13 +72,13 @@ pub fn init(dir: &Path, name: Option<&str>) -> Result<ExitCode, CliError> {
         .unwrap_or_else(|| "fmp".into());
     let store = Store::init(dir, name.unwrap_or(&default_name))?;
     let id = store.identity();
-    println!(
+    out!(
         "created store {} for device {} ({})",
         dir.display(),
         id.name,
         id.device_id
-    );
-    println!("public key {}", hex_encode(id.public_key()));
+    )?;
+    out!("public key {}", hex_encode(id.public_key()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -259,7 +269,7 @@ pub fn edit(dir: &Path, id: &str, patch: &str) -> Result<ExitCode, CliError> {
 pub fn delete(dir: &Path, id: &str) -> Result<ExitCode, CliError> {
     let id = parse_id(id)?;
     Store::open(dir)?.delete(id)?;
-    println!("deleted {id}");
+    out!("deleted {id}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -306,7 +316,7 @@ pub fn show(dir: &Path, id: &str) -> Result<ExitCode, CliError> {
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(v)
         .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
-    println!("{text}");
+    out!("{text}")?;
     Ok(())
 }
 
@@ -413,10 +423,14 @@ pub fn history(dir: &Path, id: &str, json: bool) -> Result<ExitCode, CliError> {
     if json {
         print_json(&h)?;
     } else {
-        println!(
+        out!(
             "{:>6}  {:<24}  {:<7}  {:<36}  {:<16}  fields",
-            "seq", "time", "op", "author", "hash"
-        );
+            "seq",
+            "time",
+            "op",
+            "author",
+            "hash"
+        )?;
         for e in h {
             // A name this store knows, with the id's first 8 characters;
             // else the id (`--json` has both).
@@ -428,7 +442,7 @@ pub fn history(dir: &Path, id: &str, json: bool) -> Result<ExitCode, CliError> {
                 ),
                 None => e.author.clone(),
             };
-            println!(
+            out!(
                 "{:>6}  {:<24}  {:<7}  {:<36}  {:<16}  {}",
                 e.seq,
                 e.time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
@@ -436,7 +450,7 @@ pub fn history(dir: &Path, id: &str, json: bool) -> Result<ExitCode, CliError> {
                 author,
                 e.hash.get(..16).unwrap_or(&e.hash),
                 e.fields.join(", ")
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

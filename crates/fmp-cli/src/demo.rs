@@ -3,6 +3,7 @@
 //! report's), sync to two regional hubs over loopback, the hubs forward to
 //! an HQ hub, and HQ lists what arrived per FMP and writes the June report.
 
+use crate::output::out;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -102,7 +103,7 @@ pub fn run(dir: &Path) -> Result<ExitCode, CliError> {
     let hq_dir = dir.join("hq");
     drop(Store::init(&hq_dir, "hq")?);
     let hq = fmp_hub::serve(&hq_dir, "127.0.0.1:0").map_err(hub_err)?;
-    println!("HQ hub listening on {}", hq.url());
+    out!("HQ hub listening on {}", hq.url())?;
     let mut hubs = Vec::new();
     for (region, fmps) in REGIONS {
         let hub_dir = dir.join("hubs").join(region);
@@ -111,11 +112,11 @@ pub fn run(dir: &Path) -> Result<ExitCode, CliError> {
         fmp_hub::client::join(&store, &hq.url(), &c).map_err(hub_err)?;
         drop(store);
         let handle = fmp_hub::serve(&hub_dir, "127.0.0.1:0").map_err(hub_err)?;
-        println!(
+        out!(
             "{region} hub listening on {}, joined HQ for {}",
             handle.url(),
             fmps.join(", ")
-        );
+        )?;
         hubs.push((region, fmps, hub_dir, handle));
     }
 
@@ -151,7 +152,7 @@ pub fn run(dir: &Path) -> Result<ExitCode, CliError> {
         }
     }
     pb.finish_and_clear();
-    println!("nine phones recorded {total} submissions offline (May and June 2020)");
+    out!("nine phones recorded {total} submissions offline (May and June 2020)")?;
 
     // A link appears: each phone syncs with its region's hub.
     let (mut sent, mut bytes, mut trips) = (0u64, 0u64, 0u64);
@@ -162,16 +163,16 @@ pub fn run(dir: &Path) -> Result<ExitCode, CliError> {
         bytes += s.bytes_sent + s.bytes_received;
         trips += u64::from(s.round_trips);
     }
-    println!("phones -> regional hubs: {sent} changes, {bytes} bytes, {trips} round trips");
+    out!("phones -> regional hubs: {sent} changes, {bytes} bytes, {trips} round trips")?;
     // The regional hubs forward to HQ.
     for (region, _, hub_dir, _) in &hubs {
         let s = sync(hub_dir)?;
-        println!(
+        out!(
             "{region} hub -> HQ: {} changes, {} bytes, {} round trips",
             s.sent,
             s.bytes_sent + s.bytes_received,
             s.round_trips
-        );
+        )?;
     }
     for (_, _, _, handle) in hubs {
         handle.shutdown().map_err(hub_err)?;
@@ -179,7 +180,7 @@ pub fn run(dir: &Path) -> Result<ExitCode, CliError> {
     hq.shutdown().map_err(hub_err)?;
 
     let store = Store::open(&hq_dir)?;
-    println!();
+    out!()?;
     print_summary(&store)?;
     let opts = ReportOptions::default();
     for (format, ext) in [
@@ -191,11 +192,11 @@ pub fn run(dir: &Path) -> Result<ExitCode, CliError> {
         let text = render(&store, "2020-06", &opts, format)?;
         std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
     }
-    println!();
-    println!(
+    out!()?;
+    out!(
         "HQ's June 2020 report written to {}/report-2020-06.{{json,md,html}}",
         dir.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -207,7 +208,7 @@ fn print_summary(store: &Store) -> Result<(), CliError> {
         ..Default::default()
     };
     let rows = store.list(&june)?;
-    println!("June 2020 as it arrived at HQ, per FMP:");
+    out!("June 2020 as it arrived at HQ, per FMP:")?;
     let mut per: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     for r in &rows {
         let e = per.entry(r.submission.fmp.as_str()).or_default();
@@ -217,13 +218,19 @@ fn print_summary(store: &Store) -> Result<(), CliError> {
             Direction::Outgoing => e.2 += r.submission.people.total(),
         }
     }
-    println!(
+    out!(
         "{:<7}  {:<12}  {:<10}  {:>11}  {:>8}  {:>8}  {:>8}",
-        "fmp", "name", "kind", "submissions", "incoming", "outgoing", "total"
-    );
+        "fmp",
+        "name",
+        "kind",
+        "submissions",
+        "incoming",
+        "outgoing",
+        "total"
+    )?;
     for f in &store.registry().fmps {
         let (n, i, o) = per.get(f.code.as_str()).copied().unwrap_or_default();
-        println!(
+        out!(
             "{:<7}  {:<12}  {:<10}  {:>11}  {:>8}  {:>8}  {:>8}",
             f.code,
             f.name,
@@ -232,7 +239,7 @@ fn print_summary(store: &Store) -> Result<(), CliError> {
             i,
             o,
             i + o
-        );
+        )?;
     }
     let report = fmp_report::monthly_report(
         store,
@@ -243,10 +250,14 @@ fn print_summary(store: &Store) -> Result<(), CliError> {
     )
     .map_err(|e| CliError::Usage(e.to_string()))?;
     let n = &report.national;
-    println!();
-    println!(
+    out!()?;
+    out!(
         "June 2020, national (entry/exit FMPs only): {} incoming, {} outgoing, {} in total; {} active FMPs; {:.1} individuals per day",
-        n.incoming, n.outgoing, n.total, n.active_fmps, n.avg_per_day
-    );
+        n.incoming,
+        n.outgoing,
+        n.total,
+        n.active_fmps,
+        n.avg_per_day
+    )?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The hub's commands: `serve`, `enroll-code`, `join`, `devices`, `revoke`,
 //! `sync` and `status`, over `fmp-hub`.
 
+use crate::output::{StdoutError, out};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,18 +146,44 @@ pub enum LogFormatArg {
     Json,
 }
 
-/// Runs a hub subcommand; errors are printed.
+/// What ends a hub subcommand early.
+enum Stop {
+    /// The hub's work failed.
+    Hub(HubError),
+    /// Standard output could not be written.
+    Output(StdoutError),
+}
+
+impl<E: Into<HubError>> From<E> for Stop {
+    fn from(e: E) -> Stop {
+        Stop::Hub(e.into())
+    }
+}
+
+impl From<StdoutError> for Stop {
+    fn from(e: StdoutError) -> Stop {
+        Stop::Output(e)
+    }
+}
+
+/// Runs a hub subcommand; errors are printed (a closed standard output
+/// ends it quietly, with status 0).
 pub fn run(cmd: HubCommand) -> ExitCode {
     match dispatch(cmd) {
         Ok(code) => code,
-        Err(e) => {
+        Err(Stop::Output(e)) if e.closed() => ExitCode::SUCCESS,
+        Err(Stop::Output(e)) => {
+            eprintln!("error: writing to standard output: {}", e.0);
+            ExitCode::FAILURE
+        }
+        Err(Stop::Hub(e)) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
+fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
     match cmd {
         HubCommand::Serve {
             store,
@@ -191,7 +218,8 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 },
             };
             fmp_hub::serve_until_signal(opts, |addr| {
-                println!("listening on {scheme}://{addr}");
+                // (A hub whose standard output went away serves on.)
+                let _ = out!("listening on {scheme}://{addr}");
                 let _ = std::io::stdout().flush();
                 let own = crate::addresses::local_ipv4;
                 if let Some(line) = crate::addresses::reach_line(scheme, addr, own) {
@@ -213,7 +241,8 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 return Err(HubError::Usage(format!(
                     "--expires {expires} is too short: a code must stay valid at least 1m \
                      for a phone to join with it (e.g. 30m, 24h, 7d)"
-                )));
+                ))
+                .into());
             }
             let code = fmp_hub::enroll::create_code(&s, &fmps, ttl, hub)?;
             let until = chrono::Duration::from_std(ttl)
@@ -223,7 +252,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                     || "far in the future".to_string(),
                     |t| format!("until {} UTC", t.format("%Y-%m-%d %H:%M")),
                 );
-            println!("{code}");
+            out!("{code}")?;
             eprintln!(
                 "one-time code for {}{}, valid {expires} ({until})",
                 fmps.join(", "),
@@ -238,7 +267,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
         HubCommand::Join { store, hub, code } => {
             let s = Store::open(&store)?;
             let j = fmp_hub::client::join(&s, &hub, &code)?;
-            println!(
+            out!(
                 "joined hub {} ({}) for {}{}",
                 j.hub_name,
                 j.hub,
@@ -248,7 +277,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 } else {
                     ""
                 }
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         HubCommand::Devices {
@@ -259,33 +288,36 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             let s = Store::open(&store)?;
             if let Some(who) = reinstate {
                 let id = fmp_hub::db::reinstate(&s, &who)?;
-                println!("reinstated device {id}");
+                out!("reinstated device {id}")?;
                 return Ok(ExitCode::SUCCESS);
             }
             let list = fmp_hub::status::devices(&s)?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&list).unwrap_or_default()
-                );
+                )?;
             } else {
-                println!(
+                out!(
                     "{:<36}  {:<20}  {:<24}  {:<20}  state",
-                    "device", "name", "fmps", "last sync"
-                );
+                    "device",
+                    "name",
+                    "fmps",
+                    "last sync"
+                )?;
                 for d in list {
                     let state = match (&d.revoked_at, d.may_enroll) {
                         (Some(at), _) => format!("revoked {at}"),
                         (None, true) => "hub".to_string(),
                         (None, false) => "active".to_string(),
                     };
-                    println!(
+                    out!(
                         "{:<36}  {:<20}  {:<24}  {:<20}  {state}",
                         d.device,
                         fmp_hub::db::printable(&d.name),
                         d.fmps.map(|f| f.join(",")).unwrap_or_else(|| "any".into()),
                         d.last_sync.unwrap_or_else(|| "never".into()),
-                    );
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -296,9 +328,10 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
             match fmp_hub::db::revoke(&s, &device)? {
                 0 => Err(HubError::Usage(format!(
                     "no active device {shown} on this hub (see `fmp devices`)"
-                ))),
+                ))
+                .into()),
                 n => {
-                    println!("revoked {n} device(s): {shown}");
+                    out!("revoked {n} device(s): {shown}")?;
                     Ok(ExitCode::SUCCESS)
                 }
             }
@@ -360,7 +393,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 b.finish_and_clear();
             }
             let t = r?;
-            println!(
+            out!(
                 "synced: sent {}, received {}, bytes {} up / {} down, round trips {}{}{}{}",
                 t.sent,
                 t.received,
@@ -382,52 +415,52 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                 } else {
                     format!(", refused by the hub {} (quarantined)", t.refused.len())
                 }
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         HubCommand::Status { store, json } => {
             let s = Store::open(&store)?;
             let st = fmp_hub::status::status(&s)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+                out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default())?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("device {} ({})", st.name, st.device);
+            out!("device {} ({})", st.name, st.device)?;
             match (&st.hub, &st.hub_url) {
-                (Some(h), Some(u)) => println!(
+                (Some(h), Some(u)) => out!(
                     "joined hub {h} at {u} for {}",
                     st.fmps
                         .as_ref()
                         .map(|f| f.join(", "))
                         .unwrap_or_else(|| "any FMP".into())
-                ),
-                _ => println!("not joined to a hub"),
+                )?,
+                _ => out!("not joined to a hub")?,
             }
             if let Some(r) = &st.refused_by_hub {
-                println!(
+                out!(
                     "refused by the hub since {}: {}",
                     r.at,
                     fmp_hub::db::printable(&r.reason)
-                );
+                )?;
             }
-            println!("pending changes: {}", st.pending);
+            out!("pending changes: {}", st.pending)?;
             for p in &st.peers {
-                println!(
+                out!(
                     "peer {} {}: last sync {}, {} change(s) not acknowledged",
                     p.peer,
                     fmp_hub::db::printable(p.name.as_deref().unwrap_or("")),
                     p.last_sync.as_deref().unwrap_or("never"),
                     p.pending
-                );
+                )?;
             }
             if st.quarantined.is_empty() {
-                println!("quarantined: none");
+                out!("quarantined: none")?;
             } else {
                 for line in quarantine_lines(&st.quarantined) {
-                    println!("{line}");
+                    out!("{line}")?;
                 }
                 for g in &st.held {
-                    println!(
+                    out!(
                         "  held: {} change(s) by device {}{}: {}",
                         g.changes,
                         g.author.as_deref().unwrap_or("?"),
@@ -437,16 +470,16 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                             ""
                         },
                         g.reason
-                    );
+                    )?;
                 }
             }
             if !st.to_correct.is_empty() {
-                println!(
+                out!(
                     "to correct: {} of this device's record(s) sent back by a review",
                     st.to_correct.len()
-                );
+                )?;
                 for t in &st.to_correct {
-                    println!(
+                    out!(
                         "  {} ({}) {}{}: {}",
                         t.id,
                         t.fmp,
@@ -461,38 +494,43 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, HubError> {
                         } else {
                             &t.comment
                         })
-                    );
+                    )?;
                 }
             }
             if st.flagged > 0 {
-                println!(
+                out!(
                     "flagged for review: {} record(s) with conflicting values or merged edits \
                      that break a rule (`fmp show` names it)",
                     st.flagged
-                );
+                )?;
             }
             let w = &st.waiting;
             if w.total > 0 {
-                println!(
+                out!(
                     "waiting here: {} received change(s) not applied: {} held back for scope \
                      (until an edit brings the record into its author's FMPs), {} behind those, \
                      {} missing a dependency",
-                    w.total, w.held_for_scope, w.behind_waiting, w.missing_dependency
-                );
+                    w.total,
+                    w.held_for_scope,
+                    w.behind_waiting,
+                    w.missing_dependency
+                )?;
             }
             if let Some(r) = &st.restored {
                 let when = r.detected_at.as_deref().unwrap_or("?");
                 match &r.healed_at {
-                    Some(_) => println!(
+                    Some(_) => out!(
                         "restored from an older copy: detected {when}, healed: {} change(s) \
                          taken back, writing as actor epoch {}",
-                        r.taken_back, r.epoch
-                    ),
-                    None => println!(
+                        r.taken_back,
+                        r.epoch
+                    )?,
+                    None => out!(
                         "restored from an older copy: detected {when}, not healed yet (sync \
                          again): {} change(s) taken back so far, writing as actor epoch {}",
-                        r.taken_back, r.epoch
-                    ),
+                        r.taken_back,
+                        r.epoch
+                    )?,
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ mod addresses;
 mod commands;
 mod demo;
 mod hub_commands;
+mod output;
 mod reference_commands;
 mod report_commands;
 
@@ -245,28 +246,7 @@ enum Command {
     Hub(hub_commands::HubCommand),
 }
 
-/// A reader that went away (`fmp status | head -1`) ends a command that
-/// prints quietly, with exit status 0, as other command-line tools do
-/// (Rust's `println!` would panic with exit status 101). `fmp record`
-/// handles it itself: it says what was stored and where to resume.
-fn quiet_on_closed_stdout() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
-            std::process::exit(0);
-        }
-        default(info);
-    }));
-}
-
 fn main() -> ExitCode {
-    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init { store, name } => commands::init(&store, name.as_deref()),

@@ -1,6 +1,7 @@
 //! `fmp registry` and `fmp form`: HQ edits the reference data (the FMP
 //! registry, questionnaire versions); it reaches every replica by sync.
 
+use crate::output::out;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -54,7 +55,7 @@ pub fn registry(store: &Path, action: RegistryAction) -> Result<ExitCode, CliErr
             let reg = Registry::from_json(&read(&file)?)
                 .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
             let changed = store.set_registry(&reg)?;
-            println!(
+            out!(
                 "registry: {} FMPs{}",
                 reg.fmps.len(),
                 if changed {
@@ -62,15 +63,15 @@ pub fn registry(store: &Path, action: RegistryAction) -> Result<ExitCode, CliErr
                 } else {
                     " (unchanged)"
                 }
-            );
+            )?;
         }
         RegistryAction::Show { json } => {
             let reg = store.registry();
             if json {
-                println!("{}", reg.to_json());
+                out!("{}", reg.to_json())?;
             } else {
                 for f in &reg.fmps {
-                    println!(
+                    out!(
                         "{:<8} {:<14} {:<12} {} {:<10} since {}{}",
                         f.code,
                         f.name,
@@ -81,7 +82,7 @@ pub fn registry(store: &Path, action: RegistryAction) -> Result<ExitCode, CliErr
                         f.active_until
                             .map(|d| format!(" until {d}"))
                             .unwrap_or_default()
-                    );
+                    )?;
                 }
             }
         }
@@ -97,7 +98,7 @@ pub fn form(store: &Path, action: FormAction) -> Result<ExitCode, CliError> {
             let form = Form::from_json(&read(&file)?)
                 .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
             let changed = store.add_form(&form)?;
-            println!(
+            out!(
                 "form {} version {}{}",
                 form.id,
                 form.version,
@@ -106,17 +107,17 @@ pub fn form(store: &Path, action: FormAction) -> Result<ExitCode, CliError> {
                 } else {
                     " is already published (unchanged)"
                 }
-            );
+            )?;
         }
         FormAction::List => {
             for f in store.forms().iter() {
-                println!(
+                out!(
                     "{} v{}: {} fields, {}",
                     f.id,
                     f.version,
                     f.fields.len(),
                     f.title_en
-                );
+                )?;
             }
         }
     }
