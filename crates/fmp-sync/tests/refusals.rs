@@ -632,3 +632,67 @@ fn a_failing_write_beside_the_sync_stores_nothing_of_the_request() {
         fmp_sync::respond_decoded(&hub.store, &trust, req, &opts, &|_| Ok(())).expect("served");
     assert_eq!(outcome.stored, 3, "{outcome:?}");
 }
+
+/// Changes the hub already holds are skipped before they are parsed; a
+/// message of them is still judged whole: sent again under a forged
+/// signature, with one new change beside them, it is refused as a whole
+/// (the new change is not stored because the rest was known).
+#[test]
+fn known_changes_under_a_forged_signature_refuse_the_message() {
+    let (phone, hub, trust) = setup();
+    for i in 0..3 {
+        phone.store.record(submission("ML-HER", i)).expect("record");
+    }
+    sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("first sync");
+    phone.store.record(submission("ML-HER", 3)).expect("record");
+    // Lost cursor on both sides: the phone pushes its whole log again.
+    fmp_sync::forget_peer(&phone.store, id(&hub)).expect("forget");
+    fmp_sync::forget_peer(&hub.store, id(&phone)).expect("forget");
+    let bytes = Client::new(&phone.store, &trust, id(&hub))
+        .next_request()
+        .expect("request")
+        .expect("some");
+    let mut req = Request::decode(&bytes).expect("decode");
+    assert_eq!(req.push.changes.len(), 4, "three known, one new");
+    for b in &mut req.push.bundles {
+        b.sig[0] ^= 0x01;
+    }
+    let err = refused(&hub, &trust, &req.encode().expect("encode"));
+    assert!(matches!(err, SyncError::BadSignature { .. }), "{err}");
+}
+
+/// A change sent again is counted as already there, not stored twice, and
+/// a message of only known changes changes none of the hub's data (its
+/// cursor for the phone moves, as with any request).
+#[test]
+fn known_changes_sent_again_are_counted_and_store_nothing() {
+    let (phone, hub, trust) = setup();
+    for i in 0..5 {
+        phone.store.record(submission("ML-HER", i)).expect("record");
+    }
+    sync_in_memory(&phone.store, &trust, &hub.store, &trust, 65536).expect("first sync");
+    fmp_sync::forget_peer(&phone.store, id(&hub)).expect("forget");
+    fmp_sync::forget_peer(&hub.store, id(&phone)).expect("forget");
+    let (before, logged) = (
+        dump(&hub.store),
+        testing::changes(&hub.store).expect("log").len(),
+    );
+    let bytes = Client::new(&phone.store, &trust, id(&hub))
+        .next_request()
+        .expect("request")
+        .expect("some");
+    let (_, outcome) = fmp_sync::respond_counted(
+        &hub.store,
+        &trust,
+        &bytes,
+        &fmp_sync::RespondOptions::default(),
+    )
+    .expect("respond");
+    assert_eq!(
+        (outcome.pushed, outcome.stored, outcome.duplicates),
+        (5, 0, 5),
+        "{outcome:?}"
+    );
+    assert!(dump(&hub.store) == before, "the hub's data changed");
+    assert_eq!(testing::changes(&hub.store).expect("log").len(), logged);
+}

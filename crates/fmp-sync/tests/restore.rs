@@ -19,6 +19,8 @@ use fmp_sync::{AuthorInfo, StaticTrust, SyncError, respond, sync_in_memory};
 use uuid::Uuid;
 
 const MAX: u32 = 65536;
+/// The smallest message: a reconciliation then takes several.
+const MIN_MAX: u32 = fmp_sync::wire::MIN_MAX_BYTES;
 
 /// A store in its own directory, which can be closed, copied and replaced.
 struct Disk {
@@ -659,4 +661,69 @@ fn a_reconciled_claim_is_believed_once() {
         again.pulled_yours, 0,
         "no reconciliation since, no row, nothing from it: a gap, the push starts over"
     );
+}
+
+/// A reconciliation cut at every point (the answer to its k-th message
+/// lost, for every k), each attempt started afresh from what the stores
+/// hold: the copy ends with everything, the hub is never taken for
+/// restored, and the attempts together cost far less than a full pull.
+#[test]
+fn a_reconciliation_cut_at_any_message_resumes_and_converges() {
+    let hub = replica("gao-hub");
+    let copy = replica("restored-copy");
+    let t = trust(&[&hub.store, &copy.store]);
+    let hub_id = hub.store.identity().device_id;
+    for n in 0..1000 {
+        hub.store.record(submission("ML-GOG", n)).expect("record");
+    }
+    let full = sync_in_memory(&copy.store, &t, &hub.store, &t, MAX).expect("first sync");
+    let full_bytes = full.bytes_sent + full.bytes_received;
+    for cut_at in 1..=6 {
+        fmp_sync::forget_peer(&copy.store, hub_id).expect("forget");
+        fmp_sync::forget_peer(&hub.store, copy.store.identity().device_id).expect("forget");
+        for n in 0..3 {
+            hub.store
+                .record(submission("ML-GOG", 1000 + cut_at * 10 + n))
+                .expect("record");
+        }
+        let mut spent = 0u64;
+        let mut c = fmp_sync::Client::new(&copy.store, &t, hub_id)
+            .reconcile_if_lost()
+            .expect("decide")
+            .with_max_bytes(MIN_MAX);
+        for k in 1..=cut_at {
+            let Some(req) = c.next_request().expect("request") else {
+                break;
+            };
+            let resp = respond(&hub.store, &t, &req).expect("respond");
+            spent += (req.len() + resp.len()) as u64;
+            if k == cut_at {
+                break; // the answer is lost: the client is dropped
+            }
+            c.handle_response(&resp).expect("handle");
+        }
+        drop(c);
+        let r = fmp_sync::Client::new(&copy.store, &t, hub_id)
+            .reconcile_if_lost()
+            .expect("decide")
+            .with_max_bytes(MIN_MAX)
+            .run(|req| respond(&hub.store, &t, &req))
+            .expect("resumed");
+        spent += r.bytes_sent + r.bytes_received;
+        assert_eq!(
+            dump(&copy.store),
+            dump(&hub.store),
+            "cut at message {cut_at}"
+        );
+        assert!(
+            state(&hub.store).detected_at.is_none(),
+            "cut at message {cut_at}: the hub took it for its own restore"
+        );
+        assert!(
+            spent * 4 < full_bytes,
+            "cut at message {cut_at}: {spent} bytes against {full_bytes} for a full pull"
+        );
+        let noop = sync_in_memory(&copy.store, &t, &hub.store, &t, MAX).expect("noop");
+        assert_eq!((noop.pushed, noop.pulled, noop.round_trips), (0, 0, 1));
+    }
 }
