@@ -16,11 +16,58 @@ mod cases {
     use chrono::Utc;
     use fmp_core::form::example_submission;
     use fmp_core::model::ReviewStatus;
-    use fmp_core::store::ops::LogReads;
+    use fmp_core::store::ops::{AuthorityReads, LogReads};
     use fmp_core::store::{Filter, StoreError};
 
     use super::Backend;
     use crate::common::contents;
+
+    /// A document of one change is kept once, as that change in the log
+    /// (read back as its bytes); once edited, as the merged document;
+    /// reopened, the same.
+    pub fn a_one_change_document_is_its_change_until_edited(b: Backend) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("s");
+        let store = (b.init)(&dir, "gogui-1").expect("init");
+        let id = store.record(example_submission()).expect("record");
+        let key = id.to_string();
+        let read = |s: &fmp_core::store::Store| {
+            s.snapshot(|r| {
+                let doc = r.document(&key)?.expect("stored").1;
+                Ok::<_, StoreError>((doc, r.doc_changes(&key)?))
+            })
+            .expect("read")
+        };
+        let row = |s: &fmp_core::store::Store| {
+            fmp_core::store::testing::table_rows(s, "documents")
+                .expect("rows")
+                .into_iter()
+                .find(|r| r.contains(&key))
+                .expect("the document's row")
+        };
+        let (doc, changes) = read(&store);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            doc, changes[0].bytes,
+            "one change: the document is its bytes"
+        );
+        assert!(row(&store).ends_with("Blob([])"), "kept once, in the log");
+        store
+            .edit(id, &serde_json::json!({"notes": "counted twice"}))
+            .expect("edit");
+        let (doc, changes) = read(&store);
+        assert_eq!(changes.len(), 2);
+        assert!(doc != changes[0].bytes && doc != changes[1].bytes, "merged");
+        assert!(
+            !row(&store).ends_with("Blob([])"),
+            "the merged document stored"
+        );
+        let before = store.get(id).expect("get");
+        drop(store);
+        let store = (b.open)(&dir).expect("reopen");
+        assert_eq!(store.get(id).expect("get"), before);
+        assert_eq!(before.submission.notes, "counted twice");
+    }
 
     /// A store reopened keeps its identity, records, edits and reviews.
     pub fn reopened_store_keeps_everything(b: Backend) {
@@ -627,6 +674,10 @@ macro_rules! backend_suite {
         mod $name {
             use super::{cases, hub_cases, record_cases};
 
+            #[test]
+            fn a_one_change_document_is_its_change_until_edited() {
+                cases::a_one_change_document_is_its_change_until_edited($backend);
+            }
             #[test]
             fn reopened_store_keeps_everything() {
                 cases::reopened_store_keeps_everything($backend);

@@ -401,7 +401,11 @@ impl LogReads for Reader<'_> {
 
     fn document(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         self.conn
-            .prepare_cached("SELECT kind, data FROM documents WHERE id = ?1")
+            .prepare_cached(concat!(
+                "SELECT d.kind, ",
+                doc_data!(),
+                " FROM documents d WHERE d.id = ?1"
+            ))
             .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(self.sql())
     }
@@ -820,6 +824,18 @@ fn append_change(
 /// A change made here (no `origin`) that is logged already is an error
 /// (its hash is taken: the UNIQUE constraint's, as SQLite words it); a
 /// received one is skipped, as received twice.
+/// The SQL for a document's automerge bytes, `documents` aliased `d`: its
+/// `data`, or where that is empty (a document of one change, stored once:
+/// see [`save_document`]) the bytes of its one change, which
+/// `AutoCommit::load` reads as it reads a saved document.
+macro_rules! doc_data {
+    () => {
+        "CASE WHEN length(d.data) > 0 THEN d.data ELSE \
+         (SELECT c.bytes FROM changes c WHERE c.doc_id = d.id ORDER BY c.seq LIMIT 1) END"
+    };
+}
+pub(crate) use doc_data;
+
 pub(crate) fn save_document(
     conn: &Connection,
     write: DocWrite,
@@ -835,6 +851,12 @@ pub(crate) fn save_document(
             "INSERT INTO documents (id, kind, data) VALUES (?1, ?2, ?3)
              ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, data = excluded.data"
         }
+    };
+    // A document of one change is that change's bytes: kept once, in the
+    // log (`data` empty; read back through `doc_data!`).
+    let data = match changes {
+        [only] if only.bytes == data => &[][..],
+        _ => data,
     };
     conn.prepare_cached(sql)?.execute(params![id, kind, data])?;
     let (mut stored, mut last) = (0u32, 0i64);

@@ -80,10 +80,12 @@ pub(crate) fn reference_in(conn: &Connection) -> rusqlite::Result<(Registry, For
     let mut forms = Forms::builtin();
     // By primary key (the registry's id, the forms' id prefix): no scan of
     // the submissions' documents at open.
-    let mut stmt = conn.prepare_cached(
-        "SELECT kind, data FROM documents WHERE (id = ?1 AND kind = ?2)
-           OR (id >= 'form:' AND id < 'form;' AND kind = ?3)",
-    )?;
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT d.kind, ",
+        super::log::doc_data!(),
+        " FROM documents d WHERE (d.id = ?1 AND d.kind = ?2)
+           OR (d.id >= 'form:' AND d.id < 'form;' AND d.kind = ?3)"
+    ))?;
     let rows = stmt
         .query_map(
             [

@@ -48,8 +48,14 @@
 //! - `hub_quarantine`: this store's changes a hub refused, with its reason;
 //!   set aside so they never block the rest.
 
+//!
+//! Version 5 changes no table: a document made of one change may be stored
+//! with an empty `documents.data`, its bytes being that change's in
+//! `changes` (kept once). A build of version 4 would read such a document
+//! as empty, so it refuses the store as too new.
+
 /// Schema version this build writes (`PRAGMA user_version`).
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// The sync tables of version 2, shared by `SCHEMA` and the 1 → 2 upgrade.
 macro_rules! sync_tables {
@@ -279,6 +285,7 @@ fn upgrade(tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
         }
         2 => tx.execute_batch(NONCE_TABLES),
         3 => tx.execute_batch(HUB_TABLES),
+        // 4 → 5: nothing to rewrite (documents stored whole stay valid).
         _ => Ok(()),
     }
 }

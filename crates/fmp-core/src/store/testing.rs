@@ -225,7 +225,11 @@ pub fn converged(store: &Store) -> Result<Converged, StoreError> {
         rows.extend(nat);
         let mut stmt = r
             .conn
-            .prepare("SELECT id, data FROM documents ORDER BY id")
+            .prepare(concat!(
+                "SELECT d.id, ",
+                super::log::doc_data!(),
+                " FROM documents d ORDER BY d.id"
+            ))
             .map_err(&sql)?;
         let docs = stmt
             .query_map([], |r| {
