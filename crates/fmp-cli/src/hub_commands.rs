@@ -25,7 +25,9 @@ pub enum HubCommand {
         /// Address to listen on, e.g. 0.0.0.0:8443 (port 0 picks a free one).
         #[arg(long)]
         listen: String,
-        /// PEM certificate (chain) for TLS.
+        /// PEM certificate (chain) for TLS. If neither it nor the key exists,
+        /// a self-signed certificate and key are made there on first start;
+        /// its SHA-256 fingerprint is printed at every start.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
         /// PEM private key for TLS.
@@ -65,6 +67,22 @@ pub enum HubCommand {
         /// The device is a supervisor's hub: it may enroll phones for these FMPs.
         #[arg(long)]
         hub: bool,
+    },
+    /// List this hub's enrollment codes not used yet (FMPs, kind, expiry), or cancel one.
+    ///
+    /// Only a code's hash is stored, so a code is listed by its id (the first
+    /// 8 hex digits of the hash); `--cancel` takes the code or its id.
+    Codes {
+        /// Directory of the hub's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Cancel this unused code (the code, e.g. K7QM2-XR4TD, or its id):
+        /// a device joining with it is refused.
+        #[arg(long, value_name = "CODE_OR_ID")]
+        cancel: Option<String>,
     },
     /// Join a hub with an enrollment code: this store may then sync with it.
     Join {
@@ -205,6 +223,31 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
             eprintln!("logging to {place}");
             let tls = tls_cert.zip(tls_key);
             let scheme = if tls.is_some() { "https" } else { "http" };
+            if let Some((cert, key)) = &tls {
+                // Not a store: refused before any certificate is made.
+                drop(Store::open(&store)?);
+                let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+                names.extend(crate::addresses::local_ipv4().iter().map(|a| a.to_string()));
+                if fmp_hub::tls::ensure_self_signed(cert, key, &names)? {
+                    eprintln!(
+                        "made a self-signed TLS certificate {} and its key {} (readable by \
+                         you only): phones and hubs pin it when they join",
+                        cert.display(),
+                        key.display()
+                    );
+                }
+                eprintln!(
+                    "TLS certificate {}: SHA-256 fingerprint {}",
+                    cert.display(),
+                    fmp_hub::tls::file_fingerprint(cert)?
+                );
+            } else {
+                eprintln!(
+                    "plain HTTP: submissions cross the network unencrypted (requests are still \
+                     signed); give --tls-cert FILE --tls-key FILE for HTTPS (made on first start \
+                     if neither file exists)"
+                );
+            }
             let opts = ServeOptions {
                 store,
                 listen,
@@ -264,6 +307,53 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        HubCommand::Codes {
+            store,
+            json,
+            cancel,
+        } => {
+            let s = Store::open(&store)?;
+            if let Some(which) = cancel {
+                let c = fmp_hub::enroll::cancel(&s, &which)?;
+                out!(
+                    "cancelled code {} for {} (it would have expired {})",
+                    c.id,
+                    c.fmps.join(", "),
+                    c.expires_at
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = fmp_hub::enroll::unused(&s)?;
+            if json {
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if list.is_empty() {
+                out!("no unused enrollment code")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            out!(
+                "{:<8}  {:<24}  {:<5}  {:<20}  expires",
+                "id",
+                "fmps",
+                "for",
+                "made"
+            )?;
+            for c in list {
+                out!(
+                    "{:<8}  {:<24}  {:<5}  {:<20}  {}",
+                    c.id,
+                    c.fmps.join(","),
+                    if c.hub { "hub" } else { "phone" },
+                    c.created_at,
+                    c.expires_at
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         HubCommand::Join { store, hub, code } => {
             let s = Store::open(&store)?;
             let j = fmp_hub::client::join(&s, &hub, &code)?;
@@ -278,6 +368,16 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                     ""
                 }
             )?;
+            match &j.tls_fingerprint {
+                Some(fp) => out!(
+                    "pinned the hub's TLS certificate, SHA-256 {fp}: check it is the one \
+                     `fmp serve` printed"
+                )?,
+                None => out!(
+                    "plain HTTP: no certificate pinned; what is synced crosses the network \
+                     unencrypted (requests are still signed)"
+                )?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         HubCommand::Devices {
@@ -435,6 +535,15 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                         .unwrap_or_else(|| "any FMP".into())
                 )?,
                 _ => out!("not joined to a hub")?,
+            }
+            if let Some(fp) = &st.hub_tls_fingerprint {
+                out!("hub's TLS certificate pinned: SHA-256 {fp}")?;
+            } else if st
+                .hub_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
+            {
+                out!("plain HTTP to the hub: no certificate pinned")?;
             }
             if let Some(r) = &st.refused_by_hub {
                 out!(

@@ -622,6 +622,49 @@ mod hub_cases {
         assert_eq!(s.snapshot(|r| r.enrollment_code(b"x")).unwrap(), None);
     }
 
+    /// Unused codes are listed while valid; a cancelled or used one is not,
+    /// and cannot be cancelled (again).
+    pub fn unused_codes_are_listed_until_used_expired_or_cancelled(b: Backend) {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = (b.init)(&tmp.path().join("hub"), "hub").unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        let later = now + 3_600_000;
+        s.add_enrollment_code(b"a", &["ML-GOG".into()], false, later)
+            .unwrap();
+        s.add_enrollment_code(b"b", &["ML-GOG".into(), "ML-HER".into()], true, later)
+            .unwrap();
+        s.add_enrollment_code(b"c", &["ML-GOG".into()], false, now - 1)
+            .unwrap();
+        s.add_enrollment_code(b"d", &["ML-GOG".into()], false, later)
+            .unwrap();
+        s.transaction(|w| w.use_enrollment_code(b"d", Uuid::now_v7()))
+            .unwrap();
+        let listed = s.snapshot(|r| r.unused_codes(now)).unwrap();
+        let hashes: Vec<&[u8]> = listed.iter().map(|c| c.hash.as_slice()).collect();
+        assert_eq!(
+            hashes,
+            [b"a".as_slice(), b"b".as_slice()],
+            "not c (expired), not d (used)"
+        );
+        assert_eq!(listed[1].fmps, ["ML-GOG", "ML-HER"]);
+        assert!(listed[1].may_enroll && !listed[0].may_enroll);
+        assert_eq!(listed[0].expires_at, later);
+        assert!(s.transaction(|w| w.cancel_enrollment_code(b"a")).unwrap());
+        assert!(
+            !s.transaction(|w| w.cancel_enrollment_code(b"a")).unwrap(),
+            "gone"
+        );
+        assert!(
+            !s.transaction(|w| w.cancel_enrollment_code(b"d")).unwrap(),
+            "used: kept"
+        );
+        assert_eq!(s.snapshot(|r| r.enrollment_code(b"a")).unwrap(), None);
+        assert!(s.snapshot(|r| r.enrollment_code(b"d")).unwrap().is_some());
+        let left = s.snapshot(|r| r.unused_codes(now)).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].hash, b"b");
+    }
+
     /// The hub's tables through `HubReads`/`HubWrites`.
     pub fn quarantined_changes_come_back_until_taken_out(b: Backend) {
         let tmp = tempfile::tempdir().unwrap();
@@ -733,6 +776,11 @@ macro_rules! backend_suite {
             #[test]
             fn a_code_is_found_by_its_hash_and_marked_used() {
                 hub_cases::a_code_is_found_by_its_hash_and_marked_used($backend);
+            }
+
+            #[test]
+            fn unused_codes_are_listed_until_used_expired_or_cancelled() {
+                hub_cases::unused_codes_are_listed_until_used_expired_or_cancelled($backend);
             }
 
             #[test]

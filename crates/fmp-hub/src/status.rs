@@ -32,6 +32,9 @@ pub struct Status {
     pub hub: Option<String>,
     /// The hub's address.
     pub hub_url: Option<String>,
+    /// SHA-256 fingerprint of the hub's TLS certificate pinned at join
+    /// (`None` over plain HTTP or not joined).
+    pub hub_tls_fingerprint: Option<String>,
     /// The FMPs it is enrolled for (`None`: any).
     pub fmps: Option<Vec<String>>,
     /// Changes not yet acknowledged by the hub joined (all changes if never synced).
@@ -152,6 +155,10 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
         name: id.name.clone(),
         hub: up.as_ref().map(|u| u.hub.to_string()),
         hub_url: up.as_ref().map(|u| u.url.clone()),
+        hub_tls_fingerprint: up
+            .as_ref()
+            .and_then(|u| u.tls_cert.as_deref())
+            .map(crate::tls::fingerprint),
         fmps: up.and_then(|u| u.fmps),
         pending,
         peers,

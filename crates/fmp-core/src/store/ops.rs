@@ -42,7 +42,9 @@ use super::authority::{Authority, DocChange};
 use super::corrections::ToCorrect;
 use super::counts::MonthCounts;
 use super::enrollment::DeviceMatch;
-use super::hub::{CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, Upstream};
+use super::hub::{
+    CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, UnusedCode, Upstream,
+};
 use super::log::{
     DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
 };
@@ -351,6 +353,10 @@ pub trait HubReads {
     /// An enrollment code, by the SHA-256 of its canonical form.
     fn enrollment_code(&self, hash: &[u8]) -> Result<Option<CodeRow>, StoreError>;
 
+    /// The codes not used yet that are still valid at `now_ms` (ms since
+    /// the epoch), oldest first.
+    fn unused_codes(&self, now_ms: i64) -> Result<Vec<UnusedCode>, StoreError>;
+
     /// A device enrolled here (revoked or not), if it is.
     fn enrolled_device(&self, device: Uuid) -> Result<Option<TrustRow>, StoreError>;
 
@@ -389,6 +395,10 @@ pub trait HubWrites {
         may_enroll: bool,
         expires_at: i64,
     ) -> Result<(), StoreError>;
+
+    /// Deletes an unused enrollment code (by its hash): a join with it is
+    /// then refused as an unknown code. False if no unused code has it.
+    fn cancel_enrollment_code(&self, hash: &[u8]) -> Result<bool, StoreError>;
 
     /// Marks an enrollment code (by its hash) used by `device`.
     fn use_enrollment_code(&self, hash: &[u8], device: Uuid) -> Result<(), StoreError>;
