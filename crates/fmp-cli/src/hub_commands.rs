@@ -370,7 +370,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
             )?;
             match &j.tls_fingerprint {
                 Some(fp) => out!(
-                    "pinned the hub's TLS certificate, SHA-256 {fp}: check it is the one \
+                    "pinned the hub's TLS certificate (SHA-256 {fp}); check it is the one \
                      `fmp serve` printed"
                 )?,
                 None => out!(
