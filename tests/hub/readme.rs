@@ -386,6 +386,16 @@ fn the_readme_hub_section_followed_literally_on_loopback() {
         "{kayes_err}"
     );
     assert!(!kayes_err.contains("https://0.0.0.0"), "{kayes_err}");
+    // A code is printed with its FMPs, its expiry and the join line.
+    let kayes_code = &ran_of(&sh, "enroll-code --store kayes")[0];
+    let line = &kayes_code.stderr;
+    assert!(
+        line.contains(kayes_code.stdout.trim())
+            && line.contains("ML-GOG")
+            && line.contains("(until ")
+            && line.contains("fmp join --store DIR --hub "),
+        "{line}"
+    );
     // The region reached HQ.
     let hq = support::fmp(&[
         "list",

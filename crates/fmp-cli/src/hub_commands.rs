@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use fmp_core::store::Store;
+use fmp_core::store::ops::{EnrollmentReads, EnrollmentWrites};
 use fmp_hub::client::{Event, SyncOptions};
 use fmp_hub::{HubError, Limits, ServeOptions};
 
@@ -248,6 +249,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                      if neither file exists)"
                 );
             }
+            let store_dir = store.clone();
             let opts = ServeOptions {
                 store,
                 listen,
@@ -264,9 +266,18 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 // (A hub whose standard output went away serves on.)
                 let _ = out!("listening on {scheme}://{addr}");
                 let _ = std::io::stdout().flush();
-                let own = crate::addresses::local_ipv4;
-                if let Some(line) = crate::addresses::reach_line(scheme, addr, own) {
+                let own = if addr.ip().is_unspecified() {
+                    crate::addresses::local_ipv4()
+                } else {
+                    Vec::new()
+                };
+                if let Some(line) = crate::addresses::reach_line(scheme, addr, || own.clone()) {
                     eprintln!("{line}");
+                }
+                // Kept for `enroll-code` to print beside its codes (best effort).
+                let urls = crate::addresses::phone_urls(scheme, addr, &own);
+                if let Ok(s) = Store::open(&store_dir) {
+                    let _ = s.transaction(|w| w.set_served_at(&urls));
                 }
             })?;
             eprintln!("hub stopped");
@@ -295,12 +306,27 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                     || "far in the future".to_string(),
                     |t| format!("until {} UTC", t.format("%Y-%m-%d %H:%M")),
                 );
+            let id = fmp_hub::enroll::code_id(&code);
+            let urls = s.snapshot(|r| r.served_at())?;
+            let hub_url = match urls.as_slice() {
+                [] => "URL".to_string(),
+                [one] => one.clone(),
+                many => format!("{} (or {})", many[0], many[1..].join(", ")),
+            };
             out!("{code}")?;
+            // The code again with all a person needs beside it, on one
+            // stream (stdout keeps the code alone, for scripts).
             eprintln!(
-                "one-time code for {}{}, valid {expires} ({until})",
+                "one-time code {code} (id {id} in `fmp codes`) for {}{}, valid {expires} \
+                 ({until}); the device joins with: fmp join --store DIR --hub {hub_url} --code {code}{}",
                 fmps.join(", "),
                 if hub {
                     " (a hub, may enroll phones)"
+                } else {
+                    ""
+                },
+                if urls.is_empty() {
+                    " (this hub's address: `fmp serve` prints it)"
                 } else {
                     ""
                 }

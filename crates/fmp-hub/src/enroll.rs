@@ -142,6 +142,11 @@ pub struct UnusedCode {
     pub expires_at: String,
 }
 
+/// The id `fmp codes` shows for `code`: the first 8 hex digits of its SHA-256.
+pub fn code_id(code: &str) -> String {
+    hex::encode(&hash_code(code)[..4])
+}
+
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())

@@ -446,6 +446,10 @@ pub trait EnrollmentReads {
     /// The devices enrolled here whose id or name is `who`, oldest first.
     fn devices_matching(&self, who: &str) -> Result<Vec<DeviceMatch>, StoreError>;
 
+    /// The addresses `fmp serve` last told phones to use (empty if it never
+    /// served), for `enroll-code` to print beside a code.
+    fn served_at(&self) -> Result<Vec<String>, StoreError>;
+
     /// The active (not revoked) devices named `name`, other than `except`.
     fn active_named(&self, name: &str, except: Uuid) -> Result<Vec<DeviceMatch>, StoreError>;
 }
@@ -454,6 +458,10 @@ pub trait EnrollmentReads {
 pub trait EnrollmentWrites {
     /// Records whether the hub this store joined granted it enrollment.
     fn set_upstream_may_enroll(&self, may_enroll: bool) -> Result<(), StoreError>;
+
+    /// Records the addresses `fmp serve` tells phones to use (replacing
+    /// the ones before).
+    fn set_served_at(&self, urls: &[String]) -> Result<(), StoreError>;
 
     /// Lifts the revocation of a device (its key and FMPs stay as they
     /// were); the number reinstated (0 if it is unknown or not revoked).
