@@ -154,8 +154,13 @@ fn a_phone_hq_cannot_verify_is_held_at_its_hub_and_never_blocks_the_region() {
     );
     let text = fmp(&["status", "--store", s(&kayes)]);
     assert!(text.contains("quarantined: 2"), "{text}");
+    // By the name this hub enrolled it with, the id beside it (and in JSON).
+    assert_eq!(held[0]["author_name"], "benena-phone", "{st}");
     assert!(
-        text.contains(&format!("held: 2 change(s) by device {stray_id}")),
+        text.contains(&format!(
+            "held: 2 change(s) by benena-phone ({})",
+            &stray_id[..8]
+        )),
         "{text}"
     );
     // Later syncs go on; the held changes are offered again and held again.
@@ -512,6 +517,18 @@ fn a_phone_s_status_lists_its_records_a_review_sent_back_with_the_comment() {
         text.contains("to correct: 1") && text.contains("recount the adults"),
         "{text}"
     );
+    // The reviewer by its name, the id beside it (and in JSON).
+    let kayes_id = status_json(&kayes)["device"].as_str().unwrap().to_string();
+    assert_eq!(back[0]["by"], kayes_id.as_str());
+    assert_eq!(back[0]["by_name"], "kayes-hub");
+    assert!(
+        text.contains(&format!("has_issues by kayes-hub ({})", &kayes_id[..8])),
+        "{text}"
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&fmp(&["show", "--store", s(&gogui), &mine[0]])).unwrap();
+    assert_eq!(shown["review"]["by"], kayes_id.as_str());
+    assert_eq!(shown["review"]["by_name"], "kayes-hub", "{shown}");
     // The enumerator corrects it: still listed until reviewed again, as edited.
     fmp(&[
         "edit",

@@ -596,9 +596,9 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 }
                 for g in &st.held {
                     out!(
-                        "  held: {} change(s) by device {}{}: {}",
+                        "  held: {} change(s) by {}{}: {}",
                         g.changes,
-                        g.author.as_deref().unwrap_or("?"),
+                        named(g.author.as_deref(), g.author_name.as_deref()),
                         if g.retried {
                             " (offered again at each sync)"
                         } else {
@@ -615,10 +615,11 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 )?;
                 for t in &st.to_correct {
                     out!(
-                        "  {} ({}) {}{}: {}",
+                        "  {} ({}) {} by {}{}: {}",
                         t.id,
                         t.fmp,
                         t.status,
+                        named(Some(&t.by), t.by_name.as_deref()),
                         if t.edited_since {
                             ", edited since (waiting for the reviewer)"
                         } else {
@@ -670,6 +671,20 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A device as a person reads it: its name with the id's first 8
+/// characters, else `device ID` (`--json` has both).
+fn named(id: Option<&str>, name: Option<&str>) -> String {
+    let id = id.unwrap_or("?");
+    match name {
+        Some(n) => format!(
+            "{} ({})",
+            fmp_hub::db::printable(n),
+            id.get(..8).unwrap_or(id)
+        ),
+        None => format!("device {id}"),
     }
 }
 

@@ -80,6 +80,8 @@ pub struct HubRefusal {
 pub struct HeldGroup {
     /// The device that made them, where known.
     pub author: Option<String>,
+    /// Its name, where this store knows it (itself, a device enrolled here).
+    pub author_name: Option<String>,
     /// The hub's reason.
     pub reason: String,
     /// How many changes.
@@ -99,6 +101,7 @@ pub fn group(list: &[Quarantined]) -> Vec<HeldGroup> {
             Some(g) => g.changes += 1,
             None => out.push(HeldGroup {
                 author: q.author.clone(),
+                author_name: None,
                 reason: q.reason.clone(),
                 changes: 1,
                 retried: fmp_sync::may_pass_later(&q.reason),
@@ -106,6 +109,19 @@ pub fn group(list: &[Quarantined]) -> Vec<HeldGroup> {
         }
     }
     out
+}
+
+/// The groups with their authors' names, where this store knows them.
+fn named(store: &Store, mut groups: Vec<HeldGroup>) -> Result<Vec<HeldGroup>, HubError> {
+    store.snapshot(|r| -> Result<(), HubError> {
+        for g in &mut groups {
+            if let Some(a) = &g.author {
+                g.author_name = r.device_name(a)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(groups)
 }
 
 /// The sync state of a store.
@@ -162,7 +178,7 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
         fmps: up.and_then(|u| u.fmps),
         pending,
         peers,
-        held: group(&quarantined),
+        held: named(store, group(&quarantined))?,
         quarantined,
         waiting,
         restored: restored.detected_at.is_some().then_some(restored),

@@ -192,6 +192,20 @@ impl HubReads for Reader<'_> {
             .map_err(self.sql())
     }
 
+    fn device_name(&self, device: &str) -> Result<Option<String>, StoreError> {
+        let me = self.store.identity();
+        if me.device_id.to_string() == device {
+            return Ok(Some(me.name.clone()));
+        }
+        self.conn
+            .prepare_cached(
+                "SELECT name FROM hub_upstream WHERE hub = ?1
+                 UNION ALL SELECT name FROM hub_devices WHERE device = ?1 LIMIT 1",
+            )
+            .and_then(|mut st| st.query_row([device], |r| r.get(0)).optional())
+            .map_err(self.sql())
+    }
+
     fn unused_codes(&self, now_ms: i64) -> Result<Vec<UnusedCode>, StoreError> {
         self.conn
             .prepare_cached(

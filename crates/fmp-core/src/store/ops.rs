@@ -353,6 +353,10 @@ pub trait HubReads {
     /// An enrollment code, by the SHA-256 of its canonical form.
     fn enrollment_code(&self, hash: &[u8]) -> Result<Option<CodeRow>, StoreError>;
 
+    /// The name this store knows a device by (itself, the hub it joined, a
+    /// device enrolled here), if it knows one; `device` as stored (UUID text).
+    fn device_name(&self, device: &str) -> Result<Option<String>, StoreError>;
+
     /// The codes not used yet that are still valid at `now_ms` (ms since
     /// the epoch), oldest first.
     fn unused_codes(&self, now_ms: i64) -> Result<Vec<UnusedCode>, StoreError>;
