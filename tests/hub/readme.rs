@@ -376,6 +376,7 @@ fn the_readme_hub_section_followed_literally_on_loopback() {
     );
     let status = &ran_of(&sh, "status --store phone")[0].stdout;
     assert_eq!(fingerprint(status), kayes_fp, "{status}");
+    assert!(status.contains("peer kayes-hub ("), "names, not ids: {status}");
     // Listening on every interface: the addresses phones can use (or that
     // there are none but loopback), never http(s)://0.0.0.0 alone.
     // (Printed just after `listening on`: read when the commands below ran.)
@@ -396,6 +397,32 @@ fn the_readme_hub_section_followed_literally_on_loopback() {
             && line.contains("fmp join --store DIR --hub "),
         "{line}"
     );
+    // `fmp devices` points at the unused code (listed before it was cancelled).
+    let devices = &ran_of(&sh, "devices --store kayes")[0].stdout;
+    assert!(devices.contains("gogui-phone-1"), "{devices}");
+    assert!(
+        !devices.contains("not used yet"),
+        "no unused code then: {devices}"
+    );
+    let now = support::fmp(&[
+        "enroll-code",
+        "--store",
+        support::s(&tmp.path().join("kayes")),
+        "--fmp",
+        "ML-GOG",
+    ]);
+    let devices = support::fmp(&["devices", "--store", support::s(&tmp.path().join("kayes"))]);
+    assert!(
+        devices.contains("1 enrollment code(s) not used yet: `fmp codes"),
+        "{devices}"
+    );
+    support::fmp(&[
+        "codes",
+        "--store",
+        support::s(&tmp.path().join("kayes")),
+        "--cancel",
+        now.trim(),
+    ]);
     // The region reached HQ.
     let hq = support::fmp(&[
         "list",

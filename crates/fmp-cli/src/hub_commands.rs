@@ -418,6 +418,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 return Ok(ExitCode::SUCCESS);
             }
             let list = fmp_hub::status::devices(&s)?;
+            let unused = fmp_hub::enroll::unused(&s)?.len();
             if json {
                 out!(
                     "{}",
@@ -443,6 +444,13 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                         fmp_hub::db::printable(&d.name),
                         d.fmps.map(|f| f.join(",")).unwrap_or_else(|| "any".into()),
                         d.last_sync.unwrap_or_else(|| "never".into()),
+                    )?;
+                }
+                if unused > 0 {
+                    out!(
+                        "{unused} enrollment code(s) not used yet: `fmp codes --store {}` lists \
+                         them, `--cancel` cancels one",
+                        store.display()
                     )?;
                 }
             }
@@ -581,9 +589,8 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
             out!("pending changes: {}", st.pending)?;
             for p in &st.peers {
                 out!(
-                    "peer {} {}: last sync {}, {} change(s) not acknowledged",
-                    p.peer,
-                    fmp_hub::db::printable(p.name.as_deref().unwrap_or("")),
+                    "peer {}: last sync {}, {} change(s) not acknowledged",
+                    named(Some(&p.peer), p.name.as_deref()),
                     p.last_sync.as_deref().unwrap_or("never"),
                     p.pending
                 )?;
