@@ -376,7 +376,10 @@ fn the_readme_hub_section_followed_literally_on_loopback() {
     );
     let status = &ran_of(&sh, "status --store phone")[0].stdout;
     assert_eq!(fingerprint(status), kayes_fp, "{status}");
-    assert!(status.contains("peer kayes-hub ("), "names, not ids: {status}");
+    assert!(
+        status.contains("peer kayes-hub ("),
+        "names, not ids: {status}"
+    );
     // Listening on every interface: the addresses phones can use (or that
     // there are none but loopback), never http(s)://0.0.0.0 alone.
     // (Printed just after `listening on`: read when the commands below ran.)
