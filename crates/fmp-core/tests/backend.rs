@@ -708,6 +708,55 @@ mod hub_cases {
         assert_eq!(s.snapshot(|r| r.upstream()).unwrap(), Some(other));
         assert_eq!(s.snapshot(|r| r.hq_identity()).unwrap(), None);
     }
+
+    /// Devices are named as this store knows them (itself, its hub, a
+    /// device enrolled here; none else), and the addresses a hub served
+    /// at read back as set, replaced by the next.
+    pub fn device_names_and_served_addresses_read_back(b: Backend) {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = (b.init)(&tmp.path().join("s"), "kayes-hub").unwrap();
+        let me = s.identity().device_id.to_string();
+        let (hub, phone) = (Uuid::now_v7(), Uuid::now_v7());
+        s.transaction(|w| {
+            w.set_upstream(&Upstream {
+                hub,
+                url: "https://hq:8443".into(),
+                name: "hq".into(),
+                public_key: vec![1; 32],
+                fmps: None,
+                tls_cert: None,
+            })?;
+            w.enroll_device(
+                phone,
+                "gogui-phone-1",
+                &[2; 32],
+                Some(&["ML-GOG".into()]),
+                false,
+            )
+        })
+        .unwrap();
+        let name = |d: &str| s.snapshot(|r| r.device_name(d)).unwrap();
+        assert_eq!(name(&me).as_deref(), Some("kayes-hub"));
+        assert_eq!(name(&hub.to_string()).as_deref(), Some("hq"));
+        assert_eq!(name(&phone.to_string()).as_deref(), Some("gogui-phone-1"));
+        assert_eq!(name(&Uuid::now_v7().to_string()), None);
+        assert!(
+            s.snapshot(|r| r.served_at()).unwrap().is_empty(),
+            "never served"
+        );
+        let urls = vec![
+            "https://10.0.0.2:8080".to_string(),
+            "https://192.168.1.7:8080".into(),
+        ];
+        s.transaction(|w| w.set_served_at(&urls)).unwrap();
+        assert_eq!(s.snapshot(|r| r.served_at()).unwrap(), urls);
+        s.transaction(|w| w.set_served_at(&["http://127.0.0.1:9".into()]))
+            .unwrap();
+        assert_eq!(
+            s.snapshot(|r| r.served_at()).unwrap(),
+            ["http://127.0.0.1:9"]
+        );
+    }
 }
 
 /// Instantiates every case of the suite for one backend, as a module of tests.
@@ -791,6 +840,11 @@ macro_rules! backend_suite {
             #[test]
             fn the_upstream_is_replaced_and_hq_is_self_until_one_is_joined() {
                 hub_cases::the_upstream_is_replaced_and_hq_is_self_until_one_is_joined($backend);
+            }
+
+            #[test]
+            fn device_names_and_served_addresses_read_back() {
+                hub_cases::device_names_and_served_addresses_read_back($backend);
             }
         }
     };
