@@ -538,6 +538,23 @@ fn a_phone_s_status_lists_its_records_a_review_sent_back_with_the_comment() {
         r#"{"notes":"adults recounted"}"#,
     ]);
     assert_eq!(status_json(&gogui)["to_correct"][0]["edited_since"], true);
+    // The supervisor's hub, once the edit arrived, says so too.
+    let shown = |store: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&fmp(&["show", "--store", s(store), &mine[0]])).unwrap()
+    };
+    assert!(
+        shown(&kayes).get("edited_since_review").is_none(),
+        "not yet"
+    );
+    fmp(&["sync", "--store", s(&gogui)]);
+    assert_eq!(shown(&kayes)["edited_since_review"], true);
+    assert_eq!(shown(&gogui)["edited_since_review"], true);
+    assert!(
+        shown(&kayes)["notes"]
+            .as_str()
+            .unwrap()
+            .contains("adults recounted")
+    );
     let st = status_json(&colleague);
     assert_eq!(st["to_correct"][0]["comment"], "duplicate", "{st}");
 }

@@ -311,9 +311,16 @@ pub fn show(dir: &Path, id: &str) -> Result<ExitCode, CliError> {
         }),
         None => None,
     };
+    // Edited after its review: the reviewer has not seen the edit yet.
+    let edited_since_review = review.is_some() && {
+        let h = store.history(id)?;
+        let last = |op: &str| h.iter().filter(|e| e.op == op).map(|e| e.seq).max();
+        last("edit") > last("review")
+    };
     print_json(&Shown {
         submission: &s.submission,
         review,
+        edited_since_review,
         deleted: s.deleted,
         conflicts: &s.conflicts,
         invalid,
@@ -328,6 +335,8 @@ struct Shown<'a> {
     #[serde(flatten)]
     submission: &'a Submission,
     review: Option<ShownReview<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    edited_since_review: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     deleted: bool,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
