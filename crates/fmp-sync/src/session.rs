@@ -398,20 +398,16 @@ impl<'a> Client<'a> {
         let trust = self.trust;
         let cursor_phase = matches!(self.phase, Phase::Cursor);
         let own = WithSelf::new(self.store, trust)?;
+        // Read before the write: a read inside it would wait for the
+        // write's own lock where no reader connection can be opened.
+        let hq = authority(self.store, trust)?;
         let applied = {
-            let mut authors =
-                Authors::new(&own, resp.pull.certs.clone(), authority(self.store, trust)?);
+            let mut authors = Authors::new(&own, resp.pull.certs.clone(), hq.clone());
             // Planned on a snapshot (the app's reads go on meanwhile),
             // committed in the write, as a responder does.
             let early = plan_received(self.store, &mut authors, &resp.pull, peer)?;
             self.store.transaction(|tx| -> Result<_, SyncError> {
-                let fresh = || {
-                    Ok(Authors::new(
-                        &own,
-                        resp.pull.certs.clone(),
-                        authority(self.store, trust)?,
-                    ))
-                };
+                let fresh = || Ok(Authors::new(&own, resp.pull.certs.clone(), hq));
                 let (applied, hashes) =
                     commit_received(tx, &mut authors, fresh, early, &resp.pull, peer)?;
                 let mut reset = false;

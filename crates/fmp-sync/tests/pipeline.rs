@@ -212,12 +212,7 @@ fn pushed_edits_depending_on_the_previous_message_are_stored_in_order() {
     let trust = trust_all(&[&phone, &hub]);
     let mut ids = Vec::new();
     for n in 0..80 {
-        ids.push(
-            phone
-                .store
-                .record(submission("ML-HER", n))
-                .expect("record"),
-        );
+        ids.push(phone.store.record(submission("ML-HER", n)).expect("record"));
     }
     for (k, id) in ids.iter().enumerate() {
         phone
@@ -225,11 +220,13 @@ fn pushed_edits_depending_on_the_previous_message_are_stored_in_order() {
             .edit(*id, &serde_json::json!({"notes": format!("edit {k}")}))
             .expect("edit");
     }
-    let r = fmp_sync::sync_in_memory(&phone.store, &trust, &hub.store, &trust, 2500)
-        .expect("sync");
+    let r = fmp_sync::sync_in_memory(&phone.store, &trust, &hub.store, &trust, 2500).expect("sync");
     assert!(r.round_trips > 4, "{r:?}");
     assert_eq!(r.pushed, 160, "{r:?}");
     assert!(r.refused_by_peer.is_empty(), "{r:?}");
-    assert_eq!(testing::count_rows(&hub.store, "pending").expect("count"), 0);
+    assert_eq!(
+        testing::count_rows(&hub.store, "pending").expect("count"),
+        0
+    );
     assert_eq!(dump(&phone.store), dump(&hub.store));
 }
