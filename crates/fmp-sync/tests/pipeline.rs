@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use fmp_core::store::StoreError;
+use fmp_core::store::{Store, StoreError};
 use fmp_sync::{Client, Report, SyncError, respond};
 use rand::{Rng, SeedableRng};
 
@@ -229,4 +229,65 @@ fn pushed_edits_depending_on_the_previous_message_are_stored_in_order() {
         0
     );
     assert_eq!(dump(&phone.store), dump(&hub.store));
+}
+
+/// Why one device's requests must reach the hub in order, and do: a hub
+/// that took request n+1 before request n (a copy of the hub here) would
+/// refuse the edits n+1 carries of records n brings, as depending on
+/// changes it does not have; taken in order, nothing is refused. A
+/// pipelined request n+1 is built from answer n, which the hub writes
+/// only after committing request n, so the order holds.
+#[test]
+fn request_n_plus_1_is_only_taken_after_request_n_and_would_be_refused_before_it() {
+    let phone = replica("phone");
+    let root = tempfile::tempdir().expect("tmp");
+    let (first, second) = (root.path().join("hub"), root.path().join("copy"));
+    drop(Store::init(&first, "hub").expect("init"));
+    std::fs::create_dir(&second).expect("mkdir");
+    for e in std::fs::read_dir(&first).expect("read") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), second.join(e.file_name())).expect("copy");
+    }
+    let (hub, copy) = (
+        Store::open(&first).expect("open"),
+        Store::open(&second).expect("open"),
+    );
+    let mut trust = fmp_sync::StaticTrust::new(true);
+    trust.insert(id(&phone), info(&phone, None));
+    trust.insert(hub.identity().device_id, {
+        let mut i = info(&phone, None);
+        i.public_key = hub.identity().public_key().to_vec();
+        i
+    });
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(phone.store.record(submission("ML-HER", n)).expect("record"));
+    }
+    for id in &ids {
+        phone
+            .store
+            .edit(*id, &serde_json::json!({"notes": "edited"}))
+            .expect("edit");
+    }
+    let mut client =
+        Client::new(&phone.store, &trust, hub.identity().device_id).with_max_bytes(2048);
+    let n = client.next_request().expect("request n").expect("some");
+    let answer = client
+        .read_response(&respond(&hub, &trust, &n).expect("answer n"))
+        .expect("read");
+    let ahead = client.ahead(&answer).expect("ahead").expect("built ahead");
+    let next = ahead.build(&phone.store).expect("build").expect("fits");
+    let decode = |b: Vec<u8>| fmp_sync::Response::decode(&b).expect("decode");
+    let wrong = decode(respond(&copy, &trust, next.bytes()).expect("n+1 first"));
+    assert!(!wrong.refused.is_empty(), "{wrong:?}");
+    assert!(
+        wrong.refused.iter().all(|r| r
+            .reason
+            .contains("depends on a change this replica does not have")),
+        "{:?}",
+        wrong.refused
+    );
+    let right = decode(respond(&hub, &trust, next.bytes()).expect("n+1 after n"));
+    assert!(right.refused.is_empty(), "{:?}", right.refused);
+    assert!(right.accepted > wrong.accepted, "{right:?}");
 }
