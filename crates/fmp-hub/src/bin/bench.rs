@@ -8,16 +8,22 @@
 //! pushed change already there: a client gave up on an earlier answer).
 //!
 //! While the devices sync, a reader thread in the hub's process lists one
-//! FMP's submissions every 100 ms (what `fmp list` and the report do on
-//! the hub's store); after the sync it goes on for 3 s on the idle store.
-//! The last line compares the two: reads should not wait behind writes.
+//! FMP's submissions every 100 ms (what `fmp list` reads on the hub's
+//! store), and another reads the report of the month the submissions fall
+//! in every second (what `fmp report` reads: the month's aggregates and
+//! record counts, on one snapshot); after the sync both go on for 10 s on
+//! the idle store (setup, while the devices enroll, is not counted). The
+//! last two lines compare the two: reads should not wait behind writes.
+//! The devices' own CPU over the sync is printed beside the hub's: on a
+//! machine of two cores they take most of it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use fmp_core::store::Store;
+use fmp_core::store::report::Counted;
+use fmp_core::store::{Store, StoreError};
 use fmp_hub::client::{self, SyncOptions};
 use fmp_hub::{HubError, Limits};
 
@@ -52,7 +58,29 @@ fn hub_only(dir: &str) -> Result<(), HubError> {
         ..Limits::default()
     };
     let state = fmp_hub::server::Hub::new(Store::open(Path::new(dir))?, limits)?;
-    let probe = ReadProbe::start(state.store().clone(), Path::new(dir).join("sync-done"));
+    let (begun, done) = (
+        Path::new(dir).join("sync-begun"),
+        Path::new(dir).join("sync-done"),
+    );
+    let list = {
+        let store = state.store().clone();
+        let filter = fmp_core::store::Filter {
+            fmp: Some("ML-GOG".into()),
+            ..Default::default()
+        };
+        ReadProbe::start(
+            Duration::from_millis(100),
+            begun.clone(),
+            done.clone(),
+            move || store.list(&filter).is_ok(),
+        )
+    };
+    let report = {
+        let store = state.store().clone();
+        ReadProbe::start(Duration::from_secs(1), begun, done, move || {
+            report_reads(&store).is_ok()
+        })
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,41 +102,66 @@ fn hub_only(dir: &str) -> Result<(), HubError> {
         "load: shed {}, applied twice {}",
         load.shed, load.applied_twice
     );
-    println!("{}", probe.finish());
+    println!("{}", list.finish("list"));
+    println!("{}", report.finish("report"));
     Ok(())
 }
 
-/// Times `list` of one FMP on the hub's store, under load and then idle.
+/// The month the bench's submissions fall in (`example_submission`'s,
+/// plus at most a few hours), and the month before it.
+const REPORT_MONTH: (&str, &str) = ("2020-06", "2020-05");
+
+/// What `fmp report` reads of the store for [`REPORT_MONTH`] (every FMP,
+/// all but rejected submissions): the month's aggregates and its record
+/// counts, on one snapshot, on a reader connection beside the writer.
+fn report_reads(store: &Store) -> Result<usize, StoreError> {
+    use fmp_core::store::ops::{CountReads, ReportReads};
+    let (month, previous) = REPORT_MONTH;
+    store.snapshot(|r| {
+        let aggs = r.report_aggregates(month, previous, Counted::AllButRejected)?;
+        let counts = r.month_counts(month, |_| true)?;
+        Ok(aggs.by_direction.len() + usize::try_from(counts.total).unwrap_or(0))
+    })
+}
+
+/// Times one read on the hub's store every `every`, under load (once the
+/// bench writes the `begun` file, as the devices start syncing: not while
+/// they enroll) and then idle (once it writes the `done` file).
 struct ReadProbe {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<(Vec<f64>, Vec<f64>)>,
 }
 
 impl ReadProbe {
-    fn start(store: std::sync::Arc<Store>, done: std::path::PathBuf) -> ReadProbe {
+    fn start(
+        every: Duration,
+        begun: std::path::PathBuf,
+        done: std::path::PathBuf,
+        mut read: impl FnMut() -> bool + Send + 'static,
+    ) -> ReadProbe {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let filter = fmp_core::store::Filter {
-                fmp: Some("ML-GOG".into()),
-                ..Default::default()
-            };
             let (mut load, mut idle) = (Vec::new(), Vec::new());
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let t = Instant::now();
-                if store.list(&filter).is_ok() {
+                if read() {
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
-                    if done.exists() { &mut idle } else { &mut load }.push(ms);
+                    if done.exists() {
+                        idle.push(ms);
+                    } else if begun.exists() {
+                        load.push(ms);
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(every);
             }
             (load, idle)
         });
         ReadProbe { stop, thread }
     }
 
-    /// `reads: list under load p50 … p99 … (n) | idle p50 … p99 … (n)`.
-    fn finish(self) -> String {
+    /// `reads: WHAT under load p50 … p99 … (n) | idle p50 … p99 … (n)`.
+    fn finish(self, what: &str) -> String {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (mut load, mut idle) = self.thread.join().unwrap_or_default();
         let pct = |v: &mut Vec<f64>, p: f64| -> f64 {
@@ -118,7 +171,7 @@ impl ReadProbe {
                 .unwrap_or(0.0)
         };
         format!(
-            "reads: list under load p50 {:.1} ms p99 {:.1} ms ({}) | idle p50 {:.1} ms p99 {:.1} ms ({})",
+            "reads: {what} under load p50 {:.1} ms p99 {:.1} ms ({}) | idle p50 {:.1} ms p99 {:.1} ms ({})",
             pct(&mut load, 0.5),
             pct(&mut load, 0.99),
             load.len(),
@@ -200,6 +253,8 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
         devices * per,
         t.elapsed().as_secs_f64()
     );
+    let own_cpu = cpu_secs(std::process::id());
+    let _ = std::fs::write(hub_dir.join("sync-begun"), b"");
     let start = Instant::now();
     // Per cause: how many, and the first error seen (printed as an example).
     let causes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
@@ -240,9 +295,15 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
     let wall = start.elapsed();
     let peak = peak_kib(child.id());
     let hub_cpu = cpu_secs(child.id());
-    // The read probe's idle phase: 3 s on the store at rest.
+    // The 200 simulated devices' CPU over the sync (this process: their
+    // threads; the hub is the child), beside the cores' capacity.
+    let devices_cpu = cpu_secs(std::process::id())
+        .zip(own_cpu)
+        .map(|(b, a)| b - a);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The read probes' idle phase: 10 s on the store at rest.
     let _ = std::fs::write(hub_dir.join("sync-done"), b"");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(10));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -299,8 +360,10 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
             .unwrap_or_else(|| "?".into())
     );
     println!(
-        "hub holds {held} submissions; hub CPU {:.1} s; the clients waited for a busy hub {shed} times",
-        hub_cpu.unwrap_or(0.0)
+        "hub holds {held} submissions; hub CPU {:.1} s; the clients waited for a busy hub {shed} times; devices CPU {:.1} s ({:.0}% of {cores} cores over the wall)",
+        hub_cpu.unwrap_or(0.0),
+        devices_cpu.unwrap_or(0.0),
+        devices_cpu.unwrap_or(0.0) / (wall.as_secs_f64() * cores as f64) * 100.0
     );
     let causes = causes.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if !causes.is_empty() {
@@ -313,7 +376,7 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
             println!("  {k}, e.g.: {example}");
         }
     }
-    if let Some(reads) = rest.lines().find(|l| l.starts_with("reads: ")) {
+    for reads in rest.lines().filter(|l| l.starts_with("reads: ")) {
         println!("{reads}");
     }
     let _ = std::fs::remove_dir_all(Path::new(&tmp));
