@@ -14,7 +14,9 @@
 //! record counts, on one snapshot); after the sync both go on for 10 s on
 //! the idle store (setup, while the devices enroll, is not counted). The
 //! last two lines compare the two: reads should not wait behind writes.
-//! The devices' own CPU over the sync is printed beside the hub's: on a
+//! Each read's time is split (from the kernel's schedstat of its thread)
+//! into waiting for a CPU, running, and blocked (a lock, the disk), and
+//! the devices' own CPU over the sync is printed beside the hub's: on a
 //! machine of two cores they take most of it.
 
 use std::io::{BufRead, BufReader};
@@ -124,12 +126,35 @@ fn report_reads(store: &Store) -> Result<usize, StoreError> {
     })
 }
 
+/// One timed read: how long it took, and of that how long its thread
+/// waited in the run queue for a CPU and how long it ran (the rest it was
+/// blocked: a lock, the disk), from `/proc/thread-self/schedstat`.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    ms: f64,
+    queued_ms: f64,
+    running_ms: f64,
+}
+
+impl Sample {
+    fn blocked_ms(&self) -> f64 {
+        (self.ms - self.queued_ms - self.running_ms).max(0.0)
+    }
+}
+
+/// This thread's (time on a CPU, time waiting in the run queue), in ms.
+fn sched_ms() -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut f = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some((f.next()?? / 1e6, f.next()?? / 1e6))
+}
+
 /// Times one read on the hub's store every `every`, under load (once the
 /// bench writes the `begun` file, as the devices start syncing: not while
 /// they enroll) and then idle (once it writes the `done` file).
 struct ReadProbe {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(Vec<f64>, Vec<f64>)>,
+    thread: std::thread::JoinHandle<(Vec<Sample>, Vec<Sample>)>,
 }
 
 impl ReadProbe {
@@ -144,13 +169,22 @@ impl ReadProbe {
         let thread = std::thread::spawn(move || {
             let (mut load, mut idle) = (Vec::new(), Vec::new());
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let before = sched_ms();
                 let t = Instant::now();
                 if read() {
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    let (running_ms, queued_ms) = before
+                        .zip(sched_ms())
+                        .map_or((0.0, 0.0), |(a, b)| (b.0 - a.0, b.1 - a.1));
+                    let sample = Sample {
+                        ms,
+                        queued_ms,
+                        running_ms,
+                    };
                     if done.exists() {
-                        idle.push(ms);
+                        idle.push(sample);
                     } else if begun.exists() {
-                        load.push(ms);
+                        load.push(sample);
                     }
                 }
                 std::thread::sleep(every);
@@ -160,24 +194,40 @@ impl ReadProbe {
         ReadProbe { stop, thread }
     }
 
-    /// `reads: WHAT under load p50 … p99 … (n) | idle p50 … p99 … (n)`.
+    /// `reads: WHAT under load p50 … p99 … (n) | idle p50 … p99 … (n) |
+    /// under load, p99 read … = … waiting for a CPU + … running + …
+    /// blocked; all: …% waiting for a CPU, …% blocked`.
     fn finish(self, what: &str) -> String {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (mut load, mut idle) = self.thread.join().unwrap_or_default();
-        let pct = |v: &mut Vec<f64>, p: f64| -> f64 {
-            v.sort_by(f64::total_cmp);
+        load.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+        idle.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+        let at = |v: &[Sample], p: f64| -> Sample {
             v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
                 .copied()
-                .unwrap_or(0.0)
+                .unwrap_or_default()
         };
+        let p99 = at(&load, 0.99);
+        let total: f64 = load
+            .iter()
+            .map(|s| s.ms)
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
+        let share = |f: fn(&Sample) -> f64| load.iter().map(f).sum::<f64>() / total * 100.0;
         format!(
-            "reads: {what} under load p50 {:.1} ms p99 {:.1} ms ({}) | idle p50 {:.1} ms p99 {:.1} ms ({})",
-            pct(&mut load, 0.5),
-            pct(&mut load, 0.99),
+            "reads: {what} under load p50 {:.1} ms p99 {:.1} ms ({}) | idle p50 {:.1} ms p99 {:.1} ms ({}) | under load, p99 read {:.1} ms = {:.1} waiting for a CPU + {:.1} running + {:.1} blocked; all: {:.0}% waiting for a CPU, {:.0}% blocked",
+            at(&load, 0.5).ms,
+            p99.ms,
             load.len(),
-            pct(&mut idle, 0.5),
-            pct(&mut idle, 0.99),
-            idle.len()
+            at(&idle, 0.5).ms,
+            at(&idle, 0.99).ms,
+            idle.len(),
+            p99.ms,
+            p99.queued_ms,
+            p99.running_ms,
+            p99.blocked_ms(),
+            share(|s| s.queued_ms),
+            share(Sample::blocked_ms),
         )
     }
 }
