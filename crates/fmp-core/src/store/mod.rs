@@ -146,6 +146,20 @@ pub enum StoreError {
     /// Key generation or loading failed.
     #[error("device key: {0}")]
     Crypto(String),
+    /// The store's key file holds another key than the one the store
+    /// recorded at init (a key copied from another device).
+    #[error(
+        "{} is not this store's key: it holds public key {found}, and the store was created with public key {expected}; \
+         put this store's own device.key back (from its backup); nothing was changed"
+    , path.display())]
+    KeyMismatch {
+        /// The key file.
+        path: PathBuf,
+        /// Public key recorded in the store (hex).
+        expected: String,
+        /// Public key of the key in the file (hex).
+        found: String,
+    },
     /// This device's role does not allow the operation (an enumerator's
     /// phone reviewing, or changing a colleague's submission).
     #[error("{0}; nothing was changed")]
@@ -307,6 +321,24 @@ impl Store {
         let device_id = Uuid::parse_str(&meta("device_id")?)
             .map_err(|e| StoreError::Crypto(format!("bad device id in store: {e}")))?;
         let identity = Identity::load(dir, device_id, meta("name")?)?;
+        // The key must be the one this store was created with: another
+        // device's key would sign changes every peer refuses.
+        let expected: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'public_key'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| sql_err(dir, e))?;
+        let found = hex::encode(identity.public_key());
+        if let Some(expected) = expected
+            && !expected.eq_ignore_ascii_case(&found)
+        {
+            return Err(StoreError::KeyMismatch {
+                path: dir.join(identity::KEY_FILE),
+                expected,
+                found,
+            });
+        }
         // A database file other than the one last recorded: the store was
         // put back from a copy (a restore). It takes a fresh actor epoch
         // before any write. Best effort: a store that cannot be written
@@ -679,6 +711,9 @@ impl Store {
                 ));
             }
             let mut d = self.load_doc(w, id)?;
+            if doc::read_submission(&d)?.deleted {
+                return Err(StoreError::Deleted(id.to_string()));
+            }
             let review = Review {
                 status,
                 comment: comment.to_string(),
