@@ -200,75 +200,6 @@ fn describe(v: &Value) -> String {
     }
 }
 
-// The lists above are the enums' own values: a test keeps them in step.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests fail loudly by design
-mod tests {
-    use super::*;
-    use crate::model::{Direction, MovementType, Transport};
-
-    fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
-        all.iter().map(|v| name(*v)).collect()
-    }
-
-    #[test]
-    fn the_choice_lists_are_the_enums() {
-        assert_eq!(names(Direction::ALL, Direction::as_str), DIRECTIONS);
-        assert_eq!(names(Transport::ALL, Transport::as_str), TRANSPORTS);
-        assert_eq!(names(MovementType::ALL, MovementType::as_str), MOVEMENTS);
-    }
-
-    #[test]
-    fn the_example_has_no_problem() {
-        let v = crate::form::example_submission().to_value();
-        assert_eq!(problems(&v), Vec::<(String, String)>::new());
-    }
-
-    #[test]
-    fn every_structural_problem_is_named_with_its_path() {
-        let mut v = crate::form::example_submission().to_value();
-        let o = v.as_object_mut().unwrap();
-        o.remove("form_version");
-        o.insert("colour".into(), "red".into());
-        o.insert("direction".into(), "sideways".into());
-        o.insert("transport".into(), "camel".into());
-        o["people"]["adult_male"] = "thirty".into();
-        o["people"].as_object_mut().unwrap().remove("minor_female");
-        o["departure"]["country"] = 12.into();
-        o["nationalities"]["BFA"] = (-3).into();
-        let found = problems(&v);
-        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "form_version",
-                "direction",
-                "transport",
-                "departure.country",
-                "people.adult_male",
-                "people.minor_female",
-                "nationalities.BFA",
-                "colour",
-            ]
-        );
-        assert!(
-            found[1]
-                .1
-                .contains("\"sideways\" is not one of incoming, outgoing")
-        );
-        assert!(found[0].1.contains("missing"));
-        assert!(found[7].1.contains("unknown field"));
-    }
-
-    #[test]
-    fn a_document_that_is_not_an_object_is_named_as_such() {
-        let found = problems(&serde_json::json!([1, 2]));
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0, "");
-        assert!(found[0].1.contains("JSON object, not a list"));
-    }
-}
-
 /// Every key given more than once in one object of the JSON text, as
 /// (path, message); a JSON value keeps only the last one, so this reads the
 /// text itself. Empty when the text is not JSON (the syntax error says so).
@@ -350,5 +281,83 @@ impl<'de> serde::de::Visitor<'de> for Walk<'_> {
             })?;
         }
         Ok(())
+    }
+}
+
+// The lists above are the enums' own values: a test keeps them in step.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly by design
+mod tests {
+    use super::*;
+    use crate::model::{Direction, MovementType, Transport};
+
+    fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
+        all.iter().map(|v| name(*v)).collect()
+    }
+
+    #[test]
+    fn the_choice_lists_are_the_enums() {
+        assert_eq!(names(Direction::ALL, Direction::as_str), DIRECTIONS);
+        assert_eq!(names(Transport::ALL, Transport::as_str), TRANSPORTS);
+        assert_eq!(names(MovementType::ALL, MovementType::as_str), MOVEMENTS);
+    }
+
+    #[test]
+    fn the_example_has_no_problem() {
+        let v = crate::form::example_submission().to_value();
+        assert_eq!(problems(&v), Vec::<(String, String)>::new());
+    }
+
+    #[test]
+    fn every_structural_problem_is_named_with_its_path() {
+        let mut v = crate::form::example_submission().to_value();
+        let o = v.as_object_mut().unwrap();
+        o.remove("form_version");
+        o.insert("colour".into(), "red".into());
+        o.insert("direction".into(), "sideways".into());
+        o.insert("transport".into(), "camel".into());
+        o["people"]["adult_male"] = "thirty".into();
+        o["people"].as_object_mut().unwrap().remove("minor_female");
+        o["departure"]["country"] = 12.into();
+        o["nationalities"]["BFA"] = (-3).into();
+        let found = problems(&v);
+        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "form_version",
+                "direction",
+                "transport",
+                "departure.country",
+                "people.adult_male",
+                "people.minor_female",
+                "nationalities.BFA",
+                "colour",
+            ]
+        );
+        assert!(
+            found[1]
+                .1
+                .contains("\"sideways\" is not one of incoming, outgoing")
+        );
+        assert!(found[0].1.contains("missing"));
+        assert!(found[7].1.contains("unknown field"));
+    }
+
+    #[test]
+    fn a_document_that_is_not_an_object_is_named_as_such() {
+        let found = problems(&serde_json::json!([1, 2]));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "");
+        assert!(found[0].1.contains("JSON object, not a list"));
+    }
+
+    #[test]
+    fn duplicated_keys_are_found_at_any_depth_once_each() {
+        let text = r#"{"a":1,"a":2,"a":3,"b":[{"c":1,"c":2}],"d":{"e":{"f":0,"f":1}}}"#;
+        let found: Vec<String> = duplicate_keys(text).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(found, ["a", "b[0].c", "d.e.f"]);
+        assert!(duplicate_keys(r#"{"a":1,"b":{"a":1}}"#).is_empty());
+        assert!(duplicate_keys("{not json").is_empty());
     }
 }
