@@ -315,3 +315,25 @@ fn the_printed_expiry_of_a_code_is_never_earlier_than_the_stored_one() {
         "printed {printed} is earlier than the code's expiry {stored}"
     );
 }
+
+#[test]
+fn a_certificate_without_its_key_is_one_readable_sentence() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hq = init(dir.path(), "hq");
+    let cert = dir.path().join("hq.crt");
+    std::fs::write(&cert, "not used").expect("write");
+    let key = dir.path().join("hq.key");
+    let out = fmp(&[
+        "serve",
+        "--store",
+        &hq,
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().expect("utf8"),
+        "--tls-key",
+        key.to_str().expect("utf8"),
+    ]);
+    let err = refused(&out, &["hq.key does not", "or neither (`fmp serve`"]);
+    assert!(!err.contains("  "), "no run of spaces:\n{err}");
+}
