@@ -266,6 +266,27 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Refuses a key file that is not the key this store recorded at init.
+/// A database without its `meta` table yet (made by a newer `init` that
+/// failed half-way) has nothing to compare with.
+fn check_key(conn: &Connection, dir: &Path) -> Result<(), StoreError> {
+    let Ok(expected) = conn.query_row("SELECT value FROM meta WHERE key = 'public_key'", [], |r| {
+        r.get::<_, String>(0)
+    }) else {
+        return Ok(());
+    };
+    let found = hex::encode(Identity::load(dir, Uuid::nil(), String::new())?.public_key());
+    if expected.eq_ignore_ascii_case(&found) {
+        Ok(())
+    } else {
+        Err(StoreError::KeyMismatch {
+            path: dir.join(identity::KEY_FILE),
+            expected,
+            found,
+        })
+    }
+}
+
 impl Store {
     /// Creates a new store in `dir` (created if missing) with a fresh device identity.
     pub fn init(dir: &Path, name: &str) -> Result<Store, StoreError> {
@@ -311,6 +332,10 @@ impl Store {
         let mut conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(|e| sql_err(dir, e))?;
         configure(&conn).map_err(|e| sql_err(dir, e))?;
+        // The key must be the one this store was created with (another
+        // device's key would sign what every peer refuses): checked before
+        // anything is written, a schema upgrade included.
+        check_key(&conn, dir)?;
         schema::migrate(&mut conn, dir)?;
         let meta = |k: &str| -> Result<String, StoreError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
@@ -321,24 +346,6 @@ impl Store {
         let device_id = Uuid::parse_str(&meta("device_id")?)
             .map_err(|e| StoreError::Crypto(format!("bad device id in store: {e}")))?;
         let identity = Identity::load(dir, device_id, meta("name")?)?;
-        // The key must be the one this store was created with: another
-        // device's key would sign changes every peer refuses.
-        let expected: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'public_key'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| sql_err(dir, e))?;
-        let found = hex::encode(identity.public_key());
-        if let Some(expected) = expected
-            && !expected.eq_ignore_ascii_case(&found)
-        {
-            return Err(StoreError::KeyMismatch {
-                path: dir.join(identity::KEY_FILE),
-                expected,
-                found,
-            });
-        }
         // A database file other than the one last recorded: the store was
         // put back from a copy (a restore). It takes a fresh actor epoch
         // before any write. Best effort: a store that cannot be written
