@@ -303,13 +303,22 @@ fn one_paragraph(s: &str) -> String {
 }
 
 /// `fmp edit`.
-pub fn edit(dir: &Path, id: &str, patch: &str) -> Result<ExitCode, CliError> {
+pub fn edit(dir: &Path, id: &str, patch_text: &str) -> Result<ExitCode, CliError> {
     let id = parse_id(id)?;
-    let patch: serde_json::Value = serde_json::from_str(patch).map_err(|e| {
+    let patch: serde_json::Value = serde_json::from_str(patch_text).map_err(|e| {
         CliError::Usage(format!(
             "the patch is not JSON ({e}); give an object such as '{{\"notes\":\"...\"}}'"
         ))
     })?;
+    // A value keeps the last of a duplicated key; a patch is strict too.
+    let dups = fmp_core::shape::duplicate_keys(patch_text);
+    if !dups.is_empty() {
+        let named: Vec<String> = dups.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+        return Err(CliError::Usage(format!(
+            "the patch gives a key twice: {}; nothing was changed",
+            named.join("; ")
+        )));
+    }
     let store = Store::open(dir)?;
     let s = store.edit(id, &patch)?;
     print_json(&s)?;

@@ -337,3 +337,20 @@ fn a_certificate_without_its_key_is_one_readable_sentence() {
     let err = refused(&out, &["hq.key does not", "or neither (`fmp serve`"]);
     assert!(!err.contains("  "), "no run of spaces:\n{err}");
 }
+
+#[test]
+fn an_edit_patch_with_a_duplicated_key_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = init(dir.path(), "p1");
+    let id = record(&store, SAMPLE.as_bytes());
+    let before = text(&fmp(&["show", "--store", &store, &id]).stdout);
+    let out = fmp(&[
+        "edit",
+        "--store",
+        &store,
+        &id,
+        r#"{"notes":"a","notes":"b"}"#,
+    ]);
+    refused(&out, &["notes: duplicated key", "nothing was changed"]);
+    assert_eq!(before, text(&fmp(&["show", "--store", &store, &id]).stdout));
+}
