@@ -57,6 +57,16 @@ fn parse_id(id: &str) -> Result<Uuid, CliError> {
     })
 }
 
+/// Refuses a `--from` later than `--to`: such a range holds no day.
+pub(crate) fn check_range(from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<(), CliError> {
+    match (from, to) {
+        (Some(f), Some(t)) if f > t => Err(CliError::Usage(format!(
+            "--from {f} is later than --to {t}: no day is in that range; give the earlier day as --from"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn parse_day(flag: &str, s: &str) -> Result<NaiveDate, CliError> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
         CliError::Usage(format!(
@@ -110,7 +120,11 @@ pub fn record(dir: &Path, file: Option<&Path>) -> Result<ExitCode, CliError> {
     // Find the first non-blank line.
     for line in lines.by_ref() {
         n += 1;
-        let line = line.map_err(io("reading input"))?;
+        let mut line = line.map_err(io("reading input"))?;
+        // A UTF-8 byte order mark (Notepad writes one) is not part of the JSON.
+        if n == 1 && line.starts_with(UTF8_BOM) {
+            line.drain(..UTF8_BOM.len());
+        }
         if !line.iter().all(u8::is_ascii_whitespace) {
             first = Some((n, line));
             break;
@@ -152,10 +166,16 @@ pub fn record(dir: &Path, file: Option<&Path>) -> Result<ExitCode, CliError> {
             }
             rest.push((n, line));
         }
-        if all.len() <= MAX_SUBMISSION_BYTES
-            && serde_json::from_slice::<serde_json::Value>(&all).is_ok()
-        {
+        let whole = serde_json::from_slice::<serde_json::Value>(&all);
+        if all.len() <= MAX_SUBMISSION_BYTES && whole.is_ok() {
             recorder.one("submission", &all)?;
+        } else if let Err(e) = whole
+            && first_line.trim_ascii_start().starts_with(b"{")
+            && !rest.iter().any(|(_, l)| is_json_object(l))
+        {
+            // One object over several lines (pretty-printed) with a syntax
+            // error: one error, where the JSON breaks in the file.
+            recorder.refused_whole(&broken_json(&e, first_n));
         } else {
             recorder.one(&format!("line {first_n}"), &first_line)?;
             for (n, line) in rest {
@@ -186,6 +206,30 @@ pub fn record(dir: &Path, file: Option<&Path>) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The UTF-8 byte order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Whether a line holds one JSON object on its own (a JSON lines record).
+fn is_json_object(line: &[u8]) -> bool {
+    matches!(
+        serde_json::from_slice::<serde_json::Value>(line),
+        Ok(serde_json::Value::Object(_))
+    )
+}
+
+/// A syntax error in a document that starts at line `first_n` of the
+/// input, with its line and column in the input.
+fn broken_json(e: &serde_json::Error, first_n: usize) -> String {
+    let msg = e.to_string();
+    let what = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+    let line = e.line() + first_n.saturating_sub(1);
+    format!(
+        "malformed JSON at line {line} column {}: {what}; the input is one JSON object over \
+         several lines (no line of it is a JSON object on its own), and it breaks there",
+        e.column()
+    )
+}
+
 struct Recorder<'a> {
     store: &'a Store,
     refused: usize,
@@ -196,6 +240,12 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
+    /// Refuses the whole input as one submission that is not JSON.
+    fn refused_whole(&mut self, why: &str) {
+        self.refused += 1;
+        eprintln!("submission refused: {why}");
+    }
+
     /// Stores one submission, printing its id once committed, or reports why it was refused.
     fn one(&mut self, what: &str, bytes: &[u8]) -> Result<(), CliError> {
         let result = if bytes.len() > MAX_SUBMISSION_BYTES {
@@ -253,13 +303,22 @@ fn one_paragraph(s: &str) -> String {
 }
 
 /// `fmp edit`.
-pub fn edit(dir: &Path, id: &str, patch: &str) -> Result<ExitCode, CliError> {
+pub fn edit(dir: &Path, id: &str, patch_text: &str) -> Result<ExitCode, CliError> {
     let id = parse_id(id)?;
-    let patch: serde_json::Value = serde_json::from_str(patch).map_err(|e| {
+    let patch: serde_json::Value = serde_json::from_str(patch_text).map_err(|e| {
         CliError::Usage(format!(
             "the patch is not JSON ({e}); give an object such as '{{\"notes\":\"...\"}}'"
         ))
     })?;
+    // A value keeps the last of a duplicated key; a patch is strict too.
+    let dups = fmp_core::shape::duplicate_keys(patch_text);
+    if !dups.is_empty() {
+        let named: Vec<String> = dups.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+        return Err(CliError::Usage(format!(
+            "the patch gives a key twice: {}; nothing was changed",
+            named.join("; ")
+        )));
+    }
     let store = Store::open(dir)?;
     let s = store.edit(id, &patch)?;
     print_json(&s)?;
@@ -398,6 +457,7 @@ pub fn list(dir: &Path, a: ListArgs) -> Result<ExitCode, CliError> {
         .map(|s| parse_day("from", s))
         .transpose()?;
     filter.to = a.to.as_deref().map(|s| parse_day("to", s)).transpose()?;
+    check_range(filter.from, filter.to)?;
     filter.direction = a
         .direction
         .as_deref()

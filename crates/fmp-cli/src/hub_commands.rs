@@ -298,10 +298,34 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 ))
                 .into());
             }
+            if ttl > MAX_CODE_TTL {
+                return Err(HubError::Usage(format!(
+                    "--expires {expires} is too long: a code may stay valid at most 365d \
+                     (a code is a key to the hub; make a new one when it is needed)"
+                ))
+                .into());
+            }
+            // The same FMP given twice is one FMP.
+            let mut fmps = fmps;
+            let mut seen = std::collections::HashSet::new();
+            fmps.retain(|f| seen.insert(f.clone()));
             let code = fmp_hub::enroll::create_code(&s, &fmps, ttl, hub)?;
+            // Taken after the code was stored, and rounded up to the minute
+            // printed: never earlier than the expiry stored.
             let until = chrono::Duration::from_std(ttl)
                 .ok()
                 .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                .and_then(|t| {
+                    let past = i64::from(t.timestamp_subsec_nanos() > 0)
+                        + i64::from(chrono::Timelike::second(&t));
+                    if past == 0 {
+                        Some(t)
+                    } else {
+                        t.checked_add_signed(chrono::Duration::seconds(
+                            60 - i64::from(chrono::Timelike::second(&t)),
+                        ))
+                    }
+                })
                 .map_or_else(
                     || "far in the future".to_string(),
                     |t| format!("until {} UTC", t.format("%Y-%m-%d %H:%M")),
@@ -695,6 +719,9 @@ fn named(id: Option<&str>, name: Option<&str>) -> String {
     }
 }
 
+/// The longest an enrollment code may stay valid (`--expires`).
+const MAX_CODE_TTL: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
 /// `fmp status`'s quarantine lines: a head with the counts, then one line
 /// per record and reason (not one per change), with how many changes.
 fn quarantine_lines(list: &[fmp_hub::db::Quarantined]) -> Vec<String> {
@@ -719,7 +746,11 @@ fn quarantine_lines(list: &[fmp_hub::db::Quarantined]) -> Vec<String> {
             "  {} ({}){}{}: {}",
             q.record,
             q.fmp.as_deref().unwrap_or("?"),
-            if q.released { " released" } else { "" },
+            if q.released {
+                " (sent again at the next sync)"
+            } else {
+                ""
+            },
             if n > 1 {
                 format!(", {n} changes")
             } else {
@@ -764,6 +795,17 @@ mod quarantine_tests {
                 "  rec-2 (ML-BEN): outside its FMPs",
                 "  rec-1 (ML-BEN): cannot verify its author",
             ]
+        );
+    }
+
+    #[test]
+    fn a_change_to_be_sent_again_is_labelled_so_not_released() {
+        let mut again = q("a1", "rec-1", "outside its FMPs");
+        again.released = true;
+        let lines = quarantine_lines(&[again]);
+        assert_eq!(
+            lines[1],
+            "  rec-1 (ML-BEN) (sent again at the next sync): outside its FMPs"
         );
     }
 }

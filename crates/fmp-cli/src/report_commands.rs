@@ -169,6 +169,7 @@ pub fn export(dir: &Path, a: ExportArgs) -> Result<ExitCode, CliError> {
         fmp: a.fmp,
         exclude_rejected: !a.include_rejected,
     };
+    crate::commands::check_range(filter.from, filter.to)?;
     let store = Store::open(dir)?;
     if let Some(code) = &filter.fmp
         && store.registry().get(code).is_none()
@@ -198,6 +199,14 @@ pub fn export(dir: &Path, a: ExportArgs) -> Result<ExitCode, CliError> {
         )));
     }
     write_out(a.out.as_deref(), &buf)?;
+    if a.include_rejected && matches!(a.format, ExportFormat::Jsonl) {
+        // JSONL is the canonical submission JSON that `fmp record` takes
+        // back (strict: no review field), so it cannot mark rejected ones.
+        eprintln!(
+            "note: JSONL carries the submissions only, not their review status: the rejected \
+             ones in it are not marked; --format csv or xlsx has a review column"
+        );
+    }
     if let Some(p) = &a.out {
         eprintln!("exported {rows} submission(s) to {}{left_out}", p.display());
     }

@@ -257,6 +257,20 @@ impl Submission {
     pub fn from_json(text: &str) -> Result<Submission, ParseError> {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| ParseError::one(String::new(), describe_json_error(&e)))?;
+        // A value keeps the last of a duplicated key: strict parsing refuses
+        // them, with every other structural problem at once.
+        let mut found = crate::shape::duplicate_keys(text);
+        if !found.is_empty() {
+            found.extend(crate::shape::problems(&value));
+            let mut found = found.into_iter();
+            if let Some((path, message)) = found.next() {
+                return Err(ParseError {
+                    path,
+                    message,
+                    more: found.collect(),
+                });
+            }
+        }
         Submission::from_value(value)
     }
 

@@ -200,6 +200,90 @@ fn describe(v: &Value) -> String {
     }
 }
 
+/// Every key given more than once in one object of the JSON text, as
+/// (path, message); a JSON value keeps only the last one, so this reads the
+/// text itself. Empty when the text is not JSON (the syntax error says so).
+pub fn duplicate_keys(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let walk = Walk {
+        path: String::new(),
+        out: &mut out,
+    };
+    if serde::de::DeserializeSeed::deserialize(walk, &mut de).is_err() {
+        return Vec::new();
+    }
+    out
+}
+
+/// Walks a JSON document, noting duplicated keys under their path.
+struct Walk<'a> {
+    path: String,
+    out: &'a mut Vec<(String, String)>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        loop {
+            let walk = Walk {
+                path: format!("{}[{i}]", self.path),
+                out: &mut *self.out,
+            };
+            if seq.next_element_seed(walk)?.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = join(&self.path, &key);
+            if !seen.insert(key) && !self.out.iter().any(|(p, _)| *p == path) {
+                self.out.push((
+                    path.clone(),
+                    "duplicated key: given more than once in this object; give it once".into(),
+                ));
+            }
+            map.next_value_seed(Walk {
+                path,
+                out: &mut *self.out,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 // The lists above are the enums' own values: a test keeps them in step.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests fail loudly by design
@@ -266,5 +350,14 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, "");
         assert!(found[0].1.contains("JSON object, not a list"));
+    }
+
+    #[test]
+    fn duplicated_keys_are_found_at_any_depth_once_each() {
+        let text = r#"{"a":1,"a":2,"a":3,"b":[{"c":1,"c":2}],"d":{"e":{"f":0,"f":1}}}"#;
+        let found: Vec<String> = duplicate_keys(text).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(found, ["a", "b[0].c", "d.e.f"]);
+        assert!(duplicate_keys(r#"{"a":1,"b":{"a":1}}"#).is_empty());
+        assert!(duplicate_keys("{not json").is_empty());
     }
 }

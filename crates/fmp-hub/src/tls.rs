@@ -58,7 +58,8 @@ pub fn ensure_self_signed(cert: &Path, key: &Path, names: &[String]) -> Result<b
                 (key, cert)
             };
             return Err(HubError::Tls(format!(
-                "{} exists but {} does not: give both files of one certificate, or neither                  (`fmp serve` then makes a self-signed one)",
+                "{} exists but {} does not: give both files of one certificate, or neither \
+                 (`fmp serve` then makes a self-signed one)",
                 have.display(),
                 missing.display()
             )));

@@ -56,7 +56,18 @@ impl Identity {
     /// Loads the key of an existing store.
     pub(crate) fn load(dir: &Path, device_id: Uuid, name: String) -> Result<Identity, StoreError> {
         let path = dir.join(KEY_FILE);
-        let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let bytes = fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::Crypto(format!(
+                    "the key file {} is missing; every command opens the store with it \
+                     (it signs this device's changes): put the store's own device.key back \
+                     from its backup; without it, make a new store with `fmp init` and join again",
+                    path.display()
+                ))
+            } else {
+                StoreError::io(&path, e)
+            }
+        })?;
         let key = Ed25519KeyPair::from_pkcs8(&bytes).map_err(|e| {
             StoreError::Crypto(format!(
                 "{} is not an Ed25519 PKCS#8 key: {e}",

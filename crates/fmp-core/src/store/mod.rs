@@ -146,6 +146,20 @@ pub enum StoreError {
     /// Key generation or loading failed.
     #[error("device key: {0}")]
     Crypto(String),
+    /// The store's key file holds another key than the one the store
+    /// recorded at init (a key copied from another device).
+    #[error(
+        "{} is not this store's key: it holds public key {found}, and the store was created with public key {expected}; \
+         put this store's own device.key back (from its backup); nothing was changed"
+    , path.display())]
+    KeyMismatch {
+        /// The key file.
+        path: PathBuf,
+        /// Public key recorded in the store (hex).
+        expected: String,
+        /// Public key of the key in the file (hex).
+        found: String,
+    },
     /// This device's role does not allow the operation (an enumerator's
     /// phone reviewing, or changing a colleague's submission).
     #[error("{0}; nothing was changed")]
@@ -252,6 +266,27 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Refuses a key file that is not the key this store recorded at init.
+/// A database without its `meta` table yet (made by a newer `init` that
+/// failed half-way) has nothing to compare with.
+fn check_key(conn: &Connection, dir: &Path) -> Result<(), StoreError> {
+    let Ok(expected) = conn.query_row("SELECT value FROM meta WHERE key = 'public_key'", [], |r| {
+        r.get::<_, String>(0)
+    }) else {
+        return Ok(());
+    };
+    let found = hex::encode(Identity::load(dir, Uuid::nil(), String::new())?.public_key());
+    if expected.eq_ignore_ascii_case(&found) {
+        Ok(())
+    } else {
+        Err(StoreError::KeyMismatch {
+            path: dir.join(identity::KEY_FILE),
+            expected,
+            found,
+        })
+    }
+}
+
 impl Store {
     /// Creates a new store in `dir` (created if missing) with a fresh device identity.
     pub fn init(dir: &Path, name: &str) -> Result<Store, StoreError> {
@@ -297,6 +332,10 @@ impl Store {
         let mut conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(|e| sql_err(dir, e))?;
         configure(&conn).map_err(|e| sql_err(dir, e))?;
+        // The key must be the one this store was created with (another
+        // device's key would sign what every peer refuses): checked before
+        // anything is written, a schema upgrade included.
+        check_key(&conn, dir)?;
         schema::migrate(&mut conn, dir)?;
         let meta = |k: &str| -> Result<String, StoreError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
@@ -679,6 +718,9 @@ impl Store {
                 ));
             }
             let mut d = self.load_doc(w, id)?;
+            if doc::read_submission(&d)?.deleted {
+                return Err(StoreError::Deleted(id.to_string()));
+            }
             let review = Review {
                 status,
                 comment: comment.to_string(),

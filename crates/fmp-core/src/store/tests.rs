@@ -203,3 +203,29 @@ fn a_store_closed_cleanly_leaves_no_wal_behind() {
     let left = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(left, 0, "the WAL was checkpointed into the database file");
 }
+
+#[test]
+fn another_devices_key_is_refused_before_the_schema_is_upgraded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (p1, p2) = (dir.path().join("p1"), dir.path().join("p2"));
+    drop(Store::init(&p1, "p1").expect("init p1"));
+    drop(Store::init(&p2, "p2").expect("init p2"));
+    std::fs::copy(p2.join("device.key"), p1.join("device.key")).expect("copy key");
+    let db = p1.join(crate::store::DB_FILE);
+    let older = crate::store::schema::VERSION - 1;
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .pragma_update(None, "user_version", older)
+        .expect("version");
+    let err = Store::open(&p1).expect_err("another device's key");
+    assert!(
+        matches!(err, crate::store::StoreError::KeyMismatch { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("device.key"), "{err}");
+    let version: u32 = rusqlite::Connection::open(&db)
+        .expect("open")
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, older, "nothing written, no upgrade either");
+}
