@@ -829,7 +829,7 @@ async fn join(
                     return Err(JoinFail::Api(ApiError::new(
                         StatusCode::CONFLICT,
                         "other_hq",
-                        format!("this device is pinned to HQ {} but this hub belongs to HQ {}; it cannot join here (nothing was changed, the code stays unused)", theirs.device, ours.device),
+                        format!("this device is pinned to HQ device {} and this hub belongs to HQ device {}; a store joins hubs of one HQ only (nothing was changed, the code stays unused)", theirs.device, ours.device),
                     )));
                 }
                 // A device id is bound to its first key for good, and a
@@ -908,7 +908,7 @@ async fn join(
                             StatusCode::CONFLICT,
                             "name_taken",
                             format!(
-                                "the name {:?} is already used on this hub by device {}; give this device another name (`fmp init --name`)",
+                                "the name {:?} is already used on this hub by device {}; give this device another name (`fmp rename --store DIR NEW-NAME` on the device, then join again with the same code)",
                                 req.name,
                                 clash.iter().map(|d| d.device.as_str()).collect::<Vec<_>>().join(", ")
                             ),
@@ -1021,30 +1021,7 @@ fn check_message(req: &fmp_sync::Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The longest device name, in characters.
-pub const MAX_NAME: usize = 64;
-
-/// A device name as a hub accepts it: 1 to [`MAX_NAME`] characters, not
-/// blank, with no control characters (newlines, terminal escapes) and no
-/// invisible formatting characters (bidirectional overrides, zero widths).
-pub fn valid_name(name: &str) -> Result<(), String> {
-    let n = name.chars().count();
-    if name.trim().is_empty() {
-        return Err("the device name is empty".into());
-    }
-    if n > MAX_NAME {
-        return Err(format!(
-            "the device name is {n} characters long, more than {MAX_NAME}"
-        ));
-    }
-    if let Some(c) = name.chars().find(|c| db::hidden(*c)) {
-        return Err(format!(
-            "the device name holds the character {:?}, which is not printable",
-            c
-        ));
-    }
-    Ok(())
-}
+pub use fmp_core::names::{MAX_NAME, valid_name};
 
 /// The certificate in [`H_CERTIFICATE`], if one came, this hub issued it to
 /// `device`, and the name in [`H_NAME`] (checked like a join's). A
@@ -1099,7 +1076,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_name",
-            format!("{why}; give the device a plain name of 1 to {MAX_NAME} characters (`fmp init --name`)"),
+            format!("{why}; give the device a plain name of 1 to {MAX_NAME} characters (`fmp rename --store DIR NEW-NAME` on the device, then join again)"),
         )
     })
 }
