@@ -574,6 +574,20 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
     let body = serde_json::to_vec(&req).map_err(|e| HubError::Protocol(e.to_string()))?;
     let (client, verifier) = http(&url, None, Duration::from_secs(30), DEFAULT_STALL_TIMEOUT)?;
     let rt = runtime()?;
+    // A hub from before `hq` was sent in the join does not check it: its
+    // HQ is asked first (best effort), so a hub of another HQ is refused
+    // before it uses the code.
+    if let Some(old) = &pinned_hq
+        && let Some(offered) = hub_hq(&rt, &client, &url)
+        && offered != *old
+    {
+        return Err(HubError::from(
+            fmp_core::store::StoreError::OtherAuthority {
+                pinned: old.device_id,
+                offered: offered.device_id,
+            },
+        ));
+    }
     // A join cut on the way is asked again: the hub answers the same
     // device with the same code again (its first answer may have been lost
     // after the hub enrolled it), and refuses any other device.
@@ -709,6 +723,25 @@ fn authority_of(
         ));
     }
     Ok(hq)
+}
+
+/// The HQ the hub at `url` names in `GET /v1/hub`, if it names one and
+/// can be read (`None` otherwise: the join's own check then decides).
+fn hub_hq(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    url: &str,
+) -> Option<fmp_core::store::Authority> {
+    let info = rt.block_on(async {
+        let resp = http.get(format!("{url}{HUB_PATH}")).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let bytes = resp.bytes().await.ok()?;
+        serde_json::from_slice::<HubInfo>(&bytes).ok()
+    })?;
+    let key = hex::decode(&info.public_key).ok()?;
+    authority_of(info.hq.as_ref()?, info.hub, &key).ok()
 }
 
 /// A store that joined before HQ's identity was passed at join pins it from

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fmp_core::store::{Filter, Store};
+use fmp_hub::auth::Signed;
 use fmp_hub::client::{self, SyncOptions};
+use fmp_hub::server::{ErrorBody, HqIdentity, JOIN_PATH, JoinRequest};
 use fmp_hub::{HubError, HubHandle, Limits, ServeOptions, enroll, serve_with};
 
 fn cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
@@ -65,6 +67,32 @@ fn counting() -> (Arc<AtomicUsize>, SyncOptions) {
         ..SyncOptions::default()
     };
     (retries, opts)
+}
+
+/// A join request sent as a client of our own making would: signed by
+/// `who`, `req` as given; the status and the error code.
+fn raw_join(who: &Store, url: &str, req: JoinRequest) -> (u16, String) {
+    let body = serde_json::to_vec(&req).unwrap();
+    let signed = Signed::new(who.identity(), "POST", JOIN_PATH, &body);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut rb = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(format!("{url}{JOIN_PATH}"))
+            .body(body);
+        for (k, v) in signed.headers() {
+            rb = rb.header(k, v);
+        }
+        let resp = rb.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let e: ErrorBody = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        (status, e.error)
+    })
 }
 
 #[test]
@@ -219,16 +247,34 @@ fn a_hub_of_another_hq_refuses_the_join_before_using_the_code() {
     assert!(phone.pinned_authority().unwrap().is_some());
 
     let foreign = code(&b_dir, &["ML-GOG"], false);
-    let err = client::join(&phone, &b.url(), &foreign).unwrap_err();
-    assert!(
-        matches!(&err, HubError::Refused { status: 409, error, .. } if error == "other_hq"),
-        "{err}"
-    );
-    {
+    let unchanged = || {
         let bs = Store::open(&b_dir).unwrap();
         assert!(fmp_hub::db::devices(&bs).unwrap().is_empty());
         assert_eq!(enroll::unused(&bs).unwrap().len(), 1, "the code was used");
-    }
+    };
+    // The client asks the hub's HQ first and refuses.
+    let err = client::join(&phone, &b.url(), &foreign).unwrap_err();
+    assert!(err.to_string().contains("pinned to HQ device"), "{err}");
+    unchanged();
+    // A join that skips that question (an older client, or a race) names
+    // its HQ in the request: the hub refuses it before using the code.
+    let a_hq = phone.pinned_authority().unwrap().unwrap();
+    let (status, error) = raw_join(
+        &phone,
+        &b.url(),
+        JoinRequest {
+            code: foreign.clone(),
+            name: "phone".into(),
+            public_key: hex::encode(phone.identity().public_key()),
+            hq: Some(HqIdentity {
+                device: a_hq.device_id,
+                public_key: hex::encode(&a_hq.public_key),
+            }),
+            enrolls: false,
+        },
+    );
+    assert_eq!((status, error.as_str()), (409, "other_hq"));
+    unchanged();
     // The phone still belongs to HQ A's hub.
     assert_eq!(fmp_hub::db::upstream(&phone).unwrap().unwrap().url, a.url());
     // The code stays good for a device of that HQ, even under the same name.
