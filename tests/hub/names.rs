@@ -145,4 +145,11 @@ fn look_alike_names_are_taken_revoke_names_its_id_and_a_reinstated_clash_warns()
         err.contains("warning") && err.contains(&device_id(&other)),
         "no warning: {err}"
     );
+    // A name an older hub let in with a trailing space is listed quoted.
+    {
+        let store = fmp_core::store::Store::open(&hub).unwrap();
+        fmp_core::store::testing::rename_enrolled_devices(&store, "gogui-phone-1 ").unwrap();
+    }
+    let listing = fmp(&["devices", "--store", s(&hub)]);
+    assert!(listing.contains("\"gogui-phone-1 \""), "{listing}");
 }

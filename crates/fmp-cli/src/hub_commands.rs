@@ -458,7 +458,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                     out!(
                         "{:<36}  {:<20}  {:<24}  {:<20}  {state}",
                         d.device,
-                        fmp_hub::db::printable(&d.name),
+                        fmp_hub::db::listed_name(&d.name),
                         d.fmps.map(|f| f.join(",")).unwrap_or_else(|| "any".into()),
                         d.last_sync.unwrap_or_else(|| "never".into()),
                     )?;

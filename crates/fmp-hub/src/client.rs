@@ -400,9 +400,10 @@ impl SendError {
 /// with TLS (hyper cannot read a TLS record as HTTP), `Some(false)` if an
 /// `https://` address was answered in plain HTTP (rustls reads no record).
 fn tls_mismatch(url: &str, detail: &str) -> Option<bool> {
-    if url.starts_with("https://")
-        && (detail.contains("InvalidContentType") || detail.contains("corrupt message"))
-    {
+    // A plain-HTTP answer (`HTTP/1.1 400 …`) to the ClientHello: its first
+    // byte is no TLS record type. Other corrupt records (a damaged link)
+    // stay retryable.
+    if url.starts_with("https://") && detail.contains("InvalidContentType") {
         return Some(false);
     }
     if url.starts_with("http://") && detail.contains("invalid HTTP version parsed") {

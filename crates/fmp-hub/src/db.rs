@@ -159,6 +159,13 @@ fn ambiguous(who: &str, list: &[DeviceMatch], what: &str) -> HubError {
 
 pub use fmp_core::names::{hidden, printable};
 
+/// A name as a listing shows it: [`printable`], and quoted when spaces at
+/// either end would make it look like another (`"gogui-phone-1 "`).
+pub fn listed_name(name: &str) -> String {
+    let p = printable(name);
+    if p.trim() != p { format!("\"{p}\"") } else { p }
+}
+
 /// The hub this store joined, if any.
 pub fn upstream(store: &Store) -> Result<Option<Upstream>, HubError> {
     Ok(store.snapshot(|r| r.upstream())?)

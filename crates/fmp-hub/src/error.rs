@@ -128,9 +128,9 @@ fn tls_mismatch_text(url: &str, hub_speaks_tls: bool) -> String {
     } else {
         format!(
             "the hub at {url} does not speak TLS (it answered in plain HTTP): it was probably \
-             restarted without its certificate. Check `fmp serve` on the hub (it prints an \
-             https:// address when it serves TLS); this device does not send records without TLS \
-             to a hub it joined with TLS"
+             started without its certificate. Restart `fmp serve` on the hub with --tls-cert \
+             and --tls-key (it prints an https:// address when it serves TLS); a device that \
+             pinned the hub's certificate sends nothing without TLS"
         )
     }
 }
