@@ -331,3 +331,29 @@ fn a_hub_joining_again_with_a_device_code_is_refused_and_keeps_its_role() {
     client::sync(&kayes, SyncOptions::default()).unwrap();
     renewed.shutdown().unwrap();
 }
+
+#[test]
+fn a_store_that_enrolled_devices_of_its_own_is_refused_a_device_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (up_dir, own_dir) = (tmp.path().join("up"), tmp.path().join("own"));
+    drop(Store::init(&up_dir, "up").unwrap());
+    drop(Store::init(&own_dir, "own").unwrap());
+    let own = serve(&own_dir, "127.0.0.1:0", None);
+    let phone = Store::init(&tmp.path().join("phone"), "phone").unwrap();
+    client::join(&phone, &own.url(), &code(&own_dir, &["ML-GOG"], false)).unwrap();
+    own.shutdown().unwrap();
+
+    // A store with a device of its own (never granted enrollment by
+    // anyone: it joined no hub) joins a hub with a device code.
+    let up = serve(&up_dir, "127.0.0.1:0", None);
+    let own_store = Store::open(&own_dir).unwrap();
+    let err = client::join(&own_store, &up.url(), &code(&up_dir, &["ML-GOG"], false)).unwrap_err();
+    assert!(
+        matches!(&err, HubError::Refused { status: 409, error, .. } if error == "hub_code_needed"),
+        "{err}"
+    );
+    assert!(fmp_hub::db::upstream(&own_store).unwrap().is_none());
+    up.shutdown().unwrap();
+    let up_store = Store::open(&up_dir).unwrap();
+    assert!(fmp_hub::db::devices(&up_store).unwrap().is_empty());
+}
