@@ -154,7 +154,8 @@ impl From<HubError> for FmpError {
             }
             | HubError::NotJoined
             // Not an outage: the app says so and does not retry.
-            | HubError::CertificateChanged { .. } => FmpError::Auth {
+            | HubError::CertificateChanged { .. }
+            | HubError::PlainHttpPinned { .. } => FmpError::Auth {
                 reason: e.to_string(),
             },
             HubError::Cancelled => FmpError::Cancelled {
@@ -230,6 +231,7 @@ mod tests {
         assert!(auth(HubError::NotJoined));
         assert!(auth(HubError::CertificateChanged {
             url: "https://hub:8443".into(),
+            hub: false,
             pinned: "AA".into(),
             presented: "BB".into(),
         }));

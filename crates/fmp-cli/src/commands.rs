@@ -86,10 +86,17 @@ pub fn init(dir: &Path, name: Option<&str>) -> Result<ExitCode, CliError> {
     out!(
         "created store {} for device {} ({})",
         dir.display(),
-        id.name,
+        fmp_core::names::printable(&id.name),
         id.device_id
     )?;
     out!("public key {}", hex_encode(id.public_key()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fmp rename`: a new device name, before the store joined a hub.
+pub fn rename(dir: &Path, name: &str) -> Result<ExitCode, CliError> {
+    Store::rename(dir, name)?;
+    out!("renamed the device of {} to {name}", dir.display())?;
     Ok(ExitCode::SUCCESS)
 }
 

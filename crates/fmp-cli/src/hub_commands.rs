@@ -439,6 +439,23 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
             if let Some(who) = reinstate {
                 let id = fmp_hub::db::reinstate(&s, &who)?;
                 out!("reinstated device {id}")?;
+                let clash = fmp_hub::db::name_clashes(&s, id)?;
+                if !clash.is_empty() {
+                    eprintln!(
+                        "warning: the reinstated device's name is also that of active device(s) {} \
+                         ({}); `fmp revoke` by name now refuses, give it by id",
+                        clash
+                            .iter()
+                            .map(|d| d.device.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        clash
+                            .iter()
+                            .map(|d| fmp_hub::db::printable(&d.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let list = fmp_hub::status::devices(&s)?;
@@ -465,7 +482,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                     out!(
                         "{:<36}  {:<20}  {:<24}  {:<20}  {state}",
                         d.device,
-                        fmp_hub::db::printable(&d.name),
+                        fmp_hub::db::listed_name(&d.name),
                         d.fmps.map(|f| f.join(",")).unwrap_or_else(|| "any".into()),
                         d.last_sync.unwrap_or_else(|| "never".into()),
                     )?;
@@ -483,16 +500,22 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
         HubCommand::Revoke { store, device } => {
             let s = Store::open(&store)?;
             let shown = fmp_hub::db::printable(&device);
-            match fmp_hub::db::revoke(&s, &device)? {
-                0 => Err(HubError::Usage(format!(
+            let ids = fmp_hub::db::revoke_ids(&s, &device)?;
+            if ids.is_empty() {
+                return Err(HubError::Usage(format!(
                     "no active device {shown} on this hub (see `fmp devices`)"
                 ))
-                .into()),
-                n => {
-                    out!("revoked {n} device(s): {shown}")?;
-                    Ok(ExitCode::SUCCESS)
-                }
+                .into());
             }
+            out!(
+                "revoked {} device(s): {shown} ({})",
+                ids.len(),
+                ids.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+            Ok(ExitCode::SUCCESS)
         }
         HubCommand::Sync {
             store,
@@ -583,7 +606,11 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default())?;
                 return Ok(ExitCode::SUCCESS);
             }
-            out!("device {} ({})", st.name, st.device)?;
+            out!(
+                "device {} ({})",
+                fmp_hub::db::printable(&st.name),
+                st.device
+            )?;
             match (&st.hub, &st.hub_url) {
                 (Some(h), Some(u)) => out!(
                     "joined hub {h} at {u} for {}",

@@ -66,6 +66,15 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Rename this device, before it joined a hub (when a hub refused the
+    /// name at `fmp join`: taken there, or not a plain name).
+    Rename {
+        /// Directory of the store.
+        #[arg(long)]
+        store: PathBuf,
+        /// The new name, e.g. `gogui-phone-2`.
+        name: String,
+    },
     /// Record submissions: one JSON object, or JSON lines (each line stored or refused on its own).
     ///
     /// Prints the id of each stored submission. Exits non-zero if any line was
@@ -257,6 +266,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init { store, name } => commands::init(&store, name.as_deref()),
+        Command::Rename { store, name } => commands::rename(&store, &name),
         Command::Record { store, file } => commands::record(&store, file.as_deref()),
         Command::Edit { store, id, patch } => commands::edit(&store, &id, &patch),
         Command::Delete { store, id } => commands::delete(&store, &id),

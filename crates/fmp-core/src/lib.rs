@@ -14,6 +14,7 @@
 pub mod doc;
 pub mod form;
 pub mod model;
+pub mod names;
 pub mod refdoc;
 pub mod reference;
 pub mod role;

@@ -297,6 +297,16 @@ fn http(
     stall: Duration,
 ) -> Result<(reqwest::Client, Option<std::sync::Arc<Pinned>>), HubError> {
     tls::install_provider();
+    // A pinned certificate is never skipped: a plain-HTTP address would
+    // send everything in clear text to whoever answers there.
+    if let Some(pin) = &pin
+        && !url.starts_with("https://")
+    {
+        return Err(HubError::PlainHttpPinned {
+            url: url.to_string(),
+            pinned: tls::fingerprint(pin),
+        });
+    }
     // Stalls are detected in `post`, not with reqwest's `read_timeout`:
     // that one runs from the start of a request to the answer's headers
     // without resetting while the request goes out, so it would abandon a
@@ -354,9 +364,15 @@ enum SendError {
 impl SendError {
     fn into_hub(self, url: &str) -> HubError {
         match self {
-            SendError::Network(detail) => HubError::Network {
-                url: url.to_string(),
-                detail,
+            SendError::Network(detail) => match tls_mismatch(url, &detail) {
+                Some(hub_speaks_tls) => HubError::TlsMismatch {
+                    url: url.to_string(),
+                    hub_speaks_tls,
+                },
+                None => HubError::Network {
+                    url: url.to_string(),
+                    detail,
+                },
             },
             SendError::Stalled(stall) => HubError::Network {
                 url: url.to_string(),
@@ -377,6 +393,23 @@ impl SendError {
             },
         }
     }
+}
+
+/// Whether a failure to reach `url` is the hub and the address
+/// disagreeing on TLS: `Some(true)` if an `http://` address was answered
+/// with TLS (hyper cannot read a TLS record as HTTP), `Some(false)` if an
+/// `https://` address was answered in plain HTTP (rustls reads no record).
+fn tls_mismatch(url: &str, detail: &str) -> Option<bool> {
+    // A plain-HTTP answer (`HTTP/1.1 400 …`) to the ClientHello: its first
+    // byte is no TLS record type. Other corrupt records (a damaged link)
+    // stay retryable.
+    if url.starts_with("https://") && detail.contains("InvalidContentType") {
+        return Some(false);
+    }
+    if url.starts_with("http://") && detail.contains("invalid HTTP version parsed") {
+        return Some(true);
+    }
+    None
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -517,14 +550,45 @@ fn hub_clock(resp: &reqwest::Response) -> Option<i64> {
 pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
     let url = base(url)?;
     let me = store.identity();
+    // A store that pinned a certificate joins again over TLS only (a
+    // renewed certificate is pinned anew there); never in clear text.
+    if let Some(pin) = db::upstream(store)?.and_then(|u| u.tls_cert)
+        && !url.starts_with("https://")
+    {
+        return Err(HubError::PlainHttpPinned {
+            url,
+            pinned: tls::fingerprint(&pin),
+        });
+    }
+    let pinned_hq = store.pinned_authority()?;
+    let enrolls = is_a_hub(store)?;
     let req = JoinRequest {
         code: code.to_string(),
         name: me.name.clone(),
         public_key: hex::encode(me.public_key()),
+        hq: pinned_hq.as_ref().map(|a| HqIdentity {
+            device: a.device_id,
+            public_key: hex::encode(&a.public_key),
+        }),
+        enrolls,
     };
     let body = serde_json::to_vec(&req).map_err(|e| HubError::Protocol(e.to_string()))?;
     let (client, verifier) = http(&url, None, Duration::from_secs(30), DEFAULT_STALL_TIMEOUT)?;
     let rt = runtime()?;
+    // A hub from before `hq` was sent in the join does not check it: its
+    // HQ is asked first (best effort), so a hub of another HQ is refused
+    // before it uses the code.
+    if let Some(old) = &pinned_hq
+        && let Some(offered) = hub_hq(&rt, &client, &url)
+        && offered != *old
+    {
+        return Err(HubError::from(
+            fmp_core::store::StoreError::OtherAuthority {
+                pinned: old.device_id,
+                offered: offered.device_id,
+            },
+        ));
+    }
     // A join cut on the way is asked again: the hub answers the same
     // device with the same code again (its first answer may have been lost
     // after the hub enrolled it), and refuses any other device.
@@ -559,6 +623,11 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
         .map_err(|e| HubError::Protocol(format!("join answer: {e}")))?;
     let hub_key = hex::decode(&resp.hub_public_key)
         .map_err(|e| HubError::Protocol(format!("hub key: {e}")))?;
+    // A hub from before `enrolls` was sent enrolled this hub with a device
+    // code: refused here before anything is written, so it keeps its role.
+    if enrolls && !resp.may_enroll {
+        return Err(needs_hub_code(&resp.hub_name));
+    }
     let cert: Certificate = resp.certificate;
     if cert.device != me.device_id
         || cert.public_key != me.public_key()
@@ -620,6 +689,24 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
     })
 }
 
+/// True if this store acts as a hub: it was granted enrollment by its own
+/// hub, or enrolled devices itself (HQ, or a hub from before the grant was
+/// kept). Joining with a plain device code would cut off its devices.
+fn is_a_hub(store: &Store) -> Result<bool, HubError> {
+    let granted = store.snapshot(|r| r.upstream_may_enroll())?;
+    Ok(granted == Some(true) || !db::devices(store)?.is_empty())
+}
+
+/// The refusal of a device code offered to a store that enrolls devices.
+fn needs_hub_code(hub_name: &str) -> HubError {
+    HubError::Usage(format!(
+        "this store is a hub (it enrolls devices of its own), but the code lets the joining \
+         device only record: joining with it would stop this hub from syncing its devices' \
+         records. Nothing was changed here. Ask the supervisor of {hub_name} for a code made \
+         with `fmp enroll-code --hub`, and `fmp join` again with it"
+    ))
+}
+
 /// HQ's identity as a hub names it; a hub naming itself must use its own key.
 fn authority_of(
     h: &HqIdentity,
@@ -637,6 +724,25 @@ fn authority_of(
         ));
     }
     Ok(hq)
+}
+
+/// The HQ the hub at `url` names in `GET /v1/hub`, if it names one and
+/// can be read (`None` otherwise: the join's own check then decides).
+fn hub_hq(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    url: &str,
+) -> Option<fmp_core::store::Authority> {
+    let info = rt.block_on(async {
+        let resp = http.get(format!("{url}{HUB_PATH}")).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let bytes = resp.bytes().await.ok()?;
+        serde_json::from_slice::<HubInfo>(&bytes).ok()
+    })?;
+    let key = hex::decode(&info.public_key).ok()?;
+    authority_of(info.hq.as_ref()?, info.hub, &key).ok()
 }
 
 /// A store that joined before HQ's identity was passed at join pins it from
@@ -1202,6 +1308,7 @@ fn sync_attempts(
         {
             return Err(HubError::CertificateChanged {
                 url: url.to_string(),
+                hub: store.snapshot(|r| r.upstream_may_enroll())? == Some(true),
                 pinned: tls::fingerprint(&pin),
                 presented: tls::fingerprint(&seen),
             });

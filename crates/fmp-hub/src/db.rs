@@ -76,7 +76,12 @@ pub fn devices(store: &Store) -> Result<Vec<DeviceRow>, HubError> {
 /// Revokes a device (by id or name); the number of devices revoked. A name
 /// that several active devices share is refused, listing their ids.
 pub fn revoke(store: &Store, who: &str) -> Result<usize, HubError> {
-    store.transaction(|w| -> Result<usize, HubError> {
+    Ok(revoke_ids(store, who)?.len())
+}
+
+/// Revokes a device (by id or name) as [`revoke`] does; the ids revoked.
+pub fn revoke_ids(store: &Store, who: &str) -> Result<Vec<Uuid>, HubError> {
+    store.transaction(|w| -> Result<Vec<Uuid>, HubError> {
         let active: Vec<DeviceMatch> = w
             .devices_matching(who)?
             .into_iter()
@@ -86,9 +91,29 @@ pub fn revoke(store: &Store, who: &str) -> Result<usize, HubError> {
             return Err(ambiguous(who, &active, "revoke"));
         }
         let Some(id) = active.first().and_then(|d| Uuid::parse_str(&d.device).ok()) else {
-            return Ok(0);
+            return Ok(Vec::new());
         };
-        Ok(w.revoke_device(id)?)
+        Ok(if w.revoke_device(id)? > 0 {
+            vec![id]
+        } else {
+            Vec::new()
+        })
+    })
+}
+
+/// The active devices other than `device` whose name compares equal to
+/// its name (case, end spaces and dashes folded): a reinstated device
+/// whose name was taken meanwhile.
+pub fn name_clashes(store: &Store, device: Uuid) -> Result<Vec<DeviceMatch>, HubError> {
+    store.snapshot(|r| -> Result<_, HubError> {
+        let Some(me) = r
+            .enrolled_devices()?
+            .into_iter()
+            .find(|d| d.device == device)
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(r.active_named(&me.name, device)?)
     })
 }
 
@@ -132,25 +157,13 @@ fn ambiguous(who: &str, list: &[DeviceMatch], what: &str) -> HubError {
     ))
 }
 
-/// A control character (newline, terminal escape) or an invisible
-/// formatting one (zero width, bidirectional override): never printed raw.
-pub fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
-}
+pub use fmp_core::names::{hidden, printable};
 
-/// `s` with control and invisible formatting characters escaped (`\n`,
-/// `\u{1b}`), for printing names an older store may hold on a terminal.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if hidden(c) {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+/// A name as a listing shows it: [`printable`], and quoted when spaces at
+/// either end would make it look like another (`"gogui-phone-1 "`).
+pub fn listed_name(name: &str) -> String {
+    let p = printable(name);
+    if p.trim() != p { format!("\"{p}\"") } else { p }
 }
 
 /// The hub this store joined, if any.

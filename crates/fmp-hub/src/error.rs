@@ -46,17 +46,46 @@ pub enum HubError {
          when it joined (pinned: SHA-256 {pinned}; presented: SHA-256 {presented}), so this \
          device does not talk to it. If the supervisor renewed the hub's certificate, check \
          that the presented fingerprint is the one `fmp serve` printed when it started, then \
-         ask the supervisor for an enrollment code and run `fmp join --store DIR --hub {url} \
+         ask the supervisor for {} and run `fmp join --store DIR --hub {url} \
          --code CODE` again (the records and the sync state stay). Otherwise someone else may \
-         be answering at this address: do not sync, and tell the supervisor"
+         be answering at this address: do not sync, and tell the supervisor",
+        if *hub { "an enrollment code made with `fmp enroll-code --hub` (this store is a hub: \
+         a plain device code would stop it enrolling and syncing its devices)" } else { "an enrollment code" }
     )]
     CertificateChanged {
         /// The hub's address.
         url: String,
+        /// This store is a hub (may enroll devices): it needs a `--hub` code.
+        hub: bool,
         /// The fingerprint pinned at join.
         pinned: String,
         /// The fingerprint of the certificate presented now.
         presented: String,
+    },
+    /// A store that pinned its hub's TLS certificate was given a plain
+    /// `http://` address: nothing is sent (it would go in clear text to
+    /// whoever answers). Never retried.
+    #[error(
+        "{url} is a plain-HTTP address, but this store pinned its hub's TLS certificate \
+         (SHA-256 {pinned}) when it joined, so it sends nothing there: records would travel in \
+         clear text to whoever answers. Use the hub's https:// address (as `fmp serve` prints \
+         it); if the hub now runs without TLS, restart it with its certificate"
+    )]
+    PlainHttpPinned {
+        /// The address given.
+        url: String,
+        /// The fingerprint pinned at join.
+        pinned: String,
+    },
+    /// The hub's address and the hub disagree on TLS: an `https://`
+    /// address answered in plain HTTP, or an `http://` one with TLS.
+    /// Never retried (no outage: a wrong address or a hub started wrong).
+    #[error("{}", tls_mismatch_text(url, *hub_speaks_tls))]
+    TlsMismatch {
+        /// The hub's address.
+        url: String,
+        /// True if the hub answered with TLS to an `http://` address.
+        hub_speaks_tls: bool,
     },
     /// The hub refused the request, with its reason.
     #[error("the hub refused the request ({status} {error}): {reason}")]
@@ -86,6 +115,24 @@ pub enum HubError {
     /// The async runtime could not start.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+/// The words of [`HubError::TlsMismatch`].
+fn tls_mismatch_text(url: &str, hub_speaks_tls: bool) -> String {
+    if hub_speaks_tls {
+        let https = url.replacen("http://", "https://", 1);
+        format!(
+            "the hub at {url} speaks TLS, but the address says http://: use {https} (the \
+             address `fmp serve` prints)"
+        )
+    } else {
+        format!(
+            "the hub at {url} does not speak TLS (it answered in plain HTTP): it was probably \
+             started without its certificate. Restart `fmp serve` on the hub with --tls-cert \
+             and --tls-key (it prints an https:// address when it serves TLS); a device that \
+             pinned the hub's certificate sends nothing without TLS"
+        )
+    }
 }
 
 impl From<fmp_core::store::StoreError> for HubError {

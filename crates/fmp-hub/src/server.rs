@@ -716,6 +716,15 @@ pub struct JoinRequest {
     pub name: String,
     /// Its Ed25519 public key (hex); the request is signed with it.
     pub public_key: String,
+    /// The HQ the joining store is pinned to, if any: a hub of another HQ
+    /// refuses the join before using the code (older devices send none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hq: Option<HqIdentity>,
+    /// The joining store enrolls devices of its own (a hub): a code that
+    /// does not let it enroll is refused before it is used, as joining with
+    /// it would cut off its devices (older devices send none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enrolls: bool,
 }
 
 /// What the hub answers a device that joined.
@@ -812,6 +821,17 @@ async fn join(
                         "this enrollment code is not known to this hub; check it, or ask the supervisor for a new one",
                     )));
                 };
+                // A store pinned to another HQ would refuse this hub's
+                // answer: refused here, before the code is used.
+                if let (Some(theirs), Some(ours)) = (&req.hq, hq_of(w)?)
+                    && *theirs != ours
+                {
+                    return Err(JoinFail::Api(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "other_hq",
+                        format!("this device is pinned to HQ device {} and this hub belongs to HQ device {}; a store joins hubs of one HQ only (nothing was changed, the code stays unused)", theirs.device, ours.device),
+                    )));
+                }
                 // A device id is bound to its first key for good, and a
                 // revoked device comes back only by the supervisor's
                 // `fmp devices --reinstate`, never by a code alone.
@@ -863,7 +883,24 @@ async fn join(
                         "this enrollment code has expired; ask the supervisor for a new one",
                     )));
                 }
-                let fmps = Some(code.fmps.clone());
+                // Asked again with an old code: answered with what the
+                // device holds now (a later code may have changed its
+                // FMPs), never with what that old code granted.
+                let (granted_fmps, may_enroll) = match (&existing, again) {
+                    (Some(k), true) => (
+                        k.fmps.clone().unwrap_or_else(|| code.fmps.clone()),
+                        k.may_enroll,
+                    ),
+                    _ => (code.fmps.clone(), code.may_enroll),
+                };
+                if req.enrolls && !may_enroll {
+                    return Err(JoinFail::Api(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "hub_code_needed",
+                        "the joining store is a hub (it enrolls devices of its own), but this code lets it only record: joining with it would stop it from syncing its devices' records. Nothing was changed, the code stays unused; make a code with `fmp enroll-code --hub`",
+                    )));
+                }
+                let fmps = Some(granted_fmps.clone());
                 if !again {
                     let clash = w.active_named(&req.name, device)?;
                     if !clash.is_empty() {
@@ -871,7 +908,7 @@ async fn join(
                             StatusCode::CONFLICT,
                             "name_taken",
                             format!(
-                                "the name {:?} is already used on this hub by device {}; give this device another name (`fmp init --name`)",
+                                "the name {:?} is already used on this hub by device {}; give this device another name (`fmp rename --store DIR NEW-NAME` on the device, then join again with the same code)",
                                 req.name,
                                 clash.iter().map(|d| d.device.as_str()).collect::<Vec<_>>().join(", ")
                             ),
@@ -881,7 +918,7 @@ async fn join(
                     w.enroll_device(device, &req.name, &pk, fmps.as_deref(), code.may_enroll)?;
                 }
                 remember_nonce(w, &signed)?;
-                let role = fmp_sync::Role::from_may_enroll(code.may_enroll);
+                let role = fmp_sync::Role::from_may_enroll(may_enroll);
                 let cert = Certificate::issue(store.identity(), device, &pk, fmps, role);
                 let me = store.identity();
                 let hq = hq_of(w)?;
@@ -889,8 +926,8 @@ async fn join(
                     hub: me.device_id,
                     hub_name: me.name.clone(),
                     hub_public_key: hex::encode(me.public_key()),
-                    fmps: code.fmps,
-                    may_enroll: code.may_enroll,
+                    fmps: granted_fmps,
+                    may_enroll,
                     certificate: cert,
                     hq,
                     role: Some(role),
@@ -984,30 +1021,7 @@ fn check_message(req: &fmp_sync::Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The longest device name, in characters.
-pub const MAX_NAME: usize = 64;
-
-/// A device name as a hub accepts it: 1 to [`MAX_NAME`] characters, not
-/// blank, with no control characters (newlines, terminal escapes) and no
-/// invisible formatting characters (bidirectional overrides, zero widths).
-pub fn valid_name(name: &str) -> Result<(), String> {
-    let n = name.chars().count();
-    if name.trim().is_empty() {
-        return Err("the device name is empty".into());
-    }
-    if n > MAX_NAME {
-        return Err(format!(
-            "the device name is {n} characters long, more than {MAX_NAME}"
-        ));
-    }
-    if let Some(c) = name.chars().find(|c| db::hidden(*c)) {
-        return Err(format!(
-            "the device name holds the character {:?}, which is not printable",
-            c
-        ));
-    }
-    Ok(())
-}
+pub use fmp_core::names::{MAX_NAME, valid_name};
 
 /// The certificate in [`H_CERTIFICATE`], if one came, this hub issued it to
 /// `device`, and the name in [`H_NAME`] (checked like a join's). A
@@ -1062,7 +1076,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_name",
-            format!("{why}; give the device a plain name of 1 to {MAX_NAME} characters (`fmp init --name`)"),
+            format!("{why}; give the device a plain name of 1 to {MAX_NAME} characters (`fmp rename --store DIR NEW-NAME` on the device, then join again)"),
         )
     })
 }

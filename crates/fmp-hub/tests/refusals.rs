@@ -64,6 +64,8 @@ fn join_request(phone: &Store, code: &str) -> Request<Body> {
         code: code.into(),
         name: id.name.clone(),
         public_key: hex::encode(id.public_key()),
+        hq: None,
+        enrolls: false,
     })
     .unwrap();
     signed(phone, JOIN_PATH, body)

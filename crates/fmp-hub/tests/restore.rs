@@ -49,6 +49,8 @@ fn join(hub: &std::sync::Arc<Hub>, phone: &Store, fmp: &str) {
         code,
         name: id.name.clone(),
         public_key: hex::encode(id.public_key()),
+        hq: None,
+        enrolls: false,
     })
     .unwrap();
     let (status, body) = call(hub, signed(phone, JOIN_PATH, body));

@@ -37,6 +37,8 @@ fn crafted_join(key: &Identity, as_device: Uuid, name: &str, code: &str) -> Requ
         code: code.into(),
         name: name.into(),
         public_key: hex::encode(key.public_key()),
+        hq: None,
+        enrolls: false,
     })
     .unwrap();
     let mut s = Signed::new(key, "POST", JOIN_PATH, &body);
@@ -202,6 +204,8 @@ fn join_guesses_with_a_fresh_device_id_each_are_limited_per_address() {
             code: format!("2345{i}-ABCDE"),
             name: format!("guess-{i}"),
             public_key: hex::encode(guesser.identity().public_key()),
+            hq: None,
+            enrolls: false,
         })
         .unwrap();
         let mut s = Signed::new(guesser.identity(), "POST", JOIN_PATH, &body);

@@ -105,6 +105,8 @@ fn hub_fixture() -> Option<&'static HubFixture> {
             code,
             name: id.name.clone(),
             public_key: hex::encode(id.public_key()),
+            hq: None,
+            enrolls: false,
         })
         .ok()?;
         let req = signed(&phone, JOIN_PATH, body)?;

@@ -63,12 +63,30 @@ fn devices_matching(conn: &Connection, who: &str) -> rusqlite::Result<Vec<Device
     rows.collect()
 }
 
-/// The active (not revoked) devices named `name`, other than `except`.
+/// The active (not revoked) devices other than `except` whose name is
+/// `name` in the form names are compared in ([`crate::names::name_key`]:
+/// case, spaces at the ends, dashes and full-width letters folded).
 fn active_named(conn: &Connection, name: &str, except: Uuid) -> rusqlite::Result<Vec<DeviceMatch>> {
-    Ok(devices_matching(conn, name)?
-        .into_iter()
-        .filter(|d| d.name == name && !d.revoked && d.device != except.to_string())
-        .collect())
+    let key = crate::names::name_key(name);
+    let mut stmt = conn.prepare_cached(
+        "SELECT device, name FROM hub_devices
+         WHERE revoked_at IS NULL AND device <> ?1 ORDER BY enrolled_at, device",
+    )?;
+    let rows = stmt.query_map([except.to_string()], |r| {
+        Ok(DeviceMatch {
+            device: r.get(0)?,
+            name: r.get(1)?,
+            revoked: false,
+        })
+    })?;
+    let mut out = Vec::new();
+    for d in rows {
+        let d = d?;
+        if crate::names::name_key(&d.name) == key {
+            out.push(d);
+        }
+    }
+    Ok(out)
 }
 
 /// Lifts the revocation of a device (its key and FMPs stay as they were);

@@ -90,6 +90,23 @@ pub enum StoreError {
     /// `init` on a directory that already holds a store.
     #[error("{} already holds an fmp store; nothing was changed", .0.display())]
     AlreadyExists(PathBuf),
+    /// A device name hubs would refuse (see [`crate::names::valid_name`]).
+    #[error(
+        "{reason}; give the device a plain name of 1 to {max} characters (no control or invisible characters)",
+        max = crate::names::MAX_NAME
+    )]
+    BadName {
+        /// Why, in words.
+        reason: String,
+    },
+    /// A store that joined a hub is not renamed: its hub knows it by its name.
+    #[error(
+        "this store joined the hub {hub}, which knows it by its name; a joined store is not renamed (nothing was changed)"
+    )]
+    RenameJoined {
+        /// The hub's name.
+        hub: String,
+    },
     /// The store was written by a newer fmp.
     #[error("the store at {} has schema version {found}, newer than the {supported} this fmp understands; upgrade fmp to open it", path.display())]
     TooNew {
@@ -290,6 +307,7 @@ fn check_key(conn: &Connection, dir: &Path) -> Result<(), StoreError> {
 impl Store {
     /// Creates a new store in `dir` (created if missing) with a fresh device identity.
     pub fn init(dir: &Path, name: &str) -> Result<Store, StoreError> {
+        crate::names::valid_name(name).map_err(|reason| StoreError::BadName { reason })?;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let db = dir.join(DB_FILE);
         if db.exists() {
@@ -527,6 +545,23 @@ impl Store {
     /// not restricted here: the hubs it syncs with judge its changes.
     pub fn role(&self) -> Result<Option<Role>, StoreError> {
         self.snapshot(|r| r.role())
+    }
+
+    /// Renames the device of the store at `dir` to a name hubs accept,
+    /// before it joined a hub (a hub knows a joined device by its name):
+    /// the way out when a hub refuses the name at join. Nothing else changes.
+    pub fn rename(dir: &Path, name: &str) -> Result<(), StoreError> {
+        crate::names::valid_name(name).map_err(|reason| StoreError::BadName { reason })?;
+        let store = Store::open(dir)?;
+        store.transaction(|w| {
+            if let Some(up) = ops::HubReads::upstream(&**w)? {
+                return Err(StoreError::RenameJoined { hub: up.name });
+            }
+            w.conn
+                .execute("UPDATE meta SET value = ?1 WHERE key = 'name'", [name])
+                .map(drop)
+                .map_err(w.sql())
+        })
     }
 
     /// Sets the role this device was enrolled with (`None`: clears it).

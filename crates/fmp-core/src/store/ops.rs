@@ -458,7 +458,8 @@ pub trait EnrollmentReads {
     /// served), for `enroll-code` to print beside a code.
     fn served_at(&self) -> Result<Vec<String>, StoreError>;
 
-    /// The active (not revoked) devices named `name`, other than `except`.
+    /// The active (not revoked) devices other than `except` whose name
+    /// compares equal to `name` (see [`crate::names::name_key`]).
     fn active_named(&self, name: &str, except: Uuid) -> Result<Vec<DeviceMatch>, StoreError>;
 }
 
