@@ -34,6 +34,8 @@ pub(crate) mod materialize;
 pub mod nonces;
 pub mod ops;
 pub mod peers;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod report;
 pub mod restore;
 pub mod roles;
@@ -115,6 +117,37 @@ pub enum StoreError {
         path: PathBuf,
         /// SQLite's error.
         source: rusqlite::Error,
+    },
+    /// A PostgreSQL failure (the database named without its password).
+    #[cfg(feature = "postgres")]
+    #[error("database error in {database}: {source}")]
+    Postgres {
+        /// The database URL, password left out.
+        database: String,
+        /// The client's error.
+        source: postgres::Error,
+    },
+    /// A database whose schema version no fmp ever wrote for its backend.
+    #[error(
+        "the database {database} says schema version {found}, which no fmp ever wrote there; it is not an fmp store"
+    )]
+    UnknownSchema {
+        /// The database.
+        database: String,
+        /// The version it says.
+        found: u32,
+    },
+    /// Stored data that does not read as this store wrote it.
+    #[error("the store holds {what}; it was changed outside fmp")]
+    Corrupt {
+        /// What does not read.
+        what: String,
+    },
+    /// One transaction appending more changes than a log position holds.
+    #[error("one write may append at most {limit} changes; nothing was stored (split the import)")]
+    TooManyChanges {
+        /// The most changes one write may append.
+        limit: i64,
     },
     /// The submission JSON could not be read.
     #[error("{0}")]

@@ -552,3 +552,125 @@ mod tests {
         month_aggregate_time(&store.dir().join(DB_FILE), "2020-06").unwrap();
     }
 }
+
+// ------------------------------------------------------------ PostgreSQL
+
+/// A fresh database on the tests' throwaway PostgreSQL cluster
+/// (`scripts/pg-cluster.sh`, started by `scripts/test-all.sh`, which sets
+/// `FMP_TEST_PG` to its maintenance database), dropped when this is.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+pub struct PgDatabase {
+    admin: String,
+    name: String,
+    /// The URL of the fresh database.
+    pub url: String,
+}
+
+#[cfg(feature = "postgres")]
+impl PgDatabase {
+    /// Creates a fresh, empty database; `None` (with a line saying so on
+    /// stderr) when no cluster is given and `FMP_REQUIRE_PG` is not set; a
+    /// panic when it is (CI must not skip these tests).
+    pub fn create(test: &str) -> Option<PgDatabase> {
+        let Ok(admin) = std::env::var("FMP_TEST_PG") else {
+            if std::env::var_os("FMP_REQUIRE_PG").is_some() {
+                panic!(
+                    "{test}: FMP_REQUIRE_PG is set but FMP_TEST_PG is not: run the tests through scripts/test-all.sh, which starts a throwaway PostgreSQL cluster"
+                );
+            }
+            eprintln!(
+                "{test}: skipped: no PostgreSQL cluster (FMP_TEST_PG unset; scripts/test-all.sh starts one)"
+            );
+            return None;
+        };
+        let name = format!("fmp_t_{}", Uuid::new_v4().simple());
+        let mut c = super::pg::connect(&admin).unwrap_or_else(|e| panic!("{test}: {e}"));
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("{test}: create database: {e}"));
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Some(PgDatabase { admin, name, url })
+    }
+
+    /// A new connection to the database.
+    pub fn connect(&self) -> postgres::Client {
+        super::pg::connect(&self.url).unwrap_or_else(|e| panic!("connect: {e}"))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = super::pg::connect(&self.admin) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// Each table of a schema with its columns as `name:not-null`, in order
+/// (tables by name): two backends' schemas compare equal when they hold
+/// the same tables and columns.
+pub type TableShapes = Vec<(String, Vec<String>)>;
+
+/// The tables and columns of SQLite's current schema.
+pub fn sqlite_table_shapes() -> Result<TableShapes, StoreError> {
+    let dir = Path::new(":memory:");
+    let conn = Connection::open_in_memory().map_err(|e| sql_err(dir, e))?;
+    conn.execute_batch(super::schema::SCHEMA)
+        .map_err(|e| sql_err(dir, e))?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| sql_err(dir, e))?;
+    tables
+        .into_iter()
+        .map(|t| {
+            let cols = conn
+                .prepare(&format!("PRAGMA table_info({t})"))
+                .and_then(|mut s| {
+                    s.query_map([], |r| {
+                        // A primary key column is NOT NULL on PostgreSQL.
+                        let not_null = r.get::<_, i64>(3)? == 1 || r.get::<_, i64>(5)? > 0;
+                        Ok(format!("{}:{not_null}", r.get::<_, String>(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(|e| sql_err(dir, e))?;
+            Ok((t, cols))
+        })
+        .collect()
+}
+
+/// The tables and columns of a PostgreSQL store's schema (its version
+/// table left out).
+#[cfg(feature = "postgres")]
+pub fn pg_table_shapes(url: &str) -> Result<TableShapes, StoreError> {
+    let mut c = super::pg::connect(url)?;
+    let rows = c
+        .query(
+            "SELECT table_name::text, column_name::text, is_nullable = 'NO'
+             FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name <> 'fmp_schema'
+             ORDER BY table_name, ordinal_position",
+            &[],
+        )
+        .map_err(|e| super::pg::pg_err(url, e))?;
+    let mut out: TableShapes = Vec::new();
+    for r in rows {
+        let (t, col, nn): (String, String, bool) = (r.get(0), r.get(1), r.get(2));
+        match out.last_mut() {
+            Some((last, cols)) if *last == t => cols.push(format!("{col}:{nn}")),
+            _ => out.push((t, vec![format!("{col}:{nn}")])),
+        }
+    }
+    Ok(out)
+}
+
+/// The schema version SQLite stores are written at.
+pub fn sqlite_schema_version() -> u32 {
+    super::schema::VERSION
+}
