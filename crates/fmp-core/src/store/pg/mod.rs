@@ -10,13 +10,184 @@
 //!   commit at once and "everything after position c" still never skips a
 //!   change (ADR 0005), with the append and the read after a cursor.
 //!
-//! Not yet: the rest of `ops.rs`'s operations and `Store` over this
-//! backend (`fmp init --database`).
+//! - this file: [`PgStore`], a [`Store`]'s PostgreSQL database (a pool of
+//!   clients), its snapshots (repeatable read, read only) and its writes
+//!   (read committed, serialized per database by an advisory lock taken
+//!   first: ADR 0006), and the read and write handles.
+//! - `ops.rs`: every operation of `ops.rs` on those handles.
 
 pub mod log;
+pub(crate) mod ops;
 pub mod schema;
 
-use super::StoreError;
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+use super::access::{Db, Reader, Writer};
+use super::{Store, StoreError};
+
+/// Key of the advisory lock every write transaction takes first: writes to
+/// one database are serialized across connections and processes (ADR 0006).
+pub const WRITE_LOCK: i64 = 0x0066_6d70_5f77_7269; // "fmp_wri"
+
+/// Most idle clients kept for reuse.
+const MAX_IDLE: usize = 8;
+
+/// A store's PostgreSQL database: its URL (as the store directory names
+/// it, without password) and idle clients.
+pub(crate) struct PgStore {
+    pub(crate) url: String,
+    idle: Mutex<Vec<postgres::Client>>,
+}
+
+/// PostgreSQL's read handle: the client of one transaction.
+#[derive(Clone, Copy)]
+pub(crate) struct PgReader<'a> {
+    pub(crate) c: &'a RefCell<postgres::Client>,
+    pub(crate) store: &'a Store,
+    pub(crate) url: &'a str,
+}
+
+/// PostgreSQL's write handle (the same client, inside the write).
+pub(crate) struct PgWriter<'a> {
+    pub(crate) r: PgReader<'a>,
+}
+
+impl<'a> std::ops::Deref for PgWriter<'a> {
+    type Target = PgReader<'a>;
+    fn deref(&self) -> &PgReader<'a> {
+        &self.r
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` and brings its schema to this build's version.
+    pub(crate) fn open(url: &str) -> Result<PgStore, StoreError> {
+        let mut c = connect(url)?;
+        schema::migrate(&mut c, url)?;
+        Ok(PgStore {
+            url: url.to_string(),
+            idle: Mutex::new(vec![c]),
+        })
+    }
+
+    /// The device id and name the database's store was created with.
+    pub(crate) fn meta_identity(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<(uuid::Uuid, String), StoreError> {
+        let mut c = self.take()?;
+        let rows = c
+            .query(
+                "SELECT key, value FROM meta WHERE key IN ('device_id', 'name')",
+                &[],
+            )
+            .map_err(|e| pg_err(&self.url, e))?;
+        self.give_back(c);
+        let (mut id, mut name) = (None, None);
+        for r in rows {
+            let (k, v): (String, String) = (ops::get(&r, 0)?, ops::get(&r, 1)?);
+            match k.as_str() {
+                "device_id" => id = Some(v),
+                _ => name = Some(v),
+            }
+        }
+        let (Some(id), Some(name)) = (id, name) else {
+            return Err(StoreError::NotAStore(dir.to_path_buf()));
+        };
+        let id = uuid::Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Crypto(format!("bad device id in store: {e}")))?;
+        Ok((id, name))
+    }
+
+    fn take(&self) -> Result<postgres::Client, StoreError> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+            && !c.is_closed()
+        {
+            return Ok(c);
+        }
+        connect(&self.url)
+    }
+
+    fn give_back(&self, c: postgres::Client) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE && !c.is_closed() {
+            idle.push(c);
+        }
+    }
+
+    /// Runs `f` in one repeatable-read, read-only transaction.
+    pub(crate) fn snapshot<T, E>(
+        &self,
+        store: &Store,
+        f: impl FnOnce(&Reader<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut c = self.take()?;
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(|e| pg_err(&self.url, e))?;
+        let cell = RefCell::new(c);
+        let out = f(&Reader {
+            db: Db::Pg(PgReader {
+                c: &cell,
+                store,
+                url: &self.url,
+            }),
+            store,
+        });
+        let mut c = cell.into_inner();
+        // Nothing was written: ending the read cannot lose anything.
+        if c.batch_execute("COMMIT").is_ok() {
+            self.give_back(c);
+        }
+        out
+    }
+
+    /// Runs `f` in one write transaction, after every write to this
+    /// database committed before it (the write lock), committed only if
+    /// it returns `Ok`.
+    pub(crate) fn transaction<T, E>(
+        &self,
+        store: &Store,
+        f: impl FnOnce(&Writer<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut c = self.take()?;
+        c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .and_then(|_| c.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]))
+            .map_err(|e| pg_err(&self.url, e))?;
+        let cell = RefCell::new(c);
+        let out = f(&Writer {
+            r: Reader {
+                db: Db::Pg(PgReader {
+                    c: &cell,
+                    store,
+                    url: &self.url,
+                }),
+                store,
+            },
+        });
+        let mut c = cell.into_inner();
+        match out {
+            Ok(v) => {
+                c.batch_execute("COMMIT")
+                    .map_err(|e| E::from(pg_err(&self.url, e)))?;
+                self.give_back(c);
+                Ok(v)
+            }
+            Err(e) => {
+                if c.batch_execute("ROLLBACK").is_ok() {
+                    self.give_back(c);
+                }
+                Err(e)
+            }
+        }
+    }
+}
 
 /// Connects to the database at `url` (a `postgres://` URL; a password, if
 /// any, from the URL or `PGPASSWORD`).
