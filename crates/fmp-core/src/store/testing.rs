@@ -365,7 +365,7 @@ pub fn converged(store: &Store) -> Result<Converged, StoreError> {
             "SELECT submission_id, country, count FROM submission_nationalities ORDER BY 1, 2",
             Some(
                 "SELECT submission_id, country, count FROM submission_nationalities \
-                 ORDER BY 1 COLLATE \"C\", 2 COLLATE \"C\"",
+                 ORDER BY submission_id COLLATE \"C\", country COLLATE \"C\"",
             ),
         )?;
         rows.extend(nat.iter().map(|n| {
