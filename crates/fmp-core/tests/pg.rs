@@ -339,3 +339,162 @@ fn a_password_never_reaches_a_message_even_when_parsing_fails() {
     };
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
+
+// ------------------------------------------------------------ Store on PostgreSQL
+
+mod store {
+    use std::path::Path;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use fmp_core::form::example_submission;
+    use fmp_core::store::ops::*;
+    use fmp_core::store::testing::PgDatabase;
+    use fmp_core::store::{PG_FILE, Store, StoreError};
+    use uuid::Uuid;
+
+    /// A second process's view of a store: its directory copied.
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read dir") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+
+    /// Two stores on one database, as two `fmp serve` processes started
+    /// from copies of one store directory.
+    fn two_processes(test: &str) -> Option<(PgDatabase, tempfile::TempDir, Store, Store)> {
+        let db = PgDatabase::create(test)?;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let a = Store::init_postgres(&tmp.path().join("a"), "hq", &db.url).expect("init");
+        copy_dir(&tmp.path().join("a"), &tmp.path().join("b"));
+        let b = Store::open(&tmp.path().join("b")).expect("open the copy");
+        Some((db, tmp, a, b))
+    }
+
+    #[test]
+    fn the_store_directory_names_the_database_without_its_password_and_reopens() {
+        let Some(db) = PgDatabase::create("store_dir") else {
+            return;
+        };
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("hq");
+        // A password in the URL is used to connect and never written.
+        let (scheme, rest) = db.url.split_once("://").expect("url");
+        let (user, host) = rest.split_once('@').expect("user");
+        let with_pw = format!("{scheme}://{user}:s3cr3t-pw@{host}");
+        let s = Store::init_postgres(&dir, "hq", &with_pw).expect("init (trust auth)");
+        let id = s.record(example_submission()).expect("record");
+        let device = s.identity().device_id;
+        drop(s);
+        let named = std::fs::read_to_string(dir.join(PG_FILE)).expect("url file");
+        assert_eq!(named.trim(), db.url);
+        for e in std::fs::read_dir(&dir).expect("dir") {
+            let bytes = std::fs::read(e.expect("entry").path()).expect("read");
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("s3cr3t-pw"),
+                "no password on disk"
+            );
+        }
+        assert!(!dir.join(fmp_core::store::DB_FILE).exists(), "no SQLite file");
+        let s = Store::open(&dir).expect("reopen");
+        assert_eq!(s.identity().device_id, device);
+        assert_eq!(s.get(id).expect("get").submission.id, Some(id));
+        // A second store cannot be created on the same database, nor a
+        // store over a directory that names one.
+        let err = Store::init_postgres(&tmp.path().join("other"), "x", &db.url)
+            .expect_err("database in use");
+        assert!(matches!(err, StoreError::DatabaseInUse(_)), "{err}");
+        assert!(!tmp.path().join("other").join(PG_FILE).exists());
+        let err = Store::init(&dir, "x").expect_err("directory in use");
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
+    }
+
+    #[test]
+    fn a_nonce_remembered_by_one_process_is_a_replay_to_the_other() {
+        let Some((_db, _tmp, a, b)) = two_processes("nonces") else {
+            return;
+        };
+        let d = Uuid::now_v7();
+        let fresh = a
+            .transaction(|w| w.remember_nonce(d, "n1", 1_000, 0))
+            .expect("a");
+        assert!(fresh);
+        assert!(b.snapshot(|r| r.nonce_seen(d, "n1")).expect("seen"));
+        let again = b
+            .transaction(|w| w.remember_nonce(d, "n1", 1_000, 0))
+            .expect("b");
+        assert!(!again, "a replay to the other process is refused");
+        assert!(
+            b.transaction(|w| w.remember_nonce(d, "n2", 1_000, 0))
+                .expect("b")
+        );
+    }
+
+    #[test]
+    fn an_enrollment_code_used_in_one_process_is_used_in_the_other() {
+        let Some((_db, _tmp, a, b)) = two_processes("codes") else {
+            return;
+        };
+        let hash = [7u8; 32];
+        a.add_enrollment_code(&hash, &["ML-GOG".into()], false, i64::MAX)
+            .expect("add");
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        // Both processes try to use it at once, each reading it first in
+        // its own write, as the hub's join does: exactly one wins.
+        let claim = |s: &Store, device: Uuid| {
+            s.transaction(|w| {
+                let code = w.enrollment_code(&hash)?.expect("known");
+                if code.used_by.is_some() {
+                    return Ok::<_, StoreError>(false);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                w.use_enrollment_code(&hash, device)?;
+                Ok(true)
+            })
+            .expect("claim")
+        };
+        let (wa, wb) = std::thread::scope(|sc| {
+            let ta = sc.spawn(|| claim(&a, first));
+            let tb = sc.spawn(|| claim(&b, second));
+            (ta.join().expect("a"), tb.join().expect("b"))
+        });
+        assert!(wa ^ wb, "exactly one process used the code: {wa} {wb}");
+        let used = a
+            .snapshot(|r| r.enrollment_code(&hash))
+            .expect("read")
+            .expect("code");
+        let winner = if wa { first } else { second };
+        assert_eq!(used.used_by, Some(winner.to_string()));
+    }
+
+    #[test]
+    fn a_write_in_one_process_waits_for_the_other_s_and_sees_it() {
+        let Some((_db, _tmp, a, b)) = two_processes("writes") else {
+            return;
+        };
+        let (held_tx, held_rx) = mpsc::channel::<()>();
+        let seen = std::thread::scope(|sc| {
+            sc.spawn(|| {
+                a.transaction(|w| {
+                    w.put_setting("k", "from a")?;
+                    held_tx.send(()).expect("send");
+                    std::thread::sleep(Duration::from_millis(400));
+                    Ok::<_, StoreError>(())
+                })
+                .expect("a");
+            });
+            held_rx.recv().expect("a holds its write");
+            // A read does not wait, and does not see the open write.
+            assert_eq!(b.snapshot(|r| r.setting("k")).expect("read"), None);
+            let seen = b
+                .transaction(|w| w.setting("k"))
+                .expect("b's write");
+            seen
+        });
+        // Read committed alone would read None while a's write is open:
+        // b's write waited for a's commit (the write lock).
+        assert_eq!(seen.as_deref(), Some("from a"), "b's write ran after a's");
+    }
+}
