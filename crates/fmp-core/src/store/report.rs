@@ -28,7 +28,7 @@ pub enum Counted {
 
 impl Counted {
     /// The SQL condition on `s` that selects them.
-    fn clause(self) -> &'static str {
+    pub(crate) fn clause(self) -> &'static str {
         match self {
             Counted::ApprovedOnly => "s.deleted = 0 AND s.review_status = 'approved'",
             Counted::AllButRejected => {

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use automerge::AutoCommit;
 use chrono::{DateTime, Utc};
 use postgres::Row;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{FromSql, ToSql};
 use uuid::Uuid;
 
@@ -33,7 +34,10 @@ use crate::store::log::{
 };
 use crate::store::ops::*;
 use crate::store::peers::PeerProgress;
-use crate::store::report::{Counted, ExportRow, ExportSelection, ReportAggregates};
+use crate::store::report::{
+    Counted, DayGroup, DirectionGroup, ExportRow, ExportSelection, KeyGroup, MovementGroup,
+    ReportAggregates, SeriesGroup,
+};
 use crate::store::restore::RestoreState;
 use crate::store::{Filter, HistoryEntry};
 
@@ -1708,36 +1712,278 @@ impl CountReads for PgReader<'_> {
     }
 }
 
-/// The report's operations are not built on PostgreSQL yet.
-fn no_report(op: &'static str) -> StoreError {
-    StoreError::NotOnBackend {
-        op,
-        backend: "postgres",
-    }
+fn count_at(r: &Row, i: usize) -> Result<u64, StoreError> {
+    let v: Option<i64> = get(r, i)?;
+    Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+}
+
+fn direction_at(r: &Row, i: usize) -> Result<Option<crate::model::Direction>, StoreError> {
+    let s: String = get(r, i)?;
+    Ok(s.parse().ok())
+}
+
+fn key_group(r: &Row) -> Result<KeyGroup, StoreError> {
+    Ok(KeyGroup {
+        month: get(r, 0)?,
+        fmp: get(r, 1)?,
+        key: get(r, 2)?,
+        individuals: count_at(r, 3)?,
+    })
+}
+
+/// `GROUP BY` and the same `ORDER BY` (text in byte order, as SQLite
+/// groups): the report reads groups in SQLite's order.
+fn grouped(cols: &[&str]) -> String {
+    let order: Vec<String> = cols.iter().map(|c| format!("{c} COLLATE \"C\"")).collect();
+    format!("GROUP BY {} ORDER BY {}", cols.join(", "), order.join(", "))
 }
 
 impl ReportReads for PgReader<'_> {
     fn report_aggregates(
         &self,
-        _month: &str,
-        _previous: &str,
-        _counted: Counted,
+        month: &str,
+        previous: &str,
+        counted: Counted,
     ) -> Result<ReportAggregates, StoreError> {
-        Err(no_report("report_aggregates"))
+        let st = counted.clause();
+        let base = format!("FROM submissions s WHERE s.month IN ($1, $2) AND {st}");
+        let both: [P<'_>; 2] = [&month, &previous];
+        let by_direction = self
+            .query(
+                &format!(
+                    "SELECT s.month, s.fmp, s.direction, SUM(s.total)::bigint,
+                        SUM(s.adult_female)::bigint, SUM(s.adult_male)::bigint,
+                        SUM(s.minor_female)::bigint, SUM(s.minor_male)::bigint,
+                        SUM(s.under5)::bigint, SUM(s.elderly)::bigint, SUM(s.disability)::bigint,
+                        SUM(s.pregnant)::bigint, SUM(COALESCE(s.unaccompanied, 0))::bigint
+                     {base} {}",
+                    grouped(&["s.month", "s.fmp", "s.direction"])
+                ),
+                &both,
+            )?
+            .iter()
+            .map(|r| {
+                Ok(DirectionGroup {
+                    month: get(r, 0)?,
+                    fmp: get(r, 1)?,
+                    direction: direction_at(r, 2)?,
+                    total: count_at(r, 3)?,
+                    adult_female: count_at(r, 4)?,
+                    adult_male: count_at(r, 5)?,
+                    minor_female: count_at(r, 6)?,
+                    minor_male: count_at(r, 7)?,
+                    under5: count_at(r, 8)?,
+                    elderly: count_at(r, 9)?,
+                    disability: count_at(r, 10)?,
+                    pregnant: count_at(r, 11)?,
+                    unaccompanied: count_at(r, 12)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let days = self
+            .query(
+                &format!(
+                    "SELECT s.month, s.fmp, s.day {base} {}",
+                    grouped(&["s.month", "s.fmp", "s.day"])
+                ),
+                &both,
+            )?
+            .iter()
+            .map(|r| {
+                Ok(DayGroup {
+                    month: get(r, 0)?,
+                    fmp: get(r, 1)?,
+                    day: get(r, 2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let by_key = |col: &str, extra: &str| -> Result<Vec<KeyGroup>, StoreError> {
+            self.query(
+                &format!(
+                    "SELECT s.month, s.fmp, {col}, SUM(s.total)::bigint {base} {extra} {}",
+                    grouped(&["s.month", "s.fmp", col])
+                ),
+                &both,
+            )?
+            .iter()
+            .map(key_group)
+            .collect()
+        };
+        let next_country = by_key("s.next_country", "")?;
+        let movement_type = by_key("s.movement_type", "")?;
+        let final_country_outgoing = by_key("s.final_country", "AND s.direction = 'outgoing'")?;
+        let by_movement = |col: &str| -> Result<Vec<MovementGroup>, StoreError> {
+            self.query(
+                &format!(
+                    "SELECT s.fmp, s.movement_type, {col}, SUM(s.total)::bigint
+                     FROM submissions s WHERE s.month = $1 AND {st} {}",
+                    grouped(&["s.fmp", "s.movement_type", col])
+                ),
+                &[&month],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(MovementGroup {
+                    fmp: get(r, 0)?,
+                    movement_type: get(r, 1)?,
+                    country: get(r, 2)?,
+                    individuals: count_at(r, 3)?,
+                })
+            })
+            .collect()
+        };
+        let departure_by_movement = by_movement("s.departure_country")?;
+        let next_by_movement = by_movement("s.next_country")?;
+        let nationalities = self
+            .query(
+                &format!(
+                    "SELECT s.month, s.fmp, n.country, SUM(n.count)::bigint
+                     FROM submissions s JOIN submission_nationalities n ON n.submission_id = s.id
+                     WHERE s.month IN ($1, $2) AND {st} {}",
+                    grouped(&["s.month", "s.fmp", "n.country"])
+                ),
+                &both,
+            )?
+            .iter()
+            .map(key_group)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let series = self
+            .query(
+                &format!(
+                    "SELECT s.month, s.fmp, s.direction, SUM(s.total)::bigint FROM submissions s
+                     WHERE s.month <= $1 AND {st} {}",
+                    grouped(&["s.month", "s.fmp", "s.direction"])
+                ),
+                &[&month],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(SeriesGroup {
+                    month: get(r, 0)?,
+                    fmp: get(r, 1)?,
+                    direction: direction_at(r, 2)?,
+                    individuals: count_at(r, 3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(ReportAggregates {
+            by_direction,
+            days,
+            next_country,
+            movement_type,
+            final_country_outgoing,
+            nationalities,
+            departure_by_movement,
+            next_by_movement,
+            series,
+        })
     }
 
     fn records_by_month(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        Err(no_report("records_by_month"))
+        self.query(
+            "SELECT month, count(*) FROM submissions WHERE deleted = 0
+             GROUP BY month ORDER BY month COLLATE \"C\"",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((get(r, 0)?, count_at(r, 1)?)))
+        .collect()
     }
 
     fn for_each_export_row<E>(
         &self,
-        _sel: &ExportSelection,
-        _f: impl FnMut(&ExportRow) -> Result<(), E>,
+        sel: &ExportSelection,
+        mut f: impl FnMut(&ExportRow) -> Result<(), E>,
     ) -> Result<u64, E>
     where
         E: From<StoreError>,
     {
-        Err(E::from(no_report("for_each_export_row")))
+        let mut q = EXPORT_SELECT.to_string();
+        let mut args: Vec<String> = Vec::new();
+        let mut add = |q: &mut String, cond: &str, v: String| {
+            args.push(v);
+            q.push_str(&format!(" AND {cond} ${}", args.len()));
+        };
+        if let Some(from) = sel.from {
+            add(&mut q, "s.day >=", from.format("%Y-%m-%d").to_string());
+        }
+        if let Some(to) = sel.to {
+            add(&mut q, "s.day <=", to.format("%Y-%m-%d").to_string());
+        }
+        if let Some(fmp) = &sel.fmp {
+            add(&mut q, "s.fmp =", fmp.clone());
+        }
+        if sel.exclude_rejected {
+            q.push_str(" AND (s.review_status IS NULL OR s.review_status <> 'rejected')");
+        }
+        q.push_str(" ORDER BY s.observed_at COLLATE \"C\", s.id COLLATE \"C\"");
+        // Streamed: one row in memory at a time.
+        let mut client = self.c.borrow_mut();
+        let mut rows = client
+            .query_raw(&q, args.iter())
+            .map_err(|e| E::from(pg_err(self.url, e)))?;
+        let mut n = 0u64;
+        let mut row = ExportRow::default();
+        while let Some(r) = rows.next().map_err(|e| E::from(pg_err(self.url, e)))? {
+            read_export_row(&r, &mut row)?;
+            f(&row)?;
+            n += 1;
+        }
+        Ok(n)
     }
+}
+
+const EXPORT_SELECT: &str =
+    "SELECT s.id, s.form, s.form_version, s.fmp, s.observed_at, s.day, s.direction,
+    s.transport, s.movement_type, s.departure_country, s.departure_place, s.next_country,
+    s.next_place, s.final_country, s.final_place, s.adult_male, s.adult_female, s.minor_male,
+    s.minor_female, s.total, s.under5, s.elderly, s.disability, s.pregnant, s.unaccompanied,
+    (SELECT string_agg(n.country || ':' || n.count, ';' ORDER BY n.country COLLATE \"C\")
+       FROM submission_nationalities n WHERE n.submission_id = s.id),
+    s.notes, s.review_status, s.review_comment
+  FROM submissions s WHERE s.deleted = 0";
+
+fn read_export_row(r: &Row, out: &mut ExportRow) -> Result<(), StoreError> {
+    *out = ExportRow {
+        id: get(r, 0)?,
+        form: get(r, 1)?,
+        form_version: get(r, 2)?,
+        fmp: get(r, 3)?,
+        observed_at: get(r, 4)?,
+        day: get(r, 5)?,
+        direction: get(r, 6)?,
+        transport: get(r, 7)?,
+        movement_type: get(r, 8)?,
+        departure_country: get(r, 9)?,
+        departure_place: get(r, 10)?,
+        next_country: get(r, 11)?,
+        next_place: get(r, 12)?,
+        final_country: get(r, 13)?,
+        final_place: get(r, 14)?,
+        adult_male: get(r, 15)?,
+        adult_female: get(r, 16)?,
+        minor_male: get(r, 17)?,
+        minor_female: get(r, 18)?,
+        total: get(r, 19)?,
+        under5: get(r, 20)?,
+        elderly: get(r, 21)?,
+        disability: get(r, 22)?,
+        pregnant: get(r, 23)?,
+        unaccompanied: get(r, 24)?,
+        nationalities: Vec::new(),
+        notes: get(r, 26)?,
+        review_status: get(r, 27)?,
+        review_comment: get(r, 28)?,
+    };
+    if let Some(s) = get::<Option<String>>(r, 25)? {
+        for part in s.split(';').filter(|p| !p.is_empty()) {
+            let bad = || StoreError::Corrupt {
+                what: format!("nationalities that do not read: `{part}`"),
+            };
+            let (c, n) = part.split_once(':').ok_or_else(bad)?;
+            let n: i64 = n.parse().map_err(|_| bad())?;
+            out.nationalities.push((c.to_string(), n));
+        }
+    }
+    Ok(())
 }
