@@ -364,6 +364,10 @@ impl Store {
             return Err(StoreError::AlreadyExists(dir.to_path_buf()));
         }
         let db = pg::PgStore::open(url)?;
+        // Nothing made in the directory for a database that is taken.
+        if db.meta_identity(dir).is_ok() {
+            return Err(StoreError::DatabaseInUse(plain));
+        }
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let identity = Identity::create(dir, name)?;
         let now = Utc::now().to_rfc3339();
