@@ -46,6 +46,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+if [ -n "${FMP_TEST_PG:-}" ]; then
+  step "fmp-sync's suites again, every replica on PostgreSQL"
+  FMP_TEST_BACKEND=postgres cargo test -p fmp-sync --tests
+fi
+
 if [ -x android-bindings/run-jvm-tests.sh ]; then
   step "Kotlin bindings on the JVM"
   android-bindings/run-jvm-tests.sh
