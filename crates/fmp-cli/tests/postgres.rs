@@ -51,17 +51,35 @@ fn session(store: &str) -> Vec<String> {
     let lines: Vec<String> = ids
         .iter()
         .enumerate()
-        .map(|(i, id)| submission(id, ["ML-HER", "ML-GOG", "ML-HER"][i], 3 + i as u32, 20 + i as u32))
+        .map(|(i, id)| {
+            submission(
+                id,
+                ["ML-HER", "ML-GOG", "ML-HER"][i],
+                3 + i as u32,
+                20 + i as u32,
+            )
+        })
         .collect();
     ok(&["record", "--store", store], Some(&lines.join("\n")));
-    ok(&["edit", "--store", store, ids[0], r#"{"notes":"checked twice"}"#], None);
+    ok(
+        &[
+            "edit",
+            "--store",
+            store,
+            ids[0],
+            r#"{"notes":"checked twice"}"#,
+        ],
+        None,
+    );
     ok(&["delete", "--store", store, ids[2]], None);
     ok(&["status", "--store", store], None);
     vec![
         ok(&["list", "--store", store, "--format", "json"], None),
         ok(&["show", "--store", store, ids[0]], None),
         ok(
-            &["report", "--store", store, "--month", "2020-06", "--format", "json"],
+            &[
+                "report", "--store", store, "--month", "2020-06", "--format", "json",
+            ],
             None,
         ),
         ok(&["export", "--store", store, "--format", "csv"], None),
@@ -78,7 +96,15 @@ fn a_store_on_postgresql_answers_every_command_as_one_on_sqlite() {
     let lite = tmp.path().join("lite");
     let (pg_s, lite_s) = (pg.to_str().expect("utf8"), lite.to_str().expect("utf8"));
     let out = ok(
-        &["init", "--store", pg_s, "--name", "hq", "--database", &db.url],
+        &[
+            "init",
+            "--store",
+            pg_s,
+            "--name",
+            "hq",
+            "--database",
+            &db.url,
+        ],
         None,
     );
     assert!(out.contains("data in PostgreSQL"), "{out}");
@@ -100,7 +126,10 @@ fn a_bad_or_taken_database_is_refused_and_no_store_is_made() {
     let (scheme, rest) = db.url.split_once("://").expect("url");
     let (user, _) = rest.split_once('@').expect("user");
     let dead = format!("{scheme}://{user}:hunter2-secret@127.0.0.1:1/fmp_nowhere");
-    let out = fmp(&["init", "--store", &s(&dir("a")), "--database", &dead], None);
+    let out = fmp(
+        &["init", "--store", &s(&dir("a")), "--database", &dead],
+        None,
+    );
     assert!(!out.status.success());
     let all = format!(
         "{}{}",
@@ -111,8 +140,14 @@ fn a_bad_or_taken_database_is_refused_and_no_store_is_made() {
     assert!(all.contains("127.0.0.1:1"), "names the database: {all}");
     assert!(!dir("a").join("postgres.url").exists());
     // A database that holds a store already is not taken over.
-    ok(&["init", "--store", &s(&dir("b")), "--database", &db.url], None);
-    let out = fmp(&["init", "--store", &s(&dir("c")), "--database", &db.url], None);
+    ok(
+        &["init", "--store", &s(&dir("b")), "--database", &db.url],
+        None,
+    );
+    let out = fmp(
+        &["init", "--store", &s(&dir("c")), "--database", &db.url],
+        None,
+    );
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already holds an fmp store"),

@@ -85,6 +85,17 @@ impl<'a> Reader<'a> {
     pub fn store(&self) -> &'a Store {
         self.store
     }
+
+    /// The SQLite connection of this read (the unit tests' look; a
+    /// PostgreSQL reader has none).
+    #[cfg(test)]
+    pub(crate) fn sqlite_conn(&self) -> &'a Connection {
+        match self.db {
+            Db::Sqlite(s) => s.conn,
+            #[cfg(feature = "postgres")]
+            Db::Pg(_) => panic!("a SQLite test on a PostgreSQL store"),
+        }
+    }
 }
 
 /// A write of the store: one immediate transaction, committed durably when
@@ -352,7 +363,9 @@ impl LogWrites for Writer<'_> {
         match &self.r.db {
             Db::Sqlite(r) => SqlWriter { r: *r }.save_document(kind, id, data, changes, state),
             #[cfg(feature = "postgres")]
-            Db::Pg(r) => super::pg::PgWriter { r: *r }.save_document(kind, id, data, changes, state),
+            Db::Pg(r) => {
+                super::pg::PgWriter { r: *r }.save_document(kind, id, data, changes, state)
+            }
         }
     }
     fn insert_document(
@@ -454,9 +467,8 @@ impl HubWrites for Writer<'_> {
                 SqlWriter { r: *r }.add_enrollment_code(hash, fmps, may_enroll, expires_at)
             }
             #[cfg(feature = "postgres")]
-            Db::Pg(r) => super::pg::PgWriter { r: *r }.add_enrollment_code(
-                hash, fmps, may_enroll, expires_at,
-            ),
+            Db::Pg(r) => super::pg::PgWriter { r: *r }
+                .add_enrollment_code(hash, fmps, may_enroll, expires_at),
         }
     }
     fn use_enrollment_code(&self, hash: &[u8], device: Uuid) -> Result<(), StoreError> {
@@ -479,9 +491,8 @@ impl HubWrites for Writer<'_> {
                 SqlWriter { r: *r }.enroll_device(device, name, public_key, fmps, may_enroll)
             }
             #[cfg(feature = "postgres")]
-            Db::Pg(r) => super::pg::PgWriter { r: *r }.enroll_device(
-                device, name, public_key, fmps, may_enroll,
-            ),
+            Db::Pg(r) => super::pg::PgWriter { r: *r }
+                .enroll_device(device, name, public_key, fmps, may_enroll),
         }
     }
     fn revoke_device(&self, device: Uuid) -> Result<usize, StoreError> {

@@ -9,7 +9,7 @@ use super::ops::{AuthorityReads, SettingsWrites};
 use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
-use super::{access::SqlReader, Store, StoreError, log::Hash};
+use super::{Store, StoreError, access::SqlReader, log::Hash};
 
 pub(crate) const KEY: &str = "hq_authority";
 

@@ -5,7 +5,7 @@
 use super::ops::CountReads;
 use std::collections::BTreeMap;
 
-use super::{access::SqlReader, StoreError};
+use super::{StoreError, access::SqlReader};
 
 /// A month's live (not deleted) records at some FMPs, by review status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use super::ops::{EnrollmentReads, EnrollmentWrites};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{access::SqlReader, StoreError, access::SqlWriter};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
 const MAY_ENROLL_KEY: &str = "upstream_may_enroll";
 

@@ -17,7 +17,7 @@ use crate::store::ops::*;
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{access::SqlReader, Store, StoreError, access::SqlWriter};
+use super::{Store, StoreError, access::SqlReader, access::SqlWriter};
 use crate::store::authority::Authority;
 
 fn now_ms() -> i64 {

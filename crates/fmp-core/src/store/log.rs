@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{access::SqlReader, StoreError, access::SqlWriter, materialize};
+use super::{StoreError, access::SqlReader, access::SqlWriter, materialize};
 use crate::doc::Op;
 use crate::model::StoredSubmission;
 

@@ -134,7 +134,9 @@ pub enum StoreError {
     #[error("the store at {} keeps its data in PostgreSQL, and this fmp was built without PostgreSQL support (feature `postgres`)", .0.display())]
     NoPostgres(PathBuf),
     /// `init` on a database that already holds a store.
-    #[error("the database {0} already holds an fmp store; nothing was changed (open it from that store's directory, or a copy of it)")]
+    #[error(
+        "the database {0} already holds an fmp store; nothing was changed (open it from that store's directory, or a copy of it)"
+    )]
     DatabaseInUse(String),
     /// A PostgreSQL failure (the database named without its password).
     #[cfg(feature = "postgres")]

@@ -9,7 +9,7 @@ use super::ops::{NonceReads, NonceWrites};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{access::SqlReader, StoreError, access::SqlWriter};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
 impl NonceReads for SqlReader<'_> {
     fn nonce_seen(&self, device: Uuid, nonce: &str) -> Result<bool, StoreError> {

@@ -6,7 +6,7 @@ use rusqlite::params;
 use uuid::Uuid;
 
 use super::ops::PeerReads;
-use super::{access::SqlReader, Store, StoreError};
+use super::{Store, StoreError, access::SqlReader};
 
 /// One peer's progress.
 #[derive(Debug, Clone, PartialEq, Eq)]

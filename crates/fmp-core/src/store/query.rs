@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::corrections::ToCorrect;
 use super::ops::RecordReads;
-use super::{Filter, HistoryEntry, access::SqlReader, StoreError};
+use super::{Filter, HistoryEntry, StoreError, access::SqlReader};
 use crate::model::{People, Place, Review, StoredSubmission, Submission, Vulnerable};
 
 impl RecordReads for SqlReader<'_> {

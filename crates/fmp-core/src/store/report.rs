@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use rusqlite::types::Value;
 use rusqlite::{Row, params};
 
-use super::{access::SqlReader, StoreError};
+use super::{StoreError, access::SqlReader};
 use crate::model::Direction;
 
 /// Which live (not deleted) submissions a report counts.

@@ -31,7 +31,7 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{access::SqlReader, StoreError, access::SqlWriter};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
 /// What a store knows of its own restore, for `fmp status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

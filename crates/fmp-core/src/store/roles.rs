@@ -14,7 +14,7 @@ use crate::reference::Registry;
 use crate::role::Role;
 use crate::validate::{ValidationError, validate_received};
 
-use super::{access::SqlReader, StoreError, access::SqlWriter};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
 impl RoleReads for SqlReader<'_> {
     fn role(&self) -> Result<Option<Role>, StoreError> {

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::ops::{SettingsReads, SettingsWrites};
-use super::{access::SqlReader, StoreError, access::SqlWriter};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
 impl SettingsReads for SqlReader<'_> {
     fn enrolled_fmps(&self) -> Result<Option<Vec<String>>, StoreError> {

@@ -124,7 +124,11 @@ fn raw(
                 let mut q = stmt.query([])?;
                 let mut out = Vec::new();
                 while let Some(row) = q.next()? {
-                    out.push((0..n).map(|i| row.get::<_, Value>(i)).collect::<rusqlite::Result<_>>()?);
+                    out.push(
+                        (0..n)
+                            .map(|i| row.get::<_, Value>(i))
+                            .collect::<rusqlite::Result<_>>()?,
+                    );
                 }
                 Ok((cols, out))
             };
@@ -146,7 +150,9 @@ fn raw(
                     let v = match *c.type_() {
                         Type::INT8 => get::<Option<i64>>(row, i)?.map(Value::Integer),
                         Type::INT4 => get::<Option<i32>>(row, i)?.map(|v| Value::Integer(v.into())),
-                        Type::BOOL => get::<Option<bool>>(row, i)?.map(|v| Value::Integer(v.into())),
+                        Type::BOOL => {
+                            get::<Option<bool>>(row, i)?.map(|v| Value::Integer(v.into()))
+                        }
                         Type::BYTEA => get::<Option<Vec<u8>>>(row, i)?.map(Value::Blob),
                         _ => get::<Option<String>>(row, i)?.map(Value::Text),
                     };

@@ -169,9 +169,10 @@ impl PgReader<'_> {
             return Ok(Vec::new());
         }
         let ever = crate::store::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
-        let moved_since = all.iter().filter(|c| c.seq > after).any(|c| {
-            !crate::store::authority::fmps_ever([c.bytes.as_slice()]).is_empty()
-        });
+        let moved_since = all
+            .iter()
+            .filter(|c| c.seq > after)
+            .any(|c| !crate::store::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
         if !moved_since || ever.iter().all(|f| scope.contains(f)) {
             return Ok(Vec::new());
         }
@@ -224,7 +225,11 @@ impl PgWriter<'_> {
 
     /// Appends one change (ADR 0005's position: this transaction's id, then
     /// one past its last ordinal); `None`: its hash is logged already.
-    pub(crate) fn append(&self, doc_id: &str, c: &NewChange<'_>) -> Result<Option<i64>, StoreError> {
+    pub(crate) fn append(
+        &self,
+        doc_id: &str,
+        c: &NewChange<'_>,
+    ) -> Result<Option<i64>, StoreError> {
         let base: i64 = get(
             &self.one("SELECT pg_current_xact_id()::text::bigint", &[])?,
             0,
@@ -715,7 +720,12 @@ impl LogWrites for PgWriter<'_> {
         self.exec(
             "INSERT INTO bundles (id, author, hashes, sig) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING",
-            &[&&b.id[..], &b.author.to_string(), &b.hashes.concat(), &b.sig],
+            &[
+                &&b.id[..],
+                &b.author.to_string(),
+                &b.hashes.concat(),
+                &b.sig,
+            ],
         )?;
         Ok(())
     }
@@ -844,7 +854,8 @@ impl LogWrites for PgWriter<'_> {
 
 // ------------------------------------------------------------ records
 
-const COLUMNS: &str = "id, form, form_version, fmp, observed_at, direction, transport, movement_type,
+const COLUMNS: &str =
+    "id, form, form_version, fmp, observed_at, direction, transport, movement_type,
     departure_country, departure_place, next_country, next_place, final_country, final_place,
     adult_male, adult_female, minor_male, minor_female, under5, elderly, disability, pregnant,
     unaccompanied, notes, review_status, review_comment, review_by, review_at, deleted, conflicts,
