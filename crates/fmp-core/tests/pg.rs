@@ -502,8 +502,7 @@ mod store {
             held_rx.recv().expect("a holds its write");
             // A read does not wait, and does not see the open write.
             assert_eq!(b.snapshot(|r| r.setting("k")).expect("read"), None);
-            let seen = b.transaction(|w| w.setting("k")).expect("b's write");
-            seen
+            b.transaction(|w| w.setting("k")).expect("b's write")
         });
         // Read committed alone would read None while a's write is open:
         // b's write waited for a's commit (the write lock).

@@ -260,7 +260,7 @@ fn blob(v: &Value) -> Vec<u8> {
 
 /// The store's tables (the database's own left out), by name.
 pub fn tables(store: &Store) -> Result<Vec<String>, StoreError> {
-    store.snapshot(|r| table_names(r))
+    store.snapshot(table_names)
 }
 
 /// The rows of `table` in stored order, each its columns' SQLite values
