@@ -505,6 +505,10 @@ pub fn forged_document(r: &Reader<'_>, id: Uuid) -> Result<AutoCommit, StoreErro
 /// is saved as `doc` (the bytes of `AutoCommit::save`), `change` appended
 /// to the log as this device's (`op`, at `time_ms`), and the materialized
 /// row rewritten from `state`. Returns the change's `seq`.
+#[cfg_attr(
+    not(feature = "postgres"),
+    allow(clippy::infallible_destructuring_match)
+)]
 pub fn forge_change(
     w: &Writer<'_>,
     id: Uuid,
