@@ -1,6 +1,5 @@
 //! The PostgreSQL backend of the store, for HQ at scale (issue "HQ on
-//! PostgreSQL"; behind the `postgres` feature). Being built in steps; what
-//! stands:
+//! PostgreSQL"; behind the `postgres` feature):
 //!
 //! - `schema.rs`: the same tables as SQLite's schema, in PostgreSQL's
 //!   types, versioned in the same numbered scheme (table `fmp_schema`),
