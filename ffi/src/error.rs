@@ -152,7 +152,9 @@ impl From<HubError> for FmpError {
             HubError::Refused {
                 status: 401 | 403, ..
             }
-            | HubError::NotJoined => FmpError::Auth {
+            | HubError::NotJoined
+            // Not an outage: the app says so and does not retry.
+            | HubError::CertificateChanged { .. } => FmpError::Auth {
                 reason: e.to_string(),
             },
             HubError::Cancelled => FmpError::Cancelled {
@@ -226,6 +228,11 @@ mod tests {
         }
         assert!(auth(refused(401, "bad_signature")));
         assert!(auth(HubError::NotJoined));
+        assert!(auth(HubError::CertificateChanged {
+            url: "https://hub:8443".into(),
+            pinned: "AA".into(),
+            presented: "BB".into(),
+        }));
         assert!(other(refused(400, "bad_message")));
         assert!(other(HubError::Usage("not a hub address".into())));
         let FmpError::Cancelled { reason } = FmpError::from(HubError::Cancelled) else {

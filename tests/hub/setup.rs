@@ -154,8 +154,13 @@ fn a_phone_hq_cannot_verify_is_held_at_its_hub_and_never_blocks_the_region() {
     );
     let text = fmp(&["status", "--store", s(&kayes)]);
     assert!(text.contains("quarantined: 2"), "{text}");
+    // By the name this hub enrolled it with, the id beside it (and in JSON).
+    assert_eq!(held[0]["author_name"], "benena-phone", "{st}");
     assert!(
-        text.contains(&format!("held: 2 change(s) by device {stray_id}")),
+        text.contains(&format!(
+            "held: 2 change(s) by benena-phone ({})",
+            &stray_id[..8]
+        )),
         "{text}"
     );
     // Later syncs go on; the held changes are offered again and held again.
@@ -512,6 +517,18 @@ fn a_phone_s_status_lists_its_records_a_review_sent_back_with_the_comment() {
         text.contains("to correct: 1") && text.contains("recount the adults"),
         "{text}"
     );
+    // The reviewer by its name, the id beside it (and in JSON).
+    let kayes_id = status_json(&kayes)["device"].as_str().unwrap().to_string();
+    assert_eq!(back[0]["by"], kayes_id.as_str());
+    assert_eq!(back[0]["by_name"], "kayes-hub");
+    assert!(
+        text.contains(&format!("has_issues by kayes-hub ({})", &kayes_id[..8])),
+        "{text}"
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&fmp(&["show", "--store", s(&gogui), &mine[0]])).unwrap();
+    assert_eq!(shown["review"]["by"], kayes_id.as_str());
+    assert_eq!(shown["review"]["by_name"], "kayes-hub", "{shown}");
     // The enumerator corrects it: still listed until reviewed again, as edited.
     fmp(&[
         "edit",
@@ -521,6 +538,130 @@ fn a_phone_s_status_lists_its_records_a_review_sent_back_with_the_comment() {
         r#"{"notes":"adults recounted"}"#,
     ]);
     assert_eq!(status_json(&gogui)["to_correct"][0]["edited_since"], true);
+    // The supervisor's hub, once the edit arrived, says so too.
+    let shown = |store: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&fmp(&["show", "--store", s(store), &mine[0]])).unwrap()
+    };
+    assert!(
+        shown(&kayes).get("edited_since_review").is_none(),
+        "not yet"
+    );
+    fmp(&["sync", "--store", s(&gogui)]);
+    assert_eq!(shown(&kayes)["edited_since_review"], true);
+    assert_eq!(shown(&gogui)["edited_since_review"], true);
+    assert!(
+        shown(&kayes)["notes"]
+            .as_str()
+            .unwrap()
+            .contains("adults recounted")
+    );
     let st = status_json(&colleague);
     assert_eq!(st["to_correct"][0]["comment"], "duplicate", "{st}");
+}
+
+/// `enroll-code` prints, on one line, the code with its FMPs, its expiry
+/// and the address `fmp serve` gave; `fmp codes` lists unused codes by id
+/// and cancels one by its id or the code, after which it enrolls nothing.
+#[test]
+fn a_code_is_printed_with_the_hub_s_address_listed_while_unused_and_cancelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hq = init(tmp.path(), "hq");
+    let out = fmp_in(&["enroll-code", "--store", s(&hq), "--fmp", "ML-GOG"], None);
+    let before = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        before.contains("--hub URL") && before.contains("`fmp serve` prints it"),
+        "no address known before the hub served: {before}"
+    );
+    let srv = Served::start(&hq, &[]);
+    let out = fmp_in(
+        &[
+            "enroll-code",
+            "--store",
+            s(&hq),
+            "--fmp",
+            "ML-GOG",
+            "--fmp",
+            "ML-HER",
+            "--hub",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let hub_code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let line = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(line.lines().count(), 1, "one line: {line}");
+    for part in [
+        hub_code.as_str(),
+        "ML-GOG, ML-HER",
+        "valid 24h (until ",
+        &format!("fmp join --store DIR --hub {} --code {hub_code}", srv.url),
+    ] {
+        assert!(line.contains(part), "{part:?} in {line}");
+    }
+    let phone_code = code(&hq, &["ML-BEN"], &["--expires", "1h"]);
+    let used = code(&hq, &["ML-GOG"], &[]);
+    let phone = init(tmp.path(), "phone");
+    fmp(&[
+        "join",
+        "--store",
+        s(&phone),
+        "--hub",
+        &srv.url,
+        "--code",
+        &used,
+    ]);
+
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&fmp(&["codes", "--store", s(&hq), "--json"])).unwrap();
+    // The first code, the hub code and the phone code; not the used one.
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let hub_row = listed
+        .iter()
+        .find(|c| c["hub"] == true)
+        .expect("the hub code");
+    assert_eq!(hub_row["fmps"], serde_json::json!(["ML-GOG", "ML-HER"]));
+    let id = hub_row["id"].as_str().unwrap().to_string();
+    assert!(line.contains(&format!("id {id}")), "{line}");
+    let table = fmp(&["codes", "--store", s(&hq)]);
+    assert!(table.contains(&id) && table.contains("ML-BEN"), "{table}");
+    assert!(!table.contains(&used), "codes themselves are never shown");
+
+    // Cancelled by id, and by the code itself; again: refused, naming `fmp codes`.
+    let out = fmp(&["codes", "--store", s(&hq), "--cancel", &id]);
+    assert!(out.starts_with(&format!("cancelled code {id}")), "{out}");
+    fmp(&[
+        "codes",
+        "--store",
+        s(&hq),
+        "--cancel",
+        &phone_code.to_lowercase(),
+    ]);
+    for again in [
+        id.as_str(),
+        phone_code.as_str(),
+        used.as_str(),
+        "not-a-code!",
+    ] {
+        let err = refused(&["codes", "--store", s(&hq), "--cancel", again]);
+        assert!(err.contains("fmp codes"), "{again}: {err}");
+    }
+    let left: Vec<serde_json::Value> =
+        serde_json::from_str(&fmp(&["codes", "--store", s(&hq), "--json"])).unwrap();
+    assert_eq!(left.len(), 1, "the first code only: {left:?}");
+    // A cancelled code enrolls nothing.
+    let late = init(tmp.path(), "late-hub");
+    let out = fmp_in(
+        &[
+            "join",
+            "--store",
+            s(&late),
+            "--hub",
+            &srv.url,
+            "--code",
+            &hub_code,
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_code"));
 }

@@ -56,6 +56,18 @@ pub fn reach_line(
     })
 }
 
+/// The URLs phones can use for a hub listening at `listening`: the host's
+/// own addresses `own` for an unspecified address, else that address.
+pub fn phone_urls(scheme: &str, listening: SocketAddr, own: &[Ipv4Addr]) -> Vec<String> {
+    if listening.ip().is_unspecified() {
+        own.iter()
+            .map(|a| format!("{scheme}://{a}:{}", listening.port()))
+            .collect()
+    } else {
+        vec![format!("{scheme}://{listening}")]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +119,13 @@ Local:
         );
         let loopback: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert_eq!(reach_line("http", loopback, || unreachable!()), None);
+        assert_eq!(
+            phone_urls("https", any, &own),
+            ["https://10.0.0.2:8080", "https://192.168.1.7:8080"]
+        );
+        assert_eq!(
+            phone_urls("http", loopback, &own),
+            ["http://127.0.0.1:8080"]
+        );
     }
 }

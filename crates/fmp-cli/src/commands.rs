@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use fmp_core::model::{Direction, ReviewStatus, StoredSubmission, Submission};
+use fmp_core::store::ops::HubReads;
 use fmp_core::store::{Filter, Store, StoreError};
 use uuid::Uuid;
 
@@ -305,19 +306,59 @@ pub fn show(dir: &Path, id: &str) -> Result<ExitCode, CliError> {
     let s = store.get(id)?;
     // A merge of valid concurrent edits that breaks a rule: shown with the
     // failing rules, one line each, under `invalid`.
-    match store.check_received(&s) {
-        Ok(()) => print_json(&s)?,
-        Err(e) => {
-            let mut v = serde_json::to_value(&s)
-                .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
-            if let serde_json::Value::Object(m) = &mut v {
-                let lines: Vec<String> = e.errors.iter().map(|f| f.to_string()).collect();
-                m.insert("invalid".into(), lines.into());
-            }
-            print_json(&v)?;
-        }
-    }
+    let invalid = store
+        .check_received(&s)
+        .err()
+        .map(|e| e.errors.iter().map(|f| f.to_string()).collect());
+    // The reviewer's name beside its id, where this store knows it.
+    let review = match &s.review {
+        Some(r) => Some(ShownReview {
+            review: r,
+            by_name: store.snapshot(|q| q.device_name(&r.by))?,
+        }),
+        None => None,
+    };
+    // Edited after its review: the reviewer has not seen the edit yet.
+    let edited_since_review = review.is_some() && {
+        let h = store.history(id)?;
+        let last = |op: &str| h.iter().filter(|e| e.op == op).map(|e| e.seq).max();
+        last("edit") > last("review")
+    };
+    print_json(&Shown {
+        submission: &s.submission,
+        review,
+        edited_since_review,
+        deleted: s.deleted,
+        conflicts: &s.conflicts,
+        invalid,
+    })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `fmp show`'s JSON: the stored submission in its own order, the
+/// reviewer's name beside its id, and the rules a merged record breaks.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    submission: &'a Submission,
+    review: Option<ShownReview<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    edited_since_review: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    conflicts: &'a [fmp_core::model::Conflict],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid: Option<Vec<String>>,
+}
+
+/// A review with its reviewer's name, where known.
+#[derive(serde::Serialize)]
+struct ShownReview<'a> {
+    #[serde(flatten)]
+    review: &'a fmp_core::model::Review,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by_name: Option<String>,
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {

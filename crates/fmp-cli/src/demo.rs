@@ -163,15 +163,18 @@ pub fn run(dir: &Path) -> Result<ExitCode, CliError> {
         bytes += s.bytes_sent + s.bytes_received;
         trips += u64::from(s.round_trips);
     }
-    out!("phones -> regional hubs: {sent} changes, {bytes} bytes, {trips} round trips")?;
+    out!(
+        "phones -> regional hubs: {sent} changes, {bytes} bytes, {}",
+        round_trips(trips)
+    )?;
     // The regional hubs forward to HQ.
     for (region, _, hub_dir, _) in &hubs {
         let s = sync(hub_dir)?;
         out!(
-            "{region} hub -> HQ: {} changes, {} bytes, {} round trips",
+            "{region} hub -> HQ: {} changes, {} bytes, {}",
             s.sent,
             s.bytes_sent + s.bytes_received,
-            s.round_trips
+            round_trips(u64::from(s.round_trips))
         )?;
     }
     for (_, _, _, handle) in hubs {
@@ -260,4 +263,23 @@ fn print_summary(store: &Store) -> Result<(), CliError> {
         n.avg_per_day
     )?;
     Ok(())
+}
+
+/// `1 round trip`, `N round trips`.
+fn round_trips(n: u64) -> String {
+    if n == 1 {
+        "1 round trip".to_string()
+    } else {
+        format!("{n} round trips")
+    }
+}
+
+#[cfg(test)]
+mod round_trip_tests {
+    #[test]
+    fn one_round_trip_is_singular() {
+        assert_eq!(super::round_trips(1), "1 round trip");
+        assert_eq!(super::round_trips(0), "0 round trips");
+        assert_eq!(super::round_trips(13), "13 round trips");
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use fmp_core::store::Store;
+use fmp_core::store::ops::{EnrollmentReads, EnrollmentWrites};
 use fmp_hub::client::{Event, SyncOptions};
 use fmp_hub::{HubError, Limits, ServeOptions};
 
@@ -25,7 +26,9 @@ pub enum HubCommand {
         /// Address to listen on, e.g. 0.0.0.0:8443 (port 0 picks a free one).
         #[arg(long)]
         listen: String,
-        /// PEM certificate (chain) for TLS.
+        /// PEM certificate (chain) for TLS. If neither it nor the key exists,
+        /// a self-signed certificate and key are made there on first start;
+        /// its SHA-256 fingerprint is printed at every start.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
         /// PEM private key for TLS.
@@ -65,6 +68,22 @@ pub enum HubCommand {
         /// The device is a supervisor's hub: it may enroll phones for these FMPs.
         #[arg(long)]
         hub: bool,
+    },
+    /// List this hub's enrollment codes not used yet (FMPs, kind, expiry), or cancel one.
+    ///
+    /// Only a code's hash is stored, so a code is listed by its id (the first
+    /// 8 hex digits of the hash); `--cancel` takes the code or its id.
+    Codes {
+        /// Directory of the hub's store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Cancel this unused code (the code, e.g. K7QM2-XR4TD, or its id):
+        /// a device joining with it is refused.
+        #[arg(long, value_name = "CODE_OR_ID")]
+        cancel: Option<String>,
     },
     /// Join a hub with an enrollment code: this store may then sync with it.
     Join {
@@ -205,6 +224,32 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
             eprintln!("logging to {place}");
             let tls = tls_cert.zip(tls_key);
             let scheme = if tls.is_some() { "https" } else { "http" };
+            if let Some((cert, key)) = &tls {
+                // Not a store: refused before any certificate is made.
+                drop(Store::open(&store)?);
+                let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+                names.extend(crate::addresses::local_ipv4().iter().map(|a| a.to_string()));
+                if fmp_hub::tls::ensure_self_signed(cert, key, &names)? {
+                    eprintln!(
+                        "made a self-signed TLS certificate {} and its key {} (readable by \
+                         you only): phones and hubs pin it when they join",
+                        cert.display(),
+                        key.display()
+                    );
+                }
+                eprintln!(
+                    "TLS certificate {}: SHA-256 fingerprint {}",
+                    cert.display(),
+                    fmp_hub::tls::file_fingerprint(cert)?
+                );
+            } else {
+                eprintln!(
+                    "plain HTTP: submissions cross the network unencrypted (requests are still \
+                     signed); give --tls-cert FILE --tls-key FILE for HTTPS (made on first start \
+                     if neither file exists)"
+                );
+            }
+            let store_dir = store.clone();
             let opts = ServeOptions {
                 store,
                 listen,
@@ -221,9 +266,18 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 // (A hub whose standard output went away serves on.)
                 let _ = out!("listening on {scheme}://{addr}");
                 let _ = std::io::stdout().flush();
-                let own = crate::addresses::local_ipv4;
-                if let Some(line) = crate::addresses::reach_line(scheme, addr, own) {
+                let own = if addr.ip().is_unspecified() {
+                    crate::addresses::local_ipv4()
+                } else {
+                    Vec::new()
+                };
+                if let Some(line) = crate::addresses::reach_line(scheme, addr, || own.clone()) {
                     eprintln!("{line}");
+                }
+                // Kept for `enroll-code` to print beside its codes (best effort).
+                let urls = crate::addresses::phone_urls(scheme, addr, &own);
+                if let Ok(s) = Store::open(&store_dir) {
+                    let _ = s.transaction(|w| w.set_served_at(&urls));
                 }
             })?;
             eprintln!("hub stopped");
@@ -252,16 +306,78 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                     || "far in the future".to_string(),
                     |t| format!("until {} UTC", t.format("%Y-%m-%d %H:%M")),
                 );
+            let id = fmp_hub::enroll::code_id(&code);
+            let urls = s.snapshot(|r| r.served_at())?;
+            let hub_url = match urls.as_slice() {
+                [] => "URL".to_string(),
+                [one] => one.clone(),
+                many => format!("{} (or {})", many[0], many[1..].join(", ")),
+            };
             out!("{code}")?;
+            // The code again with all a person needs beside it, on one
+            // stream (stdout keeps the code alone, for scripts).
             eprintln!(
-                "one-time code for {}{}, valid {expires} ({until})",
+                "one-time code {code} (id {id} in `fmp codes`) for {}{}, valid {expires} \
+                 ({until}); the device joins with: fmp join --store DIR --hub {hub_url} --code {code}{}",
                 fmps.join(", "),
                 if hub {
                     " (a hub, may enroll phones)"
                 } else {
                     ""
+                },
+                if urls.is_empty() {
+                    " (this hub's address: `fmp serve` prints it)"
+                } else {
+                    ""
                 }
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        HubCommand::Codes {
+            store,
+            json,
+            cancel,
+        } => {
+            let s = Store::open(&store)?;
+            if let Some(which) = cancel {
+                let c = fmp_hub::enroll::cancel(&s, &which)?;
+                out!(
+                    "cancelled code {} for {} (it would have expired {})",
+                    c.id,
+                    c.fmps.join(", "),
+                    c.expires_at
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = fmp_hub::enroll::unused(&s)?;
+            if json {
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if list.is_empty() {
+                out!("no unused enrollment code")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            out!(
+                "{:<8}  {:<24}  {:<5}  {:<20}  expires",
+                "id",
+                "fmps",
+                "for",
+                "made"
+            )?;
+            for c in list {
+                out!(
+                    "{:<8}  {:<24}  {:<5}  {:<20}  {}",
+                    c.id,
+                    c.fmps.join(","),
+                    if c.hub { "hub" } else { "phone" },
+                    c.created_at,
+                    c.expires_at
+                )?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         HubCommand::Join { store, hub, code } => {
@@ -278,6 +394,16 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                     ""
                 }
             )?;
+            match &j.tls_fingerprint {
+                Some(fp) => out!(
+                    "pinned the hub's TLS certificate (SHA-256 {fp}); check it is the one \
+                     `fmp serve` printed"
+                )?,
+                None => out!(
+                    "plain HTTP: no certificate pinned; what is synced crosses the network \
+                     unencrypted (requests are still signed)"
+                )?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         HubCommand::Devices {
@@ -292,6 +418,7 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 return Ok(ExitCode::SUCCESS);
             }
             let list = fmp_hub::status::devices(&s)?;
+            let unused = fmp_hub::enroll::unused(&s)?.len();
             if json {
                 out!(
                     "{}",
@@ -317,6 +444,13 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                         fmp_hub::db::printable(&d.name),
                         d.fmps.map(|f| f.join(",")).unwrap_or_else(|| "any".into()),
                         d.last_sync.unwrap_or_else(|| "never".into()),
+                    )?;
+                }
+                if unused > 0 {
+                    out!(
+                        "{unused} enrollment code(s) not used yet: `fmp codes --store {}` lists \
+                         them, `--cancel` cancels one",
+                        store.display()
                     )?;
                 }
             }
@@ -436,6 +570,15 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 )?,
                 _ => out!("not joined to a hub")?,
             }
+            if let Some(fp) = &st.hub_tls_fingerprint {
+                out!("hub's TLS certificate pinned: SHA-256 {fp}")?;
+            } else if st
+                .hub_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
+            {
+                out!("plain HTTP to the hub: no certificate pinned")?;
+            }
             if let Some(r) = &st.refused_by_hub {
                 out!(
                     "refused by the hub since {}: {}",
@@ -446,9 +589,8 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
             out!("pending changes: {}", st.pending)?;
             for p in &st.peers {
                 out!(
-                    "peer {} {}: last sync {}, {} change(s) not acknowledged",
-                    p.peer,
-                    fmp_hub::db::printable(p.name.as_deref().unwrap_or("")),
+                    "peer {}: last sync {}, {} change(s) not acknowledged",
+                    named(Some(&p.peer), p.name.as_deref()),
                     p.last_sync.as_deref().unwrap_or("never"),
                     p.pending
                 )?;
@@ -461,9 +603,9 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 }
                 for g in &st.held {
                     out!(
-                        "  held: {} change(s) by device {}{}: {}",
+                        "  held: {} change(s) by {}{}: {}",
                         g.changes,
-                        g.author.as_deref().unwrap_or("?"),
+                        named(g.author.as_deref(), g.author_name.as_deref()),
                         if g.retried {
                             " (offered again at each sync)"
                         } else {
@@ -480,10 +622,11 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 )?;
                 for t in &st.to_correct {
                     out!(
-                        "  {} ({}) {}{}: {}",
+                        "  {} ({}) {} by {}{}: {}",
                         t.id,
                         t.fmp,
                         t.status,
+                        named(Some(&t.by), t.by_name.as_deref()),
                         if t.edited_since {
                             ", edited since (waiting for the reviewer)"
                         } else {
@@ -535,6 +678,20 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A device as a person reads it: its name with the id's first 8
+/// characters, else `device ID` (`--json` has both).
+fn named(id: Option<&str>, name: Option<&str>) -> String {
+    let id = id.unwrap_or("?");
+    match name {
+        Some(n) => format!(
+            "{} ({})",
+            fmp_hub::db::printable(n),
+            id.get(..8).unwrap_or(id)
+        ),
+        None => format!("device {id}"),
     }
 }
 

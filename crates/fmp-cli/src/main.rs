@@ -202,6 +202,9 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Export submissions, one row each with every field.
+    ///
+    /// What the report counts by default: every submission but rejected
+    /// (and deleted) ones; `--include-rejected` adds the rejected ones.
     Export {
         /// Directory of the store.
         #[arg(long)]
@@ -218,9 +221,13 @@ enum Command {
         /// Only this FMP code.
         #[arg(long)]
         fmp: Option<String>,
-        /// Leave rejected submissions out.
-        #[arg(long)]
+        /// Leave rejected submissions out: the default, as the report counts
+        /// (kept for scripts written when rejected ones were exported).
+        #[arg(long, conflicts_with = "include_rejected")]
         exclude_rejected: bool,
+        /// Export rejected submissions too (with their review status).
+        #[arg(long)]
+        include_rejected: bool,
         /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -312,7 +319,8 @@ fn main() -> ExitCode {
             from,
             to,
             fmp,
-            exclude_rejected,
+            exclude_rejected: _,
+            include_rejected,
             out,
         } => report_commands::export(
             &store,
@@ -321,7 +329,7 @@ fn main() -> ExitCode {
                 from,
                 to,
                 fmp,
-                exclude_rejected,
+                include_rejected,
                 out,
             },
         ),

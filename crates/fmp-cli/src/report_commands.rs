@@ -148,8 +148,8 @@ pub struct ExportArgs {
     pub to: Option<String>,
     /// FMP code.
     pub fmp: Option<String>,
-    /// Leave rejected submissions out.
-    pub exclude_rejected: bool,
+    /// Export rejected submissions too (left out by default, as the report does).
+    pub include_rejected: bool,
     /// Output file (stdout if absent).
     pub out: Option<PathBuf>,
 }
@@ -167,14 +167,17 @@ pub fn export(dir: &Path, a: ExportArgs) -> Result<ExitCode, CliError> {
         from: a.from.as_deref().map(|s| day("from", s)).transpose()?,
         to: a.to.as_deref().map(|s| day("to", s)).transpose()?,
         fmp: a.fmp,
-        exclude_rejected: a.exclude_rejected,
+        exclude_rejected: !a.include_rejected,
     };
     let store = Store::open(dir)?;
     if let Some(code) = &filter.fmp
         && store.registry().get(code).is_none()
     {
+        let registry = store.registry();
+        let known: Vec<&str> = registry.fmps.iter().map(|f| f.code.as_str()).collect();
         return Err(CliError::Usage(format!(
-            "--fmp `{code}` is not a known FMP code (e.g. ML-HER)"
+            "--fmp `{code}` is not a known FMP code; the registry's FMPs: {}",
+            known.join(", ")
         )));
     }
     let mut buf = Vec::new();
@@ -184,9 +187,19 @@ pub fn export(dir: &Path, a: ExportArgs) -> Result<ExitCode, CliError> {
         ExportFormat::Jsonl => fmp_report::export_jsonl(&store, &filter, &mut buf),
     }
     .map_err(report_err)?;
+    let left_out = if a.include_rejected {
+        ""
+    } else {
+        " (rejected ones left out, as the report does; --include-rejected adds them)"
+    };
+    if rows == 0 {
+        return Err(CliError::Usage(format!(
+            "nothing to export: no submission matches{left_out}"
+        )));
+    }
     write_out(a.out.as_deref(), &buf)?;
     if let Some(p) = &a.out {
-        eprintln!("exported {rows} submission(s) to {}", p.display());
+        eprintln!("exported {rows} submission(s) to {}{left_out}", p.display());
     }
     Ok(ExitCode::SUCCESS)
 }

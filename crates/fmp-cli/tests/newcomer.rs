@@ -290,6 +290,85 @@ fn an_enrollment_code_shorter_than_a_minute_is_refused_and_a_good_one_says_until
         err.contains("ML-GOG") && err.contains("valid 1m (until ") && err.contains(" UTC)"),
         "{err}"
     );
+    assert!(
+        err.contains(text(&out.stdout).trim()),
+        "the code beside its FMPs and expiry: {err}"
+    );
+}
+
+/// Export counts what the report counts by default (rejected ones left
+/// out); `--include-rejected` adds them; a selection matching nothing and
+/// an unknown FMP are said.
+#[test]
+fn export_leaves_rejected_records_out_as_the_report_does_unless_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = new_store(&dir, "hq");
+    let store = store.as_str();
+    let week = repo().join("examples/gogui-week.jsonl");
+    let out = fmp(&["record", "--store", store, week.to_str().expect("utf8")]);
+    let ids: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(ids.len(), 3);
+    let r = fmp(&[
+        "review",
+        "--store",
+        store,
+        &ids[0],
+        "--status",
+        "rejected",
+        "--comment",
+        "duplicate",
+    ]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let rows = |extra: &[&str]| {
+        let mut args = vec!["export", "--store", store, "--format", "jsonl"];
+        args.extend_from_slice(extra);
+        let out = fmp(&args);
+        assert!(out.status.success(), "{extra:?}: {}", text(&out.stderr));
+        text(&out.stdout).lines().count()
+    };
+    assert_eq!(rows(&[]), 2, "the report's default");
+    assert_eq!(rows(&["--exclude-rejected"]), 2, "kept, the default now");
+    assert_eq!(rows(&["--include-rejected"]), 3);
+    let report = fmp(&[
+        "report", "--store", store, "--month", "2020-06", "--format", "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("json");
+    assert_eq!(json["records"]["counted"], 2, "{}", json["records"]);
+    let both = fmp(&[
+        "export",
+        "--store",
+        store,
+        "--format",
+        "csv",
+        "--include-rejected",
+        "--exclude-rejected",
+    ]);
+    assert!(!both.status.success());
+    let none = fmp(&[
+        "export",
+        "--store",
+        store,
+        "--format",
+        "csv",
+        "--from",
+        "2021-01-01",
+    ]);
+    assert!(!none.status.success());
+    assert!(
+        text(&none.stderr).contains("nothing to export"),
+        "{}",
+        text(&none.stderr)
+    );
+    assert!(none.stdout.is_empty());
+    let unknown = fmp(&[
+        "export", "--store", store, "--format", "csv", "--fmp", "ML-XXX",
+    ]);
+    assert!(!unknown.status.success());
+    let err = text(&unknown.stderr);
+    assert!(
+        err.contains("ML-XXX") && err.contains("ML-GOG") && err.contains("ML-HER"),
+        "{err}"
+    );
 }
 
 /// The README's hub examples grant a hub only FMPs of its own region (a

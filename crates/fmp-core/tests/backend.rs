@@ -622,6 +622,49 @@ mod hub_cases {
         assert_eq!(s.snapshot(|r| r.enrollment_code(b"x")).unwrap(), None);
     }
 
+    /// Unused codes are listed while valid; a cancelled or used one is not,
+    /// and cannot be cancelled (again).
+    pub fn unused_codes_are_listed_until_used_expired_or_cancelled(b: Backend) {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = (b.init)(&tmp.path().join("hub"), "hub").unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        let later = now + 3_600_000;
+        s.add_enrollment_code(b"a", &["ML-GOG".into()], false, later)
+            .unwrap();
+        s.add_enrollment_code(b"b", &["ML-GOG".into(), "ML-HER".into()], true, later)
+            .unwrap();
+        s.add_enrollment_code(b"c", &["ML-GOG".into()], false, now - 1)
+            .unwrap();
+        s.add_enrollment_code(b"d", &["ML-GOG".into()], false, later)
+            .unwrap();
+        s.transaction(|w| w.use_enrollment_code(b"d", Uuid::now_v7()))
+            .unwrap();
+        let listed = s.snapshot(|r| r.unused_codes(now)).unwrap();
+        let hashes: Vec<&[u8]> = listed.iter().map(|c| c.hash.as_slice()).collect();
+        assert_eq!(
+            hashes,
+            [b"a".as_slice(), b"b".as_slice()],
+            "not c (expired), not d (used)"
+        );
+        assert_eq!(listed[1].fmps, ["ML-GOG", "ML-HER"]);
+        assert!(listed[1].may_enroll && !listed[0].may_enroll);
+        assert_eq!(listed[0].expires_at, later);
+        assert!(s.transaction(|w| w.cancel_enrollment_code(b"a")).unwrap());
+        assert!(
+            !s.transaction(|w| w.cancel_enrollment_code(b"a")).unwrap(),
+            "gone"
+        );
+        assert!(
+            !s.transaction(|w| w.cancel_enrollment_code(b"d")).unwrap(),
+            "used: kept"
+        );
+        assert_eq!(s.snapshot(|r| r.enrollment_code(b"a")).unwrap(), None);
+        assert!(s.snapshot(|r| r.enrollment_code(b"d")).unwrap().is_some());
+        let left = s.snapshot(|r| r.unused_codes(now)).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].hash, b"b");
+    }
+
     /// The hub's tables through `HubReads`/`HubWrites`.
     pub fn quarantined_changes_come_back_until_taken_out(b: Backend) {
         let tmp = tempfile::tempdir().unwrap();
@@ -664,6 +707,55 @@ mod hub_cases {
         s.transaction(|w| w.set_upstream(&other)).unwrap();
         assert_eq!(s.snapshot(|r| r.upstream()).unwrap(), Some(other));
         assert_eq!(s.snapshot(|r| r.hq_identity()).unwrap(), None);
+    }
+
+    /// Devices are named as this store knows them (itself, its hub, a
+    /// device enrolled here; none else), and the addresses a hub served
+    /// at read back as set, replaced by the next.
+    pub fn device_names_and_served_addresses_read_back(b: Backend) {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = (b.init)(&tmp.path().join("s"), "kayes-hub").unwrap();
+        let me = s.identity().device_id.to_string();
+        let (hub, phone) = (Uuid::now_v7(), Uuid::now_v7());
+        s.transaction(|w| {
+            w.set_upstream(&Upstream {
+                hub,
+                url: "https://hq:8443".into(),
+                name: "hq".into(),
+                public_key: vec![1; 32],
+                fmps: None,
+                tls_cert: None,
+            })?;
+            w.enroll_device(
+                phone,
+                "gogui-phone-1",
+                &[2; 32],
+                Some(&["ML-GOG".into()]),
+                false,
+            )
+        })
+        .unwrap();
+        let name = |d: &str| s.snapshot(|r| r.device_name(d)).unwrap();
+        assert_eq!(name(&me).as_deref(), Some("kayes-hub"));
+        assert_eq!(name(&hub.to_string()).as_deref(), Some("hq"));
+        assert_eq!(name(&phone.to_string()).as_deref(), Some("gogui-phone-1"));
+        assert_eq!(name(&Uuid::now_v7().to_string()), None);
+        assert!(
+            s.snapshot(|r| r.served_at()).unwrap().is_empty(),
+            "never served"
+        );
+        let urls = vec![
+            "https://10.0.0.2:8080".to_string(),
+            "https://192.168.1.7:8080".into(),
+        ];
+        s.transaction(|w| w.set_served_at(&urls)).unwrap();
+        assert_eq!(s.snapshot(|r| r.served_at()).unwrap(), urls);
+        s.transaction(|w| w.set_served_at(&["http://127.0.0.1:9".into()]))
+            .unwrap();
+        assert_eq!(
+            s.snapshot(|r| r.served_at()).unwrap(),
+            ["http://127.0.0.1:9"]
+        );
     }
 }
 
@@ -772,6 +864,11 @@ macro_rules! backend_suite {
             }
 
             #[test]
+            fn unused_codes_are_listed_until_used_expired_or_cancelled() {
+                hub_cases::unused_codes_are_listed_until_used_expired_or_cancelled($backend);
+            }
+
+            #[test]
             fn quarantined_changes_come_back_until_taken_out() {
                 if ($backend.skip)(module_path!()) {
                     return;
@@ -785,6 +882,11 @@ macro_rules! backend_suite {
                     return;
                 }
                 hub_cases::the_upstream_is_replaced_and_hq_is_self_until_one_is_joined($backend);
+            }
+
+            #[test]
+            fn device_names_and_served_addresses_read_back() {
+                hub_cases::device_names_and_served_addresses_read_back($backend);
             }
         }
     };

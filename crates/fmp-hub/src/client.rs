@@ -62,6 +62,9 @@ pub struct Joined {
     /// The role the hub granted (kept in the store: an enumerator's phone
     /// refuses to review, or to change a colleague's submission).
     pub role: fmp_sync::Role,
+    /// SHA-256 fingerprint of the hub's TLS certificate, pinned at this
+    /// join (`None` over plain HTTP).
+    pub tls_fingerprint: Option<String>,
 }
 
 /// The default [`SyncOptions::stall_timeout`]: 30 s.
@@ -613,6 +616,7 @@ pub fn join(store: &Store, url: &str, code: &str) -> Result<Joined, HubError> {
         fmps: resp.fmps,
         may_enroll: resp.may_enroll,
         role,
+        tls_fingerprint: up.tls_cert.as_deref().map(tls::fingerprint),
     })
 }
 
@@ -845,7 +849,7 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
     let url = base(opts.url.as_deref().unwrap_or(&up.url))?;
     let trust = db::trust(store)?;
     let stall = opts.stall_timeout;
-    let (http, _) = http(&url, up.tls_cert.clone(), opts.timeout, stall)?;
+    let (http, pinned) = http(&url, up.tls_cert.clone(), opts.timeout, stall)?;
     let rt = runtime()?;
     if store.pinned_authority()?.is_none() {
         pin_hq_late(&rt, &http, &url, store, &up);
@@ -869,6 +873,7 @@ pub fn sync(store: &Store, mut opts: SyncOptions) -> Result<Summary, HubError> {
         &url,
         &trust,
         &http,
+        pinned.as_deref(),
         &rt,
         &released,
         &mut window,
@@ -922,6 +927,7 @@ fn sync_attempts(
     url: &str,
     trust: &fmp_sync::StaticTrust,
     http: &reqwest::Client,
+    pinned: Option<&Pinned>,
     rt: &tokio::runtime::Runtime,
     released: &[fmp_sync::wire::Hash],
     window: &mut Window,
@@ -1077,6 +1083,17 @@ fn sync_attempts(
         // counts no other) is the progress that resets the retry count.
         let progressed = client.report().round_trips > 0;
         *total = done;
+        // A certificate other than the pinned one is no outage: said at
+        // once, with what to do, never retried.
+        if result.is_err()
+            && let Some((pin, seen)) = pinned.and_then(Pinned::changed)
+        {
+            return Err(HubError::CertificateChanged {
+                url: url.to_string(),
+                pinned: tls::fingerprint(&pin),
+                presented: tls::fingerprint(&seen),
+            });
+        }
         match result {
             Ok(()) => return Ok(()),
             Err(e) if retryable(&e) => {

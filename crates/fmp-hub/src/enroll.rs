@@ -124,3 +124,105 @@ pub fn create_code(
     db::insert_code(store, &hash_code(&code), fmps, may_enroll, expires)?;
     Ok(format!("{}-{}", &code[..5], &code[5..]))
 }
+
+/// An unused enrollment code as `fmp codes` lists it. The code itself is
+/// never stored: `id` (the first 8 hex digits of its SHA-256) names it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnusedCode {
+    /// The first 8 hex digits of the code's SHA-256: what `--cancel` takes
+    /// when the code itself is lost.
+    pub id: String,
+    /// FMPs it grants.
+    pub fmps: Vec<String>,
+    /// Whether it enrolls a supervisor's hub (made with `--hub`).
+    pub hub: bool,
+    /// When it was made (RFC 3339, UTC).
+    pub created_at: String,
+    /// When it expires (RFC 3339, UTC).
+    pub expires_at: String,
+}
+
+/// The id `fmp codes` shows for `code`: the first 8 hex digits of its SHA-256.
+pub fn code_id(code: &str) -> String {
+    hex::encode(&hash_code(code)[..4])
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn shown(c: fmp_core::store::hub::UnusedCode) -> UnusedCode {
+    UnusedCode {
+        id: hex::encode(&c.hash[..c.hash.len().min(4)]),
+        fmps: c.fmps,
+        hub: c.may_enroll,
+        created_at: rfc3339(c.created_at),
+        expires_at: rfc3339(c.expires_at),
+    }
+}
+
+/// The codes of this hub not used yet and still valid, oldest first.
+pub fn unused(store: &Store) -> Result<Vec<UnusedCode>, HubError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(store
+        .snapshot(|r| r.unused_codes(now))?
+        .into_iter()
+        .map(shown)
+        .collect())
+}
+
+/// Cancels an unused code, named by the code itself (`K7QM2-XR4TD`) or by
+/// its id from [`unused`]: a join with it is then refused (`unknown_code`).
+/// Returns what was cancelled; an error names what to do when nothing
+/// unused matches, or when an id matches several.
+pub fn cancel(store: &Store, which: &str) -> Result<UnusedCode, HubError> {
+    let canonical = normalize(which);
+    let is_code = canonical.len() == LEN && canonical.bytes().all(|b| ALPHABET.contains(&b));
+    let now = chrono::Utc::now().timestamp_millis();
+    let all = store.snapshot(|r| r.unused_codes(now))?;
+    let matching: Vec<_> = if is_code {
+        let h = hash_code(&canonical);
+        all.into_iter().filter(|c| c.hash == h).collect()
+    } else {
+        let id = which.trim().to_ascii_lowercase();
+        if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(HubError::Usage(format!(
+                "{} is neither a code (XXXXX-XXXXX) nor a code's id from `fmp codes`",
+                db::printable(which)
+            )));
+        }
+        all.into_iter()
+            .filter(|c| hex::encode(&c.hash).starts_with(&id))
+            .collect()
+    };
+    let c = match matching.len() {
+        0 => {
+            return Err(HubError::Usage(format!(
+                "no unused code {} on this hub: it was used, has expired, was cancelled \
+                 or was not made here (`fmp codes` lists the unused ones)",
+                db::printable(which)
+            )));
+        }
+        1 => matching
+            .into_iter()
+            .next()
+            .ok_or_else(|| HubError::Usage("no unused code".into()))?,
+        n => {
+            return Err(HubError::Usage(format!(
+                "{n} unused codes have ids beginning {}: give more of the id",
+                db::printable(which)
+            )));
+        }
+    };
+    // Between the read and the write the code may have been used: then it
+    // stays (cancel deletes only an unused one) and the error says so.
+    if !store.transaction(|w| w.cancel_enrollment_code(&c.hash))? {
+        return Err(HubError::Usage(format!(
+            "the code {} was used while it was being cancelled",
+            db::printable(which)
+        )));
+    }
+    Ok(shown(c))
+}

@@ -38,6 +38,26 @@ pub enum HubError {
         /// What failed.
         detail: String,
     },
+    /// The hub presented another TLS certificate than the one pinned at
+    /// join: a renewed certificate, or someone else answering at its
+    /// address. Never retried.
+    #[error(
+        "the hub at {url} presents another TLS certificate than the one this device pinned \
+         when it joined (pinned: SHA-256 {pinned}; presented: SHA-256 {presented}), so this \
+         device does not talk to it. If the supervisor renewed the hub's certificate, check \
+         that the presented fingerprint is the one `fmp serve` printed when it started, then \
+         ask the supervisor for an enrollment code and run `fmp join --store DIR --hub {url} \
+         --code CODE` again (the records and the sync state stay). Otherwise someone else may \
+         be answering at this address: do not sync, and tell the supervisor"
+    )]
+    CertificateChanged {
+        /// The hub's address.
+        url: String,
+        /// The fingerprint pinned at join.
+        pinned: String,
+        /// The fingerprint of the certificate presented now.
+        presented: String,
+    },
     /// The hub refused the request, with its reason.
     #[error("the hub refused the request ({status} {error}): {reason}")]
     Refused {

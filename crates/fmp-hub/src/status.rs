@@ -32,6 +32,9 @@ pub struct Status {
     pub hub: Option<String>,
     /// The hub's address.
     pub hub_url: Option<String>,
+    /// SHA-256 fingerprint of the hub's TLS certificate pinned at join
+    /// (`None` over plain HTTP or not joined).
+    pub hub_tls_fingerprint: Option<String>,
     /// The FMPs it is enrolled for (`None`: any).
     pub fmps: Option<Vec<String>>,
     /// Changes not yet acknowledged by the hub joined (all changes if never synced).
@@ -77,6 +80,8 @@ pub struct HubRefusal {
 pub struct HeldGroup {
     /// The device that made them, where known.
     pub author: Option<String>,
+    /// Its name, where this store knows it (itself, a device enrolled here).
+    pub author_name: Option<String>,
     /// The hub's reason.
     pub reason: String,
     /// How many changes.
@@ -96,6 +101,7 @@ pub fn group(list: &[Quarantined]) -> Vec<HeldGroup> {
             Some(g) => g.changes += 1,
             None => out.push(HeldGroup {
                 author: q.author.clone(),
+                author_name: None,
                 reason: q.reason.clone(),
                 changes: 1,
                 retried: fmp_sync::may_pass_later(&q.reason),
@@ -103,6 +109,19 @@ pub fn group(list: &[Quarantined]) -> Vec<HeldGroup> {
         }
     }
     out
+}
+
+/// The groups with their authors' names, where this store knows them.
+fn named(store: &Store, mut groups: Vec<HeldGroup>) -> Result<Vec<HeldGroup>, HubError> {
+    store.snapshot(|r| -> Result<(), HubError> {
+        for g in &mut groups {
+            if let Some(a) = &g.author {
+                g.author_name = r.device_name(a)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(groups)
 }
 
 /// The sync state of a store.
@@ -152,10 +171,14 @@ pub fn status(store: &Store) -> Result<Status, HubError> {
         name: id.name.clone(),
         hub: up.as_ref().map(|u| u.hub.to_string()),
         hub_url: up.as_ref().map(|u| u.url.clone()),
+        hub_tls_fingerprint: up
+            .as_ref()
+            .and_then(|u| u.tls_cert.as_deref())
+            .map(crate::tls::fingerprint),
         fmps: up.and_then(|u| u.fmps),
         pending,
         peers,
-        held: group(&quarantined),
+        held: named(store, group(&quarantined))?,
         quarantined,
         waiting,
         restored: restored.detected_at.is_some().then_some(restored),

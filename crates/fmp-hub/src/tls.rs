@@ -20,6 +20,86 @@ use tokio_rustls::server::TlsStream;
 
 use crate::error::HubError;
 
+/// The SHA-256 fingerprint of a certificate (DER), as `openssl x509
+/// -noout -fingerprint -sha256` prints it: upper-case hex pairs joined by
+/// colons.
+pub fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The fingerprint of the first certificate of a PEM file.
+pub fn file_fingerprint(cert: &Path) -> Result<String, HubError> {
+    let first = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| HubError::Tls(format!("{}: {e}", cert.display())))?
+        .next()
+        .ok_or_else(|| HubError::Tls(format!("{} holds no certificate", cert.display())))?
+        .map_err(|e| HubError::Tls(format!("{}: {e}", cert.display())))?;
+    Ok(fingerprint(first.as_ref()))
+}
+
+/// Makes a self-signed certificate and its key at `cert` and `key` when
+/// neither file exists (a hub's first start); true if it made them. The
+/// certificate names `names` (host names or IP addresses; phones pin the
+/// certificate itself, so the names matter only to other clients) and is
+/// valid until 4096 (rcgen's default): it is replaced by the rotation
+/// procedure, not by expiry. One file without the other is an error naming the missing one.
+pub fn ensure_self_signed(cert: &Path, key: &Path, names: &[String]) -> Result<bool, HubError> {
+    match (cert.exists(), key.exists()) {
+        (true, true) => return Ok(false),
+        (true, false) | (false, true) => {
+            let (have, missing) = if cert.exists() {
+                (cert, key)
+            } else {
+                (key, cert)
+            };
+            return Err(HubError::Tls(format!(
+                "{} exists but {} does not: give both files of one certificate, or neither                  (`fmp serve` then makes a self-signed one)",
+                have.display(),
+                missing.display()
+            )));
+        }
+        (false, false) => {}
+    }
+    let mut params = rcgen::CertificateParams::new(names.to_vec())
+        .map_err(|e| HubError::Tls(format!("certificate names {names:?}: {e}")))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "fmp hub");
+    let key_pair = rcgen::KeyPair::generate().map_err(|e| HubError::Tls(e.to_string()))?;
+    let made = params
+        .self_signed(&key_pair)
+        .map_err(|e| HubError::Tls(e.to_string()))?;
+    write_new(key, key_pair.serialize_pem().as_bytes(), 0o600)?;
+    write_new(cert, made.pem().as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+/// Writes a file that must not exist yet, with `mode` on Unix.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), HubError> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let io = |source| HubError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = o.open(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
 /// Installs rustls' ring provider as the process default (once; later calls do nothing).
 pub fn install_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -130,6 +210,14 @@ impl Pinned {
     /// The certificate the server presented.
     pub fn seen(&self) -> Option<Vec<u8>> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The pinned certificate and the other one the server presented, if
+    /// it presented one that is not the pinned one.
+    pub fn changed(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let pin = self.pin.as_ref()?;
+        let seen = self.seen()?;
+        (&seen != pin).then(|| (pin.clone(), seen))
     }
 
     /// A rustls client configuration using this verifier.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fmp_core::store::{Filter, Store};
 use fmp_hub::client::{self, SyncOptions};
-use fmp_hub::{Limits, ServeOptions, enroll, serve_with};
+use fmp_hub::{HubError, Limits, ServeOptions, enroll, serve_with, tls};
 
 fn cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let ck =
@@ -65,14 +65,82 @@ fn a_phone_pins_the_hubs_self_signed_certificate() {
         limits: Limits::default(),
     })
     .unwrap();
+    // With the default retries: said at once, never retried as an outage,
+    // naming both fingerprints and what to do.
+    let retries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = retries.clone();
     let err = client::sync(
         &phone,
         SyncOptions {
-            retries: 0,
+            base_delay: Duration::from_secs(30),
+            progress: Some(Box::new(move |p| {
+                if matches!(p.event, client::Event::Retry { .. }) {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })),
             ..SyncOptions::default()
         },
     )
     .unwrap_err();
-    assert!(err.to_string().contains("not the one pinned"), "{err}");
+    assert_eq!(
+        retries.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "{err}"
+    );
+    let HubError::CertificateChanged {
+        pinned, presented, ..
+    } = &err
+    else {
+        panic!("not a certificate change: {err}");
+    };
+    let a = tls::file_fingerprint(&tmp.path().join("a.crt")).unwrap();
+    let b = tls::file_fingerprint(&tmp.path().join("b.crt")).unwrap();
+    assert_eq!((pinned, presented), (&a, &b));
+    assert_eq!(joined.tls_fingerprint.as_deref(), Some(a.as_str()));
+    let words = err.to_string();
+    assert!(
+        words.contains(&a) && words.contains(&b) && words.contains("fmp join"),
+        "{words}"
+    );
     other.shutdown().unwrap();
+}
+
+#[test]
+fn a_self_signed_certificate_is_made_once_when_neither_file_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, k) = (tmp.path().join("hub.crt"), tmp.path().join("hub.key"));
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    assert!(tls::ensure_self_signed(&c, &k, &names).unwrap(), "made");
+    let fp = tls::file_fingerprint(&c).unwrap();
+    assert_eq!(fp.len(), 32 * 3 - 1, "{fp}");
+    assert!(!tls::ensure_self_signed(&c, &k, &names).unwrap(), "kept");
+    assert_eq!(
+        tls::file_fingerprint(&c).unwrap(),
+        fp,
+        "the same certificate"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&k).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is the owner's only: {mode:o}");
+    }
+    // A hub serves with it.
+    let hub_dir = tmp.path().join("hub");
+    drop(Store::init(&hub_dir, "hub").unwrap());
+    let srv = serve_with(ServeOptions {
+        store: hub_dir,
+        listen: "127.0.0.1:0".into(),
+        tls: Some((c.clone(), k.clone())),
+        limits: Limits::default(),
+    })
+    .unwrap();
+    srv.shutdown().unwrap();
+    // One file without the other: refused, naming the missing one, nothing made.
+    std::fs::remove_file(&k).unwrap();
+    let err = tls::ensure_self_signed(&c, &k, &names)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("hub.key") && err.contains("does not"), "{err}");
+    assert!(!k.exists());
 }

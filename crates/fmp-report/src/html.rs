@@ -38,7 +38,7 @@ section{box-shadow:none;border:1px solid #ccc;break-inside:avoid;page-break-insi
 section.fmp{break-before:page;page-break-before:always}.grid{grid-template-columns:1fr 1fr}}
 "#;
 
-fn table(out: &mut String, title: &str, rows: &[ShareRow]) {
+pub(crate) fn table(out: &mut String, title: &str, rows: &[ShareRow]) {
     let _ = write!(
         out,
         r#"<table><thead><tr><th>{}</th><th class="n">%</th><th class="n">Variations</th></tr></thead><tbody>"#,
@@ -50,9 +50,9 @@ fn table(out: &mut String, title: &str, rows: &[ShareRow]) {
     for r in rows {
         let _ = write!(
             out,
-            r#"<tr><td>{}</td><td class="n">{}%</td><td class="n">{}</td></tr>"#,
+            r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
             escape(&r.label),
-            r.pct,
+            escape(&r.pct_text()),
             escape(&pp(r.change_pp))
         );
     }

@@ -71,12 +71,18 @@ fn share_table(out: &mut String, title: &str, rows: &[ShareRow], changes: bool) 
     if changes {
         let _ = writeln!(out, "| {title} | % | Variations |\n|---|---:|---:|");
         for r in rows {
-            let _ = writeln!(out, "| {} | {}% | {} |", r.label, r.pct, pp(r.change_pp));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                r.label,
+                r.pct_text(),
+                pp(r.change_pp)
+            );
         }
     } else {
         let _ = writeln!(out, "| {title} | % |\n|---|---:|");
         for r in rows {
-            let _ = writeln!(out, "| {} | {}% |", r.label, r.pct);
+            let _ = writeln!(out, "| {} | {} |", r.label, r.pct_text());
         }
     }
     out.push('\n');
@@ -346,6 +352,29 @@ fn fmp_part(out: &mut String, f: &FmpReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_row_of_a_top_five_table_is_under_one_per_cent_not_zero() {
+        let cur: std::collections::BTreeMap<String, u64> =
+            [("MLI".to_string(), 999), ("NER".to_string(), 1)].into();
+        let rows =
+            crate::rounding::share_table(&cur, &Default::default(), Some(5), &|k| k.to_string());
+        assert_eq!(rows[1].pct, 0, "JSON keeps the rounded figure");
+        let mut out = String::new();
+        share_table(&mut out, "Main nationalities", &rows, true);
+        assert!(out.contains("| NER | <1% |"), "{out}");
+        assert!(!out.contains("| 0% |"), "{out}");
+        let b = crate::report::ByMovement {
+            movement_type: "seasonal".into(),
+            label: "Seasonal".into(),
+            count: 1000,
+            rows,
+        };
+        assert_eq!(b.shares_text(), "MLI 100%, NER <1%");
+        let mut html = String::new();
+        crate::html::table(&mut html, "Nationality", &b.rows);
+        assert!(html.contains(r#"<td class="n">&lt;1%</td>"#), "{html}");
+    }
 
     #[test]
     fn formats() {

@@ -267,7 +267,7 @@ impl ByMovement {
         let parts: Vec<String> = self
             .rows
             .iter()
-            .map(|r| format!("{} {}%", r.label, r.pct))
+            .map(|r| format!("{} {}", r.label, r.pct_text()))
             .collect();
         parts.join(", ")
     }

@@ -55,6 +55,18 @@ pub struct ShareRow {
     pub change_pp: Option<i64>,
 }
 
+impl ShareRow {
+    /// Its share as printed: `23%`, or `<1%` for individuals that round to
+    /// 0% (a row of a top-five list is never shown as 0%).
+    pub fn pct_text(&self) -> String {
+        if self.pct == 0 && self.count > 0 {
+            "<1%".to_string()
+        } else {
+            format!("{}%", self.pct)
+        }
+    }
+}
+
 /// A share table of `cur` (key → individuals), keeping the `top` largest keys
 /// (all when `None`) and gathering the rest as `other`; changes are taken
 /// against `prev` grouped the same way.

@@ -21,6 +21,8 @@ pub struct ToCorrect {
     pub comment: String,
     /// The reviewer (device id).
     pub by: String,
+    /// The reviewer's name, where this store knows it (the hub it joined).
+    pub by_name: Option<String>,
     /// Edited since the review (the reviewer has not looked again yet).
     pub edited_since: bool,
 }
@@ -38,7 +40,8 @@ impl Store {
                     continue;
                 };
                 if r.record_author(id)? == Some(me) {
-                    out.push(t);
+                    let by_name = r.device_name(&t.by)?;
+                    out.push(ToCorrect { by_name, ..t });
                 }
             }
             Ok(out)

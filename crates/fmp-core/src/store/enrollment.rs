@@ -10,6 +10,8 @@ use uuid::Uuid;
 use super::{StoreError, access::SqlReader, access::SqlWriter};
 
 const MAY_ENROLL_KEY: &str = "upstream_may_enroll";
+/// `meta` key of the addresses `fmp serve` last told phones to use, one a line.
+const SERVED_AT_KEY: &str = "hub_served_at";
 
 /// Records whether the hub this store joined granted it enrollment (a code
 /// made with `--hub`).
@@ -87,6 +89,21 @@ impl EnrollmentReads for SqlReader<'_> {
         devices_matching(self.conn, who).map_err(self.sql())
     }
 
+    fn served_at(&self) -> Result<Vec<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [SERVED_AT_KEY],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|v| {
+                v.map(|v| v.lines().map(str::to_string).collect())
+                    .unwrap_or_default()
+            })
+            .map_err(self.sql())
+    }
+
     fn active_named(&self, name: &str, except: Uuid) -> Result<Vec<DeviceMatch>, StoreError> {
         active_named(self.conn, name, except).map_err(self.sql())
     }
@@ -95,6 +112,16 @@ impl EnrollmentReads for SqlReader<'_> {
 impl EnrollmentWrites for SqlWriter<'_> {
     fn set_upstream_may_enroll(&self, may_enroll: bool) -> Result<(), StoreError> {
         set_upstream_may_enroll(self.conn, may_enroll).map_err(self.sql())
+    }
+
+    fn set_served_at(&self, urls: &[String]) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![SERVED_AT_KEY, urls.join("\n")],
+            )
+            .map(drop)
+            .map_err(self.sql())
     }
 
     fn reinstate_device(&self, device: Uuid) -> Result<usize, StoreError> {

@@ -50,6 +50,21 @@ pub struct CodeRow {
     pub used_by: Option<String>,
 }
 
+/// An enrollment code not used yet, as `fmp codes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusedCode {
+    /// SHA-256 of the code's canonical form (the code is never stored).
+    pub hash: Vec<u8>,
+    /// FMPs it grants.
+    pub fmps: Vec<String>,
+    /// Whether the joining device may enroll others (a hub code).
+    pub may_enroll: bool,
+    /// When it was made (ms since the epoch).
+    pub created_at: i64,
+    /// Expiry (ms since the epoch).
+    pub expires_at: i64,
+}
+
 /// What a hub knows of a device enrolled here: what it trusts it with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustRow {
@@ -173,6 +188,41 @@ impl HubReads for SqlReader<'_> {
                     })
                 })
                 .optional()
+            })
+            .map_err(self.sql())
+    }
+
+    fn device_name(&self, device: &str) -> Result<Option<String>, StoreError> {
+        let me = self.store.identity();
+        if me.device_id.to_string() == device {
+            return Ok(Some(me.name.clone()));
+        }
+        self.conn
+            .prepare_cached(
+                "SELECT name FROM hub_upstream WHERE hub = ?1
+                 UNION ALL SELECT name FROM hub_devices WHERE device = ?1 LIMIT 1",
+            )
+            .and_then(|mut st| st.query_row([device], |r| r.get(0)).optional())
+            .map_err(self.sql())
+    }
+
+    fn unused_codes(&self, now_ms: i64) -> Result<Vec<UnusedCode>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT hash, fmps, may_enroll, created_at, expires_at FROM hub_codes
+                 WHERE used_by IS NULL AND expires_at > ?1 ORDER BY created_at, hash",
+            )
+            .and_then(|mut st| {
+                st.query_map([now_ms], |r| {
+                    Ok(UnusedCode {
+                        hash: r.get(0)?,
+                        fmps: split_fmps(Some(r.get(1)?)).unwrap_or_default(),
+                        may_enroll: r.get(2)?,
+                        created_at: r.get(3)?,
+                        expires_at: r.get(4)?,
+                    })
+                })?
+                .collect()
             })
             .map_err(self.sql())
     }
@@ -334,6 +384,14 @@ impl HubWrites for SqlWriter<'_> {
             )
             .map_err(self.sql())?;
         Ok(())
+    }
+
+    fn cancel_enrollment_code(&self, hash: &[u8]) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM hub_codes WHERE hash = ?1 AND used_by IS NULL")
+            .and_then(|mut st| st.execute([hash]))
+            .map(|n| n > 0)
+            .map_err(self.sql())
     }
 
     fn use_enrollment_code(&self, hash: &[u8], device: Uuid) -> Result<(), StoreError> {

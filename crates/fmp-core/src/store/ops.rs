@@ -44,7 +44,9 @@ use super::authority::{Authority, DocChange};
 use super::corrections::ToCorrect;
 use super::counts::MonthCounts;
 use super::enrollment::DeviceMatch;
-use super::hub::{CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, Upstream};
+use super::hub::{
+    CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, UnusedCode, Upstream,
+};
 use super::log::{
     DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
 };
@@ -353,6 +355,14 @@ pub trait HubReads {
     /// An enrollment code, by the SHA-256 of its canonical form.
     fn enrollment_code(&self, hash: &[u8]) -> Result<Option<CodeRow>, StoreError>;
 
+    /// The name this store knows a device by (itself, the hub it joined, a
+    /// device enrolled here), if it knows one; `device` as stored (UUID text).
+    fn device_name(&self, device: &str) -> Result<Option<String>, StoreError>;
+
+    /// The codes not used yet that are still valid at `now_ms` (ms since
+    /// the epoch), oldest first.
+    fn unused_codes(&self, now_ms: i64) -> Result<Vec<UnusedCode>, StoreError>;
+
     /// A device enrolled here (revoked or not), if it is.
     fn enrolled_device(&self, device: Uuid) -> Result<Option<TrustRow>, StoreError>;
 
@@ -391,6 +401,10 @@ pub trait HubWrites {
         may_enroll: bool,
         expires_at: i64,
     ) -> Result<(), StoreError>;
+
+    /// Deletes an unused enrollment code (by its hash): a join with it is
+    /// then refused as an unknown code. False if no unused code has it.
+    fn cancel_enrollment_code(&self, hash: &[u8]) -> Result<bool, StoreError>;
 
     /// Marks an enrollment code (by its hash) used by `device`.
     fn use_enrollment_code(&self, hash: &[u8], device: Uuid) -> Result<(), StoreError>;
@@ -438,6 +452,10 @@ pub trait EnrollmentReads {
     /// The devices enrolled here whose id or name is `who`, oldest first.
     fn devices_matching(&self, who: &str) -> Result<Vec<DeviceMatch>, StoreError>;
 
+    /// The addresses `fmp serve` last told phones to use (empty if it never
+    /// served), for `enroll-code` to print beside a code.
+    fn served_at(&self) -> Result<Vec<String>, StoreError>;
+
     /// The active (not revoked) devices named `name`, other than `except`.
     fn active_named(&self, name: &str, except: Uuid) -> Result<Vec<DeviceMatch>, StoreError>;
 }
@@ -446,6 +464,10 @@ pub trait EnrollmentReads {
 pub trait EnrollmentWrites {
     /// Records whether the hub this store joined granted it enrollment.
     fn set_upstream_may_enroll(&self, may_enroll: bool) -> Result<(), StoreError>;
+
+    /// Records the addresses `fmp serve` tells phones to use (replacing
+    /// the ones before).
+    fn set_served_at(&self, urls: &[String]) -> Result<(), StoreError>;
 
     /// Lifts the revocation of a device (its key and FMPs stay as they
     /// were); the number reinstated (0 if it is unknown or not revoked).

@@ -72,6 +72,7 @@ impl RecordReads for SqlReader<'_> {
                         status: r.get(2)?,
                         comment: r.get(3)?,
                         by: r.get(4)?,
+                        by_name: None,
                         edited_since: r.get(5)?,
                     })
                 })?
