@@ -23,7 +23,9 @@ use super::authority::{Authority, DocChange};
 use super::corrections::ToCorrect;
 use super::counts::MonthCounts;
 use super::enrollment::DeviceMatch;
-use super::hub::{CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, Upstream};
+use super::hub::{
+    CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, UnusedCode, Upstream,
+};
 use super::log::{
     DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
 };
@@ -445,6 +447,8 @@ reads!(AuthorityReads {
 
 reads!(HubReads {
     fn enrollment_code(&self, hash: &[u8]) -> Result<Option<CodeRow>, StoreError>;
+    fn device_name(&self, device: &str) -> Result<Option<String>, StoreError>;
+    fn unused_codes(&self, now_ms: i64) -> Result<Vec<UnusedCode>, StoreError>;
     fn enrolled_device(&self, device: Uuid) -> Result<Option<TrustRow>, StoreError>;
     fn trust_version(&self) -> Result<TrustVersion, StoreError>;
     fn trust_rows(&self) -> Result<Vec<TrustRow>, StoreError>;
@@ -469,6 +473,13 @@ impl HubWrites for Writer<'_> {
             #[cfg(feature = "postgres")]
             Db::Pg(r) => super::pg::PgWriter { r: *r }
                 .add_enrollment_code(hash, fmps, may_enroll, expires_at),
+        }
+    }
+    fn cancel_enrollment_code(&self, hash: &[u8]) -> Result<bool, StoreError> {
+        match &self.r.db {
+            Db::Sqlite(r) => SqlWriter { r: *r }.cancel_enrollment_code(hash),
+            #[cfg(feature = "postgres")]
+            Db::Pg(r) => super::pg::PgWriter { r: *r }.cancel_enrollment_code(hash),
         }
     }
     fn use_enrollment_code(&self, hash: &[u8], device: Uuid) -> Result<(), StoreError> {
@@ -539,11 +550,13 @@ impl HubWrites for Writer<'_> {
 reads!(EnrollmentReads {
     fn upstream_may_enroll(&self) -> Result<Option<bool>, StoreError>;
     fn devices_matching(&self, who: &str) -> Result<Vec<DeviceMatch>, StoreError>;
+    fn served_at(&self) -> Result<Vec<String>, StoreError>;
     fn active_named(&self, name: &str, except: Uuid) -> Result<Vec<DeviceMatch>, StoreError>;
 });
 
 writes!(EnrollmentWrites {
     fn set_upstream_may_enroll(&self, may_enroll: bool) -> Result<(), StoreError>;
+    fn set_served_at(&self, urls: &[String]) -> Result<(), StoreError>;
     fn reinstate_device(&self, device: Uuid) -> Result<usize, StoreError>;
 });
 

@@ -27,7 +27,7 @@ use crate::store::corrections::ToCorrect;
 use crate::store::counts::MonthCounts;
 use crate::store::enrollment::DeviceMatch;
 use crate::store::hub::{
-    CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, Upstream,
+    CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, UnusedCode, Upstream,
 };
 use crate::store::log::{
     DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
@@ -1044,6 +1044,7 @@ impl RecordReads for PgReader<'_> {
                     status: get(r, 2)?,
                     comment: get(r, 3)?,
                     by: get(r, 4)?,
+                    by_name: None,
                     edited_since: get(r, 5)?,
                 })
             })
@@ -1365,6 +1366,39 @@ fn trust_row(r: &Row) -> Result<(String, TrustRow), StoreError> {
 }
 
 impl HubReads for PgReader<'_> {
+    fn device_name(&self, device: &str) -> Result<Option<String>, StoreError> {
+        let me = self.store.identity();
+        if me.device_id.to_string() == device {
+            return Ok(Some(me.name.clone()));
+        }
+        self.opt(
+            "(SELECT name FROM hub_upstream WHERE hub = $1)
+             UNION ALL (SELECT name FROM hub_devices WHERE device = $1) LIMIT 1",
+            &[&device],
+        )?
+        .map(|r| get(&r, 0))
+        .transpose()
+    }
+
+    fn unused_codes(&self, now_ms: i64) -> Result<Vec<UnusedCode>, StoreError> {
+        self.query(
+            "SELECT hash, fmps, may_enroll, created_at, expires_at FROM hub_codes
+             WHERE used_by IS NULL AND expires_at > $1 ORDER BY created_at, hash",
+            &[&now_ms],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(UnusedCode {
+                hash: get(r, 0)?,
+                fmps: split_fmps(Some(get(r, 1)?)).unwrap_or_default(),
+                may_enroll: get::<i64>(r, 2)? != 0,
+                created_at: get(r, 3)?,
+                expires_at: get(r, 4)?,
+            })
+        })
+        .collect()
+    }
+
     fn enrollment_code(&self, h: &[u8]) -> Result<Option<CodeRow>, StoreError> {
         self.opt(
             "SELECT fmps, may_enroll, expires_at, used_by FROM hub_codes WHERE hash = $1",
@@ -1511,6 +1545,14 @@ impl HubWrites for PgWriter<'_> {
         Ok(())
     }
 
+    fn cancel_enrollment_code(&self, h: &[u8]) -> Result<bool, StoreError> {
+        let n = self.exec(
+            "DELETE FROM hub_codes WHERE hash = $1 AND used_by IS NULL",
+            &[&h],
+        )?;
+        Ok(n > 0)
+    }
+
     fn use_enrollment_code(&self, h: &[u8], device: Uuid) -> Result<(), StoreError> {
         self.exec(
             "UPDATE hub_codes SET used_by = $2, used_at = $3 WHERE hash = $1",
@@ -1636,6 +1678,13 @@ impl EnrollmentReads for PgReader<'_> {
         .collect()
     }
 
+    fn served_at(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .meta("hub_served_at")?
+            .map(|v| v.lines().map(str::to_string).collect())
+            .unwrap_or_default())
+    }
+
     fn active_named(&self, name: &str, except: Uuid) -> Result<Vec<DeviceMatch>, StoreError> {
         Ok(self
             .devices_matching(name)?
@@ -1648,6 +1697,10 @@ impl EnrollmentReads for PgReader<'_> {
 impl EnrollmentWrites for PgWriter<'_> {
     fn set_upstream_may_enroll(&self, may_enroll: bool) -> Result<(), StoreError> {
         self.set_meta("upstream_may_enroll", if may_enroll { "1" } else { "0" })
+    }
+
+    fn set_served_at(&self, urls: &[String]) -> Result<(), StoreError> {
+        self.set_meta("hub_served_at", &urls.join("\n"))
     }
 
     fn reinstate_device(&self, device: Uuid) -> Result<usize, StoreError> {
