@@ -238,7 +238,8 @@ impl Recorder<'_> {
             Err(CliError::Store(
                 e @ (StoreError::ReadOnly { .. }
                 | StoreError::Io { .. }
-                | StoreError::Sqlite { .. }),
+                | StoreError::Sqlite { .. }
+                | StoreError::Postgres { .. }),
             )) => {
                 return Err(CliError::Store(e));
             }
