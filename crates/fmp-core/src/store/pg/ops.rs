@@ -4,7 +4,7 @@
 //! (`log.rs` here); writes run one at a time per database (ADR 0006), so
 //! a write sees every write committed before it, as on SQLite.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::AutoCommit;
 use chrono::{DateTime, Utc};
@@ -225,24 +225,31 @@ impl PgWriter<'_> {
 
     /// Appends one change (ADR 0005's position: this transaction's id, then
     /// one past its last ordinal); `None`: its hash is logged already.
-    pub(crate) fn append(
+    /// The next position this write appends at (ADR 0005: its
+    /// transaction id, then one past its last ordinal) and the end of its
+    /// range.
+    fn next_position(&self) -> Result<(i64, i64), StoreError> {
+        let r = self.one(
+            "SELECT b.base, coalesce((SELECT max(c.seq) + 1 FROM changes c
+                 WHERE c.seq >= b.base AND c.seq < b.base + $1), b.base)
+             FROM (SELECT pg_current_xact_id()::text::bigint << $2 AS base) b",
+            &[&(1i64 << ORDINAL_BITS), &(ORDINAL_BITS as i32)],
+        )?;
+        let base: i64 = get(&r, 0)?;
+        Ok((get(&r, 1)?, base + (1 << ORDINAL_BITS)))
+    }
+
+    /// Appends one change at position `seq` (from [`Self::next_position`],
+    /// below `end`); `None`: its hash is logged already (the position is
+    /// left unused).
+    fn append_at(
         &self,
+        seq: i64,
+        end: i64,
         doc_id: &str,
         c: &NewChange<'_>,
     ) -> Result<Option<i64>, StoreError> {
-        let base: i64 = get(
-            &self.one("SELECT pg_current_xact_id()::text::bigint", &[])?,
-            0,
-        )?;
-        let base = base << ORDINAL_BITS;
-        let next: i64 = get(
-            &self.one(
-                "SELECT coalesce(max(seq) + 1, $1) FROM changes WHERE seq >= $1 AND seq < $2",
-                &[&base, &(base + (1 << ORDINAL_BITS))],
-            )?,
-            0,
-        )?;
-        if next - base >= 1 << ORDINAL_BITS {
+        if seq >= end {
             return Err(StoreError::TooManyChanges {
                 limit: 1 << ORDINAL_BITS,
             });
@@ -252,7 +259,7 @@ impl PgWriter<'_> {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (hash) DO NOTHING RETURNING seq",
             &[
-                &next,
+                &seq,
                 &&c.hash[..],
                 &doc_id,
                 &c.author.to_string(),
@@ -264,6 +271,16 @@ impl PgWriter<'_> {
             ],
         )?;
         row.map(|r| get(&r, 0)).transpose()
+    }
+
+    /// Appends one change (see [`Self::append_at`]).
+    pub(crate) fn append(
+        &self,
+        doc_id: &str,
+        c: &NewChange<'_>,
+    ) -> Result<Option<i64>, StoreError> {
+        let (seq, end) = self.next_position()?;
+        self.append_at(seq, end, doc_id, c)
     }
 
     fn save(
@@ -296,8 +313,15 @@ impl PgWriter<'_> {
             )?;
         }
         let (mut stored, mut last) = (0u32, 0i64);
+        let (mut next, end) = if changes.is_empty() {
+            (0, 0)
+        } else {
+            self.next_position()?
+        };
         for c in changes {
-            match self.append(id, c)? {
+            let at = next;
+            next += 1;
+            match self.append_at(at, end, id, c)? {
                 Some(seq) => {
                     stored += 1;
                     last = seq;
@@ -457,11 +481,33 @@ impl LogReads for PgReader<'_> {
                 &[&cursor, &peer, &scope_v],
             )?;
             let n = rows.len();
-            for row in rows {
+            let page = rows.iter().map(log_row).collect::<Result<Vec<_>, _>>()?;
+            // The first dependencies this page asks about, in one query.
+            let deps: Vec<Vec<u8>> = page
+                .iter()
+                .filter(|r| r.submission_id().is_some() && !r.first)
+                .filter_map(|r| first_dep(&r.bytes))
+                .map(|d| d.to_vec())
+                .collect();
+            let mut held: HashMap<Hash, bool> = HashMap::new();
+            if !deps.is_empty() {
+                for x in self.query(
+                    "SELECT hash, seq, origin, author FROM changes WHERE hash = ANY($1)",
+                    &[&deps],
+                )? {
+                    let seq: i64 = get(&x, 1)?;
+                    let origin: Option<String> = get(&x, 2)?;
+                    let author: String = get(&x, 3)?;
+                    held.insert(
+                        hash(get(&x, 0)?)?,
+                        seq <= after || origin.as_deref() == Some(peer.as_str()) || author == peer,
+                    );
+                }
+            }
+            for mut r in page {
                 if size >= raw_budget {
                     return Ok((out, false));
                 }
-                let mut r = log_row(&row)?;
                 cursor = r.seq;
                 let submission = r.submission_id().is_some();
                 if let Some(scope) = scope
@@ -479,21 +525,7 @@ impl LogReads for PgReader<'_> {
                     && !r.first
                     && let Some(dep) = first_dep(&r.bytes)
                 {
-                    r.dep_known = seen.contains(&dep)
-                        || match self.opt(
-                            "SELECT seq, origin, author FROM changes WHERE hash = $1",
-                            &[&&dep[..]],
-                        )? {
-                            Some(x) => {
-                                let seq: i64 = get(&x, 0)?;
-                                let origin: Option<String> = get(&x, 1)?;
-                                let author: String = get(&x, 2)?;
-                                seq <= after
-                                    || origin.as_deref() == Some(peer.as_str())
-                                    || author == peer
-                            }
-                            None => false,
-                        };
+                    r.dep_known = seen.contains(&dep) || held.get(&dep).copied().unwrap_or(false);
                 }
                 seen.insert(r.hash);
                 size += r.bytes.len() + 40;
