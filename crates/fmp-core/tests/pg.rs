@@ -508,4 +508,67 @@ mod store {
         // b's write waited for a's commit (the write lock).
         assert_eq!(seen.as_deref(), Some("from a"), "b's write ran after a's");
     }
+
+    #[test]
+    fn many_threads_share_a_bounded_pool_and_a_write_may_read_inside_it() {
+        let Some(db) = PgDatabase::create("pool") else {
+            return;
+        };
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = Store::init_postgres(&tmp.path().join("s"), "hq", &db.url).expect("init");
+        let mut probe = db.connect();
+        let mut most = 0i64;
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..40)
+                .map(|i| {
+                    let store = &store;
+                    sc.spawn(move || {
+                        if i % 4 == 0 {
+                            // A write that reads on another snapshot inside
+                            // it, while the pool is full of waiters.
+                            store
+                                .transaction(|w| {
+                                    w.put_setting(&format!("k{i}"), "v")?;
+                                    std::thread::sleep(Duration::from_millis(20));
+                                    store.snapshot(|r| r.setting("k0"))
+                                })
+                                .expect("write");
+                        } else {
+                            store
+                                .snapshot(|r| {
+                                    std::thread::sleep(Duration::from_millis(50));
+                                    r.setting("x")
+                                })
+                                .expect("read");
+                        }
+                    })
+                })
+                .collect();
+            while handles.iter().any(|h| !h.is_finished()) {
+                let n: i64 = probe
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .expect("count")
+                    .get(0);
+                most = most.max(n);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        // 16 in the pool, plus the snapshots taken inside writes (each by
+        // the one writer holding the lock at a time, so one at a time).
+        assert!(most <= 17, "connections open at once: {most}");
+        assert!(most >= 2, "{most}");
+        let keys = store
+            .snapshot(|r| {
+                (0..40)
+                    .step_by(4)
+                    .map(|i| r.setting(&format!("k{i}")))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("read");
+        assert!(keys.iter().all(Option::is_some));
+    }
 }

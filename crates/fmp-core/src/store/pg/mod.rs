@@ -20,7 +20,7 @@ pub(crate) mod ops;
 pub mod schema;
 
 use std::cell::RefCell;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::access::{Db, Reader, Writer};
 use super::{Store, StoreError};
@@ -29,14 +29,59 @@ use super::{Store, StoreError};
 /// one database are serialized across connections and processes (ADR 0006).
 pub const WRITE_LOCK: i64 = 0x0066_6d70_5f77_7269; // "fmp_wri"
 
-/// Most idle clients kept for reuse.
-const MAX_IDLE: usize = 8;
+/// Most clients (connections) one store keeps open at once, in use or
+/// idle: a hub's many request threads wait for one rather than open more
+/// than the server allows.
+const MAX_OPEN: usize = 16;
 
 /// A store's PostgreSQL database: its URL (as the store directory names
-/// it, without password) and idle clients.
+/// it, without password) and its clients.
 pub(crate) struct PgStore {
     pub(crate) url: String,
-    idle: Mutex<Vec<postgres::Client>>,
+    pool: Mutex<Pool>,
+    freed: Condvar,
+}
+
+/// The clients of a store: idle ones, and how many are open in all.
+struct Pool {
+    idle: Vec<postgres::Client>,
+    open: usize,
+}
+
+/// A client's place in the pool while it is out: given up (the client
+/// dropped, closed or not ended cleanly, a panic) unless handed back.
+struct Lease<'s> {
+    store: &'s PgStore,
+    out: bool,
+}
+
+std::thread_local! {
+    /// Clients this thread holds now: a thread that holds one (a snapshot
+    /// taken inside a write, say) never waits for another, or a full pool
+    /// whose writers wait for the write lock would wait on itself.
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Lease<'_> {
+    fn new(store: &PgStore) -> Lease<'_> {
+        HELD.with(|h| h.set(h.get() + 1));
+        Lease { store, out: true }
+    }
+
+    /// Hands the client back (kept for reuse if it is still open).
+    fn back(mut self, c: postgres::Client) {
+        self.out = false;
+        self.store.give_back(c);
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get().saturating_sub(1)));
+        if self.out {
+            self.store.discard();
+        }
+    }
 }
 
 /// PostgreSQL's read handle: the client of one transaction.
@@ -66,7 +111,11 @@ impl PgStore {
         schema::migrate(&mut c, url)?;
         Ok(PgStore {
             url: url.to_string(),
-            idle: Mutex::new(vec![c]),
+            pool: Mutex::new(Pool {
+                idle: vec![c],
+                open: 1,
+            }),
+            freed: Condvar::new(),
         })
     }
 
@@ -75,14 +124,14 @@ impl PgStore {
         &self,
         dir: &std::path::Path,
     ) -> Result<(uuid::Uuid, String), StoreError> {
-        let mut c = self.take()?;
+        let (mut c, lease) = self.take()?;
         let rows = c
             .query(
                 "SELECT key, value FROM meta WHERE key IN ('device_id', 'name')",
                 &[],
             )
             .map_err(|e| pg_err(&self.url, e))?;
-        self.give_back(c);
+        lease.back(c);
         let (mut id, mut name) = (None, None);
         for r in rows {
             let (k, v): (String, String) = (ops::get(&r, 0)?, ops::get(&r, 1)?);
@@ -99,20 +148,45 @@ impl PgStore {
         Ok((id, name))
     }
 
-    fn take(&self) -> Result<postgres::Client, StoreError> {
-        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
-            && !c.is_closed()
-        {
-            return Ok(c);
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle client, or a new one while fewer than [`MAX_OPEN`] are
+    /// open, else waits for one to come back.
+    fn take(&self) -> Result<(postgres::Client, Lease<'_>), StoreError> {
+        let mut p = self.pool();
+        loop {
+            while let Some(c) = p.idle.pop() {
+                if !c.is_closed() {
+                    return Ok((c, Lease::new(self)));
+                }
+                p.open -= 1;
+            }
+            if p.open < MAX_OPEN || HELD.with(|h| h.get()) > 0 {
+                p.open += 1;
+                drop(p);
+                let lease = Lease::new(self);
+                return Ok((connect(&self.url)?, lease));
+            }
+            p = self.freed.wait(p).unwrap_or_else(|e| e.into_inner());
         }
-        connect(&self.url)
     }
 
     fn give_back(&self, c: postgres::Client) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE && !c.is_closed() {
-            idle.push(c);
+        let mut p = self.pool();
+        // One opened past the bound (for a thread that held one) closes.
+        if c.is_closed() || p.open > MAX_OPEN {
+            p.open -= 1;
+        } else {
+            p.idle.push(c);
         }
+        self.freed.notify_one();
+    }
+
+    fn discard(&self) {
+        self.pool().open -= 1;
+        self.freed.notify_one();
     }
 
     /// Runs `f` in one repeatable-read, read-only transaction.
@@ -124,7 +198,7 @@ impl PgStore {
     where
         E: From<StoreError>,
     {
-        let mut c = self.take()?;
+        let (mut c, lease) = self.take()?;
         c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .map_err(|e| pg_err(&self.url, e))?;
         let cell = RefCell::new(c);
@@ -139,7 +213,7 @@ impl PgStore {
         let mut c = cell.into_inner();
         // Nothing was written: ending the read cannot lose anything.
         if c.batch_execute("COMMIT").is_ok() {
-            self.give_back(c);
+            lease.back(c);
         }
         out
     }
@@ -155,7 +229,7 @@ impl PgStore {
     where
         E: From<StoreError>,
     {
-        let mut c = self.take()?;
+        let (mut c, lease) = self.take()?;
         c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             .and_then(|_| c.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]))
             .map_err(|e| pg_err(&self.url, e))?;
@@ -175,12 +249,12 @@ impl PgStore {
             Ok(v) => {
                 c.batch_execute("COMMIT")
                     .map_err(|e| E::from(pg_err(&self.url, e)))?;
-                self.give_back(c);
+                lease.back(c);
                 Ok(v)
             }
             Err(e) => {
                 if c.batch_execute("ROLLBACK").is_ok() {
-                    self.give_back(c);
+                    lease.back(c);
                 }
                 Err(e)
             }
