@@ -215,6 +215,34 @@ mod cases {
         assert_eq!(cursor, end, "the reader ends at the log's end");
     }
 
+    /// Own changes read as unsealed until sealed into bundles (a request
+    /// built on a snapshot cannot carry them; the sync seals them first).
+    pub fn own_changes_are_unsealed_until_sealed(b: Backend) {
+        use fmp_core::store::ops::LogWrites;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let s = (b.init)(&tmp.path().join("s"), "s").expect("init");
+        assert!(!s.snapshot(|r| r.unsealed()).expect("read"), "empty store");
+        s.record(example_submission()).expect("record");
+        assert!(s.snapshot(|r| r.unsealed()).expect("read"));
+        let me = s.identity().device_id;
+        let mut n = 0u8;
+        let sealed = s
+            .transaction(|w| {
+                w.seal(32, 1280, |hashes| {
+                    n += 1;
+                    fmp_core::store::log::StoredBundle {
+                        id: [n; 32],
+                        author: me,
+                        hashes,
+                        sig: vec![0; 64],
+                    }
+                })
+            })
+            .expect("seal");
+        assert!(sealed > 0);
+        assert!(!s.snapshot(|r| r.unsealed()).expect("read"), "all sealed");
+    }
+
     /// One snapshot is one state: what another handle commits between two
     /// reads of the same snapshot is not seen by the second, and is seen by
     /// the next snapshot.
@@ -813,6 +841,11 @@ macro_rules! backend_suite {
                     return;
                 }
                 cases::stamps_move_with_their_document_and_only_with_it($backend);
+            }
+
+            #[test]
+            fn own_changes_are_unsealed_until_sealed() {
+                cases::own_changes_are_unsealed_until_sealed($backend);
             }
 
             #[test]

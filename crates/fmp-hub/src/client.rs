@@ -917,6 +917,148 @@ fn remember_refusal(
     Ok(())
 }
 
+/// What an exchange with the hub needs, shared by the thread that sends a
+/// request ahead and the one storing the last answer.
+struct Link<'l> {
+    http: &'l reqwest::Client,
+    rt: &'l tokio::runtime::Runtime,
+    store: &'l Store,
+    url: &'l str,
+    hub: Uuid,
+    stall: Duration,
+    cancel: Option<&'l CancelToken>,
+}
+
+/// An exchange that failed, and for a cut or a silent link the bytes of
+/// request and answer that crossed it (what the message size learns from).
+struct Failed {
+    error: HubError,
+    cut: Option<usize>,
+}
+
+impl From<HubError> for Failed {
+    fn from(error: HubError) -> Failed {
+        Failed { error, cut: None }
+    }
+}
+
+/// Sends one sync request until the hub answers it: waits out a busy hub
+/// (`503 busy`, counted in `shed`), re-enrolls once from this device's
+/// certificate if the hub forgot it (`rejoin`), and sends it once more as
+/// partial to a hub that refused it whole for scope, with the refusals
+/// set aside first. The answer's bytes, and how many changes were set
+/// aside that way (if any).
+fn exchange(
+    link: &Link<'_>,
+    req: &[u8],
+    rejoin: &mut Option<(String, String)>,
+    shed: &mut u32,
+) -> Result<(Vec<u8>, Option<usize>), Failed> {
+    let (rt, cancel, store, url) = (link.rt, link.cancel, link.store, link.url);
+    // Always ask for partial application: the hub stores the in-scope part
+    // and answers refusals in its 200, so a refusal never costs a second
+    // upload.
+    let mut got = 0usize;
+    let sent = loop {
+        let mut headers = vec![(H_PARTIAL, "1")];
+        if let Some((cert, name)) = rejoin.as_ref() {
+            headers.push((H_CERTIFICATE, cert.as_str()));
+            headers.push((H_NAME, name.as_str()));
+        }
+        let sent = unless_cancelled(
+            rt,
+            cancel,
+            post(
+                link.http,
+                store,
+                url,
+                SYNC_PATH,
+                req.to_vec(),
+                &headers,
+                link.stall,
+                &mut got,
+            ),
+        )
+        .ok_or(HubError::Cancelled)?;
+        if let Err(SendError::Refused(403, body)) = &sent
+            && body.error == "unknown_device"
+            && rejoin.is_none()
+            && let Some(cert) =
+                fmp_sync::trust::stored_certificate(store, store.identity().device_id)
+                    .map_err(HubError::from)?
+            && cert.issuer == link.hub
+        {
+            *rejoin = Some((
+                hex::encode(cert.encode()),
+                hex::encode(store.identity().name.as_bytes()),
+            ));
+            continue;
+        }
+        let Err(SendError::Busy(after, body)) = sent else {
+            break sent;
+        };
+        // Shed before the hub read the body: nothing of the request was
+        // applied; send it again once the hub's queue has had time to drain.
+        if *shed >= MAX_SHEDS {
+            return Err(SendError::Busy(after, body).into_hub(url).into());
+        }
+        *shed += 1;
+        let wait = after.mul_f64(1.0 + rand::rng().random_range(0.0..1.0));
+        let pause = async move { tokio::time::sleep(wait).await };
+        if unless_cancelled(rt, cancel, pause).is_none() {
+            return Err(HubError::Cancelled.into());
+        }
+    };
+    match sent {
+        Ok(b) => Ok((b, None)),
+        // A hub that does not honour the partial header refuses the whole
+        // request: set the refusals aside and send it once more, as partial.
+        Err(SendError::Refused(403, body)) if body.error == "out_of_scope" => {
+            let refused = to_refusals(&body.refused);
+            db::quarantine(store, link.hub, &refused)?;
+            let b = unless_cancelled(
+                rt,
+                cancel,
+                post(
+                    link.http,
+                    store,
+                    url,
+                    SYNC_PATH,
+                    req.to_vec(),
+                    &[(H_PARTIAL, "1")],
+                    link.stall,
+                    &mut got,
+                ),
+            )
+            .ok_or(HubError::Cancelled)?
+            .map_err(|e| e.into_hub(url))?;
+            Ok((b, Some(refused.len())))
+        }
+        Err(e @ (SendError::Network(_) | SendError::Stalled(_))) => Err(Failed {
+            error: e.into_hub(url),
+            cut: Some(req.len() + got),
+        }),
+        Err(e) => Err(e.into_hub(url).into()),
+    }
+}
+
+/// After an answer is stored: the changes the hub refused so far set
+/// aside, and the progress told.
+fn settle(
+    store: &Store,
+    hub: Uuid,
+    client: &Client<'_>,
+    total: &Summary,
+    notify: &mut dyn FnMut(&Summary, Event),
+) -> Result<(), HubError> {
+    let refused = &client.report().refused_by_peer;
+    if !refused.is_empty() {
+        db::quarantine(store, hub, refused)?;
+    }
+    notify(&add(total, client.report()), Event::RoundTrip);
+    Ok(())
+}
+
 /// The attempts of [`sync`]: each a [`Client`] from the stored cursors,
 /// retried after failures with backoff; `window` and `total` carry over.
 #[allow(clippy::too_many_arguments)]
@@ -949,6 +1091,15 @@ fn sync_attempts(
     // Answered `unknown_device`: the certificate this device's hub issued
     // it, sent once so a hub restored from an older copy takes it back.
     let mut rejoin: Option<(String, String)> = None;
+    let link = Link {
+        http,
+        rt,
+        store,
+        url,
+        hub: up.hub,
+        stall,
+        cancel,
+    };
     loop {
         // With no cursor but data in common, reconciliation: a store that
         // lost its peer table, or a copy restored without it, sends the
@@ -976,102 +1127,63 @@ fn sync_attempts(
                 let Some(req) = req else {
                     break;
                 };
-                // Always ask for partial application: the hub stores the
-                // in-scope part and answers refusals in its 200, so a
-                // refusal never costs a second upload.
-                let mut got = 0usize;
-                let sent = loop {
-                    let mut headers = vec![(H_PARTIAL, "1")];
-                    if let Some((cert, name)) = &rejoin {
-                        headers.push((H_CERTIFICATE, cert.as_str()));
-                        headers.push((H_NAME, name.as_str()));
-                    }
-                    let sent = unless_cancelled(
-                        rt,
-                        cancel,
-                        post(
-                            http,
-                            store,
-                            url,
-                            SYNC_PATH,
-                            req.clone(),
-                            &headers,
-                            stall,
-                            &mut got,
-                        ),
-                    )
-                    .ok_or(HubError::Cancelled)?;
-                    if let Err(SendError::Refused(403, body)) = &sent
-                        && body.error == "unknown_device"
-                        && rejoin.is_none()
-                        && let Some(cert) =
-                            fmp_sync::trust::stored_certificate(store, store.identity().device_id)?
-                        && cert.issuer == up.hub
-                    {
-                        rejoin = Some((
-                            hex::encode(cert.encode()),
-                            hex::encode(store.identity().name.as_bytes()),
-                        ));
-                        continue;
-                    }
-                    let Err(SendError::Busy(after, body)) = sent else {
-                        break sent;
+                let mut sent_len = req.len();
+                let mut exchanged = exchange(&link, &req, &mut rejoin, &mut total.shed);
+                // The answers of a pipelined run: each one read, the next
+                // request built and sent (another thread) while it is
+                // stored (ADR 0001, "Keeping the link busy").
+                loop {
+                    let (bytes, quarantined) = match exchanged {
+                        Ok(x) => x,
+                        Err(f) => {
+                            cut = f.cut;
+                            return Err(f.error);
+                        }
                     };
-                    // Shed before the hub read the body: nothing of the
-                    // request was applied; send it again once the hub's
-                    // queue has had time to drain.
-                    if total.shed >= MAX_SHEDS {
-                        return Err(SendError::Busy(after, body).into_hub(url));
+                    if let Some(n) = quarantined {
+                        notify(&add(total, client.report()), Event::Quarantined(n));
                     }
-                    total.shed += 1;
-                    let wait = after.mul_f64(1.0 + rand::rng().random_range(0.0..1.0));
-                    let pause = async move { tokio::time::sleep(wait).await };
-                    if unless_cancelled(rt, cancel, pause).is_none() {
-                        return Err(HubError::Cancelled);
+                    window.got_through(sent_len + bytes.len());
+                    let answer = client.read_response(&bytes)?;
+                    let ahead = match cancelled() {
+                        true => None,
+                        false => client.ahead(&answer)?,
+                    };
+                    let Some(ahead) = ahead.map(|a| a.with_max_bytes(window.limit())) else {
+                        client.apply(answer)?;
+                        settle(store, up.hub, &client, total, &mut notify)?;
+                        break;
+                    };
+                    let mut shed = total.shed;
+                    let (applied, sent) = std::thread::scope(|s| {
+                        let (link, rejoin, shed) = (&link, &mut rejoin, &mut shed);
+                        let next = s.spawn(move || -> Result<_, HubError> {
+                            let Some(built) = ahead.build(store)? else {
+                                return Ok(None);
+                            };
+                            let exchanged = exchange(link, built.bytes(), rejoin, shed);
+                            Ok(Some((built, exchanged)))
+                        });
+                        let applied = client
+                            .apply(answer)
+                            .map_err(HubError::from)
+                            .and_then(|()| settle(store, up.hub, &client, total, &mut notify));
+                        let sent = next.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                        (applied, sent)
+                    });
+                    total.shed = shed;
+                    applied?;
+                    // Not built ahead (own changes to seal, too large for
+                    // the limit): built after the answer is stored.
+                    let Some((built, next)) = sent? else {
+                        break;
+                    };
+                    sent_len = built.bytes().len();
+                    if !client.adopt(built)? {
+                        break;
                     }
-                };
-                let bytes = match sent {
-                    Ok(b) => b,
-                    // A hub that does not honour the partial header
-                    // refuses the whole request: set the refusals aside
-                    // and send it once more, as partial.
-                    Err(SendError::Refused(403, body)) if body.error == "out_of_scope" => {
-                        let refused = to_refusals(&body.refused);
-                        db::quarantine(store, up.hub, &refused)?;
-                        notify(
-                            &add(total, client.report()),
-                            Event::Quarantined(refused.len()),
-                        );
-                        unless_cancelled(
-                            rt,
-                            cancel,
-                            post(
-                                http,
-                                store,
-                                url,
-                                SYNC_PATH,
-                                req.clone(),
-                                &[(H_PARTIAL, "1")],
-                                stall,
-                                &mut got,
-                            ),
-                        )
-                        .ok_or(HubError::Cancelled)?
-                        .map_err(|e| e.into_hub(url))?
-                    }
-                    Err(e @ (SendError::Network(_) | SendError::Stalled(_))) => {
-                        cut = Some(req.len() + got);
-                        return Err(e.into_hub(url));
-                    }
-                    Err(e) => return Err(e.into_hub(url)),
-                };
-                client.handle_response(&bytes)?;
-                window.got_through(req.len() + bytes.len());
-                let refused = &client.report().refused_by_peer;
-                if !refused.is_empty() {
-                    db::quarantine(store, up.hub, refused)?;
+                    exchanged = next;
                 }
-                notify(&add(total, client.report()), Event::RoundTrip);
             }
             Ok(())
         })();

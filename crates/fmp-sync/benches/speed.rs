@@ -7,8 +7,17 @@
 //! the wall time the client's. Stores live in the system's temp directory
 //! (on disk: durable commits included); `FMP_BENCH_DIR` puts them
 //! elsewhere, `FMP_BENCH_N` changes the 10,000.
+//!
+//! A second table compares a serial client (`Client::run`: the next request
+//! built once the last answer is stored) with a pipelined one
+//! (`Client::run_pipelined`, what `fmp sync` runs: the next request built
+//! and answered on another thread while the last answer is stored), for a
+//! first push and a pull of the whole log, on a link of no latency and of
+//! `FMP_BENCH_RTT_MS` (default `0,600`: half slept before the hub answers,
+//! half after). `FMP_BENCH_MODES=serial` runs only the serial rows.
 
 use std::cell::Cell;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fmp_core::Submission;
@@ -62,6 +71,36 @@ fn sync(client: Client<'_>, hub: &Store, trust: &StaticTrust) -> (Report, Durati
         })
         .expect("sync");
     (report, t.elapsed(), in_hub.get())
+}
+
+/// One sync over a link of `rtt`, serial or pipelined: the wall time and
+/// the time spent inside `respond` (the hub's work, on either thread).
+fn sync_over(
+    client: Client<'_>,
+    hub: &Store,
+    trust: &StaticTrust,
+    rtt: Duration,
+    pipelined: bool,
+) -> (Report, Duration, Duration) {
+    let in_hub = Mutex::new(Duration::ZERO);
+    let send = |req: Vec<u8>| {
+        std::thread::sleep(rtt / 2);
+        let h = Instant::now();
+        let r = respond(hub, trust, &req);
+        *in_hub.lock().expect("lock") += h.elapsed();
+        std::thread::sleep(rtt / 2);
+        r
+    };
+    let t = Instant::now();
+    let client = client.with_max_bytes(MAX);
+    let report = if pipelined {
+        client.run_pipelined(send)
+    } else {
+        client.run(send)
+    }
+    .expect("sync");
+    let hub_time = *in_hub.lock().expect("lock");
+    (report, t.elapsed(), hub_time)
 }
 
 fn row(name: &str, changes: u64, (r, wall, hub): &(Report, Duration, Duration)) {
@@ -183,4 +222,61 @@ fn main() {
         "restored copy / pull into an empty device: {:.1} % of the bytes",
         100.0 * bytes(&restored) / bytes(&pull)
     );
+
+    // Serial against pipelined, each on fresh stores: the phone's whole
+    // log pushed to a new hub, the hub's pulled into a new device.
+    let rtts: Vec<u64> = std::env::var("FMP_BENCH_RTT_MS")
+        .unwrap_or_else(|_| "0,600".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let modes: Vec<bool> = match std::env::var("FMP_BENCH_MODES").as_deref() {
+        Ok("serial") => vec![false],
+        _ => vec![false, true],
+    };
+    println!();
+    println!(
+        "| scenario ({} changes) | RTT ms | client | wall s | hub s | round trips | bytes |",
+        n64 + 150
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for rtt in rtts {
+        for &pipelined in &modes {
+            let mode = if pipelined { "pipelined" } else { "serial" };
+            let new_hub = rep("hub-again");
+            let device = rep("device-again");
+            let trust = trust_all(&[&phone, &hub, &new_hub, &device]);
+            let d = Duration::from_millis(rtt);
+            for (name, r) in [
+                (
+                    "first push",
+                    sync_over(
+                        Client::new(&phone.store, &trust, id(&new_hub)),
+                        &new_hub.store,
+                        &trust,
+                        d,
+                        pipelined,
+                    ),
+                ),
+                (
+                    "pull into an empty device",
+                    sync_over(
+                        Client::new(&device.store, &trust, id(&hub)),
+                        &hub.store,
+                        &trust,
+                        d,
+                        pipelined,
+                    ),
+                ),
+            ] {
+                println!(
+                    "| {name} | {rtt} | {mode} | {:.2} | {:.2} | {} | {} |",
+                    r.1.as_secs_f64(),
+                    r.2.as_secs_f64(),
+                    r.0.round_trips,
+                    r.0.bytes_sent + r.0.bytes_received,
+                );
+            }
+        }
+    }
 }

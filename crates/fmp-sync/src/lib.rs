@@ -41,8 +41,8 @@ pub use apply::{
 };
 pub use error::SyncError;
 pub use session::{
-    AlsoInTransaction, Client, Cursor, Outcome, Report, RespondOptions, cursor, forget_peer,
-    respond, respond_counted, respond_decoded, respond_with,
+    Ahead, AlsoInTransaction, Answer, Built, Client, Cursor, Outcome, Report, RespondOptions,
+    cursor, forget_peer, respond, respond_counted, respond_decoded, respond_with,
 };
 pub use trust::{AuthorInfo, Certificate, Role, StaticTrust, Trust};
 pub use wire::{DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Request, Response};
@@ -52,7 +52,23 @@ use fmp_core::store::ops::*;
 
 /// Syncs two stores in memory until each has what the other had (`a` as
 /// client, `b` as responder); `b` judges with `trust_b`, `a` with `trust_a`.
+/// Pipelined ([`Client::run_pipelined`]): `b` answers the next request on
+/// another thread while `a` stores the last answer.
 pub fn sync_in_memory(
+    a: &Store,
+    trust_a: &dyn Trust,
+    b: &Store,
+    trust_b: &(dyn Trust + Sync),
+    max_bytes: u32,
+) -> Result<Report, SyncError> {
+    Client::new(a, trust_a, b.identity().device_id)
+        .with_max_bytes(max_bytes)
+        .run_pipelined(|req| respond(b, trust_b, &req))
+}
+
+/// [`sync_in_memory`] one request after another ([`Client::run`]): the
+/// next request is built only once the last answer is stored.
+pub fn sync_in_memory_serial(
     a: &Store,
     trust_a: &dyn Trust,
     b: &Store,

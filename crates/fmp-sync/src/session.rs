@@ -104,6 +104,7 @@ enum Phase {
     Done,
 }
 
+#[derive(Debug)]
 struct InFlight {
     push_upto: Option<i64>,
     /// The requester's log end sent with the request.
@@ -302,6 +303,14 @@ impl<'a> Client<'a> {
     /// brings, with the new progress, in one transaction. An error leaves
     /// the store as it was; the sync can be retried.
     pub fn handle_response(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
+        let answer = self.read_response(bytes)?;
+        self.apply(answer)
+    }
+
+    /// Reads the peer's answer to the last request (decoded and checked,
+    /// nothing stored yet): then [`Client::ahead`] may prepare the next
+    /// request from it, and [`Client::apply`] stores it.
+    pub fn read_response(&mut self, bytes: &[u8]) -> Result<Answer, SyncError> {
         let flight = self
             .in_flight
             .take()
@@ -314,24 +323,91 @@ impl<'a> Client<'a> {
                 actual: resp.from,
             });
         }
+        Ok(Answer { resp, flight })
+    }
+
+    /// The next request of the cursor phase, prepared from an answer read
+    /// but not stored yet (see "Keeping the link busy" in ADR 0001): its
+    /// push starts after the pushed request's `push_upto`, its pull after
+    /// the answer's `next_cursor`, exactly the cursors the answer stores.
+    /// `None` where the next request depends on storing the answer first:
+    /// outside the cursor phase, at the end of the sync, or where the
+    /// answer moves the cursors otherwise (a restore on either side).
+    pub fn ahead(&self, answer: &Answer) -> Result<Option<Ahead>, SyncError> {
+        if !matches!(self.phase, Phase::Cursor) {
+            return Ok(None);
+        }
+        let (resp, flight) = (&answer.resp, &answer.flight);
+        let Some(push_upto) = flight.push_upto else {
+            return Ok(None);
+        };
+        let mut resend = self.resend.clone();
+        if !flight.pushed_hashes.is_empty() {
+            let sent: HashSet<Hash> = flight.pushed_hashes.iter().copied().collect();
+            resend.retain(|h| !sent.contains(h));
+        }
+        if !(resp.more || !flight.push_complete || !resend.is_empty()) {
+            return Ok(None);
+        }
+        let peer = self.peer;
+        let cur = self.store.snapshot(|r| read_cursor(r, peer))?;
+        // The same tests as `apply`'s: any of them moves the cursors
+        // otherwise than the answer says (or marks this store restored).
+        let restored_here = resp.pulled_yours > flight.log_end;
+        let behind = resp.log_end < cur.pulled || resp.acked_yours < cur.pulled;
+        let lacks = resp.pulled_yours < cur.acked;
+        if restored_here || behind || lacks {
+            return Ok(None);
+        }
+        Ok(Some(Ahead {
+            peer,
+            cursor: Cursor {
+                pulled: resp.next_cursor,
+                acked: cur.acked.max(push_upto),
+            },
+            resend,
+            max_bytes: self.max_bytes,
+        }))
+    }
+
+    /// Takes a request built ahead (and sent) as the one in flight, once
+    /// the answer it was prepared from is stored: true if the stored
+    /// cursors are those it was built from. False otherwise (another sync
+    /// with the peer moved them meanwhile): its answer must not be read;
+    /// the next request is built from the store again.
+    pub fn adopt(&mut self, built: Built) -> Result<bool, SyncError> {
+        self.report.bytes_sent += built.bytes.len() as u64;
+        let peer = self.peer;
+        let cur = self.store.snapshot(|r| read_cursor(r, peer))?;
+        if !matches!(self.phase, Phase::Cursor)
+            || cur != built.cursor
+            || self.resend != built.resend
+        {
+            return Ok(false);
+        }
+        self.in_flight = Some(built.flight);
+        Ok(true)
+    }
+
+    /// Stores an answer read by [`Client::read_response`] with the new
+    /// progress, in one transaction. An error leaves the store as it was;
+    /// the sync can be retried.
+    pub fn apply(&mut self, answer: Answer) -> Result<(), SyncError> {
+        let Answer { resp, flight } = answer;
         let peer = self.peer;
         let trust = self.trust;
         let cursor_phase = matches!(self.phase, Phase::Cursor);
         let own = WithSelf::new(self.store, trust)?;
+        // Read before the write: a read inside it would wait for the
+        // write's own lock where no reader connection can be opened.
+        let hq = authority(self.store, trust)?;
         let applied = {
-            let mut authors =
-                Authors::new(&own, resp.pull.certs.clone(), authority(self.store, trust)?);
+            let mut authors = Authors::new(&own, resp.pull.certs.clone(), hq.clone());
             // Planned on a snapshot (the app's reads go on meanwhile),
             // committed in the write, as a responder does.
             let early = plan_received(self.store, &mut authors, &resp.pull, peer)?;
             self.store.transaction(|tx| -> Result<_, SyncError> {
-                let fresh = || {
-                    Ok(Authors::new(
-                        &own,
-                        resp.pull.certs.clone(),
-                        authority(self.store, trust)?,
-                    ))
-                };
+                let fresh = || Ok(Authors::new(&own, resp.pull.certs.clone(), hq));
                 let (applied, hashes) =
                     commit_received(tx, &mut authors, fresh, early, &resp.pull, peer)?;
                 let mut reset = false;
@@ -484,6 +560,145 @@ impl<'a> Client<'a> {
             self.handle_response(&resp)?;
         }
         Ok(self.report)
+    }
+
+    /// [`Client::run`] keeping the link busy: while an answer is stored,
+    /// the next request is built (on a snapshot) and sent from another
+    /// thread (see [`Client::ahead`]). At most one request is in flight
+    /// beside the answer being stored. `send` must be callable from
+    /// another thread; a failure of either stops the sync, keeping what
+    /// was stored (the request sent ahead may have been taken by the peer:
+    /// it is sent again from the stored cursors, and known changes cost
+    /// the peer nearly nothing).
+    pub fn run_pipelined<E>(
+        mut self,
+        mut send: impl FnMut(Vec<u8>) -> Result<Vec<u8>, E> + Send,
+    ) -> Result<Report, E>
+    where
+        E: From<SyncError> + Send,
+    {
+        let store = self.store;
+        while let Some(req) = self.next_request()? {
+            let mut resp = send(req)?;
+            loop {
+                if self.report.round_trips > MAX_ROUND_TRIPS {
+                    return Err(SyncError::NoProgress(MAX_ROUND_TRIPS).into());
+                }
+                let answer = self.read_response(&resp)?;
+                let Some(ahead) = self.ahead(&answer)? else {
+                    self.apply(answer)?;
+                    break;
+                };
+                let send = &mut send;
+                let (applied, sent) = std::thread::scope(|s| {
+                    let next = s.spawn(move || -> Result<Option<(Built, Vec<u8>)>, E> {
+                        let Some(built) = ahead.build(store)? else {
+                            return Ok(None);
+                        };
+                        let resp = send(built.bytes().to_vec())?;
+                        Ok(Some((built, resp)))
+                    });
+                    let applied = self.apply(answer);
+                    let sent = next.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    (applied, sent)
+                });
+                applied?;
+                let Some((built, next)) = sent? else {
+                    break;
+                };
+                if !self.adopt(built)? {
+                    break;
+                }
+                resp = next;
+            }
+        }
+        Ok(self.report)
+    }
+}
+
+/// An answer read and checked, not stored yet ([`Client::read_response`]).
+#[derive(Debug)]
+pub struct Answer {
+    resp: Response,
+    flight: InFlight,
+}
+
+impl Answer {
+    /// The decoded answer.
+    pub fn response(&self) -> &Response {
+        &self.resp
+    }
+}
+
+/// The next request of a cursor sync, prepared from an answer not stored
+/// yet ([`Client::ahead`]): built on a snapshot, from any thread.
+#[derive(Debug, Clone)]
+pub struct Ahead {
+    peer: Uuid,
+    cursor: Cursor,
+    resend: Vec<Hash>,
+    max_bytes: u32,
+}
+
+impl Ahead {
+    /// Uses this message limit instead (a transport's adaptive size).
+    pub fn with_max_bytes(mut self, max_bytes: u32) -> Ahead {
+        self.max_bytes = max_bytes.max(FLOOR_MAX_BYTES);
+        self
+    }
+
+    /// Builds the request on a snapshot of `store` (its writes go on
+    /// meanwhile); `None` where it cannot be built without a write (own
+    /// changes to seal first) or does not fit the limit: the client then
+    /// builds it after storing the answer, as without pipelining.
+    pub fn build(&self, store: &Store) -> Result<Option<Built>, SyncError> {
+        let me = store.identity();
+        let max = self.max_bytes as usize;
+        store.snapshot(|r| {
+            if r.unsealed()? {
+                return Ok(None);
+            }
+            let base = Request {
+                from: me.device_id,
+                to: self.peer,
+                push: Batch::default(),
+                push_upto: 0,
+                pull_after: None,
+                max_bytes: self.max_bytes,
+                want: Vec::new(),
+                reconcile: None,
+                push_after: 0,
+                log_end: r.log_end()?,
+                restored: r.wants_own_back()?,
+            };
+            match cursor_push(r, me, self.peer, self.cursor, &self.resend, base, max) {
+                Ok((bytes, flight)) => Ok(Some(Built {
+                    bytes,
+                    flight,
+                    cursor: self.cursor,
+                    resend: self.resend.clone(),
+                })),
+                Err(SyncError::TooLarge { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// A request built ahead ([`Ahead::build`]): its bytes to send, and what
+/// the client needs to read its answer once it takes it ([`Client::adopt`]).
+#[derive(Debug)]
+pub struct Built {
+    bytes: Vec<u8>,
+    flight: InFlight,
+    cursor: Cursor,
+    resend: Vec<Hash>,
+}
+
+impl Built {
+    /// The request's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 

@@ -309,6 +309,17 @@ impl LogReads for SqlReader<'_> {
         Ok(out)
     }
 
+    fn unsealed(&self) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM changes WHERE bundle IS NULL AND author = ?1)",
+            )
+            .and_then(|mut s| {
+                s.query_row([self.store.identity.device_id.to_string()], |r| r.get(0))
+            })
+            .map_err(self.sql())
+    }
+
     fn change_keys(&self, scope: Option<&[String]>) -> Result<Vec<(i64, Hash)>, StoreError> {
         let sql = self.sql();
         let mut stmt = self

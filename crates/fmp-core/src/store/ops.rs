@@ -99,6 +99,10 @@ pub trait LogReads {
     /// A stored bundle by id.
     fn bundle(&self, id: &Hash) -> Result<Option<StoredBundle>, StoreError>;
 
+    /// True if this store holds changes of its own not sealed in a bundle
+    /// yet (a request read on a snapshot cannot carry them).
+    fn unsealed(&self) -> Result<bool, StoreError>;
+
     /// The certificate stored for a device (as its issuer encoded it), if any.
     fn certificate(&self, device: Uuid) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -8,16 +8,24 @@
 //! pushed change already there: a client gave up on an earlier answer).
 //!
 //! While the devices sync, a reader thread in the hub's process lists one
-//! FMP's submissions every 100 ms (what `fmp list` and the report do on
-//! the hub's store); after the sync it goes on for 3 s on the idle store.
-//! The last line compares the two: reads should not wait behind writes.
+//! FMP's submissions every 100 ms (what `fmp list` reads on the hub's
+//! store), and another reads the report of the month the submissions fall
+//! in every second (what `fmp report` reads: the month's aggregates and
+//! record counts, on one snapshot); after the sync both go on for 10 s on
+//! the idle store (setup, while the devices enroll, is not counted). The
+//! last two lines compare the two: reads should not wait behind writes.
+//! Each read's time is split (from the kernel's schedstat of its thread)
+//! into waiting for a CPU, running, and blocked (a lock, the disk), and
+//! the devices' own CPU over the sync is printed beside the hub's: on a
+//! machine of two cores they take most of it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use fmp_core::store::Store;
+use fmp_core::store::report::Counted;
+use fmp_core::store::{Store, StoreError};
 use fmp_hub::client::{self, SyncOptions};
 use fmp_hub::{HubError, Limits};
 
@@ -52,7 +60,29 @@ fn hub_only(dir: &str) -> Result<(), HubError> {
         ..Limits::default()
     };
     let state = fmp_hub::server::Hub::new(Store::open(Path::new(dir))?, limits)?;
-    let probe = ReadProbe::start(state.store().clone(), Path::new(dir).join("sync-done"));
+    let (begun, done) = (
+        Path::new(dir).join("sync-begun"),
+        Path::new(dir).join("sync-done"),
+    );
+    let list = {
+        let store = state.store().clone();
+        let filter = fmp_core::store::Filter {
+            fmp: Some("ML-GOG".into()),
+            ..Default::default()
+        };
+        ReadProbe::start(
+            Duration::from_millis(100),
+            begun.clone(),
+            done.clone(),
+            move || store.list(&filter).is_ok(),
+        )
+    };
+    let report = {
+        let store = state.store().clone();
+        ReadProbe::start(Duration::from_secs(1), begun, done, move || {
+            report_reads(&store).is_ok()
+        })
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,57 +104,147 @@ fn hub_only(dir: &str) -> Result<(), HubError> {
         "load: shed {}, applied twice {}",
         load.shed, load.applied_twice
     );
-    println!("{}", probe.finish());
+    println!("{}", list.finish("list"));
+    println!("{}", report.finish("report"));
     Ok(())
 }
 
-/// Times `list` of one FMP on the hub's store, under load and then idle.
+/// The month the bench's submissions fall in (`example_submission`'s,
+/// plus at most a few hours), and the month before it.
+const REPORT_MONTH: (&str, &str) = ("2020-06", "2020-05");
+
+/// What `fmp report` reads of the store for [`REPORT_MONTH`] (every FMP,
+/// all but rejected submissions): the month's aggregates and its record
+/// counts, on one snapshot, on a reader connection beside the writer.
+fn report_reads(store: &Store) -> Result<usize, StoreError> {
+    use fmp_core::store::ops::{CountReads, ReportReads};
+    let (month, previous) = REPORT_MONTH;
+    store.snapshot(|r| {
+        let aggs = r.report_aggregates(month, previous, Counted::AllButRejected)?;
+        let counts = r.month_counts(month, |_| true)?;
+        Ok(aggs.by_direction.len() + usize::try_from(counts.total).unwrap_or(0))
+    })
+}
+
+/// One timed read: how long it took, and of that how long its thread
+/// waited in the run queue for a CPU and how long it ran (the rest it was
+/// blocked: a lock, the disk), from `/proc/thread-self/schedstat`. The
+/// wait for a CPU is exact (counted as the thread gets one); the running
+/// time is brought up to date at the scheduler's ticks (4 ms at 250 Hz),
+/// so the split of the rest between running and blocked is that coarse.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    ms: f64,
+    queued_ms: f64,
+    running_ms: f64,
+}
+
+impl Sample {
+    fn blocked_ms(&self) -> f64 {
+        (self.ms - self.queued_ms - self.running_ms).max(0.0)
+    }
+}
+
+/// This thread's (time on a CPU, time waiting in the run queue), in ms.
+fn sched_ms() -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut f = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some((f.next()?? / 1e6, f.next()?? / 1e6))
+}
+
+/// Times one read on the hub's store every `every`, under load (once the
+/// bench writes the `begun` file, as the devices start syncing: not while
+/// they enroll) and then idle (once it writes the `done` file).
 struct ReadProbe {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(Vec<f64>, Vec<f64>)>,
+    thread: std::thread::JoinHandle<(Vec<Sample>, Vec<Sample>)>,
 }
 
 impl ReadProbe {
-    fn start(store: std::sync::Arc<Store>, done: std::path::PathBuf) -> ReadProbe {
+    fn start(
+        every: Duration,
+        begun: std::path::PathBuf,
+        done: std::path::PathBuf,
+        mut read: impl FnMut() -> bool + Send + 'static,
+    ) -> ReadProbe {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let filter = fmp_core::store::Filter {
-                fmp: Some("ML-GOG".into()),
-                ..Default::default()
-            };
             let (mut load, mut idle) = (Vec::new(), Vec::new());
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let before = sched_ms();
                 let t = Instant::now();
-                if store.list(&filter).is_ok() {
+                if read() {
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
-                    if done.exists() { &mut idle } else { &mut load }.push(ms);
+                    let (running_ms, queued_ms) = before
+                        .zip(sched_ms())
+                        .map_or((0.0, 0.0), |(a, b)| (b.0 - a.0, b.1 - a.1));
+                    let sample = Sample {
+                        ms,
+                        queued_ms,
+                        running_ms,
+                    };
+                    if done.exists() {
+                        idle.push(sample);
+                    } else if begun.exists() {
+                        load.push(sample);
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(every);
             }
             (load, idle)
         });
         ReadProbe { stop, thread }
     }
 
-    /// `reads: list under load p50 … p99 … (n) | idle p50 … p99 … (n)`.
-    fn finish(self) -> String {
+    /// `reads: WHAT under load p50 … p99 … (n) | idle p50 … p99 … (n) |
+    /// under load, p99 read … = … waiting for a CPU + … running + …
+    /// blocked; all: …% waiting for a CPU, …% blocked | less the wait for a
+    /// CPU: under load p50 … p99 …, idle p50 … p99 …`.
+    fn finish(self, what: &str) -> String {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (mut load, mut idle) = self.thread.join().unwrap_or_default();
-        let pct = |v: &mut Vec<f64>, p: f64| -> f64 {
-            v.sort_by(f64::total_cmp);
+        load.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+        idle.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+        let at = |v: &[Sample], p: f64| -> Sample {
             v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        // The same reads less their wait for a CPU: what the store itself
+        // costs them (the machine's other load taken out).
+        let net = |v: &[Sample], p: f64| -> f64 {
+            let mut n: Vec<f64> = v.iter().map(|s| s.ms - s.queued_ms).collect();
+            n.sort_by(f64::total_cmp);
+            n.get(((n.len().max(1) - 1) as f64 * p).round() as usize)
                 .copied()
                 .unwrap_or(0.0)
         };
+        let p99 = at(&load, 0.99);
+        let total: f64 = load
+            .iter()
+            .map(|s| s.ms)
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
+        let share = |f: fn(&Sample) -> f64| load.iter().map(f).sum::<f64>() / total * 100.0;
         format!(
-            "reads: list under load p50 {:.1} ms p99 {:.1} ms ({}) | idle p50 {:.1} ms p99 {:.1} ms ({})",
-            pct(&mut load, 0.5),
-            pct(&mut load, 0.99),
+            "reads: {what} under load p50 {:.1} ms p99 {:.1} ms ({}) | idle p50 {:.1} ms p99 {:.1} ms ({}) | under load, p99 read {:.1} ms = {:.1} waiting for a CPU + {:.1} running + {:.1} blocked; all: {:.0}% waiting for a CPU, {:.0}% blocked | less the wait for a CPU: under load p50 {:.1} ms p99 {:.1} ms, idle p50 {:.1} ms p99 {:.1} ms",
+            at(&load, 0.5).ms,
+            p99.ms,
             load.len(),
-            pct(&mut idle, 0.5),
-            pct(&mut idle, 0.99),
-            idle.len()
+            at(&idle, 0.5).ms,
+            at(&idle, 0.99).ms,
+            idle.len(),
+            p99.ms,
+            p99.queued_ms,
+            p99.running_ms,
+            p99.blocked_ms(),
+            share(|s| s.queued_ms),
+            share(Sample::blocked_ms),
+            net(&load, 0.5),
+            net(&load, 0.99),
+            net(&idle, 0.5),
+            net(&idle, 0.99),
         )
     }
 }
@@ -200,6 +320,8 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
         devices * per,
         t.elapsed().as_secs_f64()
     );
+    let own_cpu = cpu_secs(std::process::id());
+    let _ = std::fs::write(hub_dir.join("sync-begun"), b"");
     let start = Instant::now();
     // Per cause: how many, and the first error seen (printed as an example).
     let causes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
@@ -240,9 +362,15 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
     let wall = start.elapsed();
     let peak = peak_kib(child.id());
     let hub_cpu = cpu_secs(child.id());
-    // The read probe's idle phase: 3 s on the store at rest.
+    // The 200 simulated devices' CPU over the sync (this process: their
+    // threads; the hub is the child), beside the cores' capacity.
+    let devices_cpu = cpu_secs(std::process::id())
+        .zip(own_cpu)
+        .map(|(b, a)| b - a);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The read probes' idle phase: 10 s on the store at rest.
     let _ = std::fs::write(hub_dir.join("sync-done"), b"");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(10));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -299,8 +427,10 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
             .unwrap_or_else(|| "?".into())
     );
     println!(
-        "hub holds {held} submissions; hub CPU {:.1} s; the clients waited for a busy hub {shed} times",
-        hub_cpu.unwrap_or(0.0)
+        "hub holds {held} submissions; hub CPU {:.1} s; the clients waited for a busy hub {shed} times; devices CPU {:.1} s ({:.0}% of {cores} cores over the wall)",
+        hub_cpu.unwrap_or(0.0),
+        devices_cpu.unwrap_or(0.0),
+        devices_cpu.unwrap_or(0.0) / (wall.as_secs_f64() * cores as f64) * 100.0
     );
     let causes = causes.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if !causes.is_empty() {
@@ -313,7 +443,7 @@ fn bench(devices: usize, per: usize) -> Result<(), HubError> {
             println!("  {k}, e.g.: {example}");
         }
     }
-    if let Some(reads) = rest.lines().find(|l| l.starts_with("reads: ")) {
+    for reads in rest.lines().filter(|l| l.starts_with("reads: ")) {
         println!("{reads}");
     }
     let _ = std::fs::remove_dir_all(Path::new(&tmp));
