@@ -283,6 +283,7 @@ reads!(LogReads {
     fn changes_by_hash(&self, hashes: &[Hash], scope: Option<&[String]>) -> Result<Vec<LogRow>, StoreError>;
     fn change_keys(&self, scope: Option<&[String]>) -> Result<Vec<(i64, Hash)>, StoreError>;
     fn bundle(&self, id: &Hash) -> Result<Option<StoredBundle>, StoreError>;
+    fn unsealed(&self) -> Result<bool, StoreError>;
     fn certificate(&self, device: Uuid) -> Result<Option<Vec<u8>>, StoreError>;
     fn peer_cursor(&self, peer: Uuid) -> Result<Option<PeerCursor>, StoreError>;
     fn change_document(&self, hash: &Hash) -> Result<Option<(String, String)>, StoreError>;

@@ -595,6 +595,13 @@ impl LogReads for PgReader<'_> {
         }))
     }
 
+    fn unsealed(&self) -> Result<bool, StoreError> {
+        self.exists(
+            "SELECT 1 FROM changes WHERE bundle IS NULL AND author = $1",
+            &[&self.store.identity.device_id.to_string()],
+        )
+    }
+
     fn certificate(&self, device: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
         self.opt(
             "SELECT cert FROM devices WHERE device = $1",
