@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the test suite needs beyond Rust:
 # Debian chromium (the HTML report render test) and libjna-java (Kotlin
-# bindings on the JVM), libfaketime (field scenarios), strace (fdatasync). kotlinc comes from
+# bindings on the JVM), libfaketime (field scenarios), strace (fdatasync), postgresql (the
+# PostgreSQL store backend's tests, on a throwaway cluster). kotlinc comes from
 # npm in android-bindings/run-jvm-tests.sh.
 #
 # As root it calls apt-get; otherwise `sudo apt-get` where sudo works, and
@@ -24,6 +25,9 @@ need=()
 ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need+=(libfaketime)
 # strace: the test that a durable record syncs with fdatasync, not fsync.
 command -v strace >/dev/null || need+=(strace)
+# PostgreSQL: the store's PostgreSQL backend runs against a throwaway
+# cluster of the tests' own (scripts/pg-cluster.sh), never a running server.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ ${#need[@]} -gt 0 ] || exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

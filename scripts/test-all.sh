@@ -22,6 +22,21 @@ else
   echo "not root: the field scenarios that need root (a full disk on a tmpfs, network namespaces) will skip, each with a line saying so"
 fi
 
+# The PostgreSQL backend's tests: a throwaway cluster of our own on a free
+# loopback port (never a server the machine happens to run), stopped at exit.
+step "throwaway PostgreSQL cluster"
+PG_DIR=$(mktemp -d)
+trap 'scripts/pg-cluster.sh stop "$PG_DIR/pg"; rm -rf "$PG_DIR"' EXIT
+if FMP_TEST_PG=$(scripts/pg-cluster.sh start "$PG_DIR/pg"); then
+  export FMP_TEST_PG FMP_REQUIRE_PG=1
+  echo "PostgreSQL for the tests at $FMP_TEST_PG"
+elif [ "${CI:-}" = "true" ]; then
+  echo "could not start a PostgreSQL cluster (see above)" >&2
+  exit 1
+else
+  echo "could not start a PostgreSQL cluster: the PostgreSQL backend's tests will skip, each with a line saying so"
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -30,6 +45,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace
+
+if [ -n "${FMP_TEST_PG:-}" ]; then
+  step "fmp-sync's suites again, every replica on PostgreSQL"
+  FMP_TEST_BACKEND=postgres cargo test -p fmp-sync --tests
+fi
 
 if [ -x android-bindings/run-jvm-tests.sh ]; then
   step "Kotlin bindings on the JVM"

@@ -76,12 +76,16 @@ fn parse_day(flag: &str, s: &str) -> Result<NaiveDate, CliError> {
 }
 
 /// `fmp init`.
-pub fn init(dir: &Path, name: Option<&str>) -> Result<ExitCode, CliError> {
+pub fn init(dir: &Path, name: Option<&str>, database: Option<&str>) -> Result<ExitCode, CliError> {
     let default_name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "fmp".into());
-    let store = Store::init(dir, name.unwrap_or(&default_name))?;
+    let name = name.unwrap_or(&default_name);
+    let store = match database {
+        Some(url) => Store::init_postgres(dir, name, url)?,
+        None => Store::init(dir, name)?,
+    };
     let id = store.identity();
     out!(
         "created store {} for device {} ({})",
@@ -89,6 +93,9 @@ pub fn init(dir: &Path, name: Option<&str>) -> Result<ExitCode, CliError> {
         fmp_core::names::printable(&id.name),
         id.device_id
     )?;
+    if let Some(url) = Store::postgres_url(dir)? {
+        out!("data in PostgreSQL: {url}")?;
+    }
     out!("public key {}", hex_encode(id.public_key()))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -288,7 +295,8 @@ impl Recorder<'_> {
             Err(CliError::Store(
                 e @ (StoreError::ReadOnly { .. }
                 | StoreError::Io { .. }
-                | StoreError::Sqlite { .. }),
+                | StoreError::Sqlite { .. }
+                | StoreError::Postgres { .. }),
             )) => {
                 return Err(CliError::Store(e));
             }

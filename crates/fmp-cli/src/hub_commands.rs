@@ -276,9 +276,16 @@ fn dispatch(cmd: HubCommand) -> Result<ExitCode, Stop> {
                 }
                 // Kept for `enroll-code` to print beside its codes (best effort).
                 let urls = crate::addresses::phone_urls(scheme, addr, &own);
-                if let Ok(s) = Store::open(&store_dir) {
-                    let _ = s.transaction(|w| w.set_served_at(&urls));
-                }
+                // On a thread of its own: this runs inside the hub's async
+                // runtime, where a PostgreSQL store's blocking client may
+                // not start its own.
+                std::thread::scope(|sc| {
+                    sc.spawn(|| {
+                        if let Ok(s) = Store::open(&store_dir) {
+                            let _ = s.transaction(|w| w.set_served_at(&urls));
+                        }
+                    });
+                });
             })?;
             eprintln!("hub stopped");
             Ok(ExitCode::SUCCESS)

@@ -65,6 +65,13 @@ enum Command {
         /// Human name of this device, e.g. `gogui-phone-1`.
         #[arg(long)]
         name: Option<String>,
+        /// Keep the data in this PostgreSQL database instead of SQLite
+        /// inside the store (HQ at scale), e.g.
+        /// `postgres://fmp@127.0.0.1:5432/fmp_hq`: an empty database. The
+        /// store directory keeps the device key and the URL without its
+        /// password; give a password in `PGPASSWORD` (never in the URL).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
     },
     /// Rename this device, before it joined a hub (when a hub refused the
     /// name at `fmp join`: taken there, or not a plain name).
@@ -265,7 +272,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Init { store, name } => commands::init(&store, name.as_deref()),
+        Command::Init {
+            store,
+            name,
+            database,
+        } => commands::init(&store, name.as_deref(), database.as_deref()),
         Command::Rename { store, name } => commands::rename(&store, &name),
         Command::Record { store, file } => commands::record(&store, file.as_deref()),
         Command::Edit { store, id, patch } => commands::edit(&store, &id, &patch),

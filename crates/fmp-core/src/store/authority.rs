@@ -9,9 +9,9 @@ use super::ops::{AuthorityReads, SettingsWrites};
 use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
-use super::{Reader, Store, StoreError, log::Hash};
+use super::{Store, StoreError, access::SqlReader, log::Hash};
 
-const KEY: &str = "hq_authority";
+pub(crate) const KEY: &str = "hq_authority";
 
 /// The device whose key alone may change the registry and forms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Authority {
         format!("{}:{}", self.device_id, hex::encode(&self.public_key))
     }
 
-    fn decode(s: &str) -> Option<Authority> {
+    pub(crate) fn decode(s: &str) -> Option<Authority> {
         let (id, key) = s.split_once(':')?;
         Some(Authority {
             device_id: Uuid::parse_str(id).ok()?,
@@ -36,7 +36,7 @@ impl Authority {
     }
 }
 
-impl AuthorityReads for Reader<'_> {
+impl AuthorityReads for SqlReader<'_> {
     fn pinned_authority(&self) -> Result<Option<Authority>, StoreError> {
         pinned(self.conn).map_err(self.sql())
     }

@@ -5,7 +5,7 @@
 use super::ops::CountReads;
 use std::collections::BTreeMap;
 
-use super::{Reader, StoreError};
+use super::{StoreError, access::SqlReader};
 
 /// A month's live (not deleted) records at some FMPs, by review status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct MonthCounts {
     pub has_issues: u64,
 }
 
-impl CountReads for Reader<'_> {
+impl CountReads for SqlReader<'_> {
     fn month_counts(
         &self,
         month: &str,

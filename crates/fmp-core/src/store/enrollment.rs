@@ -7,7 +7,7 @@ use super::ops::{EnrollmentReads, EnrollmentWrites};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{Reader, StoreError, Writer};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
 const MAY_ENROLL_KEY: &str = "upstream_may_enroll";
 /// `meta` key of the addresses `fmp serve` last told phones to use, one a line.
@@ -98,7 +98,7 @@ fn reinstate_device(conn: &Connection, device: Uuid) -> rusqlite::Result<usize> 
     )
 }
 
-impl EnrollmentReads for Reader<'_> {
+impl EnrollmentReads for SqlReader<'_> {
     fn upstream_may_enroll(&self) -> Result<Option<bool>, StoreError> {
         upstream_may_enroll(self.conn).map_err(self.sql())
     }
@@ -127,7 +127,7 @@ impl EnrollmentReads for Reader<'_> {
     }
 }
 
-impl EnrollmentWrites for Writer<'_> {
+impl EnrollmentWrites for SqlWriter<'_> {
     fn set_upstream_may_enroll(&self, may_enroll: bool) -> Result<(), StoreError> {
         set_upstream_may_enroll(self.conn, may_enroll).map_err(self.sql())
     }

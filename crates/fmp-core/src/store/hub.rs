@@ -17,7 +17,7 @@ use crate::store::ops::*;
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{Reader, Store, StoreError, Writer};
+use super::{Store, StoreError, access::SqlReader, access::SqlWriter};
 use crate::store::authority::Authority;
 
 fn now_ms() -> i64 {
@@ -141,11 +141,11 @@ pub struct QuarantineEntry {
 /// enrolled, revoked or reinstated, or the upstream hub is set, by any
 /// process. Equal versions read the same trust rows.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TrustVersion(Option<String>);
+pub struct TrustVersion(pub(crate) Option<String>);
 
 const TRUST_VERSION_KEY: &str = "hub_trust_version";
 
-impl Writer<'_> {
+impl SqlWriter<'_> {
     /// Gives the trust rows a new [`TrustVersion`] (in this transaction).
     pub(crate) fn trust_changed(&self) -> Result<(), StoreError> {
         self.conn
@@ -172,7 +172,7 @@ fn trust_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, TrustRow)> {
     ))
 }
 
-impl HubReads for Reader<'_> {
+impl HubReads for SqlReader<'_> {
     fn enrollment_code(&self, hash: &[u8]) -> Result<Option<CodeRow>, StoreError> {
         self.conn
             .prepare_cached(
@@ -368,7 +368,7 @@ impl HubReads for Reader<'_> {
     }
 }
 
-impl HubWrites for Writer<'_> {
+impl HubWrites for SqlWriter<'_> {
     fn add_enrollment_code(
         &self,
         hash: &[u8],

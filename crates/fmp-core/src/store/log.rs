@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{Reader, StoreError, Writer, materialize};
+use super::{StoreError, access::SqlReader, access::SqlWriter, materialize};
 use crate::doc::Op;
 use crate::model::StoredSubmission;
 
@@ -205,7 +205,7 @@ fn uuid_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Uuid> {
     })
 }
 
-impl LogReads for Reader<'_> {
+impl LogReads for SqlReader<'_> {
     fn log_end(&self) -> Result<i64, StoreError> {
         self.conn
             .prepare_cached("SELECT coalesce(max(seq), 0) FROM changes")
@@ -542,7 +542,7 @@ impl LogReads for Reader<'_> {
         Ok(out)
     }
 }
-impl Reader<'_> {
+impl SqlReader<'_> {
     /// The changes of submission `doc_id` up to `after` that `peer` neither
     /// made nor sent here, if the submission ever had an FMP outside
     /// `scope` and was moved after `after` (then the peer may not have been
@@ -591,7 +591,7 @@ impl Reader<'_> {
     }
 }
 
-impl LogWrites for Writer<'_> {
+impl LogWrites for SqlWriter<'_> {
     fn put_certificate(&self, device: Uuid, cert: &[u8]) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO devices (device, cert) VALUES (?1, ?2)")

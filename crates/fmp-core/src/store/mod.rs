@@ -34,6 +34,8 @@ pub(crate) mod materialize;
 pub mod nonces;
 pub mod ops;
 pub mod peers;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod report;
 pub mod restore;
 pub mod roles;
@@ -42,7 +44,7 @@ mod settings;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use automerge::AutoCommit;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -67,6 +69,10 @@ use ops::{
 
 /// File name of the database inside a store directory.
 pub const DB_FILE: &str = "fmp.sqlite3";
+
+/// File of a store directory naming its PostgreSQL database (its URL,
+/// without password), in place of [`DB_FILE`].
+pub const PG_FILE: &str = "postgres.url";
 
 /// Largest first change of a record, in bytes (raw automerge chunk): one
 /// this size still fits the smallest sync message (2048 bytes, with its
@@ -132,6 +138,53 @@ pub enum StoreError {
         path: PathBuf,
         /// SQLite's error.
         source: rusqlite::Error,
+    },
+    /// An operation this backend does not offer yet.
+    #[error("{op} is not built for the {backend} backend yet")]
+    NotOnBackend {
+        /// The operation.
+        op: &'static str,
+        /// The backend.
+        backend: &'static str,
+    },
+    /// The store's data lives in PostgreSQL and this build has no PostgreSQL.
+    #[error("the store at {} keeps its data in PostgreSQL, and this fmp was built without PostgreSQL support (feature `postgres`)", .0.display())]
+    NoPostgres(PathBuf),
+    /// `init` on a database that already holds a store.
+    #[error(
+        "the database {0} already holds an fmp store; nothing was changed (open it from that store's directory, or a copy of it)"
+    )]
+    DatabaseInUse(String),
+    /// A PostgreSQL failure (the database named without its password).
+    #[cfg(feature = "postgres")]
+    #[error("database error in {database}: {source}")]
+    Postgres {
+        /// The database URL, password left out.
+        database: String,
+        /// The client's error.
+        source: postgres::Error,
+    },
+    /// A database whose schema version no fmp ever wrote for its backend.
+    #[error(
+        "the database {database} says schema version {found}, which no fmp ever wrote there; it is not an fmp store"
+    )]
+    UnknownSchema {
+        /// The database.
+        database: String,
+        /// The version it says.
+        found: u32,
+    },
+    /// Stored data that does not read as this store wrote it.
+    #[error("the store holds {what}; it was changed outside fmp")]
+    Corrupt {
+        /// What does not read.
+        what: String,
+    },
+    /// One transaction appending more changes than a log position holds.
+    #[error("one write may append at most {limit} changes; nothing was stored (split the import)")]
+    TooManyChanges {
+        /// The most changes one write may append.
+        limit: i64,
     },
     /// The submission JSON could not be read.
     #[error("{0}")]
@@ -251,17 +304,30 @@ pub struct HistoryEntry {
 /// A store: a device's full local replica.
 pub struct Store {
     dir: PathBuf,
-    /// Idle reader connections (WAL readers beside the one writer).
-    /// Declared (so dropped) before the writer: the writer closes last, and
-    /// SQLite then checkpoints the WAL into the database file and removes
-    /// it, so a backup of the file alone after a clean stop is whole.
-    readers: Mutex<Vec<Connection>>,
-    conn: Mutex<Connection>,
+    /// Where the data lives.
+    db: Backing,
     identity: Identity,
     /// The registry in force: the synced `registry` document, else the built-in one.
     registry: RwLock<Arc<Registry>>,
     /// The built-in forms and every synced `form` document.
     forms: RwLock<Arc<Forms>>,
+}
+
+/// A store's database: SQLite inside its directory, or PostgreSQL.
+pub(crate) enum Backing {
+    /// The embedded SQLite file.
+    Sqlite {
+        /// Idle reader connections (WAL readers beside the one writer).
+        /// Declared (so dropped) before the writer: the writer closes last, and
+        /// SQLite then checkpoints the WAL into the database file and removes
+        /// it, so a backup of the file alone after a clean stop is whole.
+        readers: Mutex<Vec<Connection>>,
+        /// The one writer connection.
+        conn: Mutex<Connection>,
+    },
+    /// A PostgreSQL database (`pg/`).
+    #[cfg(feature = "postgres")]
+    Pg(pg::PgStore),
 }
 
 impl std::fmt::Debug for Store {
@@ -310,7 +376,7 @@ impl Store {
         crate::names::valid_name(name).map_err(|reason| StoreError::BadName { reason })?;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let db = dir.join(DB_FILE);
-        if db.exists() {
+        if db.exists() || dir.join(PG_FILE).exists() {
             return Err(StoreError::AlreadyExists(dir.to_path_buf()));
         }
         let identity = Identity::create(dir, name)?;
@@ -341,8 +407,92 @@ impl Store {
         Ok(store)
     }
 
+    /// Creates a new store in `dir` (created if missing) with a fresh
+    /// device identity, whose data lives in the PostgreSQL database at
+    /// `url` (empty, or at an older schema of no store): the directory
+    /// keeps the device key and the URL without its password (a password
+    /// comes from `PGPASSWORD` whenever the store is opened).
+    #[cfg(feature = "postgres")]
+    pub fn init_postgres(dir: &Path, name: &str, url: &str) -> Result<Store, StoreError> {
+        crate::names::valid_name(name).map_err(|reason| StoreError::BadName { reason })?;
+        let plain = pg::redact(url);
+        if dir.join(DB_FILE).exists() || dir.join(PG_FILE).exists() {
+            return Err(StoreError::AlreadyExists(dir.to_path_buf()));
+        }
+        let db = pg::PgStore::open(url)?;
+        // Nothing made in the directory for a database that is taken.
+        if db.meta_identity(dir).is_ok() {
+            return Err(StoreError::DatabaseInUse(plain));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let identity = Identity::create(dir, name)?;
+        let now = Utc::now().to_rfc3339();
+        let pk = hex::encode(identity.public_key());
+        let store = Store::from_backing(dir, Backing::Pg(db), identity);
+        let device = store.identity.device_id.to_string();
+        store.transaction(|w| {
+            if w.setting("device_id")?.is_some() {
+                return Err(StoreError::DatabaseInUse(plain.clone()));
+            }
+            for (k, v) in [
+                ("device_id", device.as_str()),
+                ("name", name),
+                ("public_key", pk.as_str()),
+                ("created_at", now.as_str()),
+            ] {
+                w.put_setting(k, v)?;
+            }
+            Ok(())
+        })?;
+        let file = dir.join(PG_FILE);
+        std::fs::write(&file, format!("{plain}\n")).map_err(|e| StoreError::io(&file, e))?;
+        store.reload_reference()?;
+        Ok(store)
+    }
+
+    /// The PostgreSQL database a store directory names, if it names one
+    /// (its URL, without password).
+    pub fn postgres_url(dir: &Path) -> Result<Option<String>, StoreError> {
+        let file = dir.join(PG_FILE);
+        match std::fs::read_to_string(&file) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&file, e)),
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    fn open_postgres(dir: &Path, url: &str) -> Result<Store, StoreError> {
+        let db = pg::PgStore::open(url)?;
+        let (device_id, name) = db.meta_identity(dir)?;
+        let identity = Identity::load(dir, device_id, name)?;
+        let store = Store::from_backing(dir, Backing::Pg(db), identity);
+        // The key must be the one this store was created with, as on SQLite.
+        let found = hex::encode(store.identity.public_key());
+        if let Some(expected) = store.snapshot(|r| r.setting("public_key"))?
+            && !expected.eq_ignore_ascii_case(&found)
+        {
+            return Err(StoreError::KeyMismatch {
+                path: dir.join(identity::KEY_FILE),
+                expected,
+                found,
+            });
+        }
+        store.reload_reference()?;
+        Ok(store)
+    }
+
     /// Opens an existing store, migrating its schema forward if needed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        if let Some(url) = Store::postgres_url(dir)? {
+            #[cfg(feature = "postgres")]
+            return Store::open_postgres(dir, &url);
+            #[cfg(not(feature = "postgres"))]
+            {
+                let _ = url;
+                return Err(StoreError::NoPostgres(dir.to_path_buf()));
+            }
+        }
         let db = dir.join(DB_FILE);
         if !db.is_file() {
             return Err(StoreError::NotAStore(dir.to_path_buf()));
@@ -381,10 +531,20 @@ impl Store {
     }
 
     fn from_parts(dir: &Path, conn: Connection, identity: Identity) -> Store {
+        Store::from_backing(
+            dir,
+            Backing::Sqlite {
+                conn: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            },
+            identity,
+        )
+    }
+
+    fn from_backing(dir: &Path, db: Backing, identity: Identity) -> Store {
         Store {
             dir: dir.to_path_buf(),
-            conn: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
+            db,
             identity,
             registry: RwLock::new(Arc::new(Registry::mali_default())),
             forms: RwLock::new(Arc::new(Forms::builtin())),
@@ -523,12 +683,6 @@ impl Store {
         Ok(true)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (the
-        // transaction rolls back on drop), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The FMPs this device is enrolled for (set when it joins a hub);
     /// `None`: not restricted.
     pub fn enrolled_fmps(&self) -> Result<Option<Vec<String>>, StoreError> {
@@ -557,10 +711,7 @@ impl Store {
             if let Some(up) = ops::HubReads::upstream(&**w)? {
                 return Err(StoreError::RenameJoined { hub: up.name });
             }
-            w.conn
-                .execute("UPDATE meta SET value = ?1 WHERE key = 'name'", [name])
-                .map(drop)
-                .map_err(w.sql())
+            w.put_setting("name", name)
         })
     }
 

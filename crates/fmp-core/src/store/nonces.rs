@@ -9,15 +9,15 @@ use super::ops::{NonceReads, NonceWrites};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{Reader, StoreError, Writer};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
-impl NonceReads for Reader<'_> {
+impl NonceReads for SqlReader<'_> {
     fn nonce_seen(&self, device: Uuid, nonce: &str) -> Result<bool, StoreError> {
         seen(self.conn, device, nonce).map_err(self.sql())
     }
 }
 
-impl NonceWrites for Writer<'_> {
+impl NonceWrites for SqlWriter<'_> {
     fn remember_nonce(
         &self,
         device: Uuid,

@@ -11,8 +11,10 @@
 //! [`Store::transaction`](super::Store::transaction) and bring the traits
 //! into scope with `use fmp_core::store::ops::*`. Domain types in and out;
 //! no SQL and no database type crosses this seam. SQLite implements every
-//! trait beside the types of its area (`log.rs`, `hub.rs`, …); the suite
-//! every backend runs is `crates/fmp-core/tests/backend.rs` (ADR 0003).
+//! trait beside the types of its area (`log.rs`, `hub.rs`, …), PostgreSQL
+//! in `pg/ops.rs`, and `access.rs` hands each call on a `Reader`/`Writer`
+//! to the backend it carries (ADR 0006); the suite every backend runs is
+//! `crates/fmp-core/tests/backend.rs` (ADR 0003).
 //!
 //! # The cursor contract
 //!

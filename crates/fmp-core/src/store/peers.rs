@@ -6,7 +6,7 @@ use rusqlite::params;
 use uuid::Uuid;
 
 use super::ops::PeerReads;
-use super::{Reader, Store, StoreError};
+use super::{Store, StoreError, access::SqlReader};
 
 /// One peer's progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ const BACKLOG: &str = "(SELECT count(*) FROM changes ch LEFT JOIN submissions s 
        AND (d.fmps IS NULL OR s.id IS NULL
             OR instr(',' || d.fmps || ',', ',' || s.fmp || ',') > 0))";
 
-impl PeerReads for Reader<'_> {
+impl PeerReads for SqlReader<'_> {
     fn peer_progress(&self) -> Result<Vec<PeerProgress>, StoreError> {
         let sql = format!(
             "SELECT p.peer, coalesce(u.name, d.name), {BACKLOG}, p.synced_at

@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::corrections::ToCorrect;
 use super::ops::RecordReads;
-use super::{Filter, HistoryEntry, Reader, StoreError};
+use super::{Filter, HistoryEntry, StoreError, access::SqlReader};
 use crate::model::{People, Place, Review, StoredSubmission, Submission, Vulnerable};
 
-impl RecordReads for Reader<'_> {
+impl RecordReads for SqlReader<'_> {
     fn list_rows(&self, filter: &Filter) -> Result<Vec<(StoredSubmission, bool)>, StoreError> {
         list(self.conn, filter).map_err(self.sql())
     }

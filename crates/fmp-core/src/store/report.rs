@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use rusqlite::types::Value;
 use rusqlite::{Row, params};
 
-use super::{Reader, StoreError};
+use super::{StoreError, access::SqlReader};
 use crate::model::Direction;
 
 /// Which live (not deleted) submissions a report counts.
@@ -28,7 +28,7 @@ pub enum Counted {
 
 impl Counted {
     /// The SQL condition on `s` that selects them.
-    fn clause(self) -> &'static str {
+    pub(crate) fn clause(self) -> &'static str {
         match self {
             Counted::ApprovedOnly => "s.deleted = 0 AND s.review_status = 'approved'",
             Counted::AllButRejected => {
@@ -156,7 +156,7 @@ fn direction(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Direction>> {
     Ok(s.parse().ok())
 }
 
-impl ReportReads for Reader<'_> {
+impl ReportReads for SqlReader<'_> {
     fn report_aggregates(
         &self,
         month: &str,
@@ -349,7 +349,7 @@ impl ReportReads for Reader<'_> {
         Ok(n)
     }
 }
-impl Reader<'_> {
+impl SqlReader<'_> {
     /// Runs one grouping query and collects its rows.
     fn groups<T>(
         &self,

@@ -31,7 +31,7 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{Reader, StoreError, Writer};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
 /// What a store knows of its own restore, for `fmp status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -47,7 +47,7 @@ pub struct RestoreState {
     pub epoch: u32,
 }
 
-impl RestoreReads for Reader<'_> {
+impl RestoreReads for SqlReader<'_> {
     fn actor_epoch(&self) -> Result<u32, StoreError> {
         epoch(self.conn).map_err(self.sql())
     }
@@ -87,7 +87,7 @@ impl RestoreReads for Reader<'_> {
     }
 }
 
-impl RestoreWrites for Writer<'_> {
+impl RestoreWrites for SqlWriter<'_> {
     fn mark_restored(&self, mark: Option<i64>) -> Result<bool, StoreError> {
         mark_restored(self.conn, self.store.identity.device_id, mark).map_err(self.sql())
     }

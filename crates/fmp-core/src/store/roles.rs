@@ -14,9 +14,9 @@ use crate::reference::Registry;
 use crate::role::Role;
 use crate::validate::{ValidationError, validate_received};
 
-use super::{Reader, StoreError, Writer};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
-impl RoleReads for Reader<'_> {
+impl RoleReads for SqlReader<'_> {
     fn role(&self) -> Result<Option<Role>, StoreError> {
         role(self.conn).map_err(self.sql())
     }
@@ -34,7 +34,7 @@ impl RoleReads for Reader<'_> {
     }
 }
 
-impl RoleWrites for Writer<'_> {
+impl RoleWrites for SqlWriter<'_> {
     fn set_role(&self, role: Option<Role>) -> Result<(), StoreError> {
         set_role(self.conn, role).map_err(self.sql())
     }

@@ -5,9 +5,9 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::ops::{SettingsReads, SettingsWrites};
-use super::{Reader, StoreError, Writer};
+use super::{StoreError, access::SqlReader, access::SqlWriter};
 
-impl SettingsReads for Reader<'_> {
+impl SettingsReads for SqlReader<'_> {
     fn enrolled_fmps(&self) -> Result<Option<Vec<String>>, StoreError> {
         enrolled_fmps(self.conn).map_err(self.sql())
     }
@@ -20,7 +20,7 @@ impl SettingsReads for Reader<'_> {
     }
 }
 
-impl SettingsWrites for Writer<'_> {
+impl SettingsWrites for SqlWriter<'_> {
     fn set_enrolled_fmps(&self, fmps: Option<&[String]>) -> Result<(), StoreError> {
         match fmps {
             Some(list) => self.conn.execute(

@@ -166,17 +166,17 @@ fn a_reader_through_snapshot_sees_one_snapshot_while_another_connection_writes()
     };
     let (first, second) = reader
         .snapshot(|r| -> Result<_, crate::store::StoreError> {
-            let first = count(r.conn);
+            let first = count(r.sqlite_conn());
             let mut s = example_submission();
             s.notes = "committed meanwhile".into();
             writer.record(s).expect("record meanwhile");
-            Ok((first, count(r.conn)))
+            Ok((first, count(r.sqlite_conn())))
         })
         .expect("snapshot");
     assert_eq!((first, second), (1, 1), "one snapshot");
     assert_eq!(
         reader
-            .snapshot(|r| Ok::<_, crate::store::StoreError>(count(r.conn)))
+            .snapshot(|r| Ok::<_, crate::store::StoreError>(count(r.sqlite_conn())))
             .expect("snapshot"),
         2,
         "the next read sees it"

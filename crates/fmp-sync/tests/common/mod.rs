@@ -42,13 +42,16 @@ pub struct Replica {
     pub store: Store,
 }
 
-/// The store backend these suites run on (a second backend runs them by
-/// changing this one line; see `fmp_core::store::ops`).
-pub const BACKEND: fmp_core::store::testing::Backend = fmp_core::store::testing::SQLITE;
+/// The store backend these suites run on: SQLite, or PostgreSQL with
+/// `FMP_TEST_BACKEND=postgres` (and a cluster in `FMP_TEST_PG`;
+/// `scripts/test-all.sh` runs them on both).
+pub fn backend() -> fmp_core::store::testing::Backend {
+    fmp_core::store::testing::from_env()
+}
 
 pub fn replica(name: &str) -> Replica {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = (BACKEND.init)(dir.path(), name).expect("init");
+    let store = (backend().init)(dir.path(), name).expect("init");
     Replica { dir, store }
 }
 
