@@ -3,38 +3,13 @@
 //! duplicated keys, JSONL export of rejected records, reviews of deleted
 //! records, inverted date ranges and enrollment code limits.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
-const SAMPLE: &str = r#"{"form":"dtm-fmp-flow","form_version":1,"fmp":"ML-HER","observed_at":"2020-06-14T09:30:00Z","direction":"incoming","transport":"bus","departure":{"country":"BFA","place":"Bobo-Dioulasso"},"next_destination":{"country":"MLI","place":"Sikasso"},"final_destination":{"country":"MLI"},"movement_type":"seasonal","people":{"adult_male":30,"adult_female":2,"minor_male":1,"minor_female":0},"vulnerable":{"under5":0,"elderly":0,"disability":0,"pregnant":0},"nationalities":{"BFA":31,"MLI":2},"notes":""}"#;
-
-fn fmp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fmp"))
-        .args(args)
-        .output()
-        .expect("run fmp")
-}
-
-fn fmp_stdin(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fmp"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fmp");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let _ = stdin.write_all(input);
-    drop(stdin);
-    child.wait_with_output().expect("wait fmp")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{SAMPLE, fmp, fmp_stdin, text};
 
 fn init(dir: &Path, name: &str) -> String {
     let store = dir.join(name);

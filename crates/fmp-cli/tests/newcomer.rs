@@ -4,18 +4,10 @@
 //! problem, and report filters that match nothing say so.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn fmp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fmp"))
-        .args(args)
-        .output()
-        .expect("run fmp")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{fmp, text};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

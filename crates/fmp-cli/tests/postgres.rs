@@ -3,24 +3,15 @@
 //! Runs against the tests' throwaway cluster (`FMP_TEST_PG`); skipped with
 //! a line when there is none, never in CI (`FMP_REQUIRE_PG`).
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use fmp_core::store::testing::PgDatabase;
 
+mod common;
+
 fn fmp(args: &[&str], input: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fmp"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fmp");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let _ = stdin.write_all(input.unwrap_or("").as_bytes());
-    drop(stdin);
-    child.wait_with_output().expect("wait fmp")
+    common::fmp_stdin(args, input.unwrap_or("").as_bytes())
 }
 
 fn ok(args: &[&str], input: Option<&str>) -> String {
