@@ -102,7 +102,12 @@ fn apply(reps: &[Replica], trust: &StaticTrust, op: &Op) {
                     ReviewStatus::Rejected,
                     ReviewStatus::HasIssues,
                 ][status as usize];
-                s.review(id, st, "checked").expect("review");
+                // A record deleted here refuses a review, as it refuses an
+                // edit; any other refusal is a failure.
+                match s.review(id, st, "checked") {
+                    Ok(_) | Err(fmp_core::store::StoreError::Deleted(_)) => {}
+                    Err(e) => panic!("review: {e:?}"),
+                }
             }
         }
         Op::Sync { a, b, cut } => {
