@@ -638,35 +638,9 @@ impl LogWrites for SqlWriter<'_> {
                 .collect::<rusqlite::Result<_>>()
             })
             .map_err(&sql)?;
-        // (FMP or '' for reference documents, its chunks of (seq, hash)
-        // rows in log order, and the largest change of the last chunk)
-        type Group = (String, Vec<Vec<(i64, Hash)>>, usize);
-        let mut groups: Vec<Group> = Vec::new();
-        for (seq, hash, fmp, len) in rows {
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            let g = match groups.iter_mut().position(|(f, _, _)| *f == fmp) {
-                Some(i) => &mut groups[i],
-                None => {
-                    groups.push((fmp, vec![Vec::new()], 0));
-                    let last = groups.len() - 1;
-                    &mut groups[last]
-                }
-            };
-            let (_, chunks, largest) = g;
-            let open = chunks.last().map_or(0, Vec::len);
-            let fits = open < max.max(1)
-                && (open + 1).saturating_mul(HASH_BYTES) + len.max(*largest) <= budget;
-            if open > 0 && !fits {
-                chunks.push(Vec::new());
-                *largest = 0;
-            }
-            *largest = (*largest).max(len);
-            if let Some(c) = chunks.last_mut() {
-                c.push((seq, hash));
-            }
-        }
+        let chunks = seal_chunks(rows, max, budget);
         let mut made = 0;
-        for chunk in groups.iter().flat_map(|(_, g, _)| g.iter()) {
+        for chunk in &chunks {
             let bundle = sign(chunk.iter().map(|(_, h)| *h).collect());
             self.store_bundle(&bundle)?;
             let mut upd = self
@@ -788,6 +762,45 @@ fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
     )
+}
+
+/// `seal`'s grouping on either backend: unsealed changes `(seq, hash, FMP
+/// or '' for reference documents, length)` in log order, cut into the
+/// bundles to sign, one FMP per bundle, at most `max` changes and about
+/// `budget` bytes (hash list plus the largest change) each.
+pub(crate) fn seal_chunks(
+    rows: impl IntoIterator<Item = (i64, Hash, String, i64)>,
+    max: usize,
+    budget: usize,
+) -> Vec<Vec<(i64, Hash)>> {
+    // (FMP or '' for reference documents, its chunks of (seq, hash)
+    // rows in log order, and the largest change of the last chunk)
+    type Group = (String, Vec<Vec<(i64, Hash)>>, usize);
+    let mut groups: Vec<Group> = Vec::new();
+    for (seq, hash, fmp, len) in rows {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let g = match groups.iter_mut().position(|(f, _, _)| *f == fmp) {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push((fmp, vec![Vec::new()], 0));
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        let (_, chunks, largest) = g;
+        let open = chunks.last().map_or(0, Vec::len);
+        let fits = open < max.max(1)
+            && (open + 1).saturating_mul(HASH_BYTES) + len.max(*largest) <= budget;
+        if open > 0 && !fits {
+            chunks.push(Vec::new());
+            *largest = 0;
+        }
+        *largest = (*largest).max(len);
+        if let Some(c) = chunks.last_mut() {
+            c.push((seq, hash));
+        }
+    }
+    groups.into_iter().flat_map(|(_, g, _)| g).collect()
 }
 
 /// How [`save_document`] writes the document row.

@@ -31,6 +31,7 @@ use crate::store::hub::{
 };
 use crate::store::log::{
     DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
+    seal_chunks,
 };
 use crate::store::ops::*;
 use crate::store::peers::PeerProgress;
@@ -742,9 +743,6 @@ impl LogReads for PgReader<'_> {
     }
 }
 
-/// What a change's hash costs in a bundle's list, in bytes.
-const HASH_BYTES: usize = 32;
-
 impl LogWrites for PgWriter<'_> {
     fn put_certificate(&self, device: Uuid, cert: &[u8]) -> Result<(), StoreError> {
         self.exec(
@@ -781,36 +779,13 @@ impl LogWrites for PgWriter<'_> {
              WHERE c.bundle IS NULL AND c.author = $1 ORDER BY c.seq",
             &[&self.store.identity.device_id.to_string()],
         )?;
-        type Group = (String, Vec<Vec<(i64, Hash)>>, usize);
-        let mut groups: Vec<Group> = Vec::new();
-        for r in rows {
-            let (seq, h, fmp, len): (i64, Vec<u8>, String, i64) =
-                (get(&r, 0)?, get(&r, 1)?, get(&r, 2)?, get(&r, 3)?);
-            let h = hash(h)?;
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            let g = match groups.iter_mut().position(|(f, _, _)| *f == fmp) {
-                Some(i) => &mut groups[i],
-                None => {
-                    groups.push((fmp, vec![Vec::new()], 0));
-                    let last = groups.len() - 1;
-                    &mut groups[last]
-                }
-            };
-            let (_, chunks, largest) = g;
-            let open = chunks.last().map_or(0, Vec::len);
-            let fits = open < max.max(1)
-                && (open + 1).saturating_mul(HASH_BYTES) + len.max(*largest) <= budget;
-            if open > 0 && !fits {
-                chunks.push(Vec::new());
-                *largest = 0;
-            }
-            *largest = (*largest).max(len);
-            if let Some(c) = chunks.last_mut() {
-                c.push((seq, h));
-            }
-        }
+        let rows = rows
+            .iter()
+            .map(|r| Ok((get(r, 0)?, hash(get(r, 1)?)?, get(r, 2)?, get(r, 3)?)))
+            .collect::<Result<Vec<(i64, Hash, String, i64)>, StoreError>>()?;
+        let chunks = seal_chunks(rows, max, budget);
         let mut made = 0;
-        for chunk in groups.iter().flat_map(|(_, g, _)| g.iter()) {
+        for chunk in &chunks {
             let bundle = sign(chunk.iter().map(|(_, h)| *h).collect());
             self.store_bundle(&bundle)?;
             let seqs: Vec<i64> = chunk.iter().map(|(s, _)| *s).collect();
