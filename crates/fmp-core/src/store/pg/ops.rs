@@ -352,21 +352,16 @@ impl PgWriter<'_> {
         invalid: bool,
     ) -> Result<(), StoreError> {
         let sub = &s.submission;
-        let id = sub.id.map(|u| u.to_string()).unwrap_or_default();
-        let observed = sub
-            .observed_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let day = sub.observed_at.format("%Y-%m-%d").to_string();
-        let month = sub.observed_at.format("%Y-%m").to_string();
-        let total = i64::try_from(sub.people.total()).unwrap_or(i64::MAX);
+        let crate::store::materialize::Derived {
+            id,
+            observed,
+            day,
+            month,
+            total,
+            review_at,
+            conflicts,
+        } = crate::store::materialize::derived(s, invalid);
         let n = |v: u32| i64::from(v);
-        let conflicts = i64::try_from(s.conflicts.len())
-            .unwrap_or(i64::MAX)
-            .saturating_add(i64::from(invalid));
-        let review_at = s
-            .review
-            .as_ref()
-            .map(|r| r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         self.exec(
             "DELETE FROM submission_nationalities WHERE submission_id = $1",
             &[&id],
@@ -1149,8 +1144,6 @@ impl RoleReads for PgReader<'_> {
     }
 
     fn reference(&self) -> Result<(Registry, Forms), StoreError> {
-        let mut registry = Registry::mali_default();
-        let mut forms = Forms::builtin();
         let rows = self.query(
             &format!(
                 "SELECT d.kind, {DOC_DATA} FROM documents d WHERE (d.id = $1 AND d.kind = $2)
@@ -1162,20 +1155,11 @@ impl RoleReads for PgReader<'_> {
                 &refdoc::FORM_KIND,
             ],
         )?;
-        for r in rows {
-            let (kind, data): (String, Vec<u8>) = (get(&r, 0)?, get(&r, 1)?);
-            let Ok(d) = AutoCommit::load(&data) else {
-                continue;
-            };
-            if kind == refdoc::REGISTRY_KIND {
-                if let Ok(r) = refdoc::read_registry(&d) {
-                    registry = r;
-                }
-            } else if let Ok(f) = refdoc::read_form(&d) {
-                let _ = forms.insert(f);
-            }
-        }
-        Ok((registry, forms))
+        let rows = rows
+            .iter()
+            .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+            .collect::<Result<Vec<(String, Vec<u8>)>, StoreError>>()?;
+        Ok(crate::store::roles::reference_from(rows))
     }
 
     fn flagged(&self) -> Result<i64, StoreError> {
@@ -1496,17 +1480,7 @@ impl HubReads for PgReader<'_> {
     }
 
     fn hq_identity(&self) -> Result<Option<Authority>, StoreError> {
-        if let Some(a) = self.pinned_authority()? {
-            return Ok(Some(a));
-        }
-        if self.upstream()?.is_some() {
-            return Ok(None);
-        }
-        let me = self.store.identity();
-        Ok(Some(Authority {
-            device_id: me.device_id,
-            public_key: me.public_key().to_vec(),
-        }))
+        crate::store::hub::hq_identity(self, self.store.identity())
     }
 
     fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError> {
