@@ -234,54 +234,32 @@ impl LogReads for SqlReader<'_> {
         let mut rows = stmt
             .query(params![after, peer, scope_param(scope)])
             .map_err(&sql)?;
-        let mut histories: HashSet<String> = HashSet::new();
-        let mut out: Vec<LogRow> = Vec::new();
-        let mut seen: HashSet<Hash> = HashSet::new();
-        let mut size = 0usize;
+        let mut batch = Batch::new(after, &peer, scope, raw_budget);
         let mut dep_stmt = self
             .conn
             .prepare_cached("SELECT seq, origin, author FROM changes WHERE hash = ?1")
             .map_err(&sql)?;
         while let Some(r) = rows.next().map_err(&sql)? {
-            if size >= raw_budget {
-                return Ok((out, false));
+            if batch.full() {
+                return Ok((batch.rows, false));
             }
-            let mut r = log_row(r).map_err(&sql)?;
-            let submission = r.submission_id().is_some();
-            if let Some(scope) = scope
-                && submission
-                && !r.first
-                && histories.insert(r.doc_id.clone())
-            {
-                for h in self.moved_in_history(&r.doc_id, after, &peer, scope, &seen)? {
-                    seen.insert(h.hash);
-                    size += h.bytes.len() + 40;
-                    out.push(h);
-                }
-            }
-            if submission
-                && !r.first
-                && let Some(dep) = first_dep(&r.bytes)
-            {
-                r.dep_known = seen.contains(&dep)
-                    || dep_stmt
-                        .query_row([dep], |x| {
-                            let seq: i64 = x.get(0)?;
-                            let origin: Option<String> = x.get(1)?;
-                            let author: String = x.get(2)?;
-                            Ok(seq <= after
-                                || origin.as_deref() == Some(peer.as_str())
-                                || author == peer)
-                        })
-                        .optional()
-                        .map_err(&sql)?
-                        .unwrap_or(false);
-            }
-            seen.insert(r.hash);
-            size += r.bytes.len() + 40;
-            out.push(r);
+            let r = log_row(r).map_err(&sql)?;
+            batch.push(self, r, |dep| {
+                dep_stmt
+                    .query_row([dep], |x| {
+                        let seq: i64 = x.get(0)?;
+                        let origin: Option<String> = x.get(1)?;
+                        let author: String = x.get(2)?;
+                        Ok(seq <= after
+                            || origin.as_deref() == Some(peer.as_str())
+                            || author == peer)
+                    })
+                    .optional()
+                    .map_err(&sql)
+                    .map(|k| k.unwrap_or(false))
+            })?;
         }
-        Ok((out, true))
+        Ok((batch.rows, true))
     }
 
     fn changes_by_hash(
@@ -542,53 +520,128 @@ impl LogReads for SqlReader<'_> {
         Ok(out)
     }
 }
-impl SqlReader<'_> {
-    /// The changes of submission `doc_id` up to `after` that `peer` neither
-    /// made nor sent here, if the submission ever had an FMP outside
-    /// `scope` and was moved after `after` (then the peer may not have been
-    /// served them); in log order, each marked `dep_known` when it follows
-    /// one in `seen` or in the list.
-    fn moved_in_history(
-        &self,
-        doc_id: &str,
+/// `changes_after`'s answer as it grows, on either backend: each row in
+/// log order after the changes of its submission a scoped peer may have
+/// missed ([`moved_in_history`]), marked `dep_known` when its first
+/// dependency is in the answer or, by the backend's `held`, already with
+/// the peer; until about `raw_budget` bytes.
+pub(crate) struct Batch<'a> {
+    after: i64,
+    peer: &'a str,
+    scope: Option<&'a [String]>,
+    raw_budget: usize,
+    histories: HashSet<String>,
+    seen: HashSet<Hash>,
+    size: usize,
+    /// The rows so far, in the order to send.
+    pub rows: Vec<LogRow>,
+}
+
+impl<'a> Batch<'a> {
+    /// An empty answer for `peer` after `after`, within `scope`.
+    pub(crate) fn new(
         after: i64,
-        peer: &str,
-        scope: &[String],
-        seen: &HashSet<Hash>,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        let all = self.doc_changes(doc_id)?;
-        let missing: Vec<Hash> = all
-            .iter()
-            .filter(|c| c.seq <= after && c.author != peer && c.origin.as_deref() != Some(peer))
-            .map(|c| c.hash)
-            .filter(|h| !seen.contains(h))
-            .collect();
-        if missing.is_empty() {
-            return Ok(Vec::new());
+        peer: &'a str,
+        scope: Option<&'a [String]>,
+        raw_budget: usize,
+    ) -> Self {
+        Batch {
+            after,
+            peer,
+            scope,
+            raw_budget,
+            histories: HashSet::new(),
+            seen: HashSet::new(),
+            size: 0,
+            rows: Vec::new(),
         }
-        // Only a submission that had an FMP outside the scope, and was moved
-        // (its FMP written) after the cursor, may have been skipped before
-        // it: a peer lacking one of its changes behind the cursor was not
-        // served it while it was elsewhere, and it came into the scope by a
-        // later move.
-        let ever = super::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
-        let moved_since = all
-            .iter()
-            .filter(|c| c.seq > after)
-            .any(|c| !super::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
-        if !moved_since || ever.iter().all(|f| scope.contains(f)) {
-            return Ok(Vec::new());
-        }
-        let mut rows = self.changes_by_hash(&missing, None)?;
-        let mut known: HashSet<Hash> = seen.clone();
-        for r in &mut rows {
-            if !r.first {
-                r.dep_known = first_dep(&r.bytes).is_some_and(|d| known.contains(&d));
-            }
-            known.insert(r.hash);
-        }
-        Ok(rows)
     }
+
+    /// Whether the byte budget is spent (no more rows are to be added).
+    pub(crate) fn full(&self) -> bool {
+        self.size >= self.raw_budget
+    }
+
+    /// Adds `r` (with, first, what its submission's history adds);
+    /// `held(dep)`: whether the peer already has change `dep`.
+    pub(crate) fn push(
+        &mut self,
+        reads: &(impl LogReads + AuthorityReads),
+        mut r: LogRow,
+        held: impl FnOnce(Hash) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let submission = r.submission_id().is_some();
+        if let Some(scope) = self.scope
+            && submission
+            && !r.first
+            && self.histories.insert(r.doc_id.clone())
+        {
+            for h in moved_in_history(reads, &r.doc_id, self.after, self.peer, scope, &self.seen)? {
+                self.add(h);
+            }
+        }
+        if submission
+            && !r.first
+            && let Some(dep) = first_dep(&r.bytes)
+        {
+            r.dep_known = self.seen.contains(&dep) || held(dep)?;
+        }
+        self.add(r);
+        Ok(())
+    }
+
+    fn add(&mut self, r: LogRow) {
+        self.seen.insert(r.hash);
+        self.size += r.bytes.len() + 40;
+        self.rows.push(r);
+    }
+}
+
+/// The changes of submission `doc_id` up to `after` that `peer` neither
+/// made nor sent here, if the submission ever had an FMP outside `scope`
+/// and was moved after `after` (then the peer may not have been served
+/// them); in log order, each marked `dep_known` when it follows one in
+/// `seen` or in the list. The same on either backend, over its reads.
+pub(crate) fn moved_in_history(
+    r: &(impl LogReads + AuthorityReads),
+    doc_id: &str,
+    after: i64,
+    peer: &str,
+    scope: &[String],
+    seen: &HashSet<Hash>,
+) -> Result<Vec<LogRow>, StoreError> {
+    let all = r.doc_changes(doc_id)?;
+    let missing: Vec<Hash> = all
+        .iter()
+        .filter(|c| c.seq <= after && c.author != peer && c.origin.as_deref() != Some(peer))
+        .map(|c| c.hash)
+        .filter(|h| !seen.contains(h))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Only a submission that had an FMP outside the scope, and was moved
+    // (its FMP written) after the cursor, may have been skipped before
+    // it: a peer lacking one of its changes behind the cursor was not
+    // served it while it was elsewhere, and it came into the scope by a
+    // later move.
+    let ever = super::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
+    let moved_since = all
+        .iter()
+        .filter(|c| c.seq > after)
+        .any(|c| !super::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
+    if !moved_since || ever.iter().all(|f| scope.contains(f)) {
+        return Ok(Vec::new());
+    }
+    let mut rows = r.changes_by_hash(&missing, None)?;
+    let mut known: HashSet<Hash> = seen.clone();
+    for r in &mut rows {
+        if !r.first {
+            r.dep_known = first_dep(&r.bytes).is_some_and(|d| known.contains(&d));
+        }
+        known.insert(r.hash);
+    }
+    Ok(rows)
 }
 
 impl LogWrites for SqlWriter<'_> {

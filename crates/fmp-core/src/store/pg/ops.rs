@@ -30,7 +30,7 @@ use crate::store::hub::{
     CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, UnusedCode, Upstream,
 };
 use crate::store::log::{
-    DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
+    Batch, DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
     seal_chunks,
 };
 use crate::store::ops::*;
@@ -149,43 +149,6 @@ impl PgReader<'_> {
 
     fn exists(&self, sql: &str, p: &[P<'_>]) -> Result<bool, StoreError> {
         get(&self.one(&format!("SELECT EXISTS({sql})"), p)?, 0)
-    }
-
-    fn moved_in_history(
-        &self,
-        doc_id: &str,
-        after: i64,
-        peer: &str,
-        scope: &[String],
-        seen: &HashSet<Hash>,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        let all = self.doc_changes(doc_id)?;
-        let missing: Vec<Hash> = all
-            .iter()
-            .filter(|c| c.seq <= after && c.author != peer && c.origin.as_deref() != Some(peer))
-            .map(|c| c.hash)
-            .filter(|h| !seen.contains(h))
-            .collect();
-        if missing.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ever = crate::store::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
-        let moved_since = all
-            .iter()
-            .filter(|c| c.seq > after)
-            .any(|c| !crate::store::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
-        if !moved_since || ever.iter().all(|f| scope.contains(f)) {
-            return Ok(Vec::new());
-        }
-        let mut rows = self.changes_by_hash(&missing, None)?;
-        let mut known: HashSet<Hash> = seen.clone();
-        for r in &mut rows {
-            if !r.first {
-                r.dep_known = first_dep(&r.bytes).is_some_and(|d| known.contains(&d));
-            }
-            known.insert(r.hash);
-        }
-        Ok(rows)
     }
 
     fn max_logged_epoch(&self, device: Uuid, received_only: bool) -> Result<u32, StoreError> {
@@ -459,10 +422,7 @@ impl LogReads for PgReader<'_> {
     ) -> Result<(Vec<LogRow>, bool), StoreError> {
         let peer = not_from.to_string();
         let scope_v: Option<Vec<String>> = scope.map(<[String]>::to_vec);
-        let mut histories: HashSet<String> = HashSet::new();
-        let mut out: Vec<LogRow> = Vec::new();
-        let mut seen: HashSet<Hash> = HashSet::new();
-        let mut size = 0usize;
+        let mut batch = Batch::new(after, &peer, scope, raw_budget);
         let mut cursor = after;
         // Read in pages (a client cannot hold a portal open while other
         // statements run on it): each page after the last row read.
@@ -500,35 +460,15 @@ impl LogReads for PgReader<'_> {
                     );
                 }
             }
-            for mut r in page {
-                if size >= raw_budget {
-                    return Ok((out, false));
+            for r in page {
+                if batch.full() {
+                    return Ok((batch.rows, false));
                 }
                 cursor = r.seq;
-                let submission = r.submission_id().is_some();
-                if let Some(scope) = scope
-                    && submission
-                    && !r.first
-                    && histories.insert(r.doc_id.clone())
-                {
-                    for h in self.moved_in_history(&r.doc_id, after, &peer, scope, &seen)? {
-                        seen.insert(h.hash);
-                        size += h.bytes.len() + 40;
-                        out.push(h);
-                    }
-                }
-                if submission
-                    && !r.first
-                    && let Some(dep) = first_dep(&r.bytes)
-                {
-                    r.dep_known = seen.contains(&dep) || held.get(&dep).copied().unwrap_or(false);
-                }
-                seen.insert(r.hash);
-                size += r.bytes.len() + 40;
-                out.push(r);
+                batch.push(self, r, |dep| Ok(held.get(&dep).copied().unwrap_or(false)))?;
             }
             if n < PAGE as usize {
-                return Ok((out, true));
+                return Ok((batch.rows, true));
             }
         }
     }
