@@ -4,9 +4,8 @@
 //! (`log.rs` here); writes run one at a time per database (ADR 0006), so
 //! a write sees every write committed before it, as on SQLite.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use automerge::AutoCommit;
 use chrono::{DateTime, Utc};
 use postgres::Row;
 use postgres::fallible_iterator::FallibleIterator;
