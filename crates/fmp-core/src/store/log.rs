@@ -491,34 +491,49 @@ impl LogReads for SqlReader<'_> {
             .conn
             .prepare_cached("SELECT 1 FROM pending WHERE hash = ?1")
             .map_err(&sql)?;
-        let mut out = Waiting::default();
-        for bytes in rows {
-            out.total += 1;
-            let Ok(change) = automerge::Change::try_from(bytes.as_slice()) else {
-                out.missing_dependency += 1;
+        waiting_of(
+            rows,
+            |d| in_changes.exists([d]).map_err(&sql),
+            |d| in_pending.exists([d]).map_err(&sql),
+        )
+    }
+}
+
+/// `waiting`'s tally on either backend: each held change (its bytes)
+/// counted by why it waits: a dependency neither `logged` nor `pending`
+/// (or bytes that do not read), one still pending, else its scope.
+pub(crate) fn waiting_of(
+    rows: impl IntoIterator<Item = Vec<u8>>,
+    mut logged: impl FnMut(Hash) -> Result<bool, StoreError>,
+    mut pending: impl FnMut(Hash) -> Result<bool, StoreError>,
+) -> Result<Waiting, StoreError> {
+    let mut out = Waiting::default();
+    for bytes in rows {
+        out.total += 1;
+        let Ok(change) = automerge::Change::try_from(bytes.as_slice()) else {
+            out.missing_dependency += 1;
+            continue;
+        };
+        let (mut missing, mut behind) = (false, false);
+        for d in change.deps() {
+            if logged(d.0)? {
                 continue;
-            };
-            let (mut missing, mut behind) = (false, false);
-            for d in change.deps() {
-                if in_changes.exists([d.0]).map_err(&sql)? {
-                    continue;
-                }
-                if in_pending.exists([d.0]).map_err(&sql)? {
-                    behind = true;
-                } else {
-                    missing = true;
-                }
             }
-            if missing {
-                out.missing_dependency += 1;
-            } else if behind {
-                out.behind_waiting += 1;
+            if pending(d.0)? {
+                behind = true;
             } else {
-                out.held_for_scope += 1;
+                missing = true;
             }
         }
-        Ok(out)
+        if missing {
+            out.missing_dependency += 1;
+        } else if behind {
+            out.behind_waiting += 1;
+        } else {
+            out.held_for_scope += 1;
+        }
     }
+    Ok(out)
 }
 /// `changes_after`'s answer as it grows, on either backend: each row in
 /// log order after the changes of its submission a scoped peer may have

@@ -645,35 +645,16 @@ impl LogReads for PgReader<'_> {
     }
 
     fn waiting(&self) -> Result<Waiting, StoreError> {
-        let rows = self.query("SELECT bytes FROM pending", &[])?;
-        let mut out = Waiting::default();
-        for r in rows {
-            let bytes: Vec<u8> = get(&r, 0)?;
-            out.total += 1;
-            let Ok(change) = automerge::Change::try_from(bytes.as_slice()) else {
-                out.missing_dependency += 1;
-                continue;
-            };
-            let (mut missing, mut behind) = (false, false);
-            for d in change.deps() {
-                if self.exists("SELECT 1 FROM changes WHERE hash = $1", &[&&d.0[..]])? {
-                    continue;
-                }
-                if self.exists("SELECT 1 FROM pending WHERE hash = $1", &[&&d.0[..]])? {
-                    behind = true;
-                } else {
-                    missing = true;
-                }
-            }
-            if missing {
-                out.missing_dependency += 1;
-            } else if behind {
-                out.behind_waiting += 1;
-            } else {
-                out.held_for_scope += 1;
-            }
-        }
-        Ok(out)
+        let rows = self
+            .query("SELECT bytes FROM pending", &[])?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<Vec<Vec<u8>>, StoreError>>()?;
+        crate::store::log::waiting_of(
+            rows,
+            |d| self.exists("SELECT 1 FROM changes WHERE hash = $1", &[&&d[..]]),
+            |d| self.exists("SELECT 1 FROM pending WHERE hash = $1", &[&&d[..]]),
+        )
     }
 }
 
