@@ -313,17 +313,7 @@ impl HubReads for SqlReader<'_> {
     }
 
     fn hq_identity(&self) -> Result<Option<Authority>, StoreError> {
-        if let Some(a) = self.pinned_authority()? {
-            return Ok(Some(a));
-        }
-        if self.upstream()?.is_some() {
-            return Ok(None);
-        }
-        let me = self.store.identity();
-        Ok(Some(Authority {
-            device_id: me.device_id,
-            public_key: me.public_key().to_vec(),
-        }))
+        crate::store::hub::hq_identity(self, self.store.identity())
     }
 
     fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError> {
@@ -534,4 +524,23 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.transaction(|w| w.add_enrollment_code(hash, fmps, may_enroll, expires_at))
     }
+}
+
+/// Whose signature this store accepts as HQ's, on either backend: the
+/// pinned authority; none when it has an upstream but nothing pinned
+/// yet; else itself (it is HQ).
+pub(crate) fn hq_identity(
+    r: &(impl AuthorityReads + HubReads),
+    me: &crate::store::Identity,
+) -> Result<Option<Authority>, StoreError> {
+    if let Some(a) = r.pinned_authority()? {
+        return Ok(Some(a));
+    }
+    if r.upstream()?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(Authority {
+        device_id: me.device_id,
+        public_key: me.public_key().to_vec(),
+    }))
 }

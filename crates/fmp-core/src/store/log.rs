@@ -234,54 +234,32 @@ impl LogReads for SqlReader<'_> {
         let mut rows = stmt
             .query(params![after, peer, scope_param(scope)])
             .map_err(&sql)?;
-        let mut histories: HashSet<String> = HashSet::new();
-        let mut out: Vec<LogRow> = Vec::new();
-        let mut seen: HashSet<Hash> = HashSet::new();
-        let mut size = 0usize;
+        let mut batch = Batch::new(after, &peer, scope, raw_budget);
         let mut dep_stmt = self
             .conn
             .prepare_cached("SELECT seq, origin, author FROM changes WHERE hash = ?1")
             .map_err(&sql)?;
         while let Some(r) = rows.next().map_err(&sql)? {
-            if size >= raw_budget {
-                return Ok((out, false));
+            if batch.full() {
+                return Ok((batch.rows, false));
             }
-            let mut r = log_row(r).map_err(&sql)?;
-            let submission = r.submission_id().is_some();
-            if let Some(scope) = scope
-                && submission
-                && !r.first
-                && histories.insert(r.doc_id.clone())
-            {
-                for h in self.moved_in_history(&r.doc_id, after, &peer, scope, &seen)? {
-                    seen.insert(h.hash);
-                    size += h.bytes.len() + 40;
-                    out.push(h);
-                }
-            }
-            if submission
-                && !r.first
-                && let Some(dep) = first_dep(&r.bytes)
-            {
-                r.dep_known = seen.contains(&dep)
-                    || dep_stmt
-                        .query_row([dep], |x| {
-                            let seq: i64 = x.get(0)?;
-                            let origin: Option<String> = x.get(1)?;
-                            let author: String = x.get(2)?;
-                            Ok(seq <= after
-                                || origin.as_deref() == Some(peer.as_str())
-                                || author == peer)
-                        })
-                        .optional()
-                        .map_err(&sql)?
-                        .unwrap_or(false);
-            }
-            seen.insert(r.hash);
-            size += r.bytes.len() + 40;
-            out.push(r);
+            let r = log_row(r).map_err(&sql)?;
+            batch.push(self, r, |dep| {
+                dep_stmt
+                    .query_row([dep], |x| {
+                        let seq: i64 = x.get(0)?;
+                        let origin: Option<String> = x.get(1)?;
+                        let author: String = x.get(2)?;
+                        Ok(seq <= after
+                            || origin.as_deref() == Some(peer.as_str())
+                            || author == peer)
+                    })
+                    .optional()
+                    .map_err(&sql)
+                    .map(|k| k.unwrap_or(false))
+            })?;
         }
-        Ok((out, true))
+        Ok((batch.rows, true))
     }
 
     fn changes_by_hash(
@@ -513,82 +491,172 @@ impl LogReads for SqlReader<'_> {
             .conn
             .prepare_cached("SELECT 1 FROM pending WHERE hash = ?1")
             .map_err(&sql)?;
-        let mut out = Waiting::default();
-        for bytes in rows {
-            out.total += 1;
-            let Ok(change) = automerge::Change::try_from(bytes.as_slice()) else {
-                out.missing_dependency += 1;
-                continue;
-            };
-            let (mut missing, mut behind) = (false, false);
-            for d in change.deps() {
-                if in_changes.exists([d.0]).map_err(&sql)? {
-                    continue;
-                }
-                if in_pending.exists([d.0]).map_err(&sql)? {
-                    behind = true;
-                } else {
-                    missing = true;
-                }
-            }
-            if missing {
-                out.missing_dependency += 1;
-            } else if behind {
-                out.behind_waiting += 1;
-            } else {
-                out.held_for_scope += 1;
-            }
-        }
-        Ok(out)
+        waiting_of(
+            rows,
+            |d| in_changes.exists([d]).map_err(&sql),
+            |d| in_pending.exists([d]).map_err(&sql),
+        )
     }
 }
-impl SqlReader<'_> {
-    /// The changes of submission `doc_id` up to `after` that `peer` neither
-    /// made nor sent here, if the submission ever had an FMP outside
-    /// `scope` and was moved after `after` (then the peer may not have been
-    /// served them); in log order, each marked `dep_known` when it follows
-    /// one in `seen` or in the list.
-    fn moved_in_history(
-        &self,
-        doc_id: &str,
-        after: i64,
-        peer: &str,
-        scope: &[String],
-        seen: &HashSet<Hash>,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        let all = self.doc_changes(doc_id)?;
-        let missing: Vec<Hash> = all
-            .iter()
-            .filter(|c| c.seq <= after && c.author != peer && c.origin.as_deref() != Some(peer))
-            .map(|c| c.hash)
-            .filter(|h| !seen.contains(h))
-            .collect();
-        if missing.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Only a submission that had an FMP outside the scope, and was moved
-        // (its FMP written) after the cursor, may have been skipped before
-        // it: a peer lacking one of its changes behind the cursor was not
-        // served it while it was elsewhere, and it came into the scope by a
-        // later move.
-        let ever = super::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
-        let moved_since = all
-            .iter()
-            .filter(|c| c.seq > after)
-            .any(|c| !super::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
-        if !moved_since || ever.iter().all(|f| scope.contains(f)) {
-            return Ok(Vec::new());
-        }
-        let mut rows = self.changes_by_hash(&missing, None)?;
-        let mut known: HashSet<Hash> = seen.clone();
-        for r in &mut rows {
-            if !r.first {
-                r.dep_known = first_dep(&r.bytes).is_some_and(|d| known.contains(&d));
+
+/// `waiting`'s tally on either backend: each held change (its bytes)
+/// counted by why it waits: a dependency neither `logged` nor `pending`
+/// (or bytes that do not read), one still pending, else its scope.
+pub(crate) fn waiting_of(
+    rows: impl IntoIterator<Item = Vec<u8>>,
+    mut logged: impl FnMut(Hash) -> Result<bool, StoreError>,
+    mut pending: impl FnMut(Hash) -> Result<bool, StoreError>,
+) -> Result<Waiting, StoreError> {
+    let mut out = Waiting::default();
+    for bytes in rows {
+        out.total += 1;
+        let Ok(change) = automerge::Change::try_from(bytes.as_slice()) else {
+            out.missing_dependency += 1;
+            continue;
+        };
+        let (mut missing, mut behind) = (false, false);
+        for d in change.deps() {
+            if logged(d.0)? {
+                continue;
             }
-            known.insert(r.hash);
+            if pending(d.0)? {
+                behind = true;
+            } else {
+                missing = true;
+            }
         }
-        Ok(rows)
+        if missing {
+            out.missing_dependency += 1;
+        } else if behind {
+            out.behind_waiting += 1;
+        } else {
+            out.held_for_scope += 1;
+        }
     }
+    Ok(out)
+}
+/// `changes_after`'s answer as it grows, on either backend: each row in
+/// log order after the changes of its submission a scoped peer may have
+/// missed ([`moved_in_history`]), marked `dep_known` when its first
+/// dependency is in the answer or, by the backend's `held`, already with
+/// the peer; until about `raw_budget` bytes.
+pub(crate) struct Batch<'a> {
+    after: i64,
+    peer: &'a str,
+    scope: Option<&'a [String]>,
+    raw_budget: usize,
+    histories: HashSet<String>,
+    seen: HashSet<Hash>,
+    size: usize,
+    /// The rows so far, in the order to send.
+    pub rows: Vec<LogRow>,
+}
+
+impl<'a> Batch<'a> {
+    /// An empty answer for `peer` after `after`, within `scope`.
+    pub(crate) fn new(
+        after: i64,
+        peer: &'a str,
+        scope: Option<&'a [String]>,
+        raw_budget: usize,
+    ) -> Self {
+        Batch {
+            after,
+            peer,
+            scope,
+            raw_budget,
+            histories: HashSet::new(),
+            seen: HashSet::new(),
+            size: 0,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Whether the byte budget is spent (no more rows are to be added).
+    pub(crate) fn full(&self) -> bool {
+        self.size >= self.raw_budget
+    }
+
+    /// Adds `r` (with, first, what its submission's history adds);
+    /// `held(dep)`: whether the peer already has change `dep`.
+    pub(crate) fn push(
+        &mut self,
+        reads: &(impl LogReads + AuthorityReads),
+        mut r: LogRow,
+        held: impl FnOnce(Hash) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let submission = r.submission_id().is_some();
+        if let Some(scope) = self.scope
+            && submission
+            && !r.first
+            && self.histories.insert(r.doc_id.clone())
+        {
+            for h in moved_in_history(reads, &r.doc_id, self.after, self.peer, scope, &self.seen)? {
+                self.add(h);
+            }
+        }
+        if submission
+            && !r.first
+            && let Some(dep) = first_dep(&r.bytes)
+        {
+            r.dep_known = self.seen.contains(&dep) || held(dep)?;
+        }
+        self.add(r);
+        Ok(())
+    }
+
+    fn add(&mut self, r: LogRow) {
+        self.seen.insert(r.hash);
+        self.size += r.bytes.len() + 40;
+        self.rows.push(r);
+    }
+}
+
+/// The changes of submission `doc_id` up to `after` that `peer` neither
+/// made nor sent here, if the submission ever had an FMP outside `scope`
+/// and was moved after `after` (then the peer may not have been served
+/// them); in log order, each marked `dep_known` when it follows one in
+/// `seen` or in the list. The same on either backend, over its reads.
+pub(crate) fn moved_in_history(
+    r: &(impl LogReads + AuthorityReads),
+    doc_id: &str,
+    after: i64,
+    peer: &str,
+    scope: &[String],
+    seen: &HashSet<Hash>,
+) -> Result<Vec<LogRow>, StoreError> {
+    let all = r.doc_changes(doc_id)?;
+    let missing: Vec<Hash> = all
+        .iter()
+        .filter(|c| c.seq <= after && c.author != peer && c.origin.as_deref() != Some(peer))
+        .map(|c| c.hash)
+        .filter(|h| !seen.contains(h))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Only a submission that had an FMP outside the scope, and was moved
+    // (its FMP written) after the cursor, may have been skipped before
+    // it: a peer lacking one of its changes behind the cursor was not
+    // served it while it was elsewhere, and it came into the scope by a
+    // later move.
+    let ever = super::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
+    let moved_since = all
+        .iter()
+        .filter(|c| c.seq > after)
+        .any(|c| !super::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
+    if !moved_since || ever.iter().all(|f| scope.contains(f)) {
+        return Ok(Vec::new());
+    }
+    let mut rows = r.changes_by_hash(&missing, None)?;
+    let mut known: HashSet<Hash> = seen.clone();
+    for r in &mut rows {
+        if !r.first {
+            r.dep_known = first_dep(&r.bytes).is_some_and(|d| known.contains(&d));
+        }
+        known.insert(r.hash);
+    }
+    Ok(rows)
 }
 
 impl LogWrites for SqlWriter<'_> {
@@ -638,35 +706,9 @@ impl LogWrites for SqlWriter<'_> {
                 .collect::<rusqlite::Result<_>>()
             })
             .map_err(&sql)?;
-        // (FMP or '' for reference documents, its chunks of (seq, hash)
-        // rows in log order, and the largest change of the last chunk)
-        type Group = (String, Vec<Vec<(i64, Hash)>>, usize);
-        let mut groups: Vec<Group> = Vec::new();
-        for (seq, hash, fmp, len) in rows {
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            let g = match groups.iter_mut().position(|(f, _, _)| *f == fmp) {
-                Some(i) => &mut groups[i],
-                None => {
-                    groups.push((fmp, vec![Vec::new()], 0));
-                    let last = groups.len() - 1;
-                    &mut groups[last]
-                }
-            };
-            let (_, chunks, largest) = g;
-            let open = chunks.last().map_or(0, Vec::len);
-            let fits = open < max.max(1)
-                && (open + 1).saturating_mul(HASH_BYTES) + len.max(*largest) <= budget;
-            if open > 0 && !fits {
-                chunks.push(Vec::new());
-                *largest = 0;
-            }
-            *largest = (*largest).max(len);
-            if let Some(c) = chunks.last_mut() {
-                c.push((seq, hash));
-            }
-        }
+        let chunks = seal_chunks(rows, max, budget);
         let mut made = 0;
-        for chunk in groups.iter().flat_map(|(_, g, _)| g.iter()) {
+        for chunk in &chunks {
             let bundle = sign(chunk.iter().map(|(_, h)| *h).collect());
             self.store_bundle(&bundle)?;
             let mut upd = self
@@ -788,6 +830,45 @@ fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
     )
+}
+
+/// `seal`'s grouping on either backend: unsealed changes `(seq, hash, FMP
+/// or '' for reference documents, length)` in log order, cut into the
+/// bundles to sign, one FMP per bundle, at most `max` changes and about
+/// `budget` bytes (hash list plus the largest change) each.
+pub(crate) fn seal_chunks(
+    rows: impl IntoIterator<Item = (i64, Hash, String, i64)>,
+    max: usize,
+    budget: usize,
+) -> Vec<Vec<(i64, Hash)>> {
+    // (FMP or '' for reference documents, its chunks of (seq, hash)
+    // rows in log order, and the largest change of the last chunk)
+    type Group = (String, Vec<Vec<(i64, Hash)>>, usize);
+    let mut groups: Vec<Group> = Vec::new();
+    for (seq, hash, fmp, len) in rows {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let g = match groups.iter_mut().position(|(f, _, _)| *f == fmp) {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push((fmp, vec![Vec::new()], 0));
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        let (_, chunks, largest) = g;
+        let open = chunks.last().map_or(0, Vec::len);
+        let fits = open < max.max(1)
+            && (open + 1).saturating_mul(HASH_BYTES) + len.max(*largest) <= budget;
+        if open > 0 && !fits {
+            chunks.push(Vec::new());
+            *largest = 0;
+        }
+        *largest = (*largest).max(len);
+        if let Some(c) = chunks.last_mut() {
+            c.push((seq, hash));
+        }
+    }
+    groups.into_iter().flat_map(|(_, g, _)| g).collect()
 }
 
 /// How [`save_document`] writes the document row.

@@ -5,6 +5,46 @@ use rusqlite::{Connection, params};
 
 use crate::model::StoredSubmission;
 
+/// The materialized columns of a submission that are computed from it
+/// rather than copied, the same on either backend.
+pub(crate) struct Derived {
+    /// The record's id, '' when it has none.
+    pub id: String,
+    /// When it was observed, RFC 3339 to the second.
+    pub observed: String,
+    /// The day observed, `YYYY-MM-DD`.
+    pub day: String,
+    /// The month observed, `YYYY-MM`.
+    pub month: String,
+    /// Individuals counted.
+    pub total: i64,
+    /// When it was reviewed, RFC 3339 to the second, if it was.
+    pub review_at: Option<String>,
+    /// Its conflicts, one more when its merged state is invalid.
+    pub conflicts: i64,
+}
+
+/// The [`Derived`] columns of `s`; `invalid` as for [`write_row_flagged`].
+pub(crate) fn derived(s: &StoredSubmission, invalid: bool) -> Derived {
+    let sub = &s.submission;
+    Derived {
+        id: sub.id.map(|u| u.to_string()).unwrap_or_default(),
+        observed: sub
+            .observed_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        day: sub.observed_at.format("%Y-%m-%d").to_string(),
+        month: sub.observed_at.format("%Y-%m").to_string(),
+        total: i64::try_from(sub.people.total()).unwrap_or(i64::MAX),
+        review_at: s
+            .review
+            .as_ref()
+            .map(|r| r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        conflicts: i64::try_from(s.conflicts.len())
+            .unwrap_or(i64::MAX)
+            .saturating_add(i64::from(invalid)),
+    }
+}
+
 /// Replaces the materialized row of one submission with its current state.
 pub fn write_row(conn: &Connection, s: &StoredSubmission, seq: i64) -> rusqlite::Result<()> {
     write_row_flagged(conn, s, seq, false)
@@ -21,13 +61,15 @@ pub fn write_row_flagged(
     invalid: bool,
 ) -> rusqlite::Result<()> {
     let sub = &s.submission;
-    let id = sub.id.map(|u| u.to_string()).unwrap_or_default();
-    let observed = sub
-        .observed_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let day = sub.observed_at.format("%Y-%m-%d").to_string();
-    let month = sub.observed_at.format("%Y-%m").to_string();
-    let total = i64::try_from(sub.people.total()).unwrap_or(i64::MAX);
+    let Derived {
+        id,
+        observed,
+        day,
+        month,
+        total,
+        review_at,
+        conflicts,
+    } = derived(s, invalid);
     conn.prepare_cached("DELETE FROM submission_nationalities WHERE submission_id = ?1")?
         .execute([&id])?;
     conn.prepare_cached(
@@ -71,11 +113,9 @@ pub fn write_row_flagged(
             s.review.as_ref().map(|r| r.status.as_str()),
             s.review.as_ref().map(|r| r.comment.as_str()),
             s.review.as_ref().map(|r| r.by.as_str()),
-            s.review.as_ref().map(|r| r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            review_at,
             s.deleted,
-            i64::try_from(s.conflicts.len())
-                .unwrap_or(i64::MAX)
-                .saturating_add(i64::from(invalid)),
+            conflicts,
         seq,
     ])?;
     let mut ins = conn.prepare_cached(

@@ -76,8 +76,6 @@ pub(crate) fn record_author(conn: &Connection, id: Uuid) -> rusqlite::Result<Opt
 /// else the built-in ones), as [`crate::store::Store::registry`] and
 /// [`crate::store::Store::forms`] hold them (see [`crate::refdoc`]).
 pub(crate) fn reference_in(conn: &Connection) -> rusqlite::Result<(Registry, Forms)> {
-    let mut registry = Registry::mali_default();
-    let mut forms = Forms::builtin();
     // By primary key (the registry's id, the forms' id prefix): no scan of
     // the submissions' documents at open.
     let mut stmt = conn.prepare_cached(concat!(
@@ -96,6 +94,17 @@ pub(crate) fn reference_in(conn: &Connection) -> rusqlite::Result<(Registry, For
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(reference_from(rows))
+}
+
+/// The registry and forms that reference documents `(kind, data)` put in
+/// force over the built-in ones, on either backend: one that does not load
+/// or read is passed over.
+pub(crate) fn reference_from(
+    rows: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> (Registry, Forms) {
+    let mut registry = Registry::mali_default();
+    let mut forms = Forms::builtin();
     for (kind, data) in rows {
         let Ok(d) = AutoCommit::load(&data) else {
             continue;
@@ -108,7 +117,7 @@ pub(crate) fn reference_in(conn: &Connection) -> rusqlite::Result<(Registry, For
             let _ = forms.insert(f);
         }
     }
-    Ok((registry, forms))
+    (registry, forms)
 }
 
 /// Checks a submission's current state by the rules every replica applies

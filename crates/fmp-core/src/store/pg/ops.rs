@@ -4,9 +4,8 @@
 //! (`log.rs` here); writes run one at a time per database (ADR 0006), so
 //! a write sees every write committed before it, as on SQLite.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use automerge::AutoCommit;
 use chrono::{DateTime, Utc};
 use postgres::Row;
 use postgres::fallible_iterator::FallibleIterator;
@@ -30,7 +29,8 @@ use crate::store::hub::{
     CodeRow, EnrolledDevice, QuarantineEntry, TrustRow, TrustVersion, UnusedCode, Upstream,
 };
 use crate::store::log::{
-    DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
+    Batch, DocStamp, Hash, LogRow, NewChange, PeerCursor, PendingChange, StoredBundle, Waiting,
+    seal_chunks,
 };
 use crate::store::ops::*;
 use crate::store::peers::PeerProgress;
@@ -148,43 +148,6 @@ impl PgReader<'_> {
 
     fn exists(&self, sql: &str, p: &[P<'_>]) -> Result<bool, StoreError> {
         get(&self.one(&format!("SELECT EXISTS({sql})"), p)?, 0)
-    }
-
-    fn moved_in_history(
-        &self,
-        doc_id: &str,
-        after: i64,
-        peer: &str,
-        scope: &[String],
-        seen: &HashSet<Hash>,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        let all = self.doc_changes(doc_id)?;
-        let missing: Vec<Hash> = all
-            .iter()
-            .filter(|c| c.seq <= after && c.author != peer && c.origin.as_deref() != Some(peer))
-            .map(|c| c.hash)
-            .filter(|h| !seen.contains(h))
-            .collect();
-        if missing.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ever = crate::store::authority::fmps_ever(all.iter().map(|c| c.bytes.as_slice()));
-        let moved_since = all
-            .iter()
-            .filter(|c| c.seq > after)
-            .any(|c| !crate::store::authority::fmps_ever([c.bytes.as_slice()]).is_empty());
-        if !moved_since || ever.iter().all(|f| scope.contains(f)) {
-            return Ok(Vec::new());
-        }
-        let mut rows = self.changes_by_hash(&missing, None)?;
-        let mut known: HashSet<Hash> = seen.clone();
-        for r in &mut rows {
-            if !r.first {
-                r.dep_known = first_dep(&r.bytes).is_some_and(|d| known.contains(&d));
-            }
-            known.insert(r.hash);
-        }
-        Ok(rows)
     }
 
     fn max_logged_epoch(&self, device: Uuid, received_only: bool) -> Result<u32, StoreError> {
@@ -351,21 +314,16 @@ impl PgWriter<'_> {
         invalid: bool,
     ) -> Result<(), StoreError> {
         let sub = &s.submission;
-        let id = sub.id.map(|u| u.to_string()).unwrap_or_default();
-        let observed = sub
-            .observed_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let day = sub.observed_at.format("%Y-%m-%d").to_string();
-        let month = sub.observed_at.format("%Y-%m").to_string();
-        let total = i64::try_from(sub.people.total()).unwrap_or(i64::MAX);
+        let crate::store::materialize::Derived {
+            id,
+            observed,
+            day,
+            month,
+            total,
+            review_at,
+            conflicts,
+        } = crate::store::materialize::derived(s, invalid);
         let n = |v: u32| i64::from(v);
-        let conflicts = i64::try_from(s.conflicts.len())
-            .unwrap_or(i64::MAX)
-            .saturating_add(i64::from(invalid));
-        let review_at = s
-            .review
-            .as_ref()
-            .map(|r| r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         self.exec(
             "DELETE FROM submission_nationalities WHERE submission_id = $1",
             &[&id],
@@ -463,10 +421,7 @@ impl LogReads for PgReader<'_> {
     ) -> Result<(Vec<LogRow>, bool), StoreError> {
         let peer = not_from.to_string();
         let scope_v: Option<Vec<String>> = scope.map(<[String]>::to_vec);
-        let mut histories: HashSet<String> = HashSet::new();
-        let mut out: Vec<LogRow> = Vec::new();
-        let mut seen: HashSet<Hash> = HashSet::new();
-        let mut size = 0usize;
+        let mut batch = Batch::new(after, &peer, scope, raw_budget);
         let mut cursor = after;
         // Read in pages (a client cannot hold a portal open while other
         // statements run on it): each page after the last row read.
@@ -504,35 +459,15 @@ impl LogReads for PgReader<'_> {
                     );
                 }
             }
-            for mut r in page {
-                if size >= raw_budget {
-                    return Ok((out, false));
+            for r in page {
+                if batch.full() {
+                    return Ok((batch.rows, false));
                 }
                 cursor = r.seq;
-                let submission = r.submission_id().is_some();
-                if let Some(scope) = scope
-                    && submission
-                    && !r.first
-                    && histories.insert(r.doc_id.clone())
-                {
-                    for h in self.moved_in_history(&r.doc_id, after, &peer, scope, &seen)? {
-                        seen.insert(h.hash);
-                        size += h.bytes.len() + 40;
-                        out.push(h);
-                    }
-                }
-                if submission
-                    && !r.first
-                    && let Some(dep) = first_dep(&r.bytes)
-                {
-                    r.dep_known = seen.contains(&dep) || held.get(&dep).copied().unwrap_or(false);
-                }
-                seen.insert(r.hash);
-                size += r.bytes.len() + 40;
-                out.push(r);
+                batch.push(self, r, |dep| Ok(held.get(&dep).copied().unwrap_or(false)))?;
             }
             if n < PAGE as usize {
-                return Ok((out, true));
+                return Ok((batch.rows, true));
             }
         }
     }
@@ -710,40 +645,18 @@ impl LogReads for PgReader<'_> {
     }
 
     fn waiting(&self) -> Result<Waiting, StoreError> {
-        let rows = self.query("SELECT bytes FROM pending", &[])?;
-        let mut out = Waiting::default();
-        for r in rows {
-            let bytes: Vec<u8> = get(&r, 0)?;
-            out.total += 1;
-            let Ok(change) = automerge::Change::try_from(bytes.as_slice()) else {
-                out.missing_dependency += 1;
-                continue;
-            };
-            let (mut missing, mut behind) = (false, false);
-            for d in change.deps() {
-                if self.exists("SELECT 1 FROM changes WHERE hash = $1", &[&&d.0[..]])? {
-                    continue;
-                }
-                if self.exists("SELECT 1 FROM pending WHERE hash = $1", &[&&d.0[..]])? {
-                    behind = true;
-                } else {
-                    missing = true;
-                }
-            }
-            if missing {
-                out.missing_dependency += 1;
-            } else if behind {
-                out.behind_waiting += 1;
-            } else {
-                out.held_for_scope += 1;
-            }
-        }
-        Ok(out)
+        let rows = self
+            .query("SELECT bytes FROM pending", &[])?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<Vec<Vec<u8>>, StoreError>>()?;
+        crate::store::log::waiting_of(
+            rows,
+            |d| self.exists("SELECT 1 FROM changes WHERE hash = $1", &[&&d[..]]),
+            |d| self.exists("SELECT 1 FROM pending WHERE hash = $1", &[&&d[..]]),
+        )
     }
 }
-
-/// What a change's hash costs in a bundle's list, in bytes.
-const HASH_BYTES: usize = 32;
 
 impl LogWrites for PgWriter<'_> {
     fn put_certificate(&self, device: Uuid, cert: &[u8]) -> Result<(), StoreError> {
@@ -781,36 +694,13 @@ impl LogWrites for PgWriter<'_> {
              WHERE c.bundle IS NULL AND c.author = $1 ORDER BY c.seq",
             &[&self.store.identity.device_id.to_string()],
         )?;
-        type Group = (String, Vec<Vec<(i64, Hash)>>, usize);
-        let mut groups: Vec<Group> = Vec::new();
-        for r in rows {
-            let (seq, h, fmp, len): (i64, Vec<u8>, String, i64) =
-                (get(&r, 0)?, get(&r, 1)?, get(&r, 2)?, get(&r, 3)?);
-            let h = hash(h)?;
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            let g = match groups.iter_mut().position(|(f, _, _)| *f == fmp) {
-                Some(i) => &mut groups[i],
-                None => {
-                    groups.push((fmp, vec![Vec::new()], 0));
-                    let last = groups.len() - 1;
-                    &mut groups[last]
-                }
-            };
-            let (_, chunks, largest) = g;
-            let open = chunks.last().map_or(0, Vec::len);
-            let fits = open < max.max(1)
-                && (open + 1).saturating_mul(HASH_BYTES) + len.max(*largest) <= budget;
-            if open > 0 && !fits {
-                chunks.push(Vec::new());
-                *largest = 0;
-            }
-            *largest = (*largest).max(len);
-            if let Some(c) = chunks.last_mut() {
-                c.push((seq, h));
-            }
-        }
+        let rows = rows
+            .iter()
+            .map(|r| Ok((get(r, 0)?, hash(get(r, 1)?)?, get(r, 2)?, get(r, 3)?)))
+            .collect::<Result<Vec<(i64, Hash, String, i64)>, StoreError>>()?;
+        let chunks = seal_chunks(rows, max, budget);
         let mut made = 0;
-        for chunk in groups.iter().flat_map(|(_, g, _)| g.iter()) {
+        for chunk in &chunks {
             let bundle = sign(chunk.iter().map(|(_, h)| *h).collect());
             self.store_bundle(&bundle)?;
             let seqs: Vec<i64> = chunk.iter().map(|(s, _)| *s).collect();
@@ -1174,8 +1064,6 @@ impl RoleReads for PgReader<'_> {
     }
 
     fn reference(&self) -> Result<(Registry, Forms), StoreError> {
-        let mut registry = Registry::mali_default();
-        let mut forms = Forms::builtin();
         let rows = self.query(
             &format!(
                 "SELECT d.kind, {DOC_DATA} FROM documents d WHERE (d.id = $1 AND d.kind = $2)
@@ -1187,20 +1075,11 @@ impl RoleReads for PgReader<'_> {
                 &refdoc::FORM_KIND,
             ],
         )?;
-        for r in rows {
-            let (kind, data): (String, Vec<u8>) = (get(&r, 0)?, get(&r, 1)?);
-            let Ok(d) = AutoCommit::load(&data) else {
-                continue;
-            };
-            if kind == refdoc::REGISTRY_KIND {
-                if let Ok(r) = refdoc::read_registry(&d) {
-                    registry = r;
-                }
-            } else if let Ok(f) = refdoc::read_form(&d) {
-                let _ = forms.insert(f);
-            }
-        }
-        Ok((registry, forms))
+        let rows = rows
+            .iter()
+            .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+            .collect::<Result<Vec<(String, Vec<u8>)>, StoreError>>()?;
+        Ok(crate::store::roles::reference_from(rows))
     }
 
     fn flagged(&self) -> Result<i64, StoreError> {
@@ -1521,17 +1400,7 @@ impl HubReads for PgReader<'_> {
     }
 
     fn hq_identity(&self) -> Result<Option<Authority>, StoreError> {
-        if let Some(a) = self.pinned_authority()? {
-            return Ok(Some(a));
-        }
-        if self.upstream()?.is_some() {
-            return Ok(None);
-        }
-        let me = self.store.identity();
-        Ok(Some(Authority {
-            device_id: me.device_id,
-            public_key: me.public_key().to_vec(),
-        }))
+        crate::store::hub::hq_identity(self, self.store.identity())
     }
 
     fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError> {
