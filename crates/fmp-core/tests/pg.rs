@@ -581,7 +581,10 @@ mod store {
         });
         // 16 in the pool, plus the snapshots taken inside writes (each by
         // the one writer holding the lock at a time, so one at a time).
-        assert!(most <= 17, "connections open at once: {most}");
+        // The server lists a closed client's backend a moment longer (the
+        // extra one closes as the next writer opens its own), so a loaded
+        // machine may count a few more; 40 threads with no bound open ~40.
+        assert!(most <= 20, "connections open at once: {most}");
         assert!(most >= 2, "{most}");
         let keys = store
             .snapshot(|r| {
