@@ -343,12 +343,18 @@ fn http(
 
 fn base(url: &str) -> Result<String, HubError> {
     let u = url.trim().trim_end_matches('/');
-    if !(u.starts_with("http://") || u.starts_with("https://")) {
-        return Err(HubError::Usage(format!(
-            "{url} is not a hub address; use http://HOST:PORT or https://HOST:PORT"
-        )));
+    // The scheme is case-insensitive (`HTTPS://` is `https://`): written
+    // in lower case here, so every later check of it sees one spelling.
+    for scheme in ["http://", "https://"] {
+        if let Some(head) = u.get(..scheme.len())
+            && head.eq_ignore_ascii_case(scheme)
+        {
+            return Ok(format!("{scheme}{}", &u[scheme.len()..]));
+        }
     }
-    Ok(u.to_string())
+    Err(HubError::Usage(format!(
+        "{url} is not a hub address; use http://HOST:PORT or https://HOST:PORT"
+    )))
 }
 
 enum SendError {

@@ -131,11 +131,33 @@ fn a_store_that_pinned_a_certificate_sends_nothing_to_a_plain_http_address() {
         fake.accept().is_err(),
         "the pinned store connected to a plain-HTTP address"
     );
+    // The scheme in capitals is the same scheme, refused the same way.
+    let shouted = fake_url.replacen("http://", "HTTP://", 1);
+    let err = client::sync(
+        &phone,
+        SyncOptions {
+            url: Some(shouted),
+            ..SyncOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, HubError::PlainHttpPinned { .. }), "{err}");
+    assert!(fake.accept().is_err(), "HTTP:// connected in clear text");
     // Nor can a join in clear text replace the pin.
     let err = client::join(&phone, &fake_url, "ABCDE-23456").unwrap_err();
     assert!(matches!(err, HubError::PlainHttpPinned { .. }), "{err}");
     assert!(fake.accept().is_err(), "the join connected in clear text");
 
+    // `HTTPS://` in capitals is the pinned hub's address as well.
+    let loud = srv.url().replacen("https://", "HTTPS://", 1);
+    client::sync(
+        &phone,
+        SyncOptions {
+            url: Some(loud),
+            ..SyncOptions::default()
+        },
+    )
+    .expect("HTTPS:// reaches the pinned hub");
     // The real hub restarted without TLS, at its address: nothing sent.
     let url = srv.url();
     srv.shutdown().unwrap();
@@ -154,7 +176,7 @@ fn a_store_that_pinned_a_certificate_sends_nothing_to_a_plain_http_address() {
         .unwrap()
         .list(&Filter::default())
         .unwrap();
-    assert!(held.is_empty(), "the hub received {} records", held.len());
+    assert_eq!(held.len(), 1, "only what went over TLS, as HTTPS://");
 }
 
 #[test]
