@@ -349,18 +349,20 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Refuses a key file that is not the key this store recorded at init.
-/// A database without its `meta` table yet (made by a newer `init` that
-/// failed half-way) has nothing to compare with.
-fn check_key(conn: &Connection, dir: &Path) -> Result<(), StoreError> {
+/// Loads the device key, refused if it is not the key this store recorded
+/// at init (its id and name are filled in by the caller). A database
+/// without its `meta` table yet (made by a newer `init` that failed
+/// half-way) has nothing to compare with.
+fn load_key(conn: &Connection, dir: &Path) -> Result<Identity, StoreError> {
+    let identity = Identity::load(dir, Uuid::nil(), String::new())?;
     let Ok(expected) = conn.query_row("SELECT value FROM meta WHERE key = 'public_key'", [], |r| {
         r.get::<_, String>(0)
     }) else {
-        return Ok(());
+        return Ok(identity);
     };
-    let found = hex::encode(Identity::load(dir, Uuid::nil(), String::new())?.public_key());
+    let found = hex::encode(identity.public_key());
     if expected.eq_ignore_ascii_case(&found) {
-        Ok(())
+        Ok(identity)
     } else {
         Err(StoreError::KeyMismatch {
             path: dir.join(identity::KEY_FILE),
@@ -503,7 +505,7 @@ impl Store {
         // The key must be the one this store was created with (another
         // device's key would sign what every peer refuses): checked before
         // anything is written, a schema upgrade included.
-        check_key(&conn, dir)?;
+        let mut identity = load_key(&conn, dir)?;
         schema::migrate(&mut conn, dir)?;
         let meta = |k: &str| -> Result<String, StoreError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
@@ -513,7 +515,8 @@ impl Store {
         };
         let device_id = Uuid::parse_str(&meta("device_id")?)
             .map_err(|e| StoreError::Crypto(format!("bad device id in store: {e}")))?;
-        let identity = Identity::load(dir, device_id, meta("name")?)?;
+        identity.device_id = device_id;
+        identity.name = meta("name")?;
         // A database file other than the one last recorded: the store was
         // put back from a copy (a restore). It takes a fresh actor epoch
         // before any write. Best effort: a store that cannot be written
